@@ -18,6 +18,7 @@ import docker
 import pytest
 import requests
 import yaml
+
 from engine_testkit import Fleet, ImageMissingError, brain, sweep
 from engine_testkit.fleet import BASELINE_VERSION as BASELINE
 from engine_testkit.fleet import (

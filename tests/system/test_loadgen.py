@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import docker
 import pytest
+
 from engine_testkit import Fleet, LoadGenerator, brain, sweep
 from engine_testkit.fleet import BASELINE_VERSION as BASELINE
 from engine_testkit.fleet import TEST_BASE_PORT, Engine, unique_name
