@@ -110,7 +110,7 @@ def test_sigterm_finishes_in_flight_turns_refuses_new_ones_and_loses_no_ack(eng_
         for t in in_flight:
             t.join(30)
             assert not t.is_alive() and t.exc is None, (t.message, t.exc)
-            assert [n for n, _ in t.events][-1] == "done", (t.message, t.events)
+            assert [n for n, _data in t.events][-1] == "done", (t.message, t.events)
             done = t.event("done") or {}
             assert done["status"] == "completed" and done["answer"] == expected_answer(t.message)
         stopper.join(40)

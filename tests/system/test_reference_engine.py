@@ -86,7 +86,7 @@ class Turn:
     latency: float = 0.0  # seconds from the request to the end of the stream
 
     def names(self) -> list[str]:
-        return [name for name, _ in self.events]
+        return [name for name, _data in self.events]
 
     def first(self, name: str) -> dict[str, Any] | None:
         return next((data for n, data in self.events if n == name), None)
@@ -371,8 +371,8 @@ def test_a_turn_really_writes_its_rows(engines: Engines) -> None:
     assert steps == [("plan",), ("tool_call",), ("respond",)]
     wm = query(path, "SELECT slot, value, raw_payload FROM working_memory_log WHERE task_id = ? ORDER BY slot",
                (first.task_id,))
-    assert [(s, v) for s, v, _ in wm] == [("answer", "42"), ("user_message", "what is 6 * 7")]
-    assert all(json.loads(raw)["conversation_id"] == conversation for _, _, raw in wm)
+    assert [(s, v) for s, v, _raw in wm] == [("answer", "42"), ("user_message", "what is 6 * 7")]
+    assert all(json.loads(raw)["conversation_id"] == conversation for _step, _value, raw in wm)
     episodes = query(path, "SELECT e.kind, length(v.embedding), v.dim FROM episodes e"
                      " JOIN episodes_vec v USING (episode_id) WHERE e.task_id IN (?, ?) ORDER BY e.kind", ids)
     assert episodes == [("arithmetic", 64, 16), ("echo", 64, 16)]
@@ -452,8 +452,8 @@ def check_import(source: dict[str, Any], before: dict[str, Any], after: dict[str
     for table, rows in source["tables"].items():
         keys = MEMORY_KEYS[table]
         taken = [keyed(before["tables"].get(table, []), k) for k in keys]
-        new = [r for r in rows if all(tuple(json.dumps(r.get(c)) for c in k) not in t for k, t in zip(keys, taken,
-                                                                                                    strict=True))]
+        pairs = list(zip(keys, taken, strict=True))
+        new = [r for r in rows if all(tuple(json.dumps(r.get(c)) for c in k) not in t for k, t in pairs)]
         assert result["imported"][table] == len(new), table
         now = keyed(after["tables"][table], keys[0])
         for row in new:
