@@ -1,0 +1,412 @@
+#!/usr/bin/python
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: brain_snapshot
+short_description: Take, prune, remove and restore consistent snapshots of an Engine's brain
+version_added: 0.1.0
+description:
+  - V(present) takes a consistent snapshot of the brain, even while the Engine keeps writing, with SQLite's online
+    backup API (never a plain copy of a live database), in one step, to a temporary file that is verified, fsynced,
+    and renamed into O(dest). A manifest beside it (C(<name>.json)) binds the data to the code that wrote it,
+    with its size, sha256, page size, journal mode, the applied migrations, the Engine's image and version,
+    O(reason) and C(retain_until). Free space is checked before copying; a failed snapshot leaves no partial file.
+  - O(name) makes it idempotent, an existing snapshot of that name that matches its checksum is not retaken.
+  - Retention (O(keep_last), O(keep_days)) runs after a successful snapshot, or alone with V(pruned). It never
+    prunes a snapshot whose C(retain_until) is in the future, nor touches files without a valid manifest.
+  - V(absent) removes the snapshot O(name).
+  - V(restored) puts the snapshot O(snapshot) back as the brain. It refuses while the Engine's container is
+    running or any process holds the brain open, checks the snapshot's sha256 and integrity first, saves the
+    current brain as a snapshot of its own (it is never destroyed; a brain that cannot be read is kept as a byte
+    copy), then replaces the brain atomically (temporary file, fsync, rename), removes stale C(-wal) and C(-shm)
+    files, and keeps the brain's owner, mode and journal mode.
+  - Files are mode C(0600), O(dest) is mode C(0700).
+author:
+  - September Engine maintainers (@september-engine)
+options:
+  state:
+    description:
+      - V(present) takes the snapshot O(name) (then applies retention), V(absent) removes it, V(pruned) only
+        applies retention, V(restored) restores O(snapshot) over the brain.
+      - V(present) and V(restored) need the brain's location (O(container), O(volume) or O(path)).
+    type: str
+    choices: [present, absent, pruned, restored]
+    default: present
+  dest:
+    description: Folder on the Docker host for this Engine's snapshots (one per Engine); created C(0700) if missing.
+    type: path
+    required: true
+  name:
+    description:
+      - Name of the snapshot (files C(<name>.sqlite) and C(<name>.json)); letters, digits, C(.), C(_) and C(-).
+      - With V(present), defaults to C(brain-<UTC time as YYYYmmddTHHMMSSZ>); give a fixed name to make the task
+        idempotent. Required with V(absent).
+      - With V(restored), names the snapshot that keeps the replaced brain (default
+        C(brain-<UTC time>-pre-restore)).
+    type: str
+  reason:
+    description: Why the snapshot is taken (for example C(pre-upgrade 2.3.0 -> 2.4.0)); kept in the manifest.
+    type: str
+  verify:
+    description:
+      - How the copy is checked before it is kept, V(quick) with C(PRAGMA quick_check), V(full) with C(PRAGMA
+        integrity_check) (slower, also checks indexes), V(none) not at all. A brain that fails is corrupt (the task
+        fails, nothing is kept).
+    type: str
+    choices: [quick, full, none]
+    default: quick
+  retain_days:
+    description:
+      - Keep the new snapshot at least this many days (sets C(retain_until) in its manifest); retention and
+        V(absent) without O(force) never remove it before then. Destructive migrations call for 7 or more.
+    type: int
+  keep_last:
+    description: Retention, keep the newest O(keep_last) snapshots in O(dest).
+    type: int
+  keep_days:
+    description:
+      - Retention, keep every snapshot younger than O(keep_days) days.
+      - With both O(keep_last) and O(keep_days), a snapshot is kept if either keeps it.
+    type: int
+  snapshot:
+    description:
+      - With V(restored), the snapshot to restore, a name in O(dest), or the path of its C(.sqlite) file (its
+        manifest must be beside it).
+    type: str
+  previous_brain_retain_days:
+    description: With V(restored), keep the saved replaced brain at least this many days.
+    type: int
+    default: 30
+  force:
+    description: With V(absent), remove the snapshot even though its C(retain_until) is in the future.
+    type: bool
+    default: false
+  min_free_bytes:
+    description: Free space to leave on the file system after writing; checked before anything is written.
+    type: int
+    default: 67108864
+extends_documentation_fragment:
+  - september.engine._attributes
+  - september.engine._docker
+  - september.engine._brain
+  - september.engine._brain.MIGRATIONS
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reads the brain and O(dest) and reports what would be taken, pruned, saved and restored; writes nothing.
+  diff_mode:
+    support: full
+    details:
+      - The snapshot names in O(dest) before and after; for V(restored), the brain's sha256 and applied migrations.
+  idempotent:
+    support: partial
+    details:
+      - Only with a fixed O(name) for V(present); V(restored) does nothing when the brain already holds the snapshot.
+notes:
+  - A raw copy (a replaced brain that could not be read as a database) keeps its C(-wal) as C(<name>.sqlite-wal);
+    copy both before opening them with SQLite.
+seealso:
+  - module: september.engine.brain_snapshot_info
+"""
+
+EXAMPLES = r"""
+- name: Snapshot the brain before an upgrade and keep it a week
+  september.engine.brain_snapshot:
+    container: sept-u001
+    dest: /var/backups/engine/sept-u001
+    name: pre-upgrade-2.4.0
+    reason: pre-upgrade 2.3.0 -> 2.4.0
+    retain_days: 7
+    keep_last: 5
+  register: engine_snapshot
+
+- name: Nightly snapshot of a volume, full integrity check, keep two weeks
+  september.engine.brain_snapshot:
+    volume: engine-data-sept-u002
+    dest: /var/backups/engine/sept-u002
+    verify: full
+    keep_days: 14
+
+- name: Restore the pre-upgrade snapshot (the Engine's container is stopped)
+  september.engine.brain_snapshot:
+    container: sept-u001
+    dest: /var/backups/engine/sept-u001
+    state: restored
+    snapshot: "{{ engine_snapshot.snapshot.name }}"
+  register: engine_restore
+
+- name: Remove an old snapshot, even though it is retained
+  september.engine.brain_snapshot:
+    dest: /var/backups/engine/sept-u001
+    state: absent
+    name: pre-upgrade-2.3.1
+    force: true
+"""
+
+RETURN = r"""
+snapshot:
+  description:
+    - The snapshot taken or found (V(present)), removed (V(absent)) or restored (V(restored)), else null.
+    - In check mode, what would be taken (C(sha256) and C(manifest) null, C(size) an estimate).
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Snapshot name.
+      type: str
+      returned: success
+      sample: pre-upgrade-2.4.0
+    path:
+      description: The snapshot's database file.
+      type: str
+      returned: success
+      sample: /var/backups/engine/sept-u001/pre-upgrade-2.4.0.sqlite
+    manifest_path:
+      description: The snapshot's manifest file.
+      type: str
+      returned: success
+      sample: /var/backups/engine/sept-u001/pre-upgrade-2.4.0.json
+    sha256:
+      description: SHA-256 of the database file.
+      type: str
+      returned: success
+      sample: 9f2c4e0d5b6a7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f
+    size:
+      description: Size of the database file in bytes.
+      type: int
+      returned: success
+      sample: 1536000
+    created_at:
+      description: When the backup began (ISO 8601, UTC); the snapshot holds everything committed before.
+      type: str
+      returned: success
+      sample: "2026-03-01T02:00:00Z"
+    retain_until:
+      description: Kept at least until then (ISO 8601, UTC), or null.
+      type: str
+      returned: success
+      sample: "2026-03-08T02:00:00Z"
+    reason:
+      description: Why it was taken.
+      type: str
+      returned: success
+      sample: pre-upgrade 2.3.0 -> 2.4.0
+    raw_copy:
+      description: A byte copy of a brain that could not be read as a database (a replaced brain only).
+      type: bool
+      returned: success
+      sample: false
+    manifest:
+      description:
+        - The manifest (format C(september.engine.snapshot/v1)), the keys above plus C(backup_started_at),
+          C(backup_finished_at), C(page_size), C(page_count), C(journal_mode) (the brain's), C(applied_migrations),
+          C(engine) (C(container), C(image), C(image_id), C(version); or null), C(source) (where the brain was),
+          C(verify) (C(mode), C(result)) and C(collection_version).
+      type: dict
+      returned: success
+      sample: {"format": "september.engine.snapshot/v1", "applied_migrations": ["0001", "0002"], "journal_mode": "wal"}
+pruned:
+  description: Names of the snapshots removed (or, in check mode, that would be removed) by retention.
+  returned: always
+  type: list
+  elements: str
+  sample: [brain-20260201T020000Z]
+previous_brain:
+  description: Where the replaced brain was kept (a snapshot in O(dest)); null when nothing was replaced.
+  returned: when state is restored
+  type: dict
+  contains:
+    name:
+      description: Snapshot name of the replaced brain.
+      type: str
+      returned: success
+      sample: brain-20260301T031500Z-pre-restore
+    path:
+      description: Its database file.
+      type: str
+      returned: success
+      sample: /var/backups/engine/sept-u001/brain-20260301T031500Z-pre-restore.sqlite
+    sha256:
+      description: SHA-256 of that file (null in check mode).
+      type: str
+      returned: success
+      sample: 0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9
+    raw_copy:
+      description: True when the replaced brain could not be read as a database and was copied byte for byte.
+      type: bool
+      returned: success
+      sample: false
+    retain_until:
+      description: Kept at least until then (O(previous_brain_retain_days)).
+      type: str
+      returned: success
+      sample: "2026-03-31T03:15:00Z"
+actions:
+  description: The steps performed (or, in check mode, planned), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["snapshot /var/lib/docker/volumes/engine-data-sept-u001/_data/brain.sqlite to /var/backups/x.sqlite"]
+"""
+
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.september.engine.plugins.module_utils._brain import (
+    BRAIN_MUTUALLY_EXCLUSIVE,
+    LOCATION_OPTIONS,
+    brain_argument_spec,
+    locate_brain,
+    migrations_argument_spec,
+)
+from ansible_collections.september.engine.plugins.module_utils._docker import (
+    check_docker_sdk,
+    docker_argument_spec,
+    docker_client,
+)
+from ansible_collections.september.engine.plugins.module_utils._errors import (
+    EngineModuleError,
+    OptionsError,
+)
+from ansible_collections.september.engine.plugins.module_utils._snapshot import (
+    SnapshotStore,
+    brain_state,
+    busy_reasons,
+    check_name,
+    default_name,
+    diff_after,
+    engine_info,
+    find_snapshot,
+    restore_brain,
+    utc_now,
+    verify_for_restore,
+)
+
+NUMBERS = ("retain_days", "keep_last", "keep_days", "previous_brain_retain_days", "min_free_bytes")
+
+
+class BrainSnapshot:
+    """One state of one Engine's snapshot folder: plans in check mode, acts otherwise."""
+
+    def __init__(self, module: AnsibleModule):
+        self.module = module
+        self.params = module.params
+        self.check_mode = module.check_mode
+        self.store = SnapshotStore(self.params["dest"])
+        self.actions: list[str] = []
+        self.warnings: list[str] = []
+        self.result = dict(changed=False, snapshot=None, pruned=[], actions=self.actions)
+        self.client = self.location = None
+        for option in NUMBERS:
+            if (self.params[option] or 0) < 0:
+                raise OptionsError(f"{option} must be 0 or more (got {self.params[option]}).")
+
+    def _locate(self) -> None:  # present and restored: the brain, and the Engine behind it
+        check_docker_sdk(self.module)
+        self.client = docker_client(self.params)
+        self.location = locate_brain(self.params, self.client)
+
+    def _fields(self, reason: str | None) -> dict:
+        return dict(reason=reason, engine=engine_info(self.client, self.location), source=self.location.as_dict())
+
+    def present(self) -> None:
+        p = self.params
+        name = check_name(p["name"] or default_name(utc_now()))
+        existing = self.store.existing(name)
+        if existing is not None:
+            self.store.ensure_dest(self.check_mode, self.actions)
+        self.result["snapshot"] = existing or self.store.take(
+            self.location.path, name, verify=p["verify"], fields=self._fields(p["reason"]), migrations=p,
+            min_free_bytes=p["min_free_bytes"], warnings=self.warnings, actions=self.actions,
+            check_mode=self.check_mode, retain_days=p["retain_days"],
+        )
+        self.pruned(protect=[name])
+
+    def pruned(self, protect=()) -> None:
+        p = self.params
+        if p["keep_last"] is not None or p["keep_days"] is not None:
+            self.result["pruned"] = self.store.prune(
+                p["keep_last"], p["keep_days"], protect=protect, taken=self.result["snapshot"],
+                check_mode=self.check_mode, actions=self.actions,
+            )
+
+    def absent(self) -> None:
+        p = self.params
+        self.result["snapshot"] = self.store.remove(check_name(p["name"]), p["force"], self.check_mode, self.actions)
+
+    def restored(self) -> None:
+        entry = find_snapshot(self.store, self.params["snapshot"])
+        verify_for_restore(entry)
+        self.result["snapshot"] = entry
+        p = self.params
+        self.result["previous_brain"] = restore_brain(
+            self.store, self.location, entry, busy=busy_reasons(self.client, self.location),
+            name=p["name"] and check_name(p["name"]), reason=p["reason"], retain_days=p["previous_brain_retain_days"],
+            fields=self._fields(None), options=p, check_mode=self.check_mode, actions=self.actions,
+            warnings=self.warnings,
+        )
+
+    def diff_state(self) -> dict:
+        state = dict(snapshots=self.store.names())
+        if self.params["state"] == "restored":
+            state["brain"] = brain_state(self.location.path, self.params)
+        return state
+
+    def run(self) -> dict:
+        state = self.params["state"]
+        if state in ("present", "restored"):
+            self._locate()
+        before = self.diff_state() if self.module._diff else None
+        getattr(self, state)()
+        self.result["changed"] = bool(self.actions)
+        for warning in self.warnings:
+            self.module.warn(warning)
+        if before is not None:
+            self.result["diff"] = dict(before=before, after=diff_after(self.params["state"], before, self.result))
+        return self.result
+
+
+def main() -> None:
+    argument_spec = dict(
+        state=dict(type="str", default="present", choices=["present", "absent", "pruned", "restored"]),
+        dest=dict(type="path", required=True),
+        name=dict(type="str"),
+        reason=dict(type="str"),
+        verify=dict(type="str", default="quick", choices=["quick", "full", "none"]),
+        retain_days=dict(type="int"),
+        keep_last=dict(type="int"),
+        keep_days=dict(type="int"),
+        snapshot=dict(type="str"),
+        previous_brain_retain_days=dict(type="int", default=30),
+        force=dict(type="bool", default=False),
+        min_free_bytes=dict(type="int", default=64 * 1024 * 1024),
+    )
+    argument_spec.update(brain_argument_spec())
+    argument_spec.update(migrations_argument_spec())
+    argument_spec.update(docker_argument_spec())
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
+        required_if=[
+            ("state", "present", LOCATION_OPTIONS, True),
+            ("state", "restored", LOCATION_OPTIONS, True),
+            ("state", "restored", ("snapshot",)),
+            ("state", "absent", ("name",)),
+            ("state", "pruned", ("keep_last", "keep_days"), True),
+        ],
+        supports_check_mode=True,
+    )
+    try:
+        result = BrainSnapshot(module).run()
+    except EngineModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
