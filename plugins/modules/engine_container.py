@@ -1,0 +1,289 @@
+#!/usr/bin/python
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: engine_container
+short_description: Switch a per-user Engine's container to another image, roll it back, finalize
+version_added: 0.1.0
+description:
+  - In the per-user hosting model, an Engine is a container created by an orchestrator (a named volume
+    C(engine-data-<id>) at C(/data), a restart policy, a network with aliases, a C(127.0.0.1) port, an API key in the
+    environment, labels). There is no API to change the image of an existing container, so O(state=present) recreates
+    it on O(image) with the identical configuration, and keeps the old container, stopped, until the new one is
+    verified.
+  - 'O(state=present): when the container does not run O(image) yet, drains it (C(docker stop) with O(stop_timeout):
+    SIGTERM, in-flight turns finish), renames it C(<name><previous_suffix>), creates C(<name>) again on O(image),
+    starts it, and last gives the kept container restart policy C(no) so that it never comes back by itself. When the
+    container runs O(image) already but such a switch was cut off before its last steps, they are done.'
+  - The new container gets the old one's HostConfig (port bindings, binds and mounts, restart policy, network mode,
+    log config, resources...), its networks with their aliases, links and explicit addresses, and the Env, Labels,
+    Cmd, Entrypoint, WorkingDir, User, ExposedPorts, StopSignal, StopTimeout, Healthcheck and explicit Hostname its
+    creator set. What the OLD image contributed is not copied, so that the new image's defaults apply (its
+    C(ENGINE_VERSION) variable, its C(org.opencontainers.image.version) label, its command...). Anonymous volumes are
+    carried over by name.
+  - The new container records the image it replaced in the labels C(io.september.engine.previous-image) and
+    C(io.september.engine.previous-image-id).
+  - When the new container cannot be created or started, the half-made one is removed and the old container is put
+    back under its name, with its restart policy, and started again; then the module fails. A missing O(image) fails
+    before anything is stopped.
+  - 'O(state=rolled_back): the current (bad) container is drained, gets restart policy C(no) and is kept as
+    C(<name><failed_suffix>) (replacing an older one); C(<name><previous_suffix>) gets its name back, its restart
+    policy back, and is started. Without a previous container (finalized already), the container is recreated on
+    O(image) as for O(state=present), keeping the bad one as C(<name><failed_suffix>).'
+  - 'O(state=finalized): removes C(<name><previous_suffix>) (never a volume). O(state=stopped) drains the container,
+    O(state=started) starts it.'
+  - Make sure O(image) is present first with M(september.engine.engine_image); this module never pulls.
+author:
+  - September Engine maintainers (@september-engine)
+options:
+  name:
+    description:
+      - Name of the Engine's container (a name, not an id). The previous and failed containers are named after it.
+    type: str
+    required: true
+  image:
+    description:
+      - Full reference of the image to run, for example C(engine:2.3.1) or
+        C(registry.example.com/september-engine:2.3.1).
+      - Required with O(state=present). With O(state=rolled_back), used only when there is no previous container, as
+        the image to go back to.
+      - The container runs O(image) already when its image id is that of the local O(image) (or, when O(image) is not
+        present locally, when it was created from that same reference).
+    type: str
+  state:
+    description:
+      - V(present) runs O(image), V(rolled_back) goes back to the previous container, V(finalized) removes the
+        previous container, V(stopped) drains the container, V(started) starts it.
+    type: str
+    choices: [present, rolled_back, finalized, stopped, started]
+    default: present
+  stop_timeout:
+    description:
+      - The drain window in seconds, passed to C(docker stop) (SIGTERM, then SIGKILL after it). The Engine finishes
+        its in-flight turns on SIGTERM. A warning says so when a container had to be killed.
+    type: int
+    default: 60
+  previous_suffix:
+    description: Suffix of the name under which the replaced container is kept until O(state=finalized).
+    type: str
+    default: --previous
+  failed_suffix:
+    description: Suffix of the name under which a rolled back container is kept as evidence (its logs).
+    type: str
+    default: --failed
+  start:
+    description:
+      - Start the container that O(state=present) creates, or that O(state=rolled_back) brings back.
+    type: bool
+    default: true
+  remove_failed:
+    description: With O(state=finalized), remove C(<name><failed_suffix>) too (by default it is kept as evidence).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - september.engine._attributes
+  - september.engine._docker
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Plans the same actions (RV(container.actions)) and reports the change, and changes nothing. A missing O(image)
+        is a warning in check mode (the image would be pulled first by the rollout), a failure otherwise.
+  diff_mode:
+    support: full
+    details:
+      - Before and after image, version, previous container and status.
+  idempotent:
+    support: full
+notes:
+  - Runs on the Docker host. Never removes a volume.
+  - An Env entry or label that the orchestrator set to exactly the old image's value cannot be told from the image's
+    default, and is not copied (the new image's value applies).
+  - 'Unfinished switches are refused: with a previous container kept, O(state=present) to another image fails until
+    O(state=finalized) or O(state=rolled_back).'
+  - Networks other than the one of the network mode are connected after the create, before the start.
+seealso:
+  - module: september.engine.engine_image
+  - module: september.engine.engine_health
+"""
+
+EXAMPLES = r"""
+- name: Make sure the target image is present before any downtime
+  september.engine.engine_image:
+    name: engine:2.3.1
+
+- name: Switch the Engine's container to 2.3.1, keeping the old one
+  september.engine.engine_container:
+    name: "{{ engine_container_name }}"
+    image: engine:2.3.1
+    stop_timeout: 60
+  register: engine_switch
+
+- name: Verify the new version
+  september.engine.engine_health:
+    container: "{{ engine_container_name }}"
+    wait: true
+  register: engine_gate
+  failed_when: not engine_gate.health.is_healthy
+
+- name: Remove the previous container once the new one is verified
+  september.engine.engine_container:
+    name: "{{ engine_container_name }}"
+    state: finalized
+
+- name: Roll back to the previous container (keeps the bad one as <name>--failed)
+  september.engine.engine_container:
+    name: "{{ engine_container_name }}"
+    state: rolled_back
+    image: engine:2.3.0
+  register: engine_rollback
+
+- name: Keep the logs of the bad container
+  ansible.builtin.command:
+    cmd: docker logs --tail 200 {{ engine_rollback.container.failed_container }}
+  register: engine_failed_logs
+  changed_when: false
+  when: engine_rollback.container.failed_container is not none
+
+- name: Drain an Engine (SIGTERM, 30 s for the turns in flight)
+  september.engine.engine_container:
+    name: "{{ engine_container_name }}"
+    state: stopped
+    stop_timeout: 30
+"""
+
+RETURN = r"""
+container:
+  description:
+    - The Engine's container after the run.
+    - In check mode, the container as it is; RV(container.actions) says what would be done.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: The container's name.
+      type: str
+      returned: always
+      sample: sept-u001
+    id:
+      description: The container's id, null when there is none.
+      type: str
+      returned: always
+      sample: 5d3430eac02c6f0a8d4c8a5e1b1f0f4c3d2e1a0b9c8d7e6f5a4b3c2d1e0f9a8b
+    image:
+      description: The image reference the container was created from.
+      type: str
+      returned: always
+      sample: engine:2.3.1
+    image_id:
+      description: The id of the image the container runs.
+      type: str
+      returned: always
+      sample: sha256:ab0a7ee0cc7a2c1b9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c
+    version:
+      description: The C(org.opencontainers.image.version) label of that image (else its tag), or null.
+      type: str
+      returned: always
+      sample: 2.3.1
+    previous_image:
+      description: The image the container replaced, from its C(io.september.engine.previous-image) label, or null.
+      type: str
+      returned: always
+      sample: engine:2.3.0
+    previous_container:
+      description: The name of the kept previous container, null when there is none.
+      type: str
+      returned: always
+      sample: sept-u001--previous
+    failed_container:
+      description: The name of the container kept after a rollback (collect its logs), null when there is none.
+      type: str
+      returned: always
+      sample: sept-u001--failed
+    status:
+      description: The container's status (C(running), C(exited), C(created), C(restarting)...), null without one.
+      type: str
+      returned: always
+      sample: running
+    actions:
+      description: What was done (or, in check mode, would be done), in order; empty when nothing changed.
+      type: list
+      elements: str
+      returned: always
+      sample: ["drain-stop sept-u001 (timeout 60s)", "rename sept-u001 to sept-u001--previous",
+               "create sept-u001 from engine:2.3.1", "start sept-u001",
+               "set restart policy of sept-u001--previous to no"]
+    timings:
+      description: Durations in seconds, null when the step did not happen.
+      type: dict
+      returned: always
+      contains:
+        drain_seconds:
+          description: How long C(docker stop) took (the drain).
+          type: float
+          returned: always
+          sample: 2.41
+        switch_seconds:
+          description:
+            - From the start of the drain to the new (or, rolling back, the previous) container started, the
+              Engine's downtime.
+          type: float
+          returned: always
+          sample: 3.02
+      sample: {"drain_seconds": 2.41, "switch_seconds": 3.02}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.september.engine.plugins.module_utils._container import EngineContainer
+from ansible_collections.september.engine.plugins.module_utils._docker import (
+    check_docker_sdk,
+    docker_argument_spec,
+    docker_client,
+)
+from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
+
+STATES = ("present", "rolled_back", "finalized", "stopped", "started")
+
+
+def main() -> None:
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        image=dict(type="str"),
+        state=dict(type="str", choices=list(STATES), default="present"),
+        stop_timeout=dict(type="int", default=60),
+        previous_suffix=dict(type="str", default="--previous"),
+        failed_suffix=dict(type="str", default="--failed"),
+        start=dict(type="bool", default=True),
+        remove_failed=dict(type="bool", default=False),
+    )
+    argument_spec.update(docker_argument_spec())
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        required_if=[("state", "present", ["image"])],
+        supports_check_mode=True,
+    )
+    check_docker_sdk(module)
+    try:
+        params = module.params
+        if params["stop_timeout"] < 0:
+            raise OptionsError("stop_timeout must be 0 or more seconds.")
+        suffixes = (params["previous_suffix"], params["failed_suffix"])
+        if not all(suffixes) or suffixes[0] == suffixes[1]:
+            raise OptionsError("previous_suffix and failed_suffix must be set and differ.")
+        manager = EngineContainer(docker_client(params), params, module.check_mode, warn=module.warn)
+        result = manager.run()
+    except EngineModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,463 @@
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The engine_container module as a whole, against an in-memory Docker (the real thing is in tests/system)."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+
+import docker.errors
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.september.engine.plugins.module_utils._container import (
+    PREVIOUS_IMAGE_LABEL,
+    ROLLED_BACK_FROM_LABEL,
+)
+from ansible_collections.september.engine.plugins.modules import engine_container
+
+NAME = "ctr-u001"
+MUTATIONS = ("stop", "rename", "update_container", "create_container_from_config", "start", "remove_container",
+             "connect_container_to_network")
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def exits(monkeypatch):
+    def exit_json(self, **kwargs):
+        raise ExitJson(kwargs)
+
+    def fail_json(self, **kwargs):
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+
+
+def image_attrs(version: str) -> dict:
+    return {
+        "Id": f"sha256:{version.replace('.', '') * 20}"[:71],
+        "RepoTags": [f"engine:{version}"],
+        "Config": {
+            "Env": ["PATH=/usr/bin:/bin", f"ENGINE_VERSION={version}"],
+            "Cmd": ["python3", "-m", "engine.server"],
+            "WorkingDir": "/app",
+            "ExposedPorts": {"8000/tcp": {}},
+            "Labels": {"org.opencontainers.image.version": version},
+        },
+    }
+
+
+class FakeImage:
+    def __init__(self, attrs):
+        self.attrs = attrs
+        self.id = attrs["Id"]
+        self.tags = attrs["RepoTags"]
+
+
+class FakeContainer:
+    def __init__(self, docker_, cid):
+        self._docker = docker_
+        self.id = cid
+
+    @property
+    def attrs(self):
+        return copy.deepcopy(self._docker.store[self.id])
+
+    @property
+    def name(self):
+        return self._docker.store[self.id]["Name"].lstrip("/")
+
+    @property
+    def status(self):
+        return self._docker.store[self.id]["State"]["Status"]
+
+    @property
+    def labels(self):
+        return self._docker.store[self.id]["Config"].get("Labels") or {}
+
+    def reload(self):
+        pass
+
+
+class FakeApi:
+    def __init__(self, docker_):
+        self.d = docker_
+
+    def _call(self, what, *args, **kwargs):
+        self.d.calls.append((what, args, kwargs))
+        script = self.d.fail.get(what)
+        if script:  # a string fails once; a list scripts successive calls (None: succeed)
+            message = script.pop(0) if isinstance(script, list) else self.d.fail.pop(what)
+            if message:
+                raise docker.errors.APIError(f"{what} failed", explanation=message)
+
+    def stop(self, cid, timeout=None):
+        self._call("stop", cid, timeout=timeout)
+        self.d.store[cid]["State"].update(Status="exited", ExitCode=0)
+
+    def rename(self, cid, name):
+        self._call("rename", cid, name)
+        if self.d.by_name(name):
+            raise docker.errors.APIError("Conflict", explanation=f"name {name} in use")
+        self.d.store[cid]["Name"] = "/" + name
+
+    def update_container(self, cid, restart_policy=None):
+        self._call("update_container", cid, restart_policy=restart_policy)
+        self.d.store[cid]["HostConfig"]["RestartPolicy"] = restart_policy
+
+    def create_container_from_config(self, body, name=None):
+        self._call("create_container_from_config", body, name=name)
+        image = self.d.images.get(body["Image"])
+        body = copy.deepcopy(body)
+        host_config = body.pop("HostConfig")
+        body.pop("NetworkingConfig", None)
+        config = copy.deepcopy(image.attrs["Config"])
+        config["Env"] = body.pop("Env", []) + config["Env"]
+        config["Labels"] = {**config["Labels"], **body.pop("Labels", {})}
+        config.update(body)
+        return {"Id": self.d.add(name, config, host_config, image.id)}
+
+    def connect_container_to_network(self, cid, network, **kwargs):
+        self._call("connect_container_to_network", cid, network, **kwargs)
+
+    def start(self, cid):
+        self._call("start", cid)
+        self.d.store[cid]["State"].update(Status="running")
+
+    def remove_container(self, cid, v=False, force=False):
+        self._call("remove_container", cid, v=v, force=force)
+        assert v is False, "never remove a volume"
+        del self.d.store[cid]
+
+
+class FakeImages:
+    def __init__(self, images):
+        self.images = images
+
+    def get(self, ref):
+        for image in self.images:
+            if ref == image.id or ref in image.tags:
+                return image
+        raise docker.errors.ImageNotFound(f"No such image: {ref}")
+
+
+class FakeContainers:
+    def __init__(self, docker_):
+        self.d = docker_
+
+    def get(self, name):
+        cid = self.d.by_name(name) or (name if name in self.d.store else None)
+        if cid is None:
+            raise docker.errors.NotFound(f"No such container: {name}")
+        return FakeContainer(self.d, cid)
+
+
+class FakeDocker:
+    def __init__(self, versions=("2.3.0", "2.3.1")):
+        self.store: dict = {}
+        self.calls: list = []
+        self.fail: dict = {}
+        self.images = FakeImages([FakeImage(image_attrs(v)) for v in versions])
+        self.api = FakeApi(self)
+        self.containers = FakeContainers(self)
+
+    def by_name(self, name):
+        return next((cid for cid, a in self.store.items() if a["Name"] == "/" + name), None)
+
+    def add(self, name, config, host_config, image_id, status="created"):
+        cid = uuid.uuid4().hex * 2
+        config.setdefault("Hostname", cid[:12])
+        self.store[cid] = {
+            "Id": cid,
+            "Name": "/" + name,
+            "Image": image_id,
+            "Config": config,
+            "HostConfig": host_config,
+            "State": {"Status": status, "ExitCode": 0},
+            "Mounts": [],
+            "NetworkSettings": {"Networks": {"engine_net": {"Aliases": ["engine", cid[:12]], "IPAddress": "1.2.3.4"}}},
+        }
+        return cid
+
+    def orchestrate(self, name=NAME, version="2.3.0", status="running"):
+        """A container as the orchestrator creates it."""
+        image = self.images.get(f"engine:{version}")
+        config = copy.deepcopy(image.attrs["Config"])
+        config["Env"] = ["ENGINE_API_KEY=k3y", "TENANT=acme", *config["Env"]]
+        config["Labels"] = {**config["Labels"], "com.example.tenant": "acme"}
+        config["Image"] = f"engine:{version}"
+        host_config = {
+            "Binds": [f"engine-data-{name}:/data:rw"],
+            "NetworkMode": "engine_net",
+            "PortBindings": {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9601"}]},
+            "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0},
+        }
+        return self.add(name, config, host_config, image.id, status)
+
+    def container(self, name):
+        cid = self.by_name(name)
+        return self.store[cid] if cid else None
+
+    def mutations(self):
+        return [c for c in self.calls if c[0] in MUTATIONS]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    d = FakeDocker()
+    monkeypatch.setattr(engine_container, "docker_client", lambda params: d)
+    return d
+
+
+def run(args, check=False, diff=False):
+    args = {"name": NAME, **args}
+    if check:
+        args["_ansible_check_mode"] = True
+    if diff:
+        args["_ansible_diff"] = True
+    with patch_module_args(args):
+        with pytest.raises((ExitJson, FailJson)) as info:
+            engine_container.main()
+    result = info.value.args[0]
+    result["_failed"] = isinstance(info.value, FailJson)
+    return result
+
+
+def test_present_switches_faithfully(fake):
+    fake.orchestrate()
+    result = run({"image": "engine:2.3.1"}, diff=True)
+    assert not result["_failed"], result
+    assert result["changed"] is True
+    new = fake.container(NAME)
+    previous = fake.container(NAME + "--previous")
+    assert new["Config"]["Image"] == "engine:2.3.1"
+    assert "ENGINE_VERSION=2.3.1" in new["Config"]["Env"] and "ENGINE_VERSION=2.3.0" not in new["Config"]["Env"]
+    assert "TENANT=acme" in new["Config"]["Env"]
+    assert new["Config"]["Labels"]["org.opencontainers.image.version"] == "2.3.1"
+    assert new["Config"]["Labels"]["com.example.tenant"] == "acme"
+    assert new["Config"]["Labels"][PREVIOUS_IMAGE_LABEL] == "engine:2.3.0"
+    assert new["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert new["HostConfig"]["PortBindings"] == previous["HostConfig"]["PortBindings"]
+    assert new["State"]["Status"] == "running"
+    assert previous["State"]["Status"] == "exited"
+    assert previous["HostConfig"]["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
+    assert [c[0] for c in fake.mutations()] == ["stop", "rename", "create_container_from_config", "start",
+                                                "update_container"]
+    assert fake.mutations()[0][2] == {"timeout": 60}
+    body = fake.mutations()[2][1][0]
+    assert body["NetworkingConfig"] == {"EndpointsConfig": {"engine_net": {"Aliases": ["engine"]}}}
+    c = result["container"]
+    assert c["image"] == "engine:2.3.1" and c["version"] == "2.3.1" and c["previous_image"] == "engine:2.3.0"
+    assert c["previous_container"] == NAME + "--previous" and c["failed_container"] is None
+    assert c["timings"]["drain_seconds"] is not None and c["timings"]["switch_seconds"] is not None
+    assert result["diff"]["before"]["image"] == "engine:2.3.0" and result["diff"]["after"]["image"] == "engine:2.3.1"
+    assert result["diff"]["after"]["previous_container"] == NAME + "--previous"
+
+
+def test_present_again_is_unchanged(fake):
+    fake.orchestrate()
+    run({"image": "engine:2.3.1"})
+    fake.calls.clear()
+    result = run({"image": "engine:2.3.1"})
+    assert result["changed"] is False and fake.mutations() == []
+    assert result["container"]["actions"] == []
+    assert "diff" not in result
+
+
+def test_check_mode_predicts_and_changes_nothing(fake):
+    fake.orchestrate()
+    before = copy.deepcopy(fake.store)
+    result = run({"image": "engine:2.3.1"}, check=True, diff=True)
+    assert result["changed"] is True
+    assert fake.mutations() == [] and fake.store == before
+    assert result["container"]["actions"] == [
+        f"drain-stop {NAME} (timeout 60s)",
+        f"rename {NAME} to {NAME}--previous",
+        f"create {NAME} from engine:2.3.1",
+        f"start {NAME}",
+        f"set restart policy of {NAME}--previous to no",
+    ]
+    assert result["container"]["image"] == "engine:2.3.0"
+    assert result["diff"]["after"] == {"image": "engine:2.3.1", "version": "2.3.1",
+                                       "previous_container": f"{NAME}--previous", "status": "running"}
+
+
+def test_missing_image_fails_before_anything_stops(fake):
+    fake.orchestrate()
+    result = run({"image": "engine:9.9.9"})
+    assert result["_failed"] and "engine:9.9.9" in result["msg"] and "nothing was stopped" in result["msg"]
+    assert fake.mutations() == []
+
+
+def test_missing_image_in_check_mode_warns(fake, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warnings.append(msg))
+    fake.orchestrate()
+    result = run({"image": "engine:9.9.9"}, check=True)
+    assert not result["_failed"] and result["changed"] is True
+    assert any("engine_image" in w for w in warnings)
+
+
+def test_unfinished_switch_is_refused(fake):
+    fake.orchestrate()
+    run({"image": "engine:2.3.1"})
+    fake.images.images.append(FakeImage(image_attrs("2.4.0")))
+    fake.calls.clear()
+    result = run({"image": "engine:2.4.0"})
+    assert result["_failed"] and "Unfinished switch" in result["msg"] and "finalized" in result["msg"]
+    assert fake.mutations() == []
+
+
+@pytest.mark.parametrize("failing", ["create_container_from_config", "start", "connect_container_to_network"])
+def test_failed_switch_puts_the_old_container_back(fake, failing):
+    fake.store[fake.orchestrate()]["NetworkSettings"]["Networks"]["monitoring"] = {"Aliases": ["m"]}
+    old_id = fake.by_name(NAME)
+    fake.fail[failing] = "boom"
+    result = run({"image": "engine:2.3.1"})
+    assert result["_failed"]
+    assert "boom" in result["msg"] and "put back" in result["msg"]
+    assert fake.by_name(NAME) == old_id and fake.by_name(NAME + "--previous") is None
+    old = fake.container(NAME)
+    assert old["State"]["Status"] == "running"
+    assert old["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert len(fake.store) == 1, "the half-made new container is removed"
+    assert any(a.startswith("undo:") for a in result["actions"])
+
+
+def test_failed_put_back_says_the_engine_may_be_down(fake):
+    fake.orchestrate()
+    fake.fail.update(create_container_from_config="no space left", rename=[None, "daemon hiccup"])
+    result = run({"image": "engine:2.3.1"})
+    assert result["_failed"] and "no space left" in result["msg"] and "daemon hiccup" in result["msg"]
+    assert "may be DOWN" in result["msg"]
+
+
+@pytest.mark.parametrize("fail_at", ["start", "update_container"])
+def test_interrupted_switch_is_finished(fake, fail_at):
+    """A switch cut off before its last steps (the module killed): present again finishes it."""
+    fake.orchestrate()
+    run({"image": "engine:2.3.1", "start": fail_at != "start"})
+    previous = fake.container(NAME + "--previous")
+    if fail_at == "start":
+        assert fake.container(NAME)["State"]["Status"] == "created"
+    previous["HostConfig"]["RestartPolicy"] = {"Name": "unless-stopped", "MaximumRetryCount": 0}
+    result = run({"image": "engine:2.3.1"})
+    assert result["changed"] is True
+    assert fake.container(NAME)["State"]["Status"] == "running"
+    assert previous["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    assert run({"image": "engine:2.3.1"})["changed"] is False
+
+
+def test_rolled_back_when_the_switch_stopped_after_the_rename(fake):
+    fake.orchestrate(name=NAME + "--previous", status="exited")
+    result = run({"state": "rolled_back"})
+    assert result["changed"] is True and fake.container(NAME)["State"]["Status"] == "running"
+    assert fake.container(NAME)["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert result["container"]["failed_container"] is None
+
+
+def test_rolled_back_to_previous(fake):
+    fake.orchestrate()
+    old_id = fake.by_name(NAME)
+    run({"image": "engine:2.3.1"})
+    bad_id = fake.by_name(NAME)
+    result = run({"state": "rolled_back"})
+    assert result["changed"] is True and not result["_failed"]
+    assert fake.by_name(NAME) == old_id and fake.by_name(NAME + "--failed") == bad_id
+    assert fake.container(NAME)["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert fake.container(NAME)["State"]["Status"] == "running"
+    assert fake.container(NAME + "--failed")["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    assert fake.container(NAME + "--failed")["State"]["Status"] == "exited"
+    assert result["container"]["failed_container"] == NAME + "--failed"
+    assert result["container"]["previous_container"] is None and result["container"]["version"] == "2.3.0"
+    fake.calls.clear()
+    again = run({"state": "rolled_back"})
+    assert again["changed"] is False and fake.mutations() == []
+    again = run({"state": "rolled_back", "image": "engine:2.3.0"})
+    assert again["changed"] is False and fake.mutations() == []
+
+
+def test_rolled_back_without_previous_recreates(fake):
+    fake.orchestrate(version="2.3.1")
+    bad_id = fake.by_name(NAME)
+    result = run({"state": "rolled_back", "image": "engine:2.3.0"})
+    assert result["changed"] is True, result
+    assert fake.by_name(NAME + "--failed") == bad_id
+    new = fake.container(NAME)
+    assert new["Config"]["Image"] == "engine:2.3.0" and "ENGINE_VERSION=2.3.0" in new["Config"]["Env"]
+    assert new["Config"]["Labels"][ROLLED_BACK_FROM_LABEL] == "engine:2.3.1"
+    assert PREVIOUS_IMAGE_LABEL not in new["Config"]["Labels"]
+    assert run({"state": "rolled_back", "image": "engine:2.3.0"})["changed"] is False
+
+
+def test_rolled_back_without_previous_or_image_fails(fake):
+    fake.orchestrate()
+    result = run({"state": "rolled_back"})
+    assert result["_failed"] and "set image" in result["msg"]
+
+
+def test_finalized(fake):
+    fake.orchestrate()
+    run({"image": "engine:2.3.1"})
+    assert run({"state": "finalized"}, check=True)["changed"] is True
+    assert fake.by_name(NAME + "--previous") is not None
+    result = run({"state": "finalized"})
+    assert result["changed"] is True and fake.by_name(NAME + "--previous") is None
+    assert result["container"]["actions"] == [f"remove {NAME}--previous"]
+    assert run({"state": "finalized"})["changed"] is False
+
+
+def test_finalized_refuses_to_remove_the_only_copy(fake):
+    fake.orchestrate(name=NAME + "--previous", status="exited")
+    result = run({"state": "finalized"})
+    assert result["_failed"] and "only copy" in result["msg"]
+    assert fake.by_name(NAME + "--previous") is not None
+
+
+def test_finalized_remove_failed(fake):
+    fake.orchestrate()
+    fake.orchestrate(name=NAME + "--failed", status="exited")
+    assert run({"state": "finalized"})["changed"] is False
+    assert run({"state": "finalized", "remove_failed": True})["changed"] is True
+    assert fake.by_name(NAME + "--failed") is None
+
+
+def test_stopped_and_started(fake):
+    fake.orchestrate()
+    result = run({"state": "stopped", "stop_timeout": 5})
+    assert result["changed"] is True and fake.container(NAME)["State"]["Status"] == "exited"
+    assert fake.mutations()[0] == ("stop", (fake.by_name(NAME),), {"timeout": 5})
+    assert result["container"]["timings"]["drain_seconds"] is not None
+    assert run({"state": "stopped"})["changed"] is False
+    assert run({"state": "started"}, check=True)["changed"] is True
+    assert fake.container(NAME)["State"]["Status"] == "exited"
+    assert run({"state": "started"})["changed"] is True
+    assert run({"state": "started"})["changed"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"state": "present"}, "image"),
+        ({"image": "engine:2.3.1", "stop_timeout": -1}, "stop_timeout"),
+        ({"image": "engine:2.3.1", "failed_suffix": "--previous"}, "differ"),
+        ({"image": "engine:2.3.1", "name": "nope"}, "No container named 'nope'"),
+    ],
+)
+def test_bad_input(fake, args, message):
+    fake.orchestrate()
+    result = run(args)
+    assert result["_failed"] and message in result["msg"]
+    assert fake.mutations() == []
