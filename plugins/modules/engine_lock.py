@@ -1,0 +1,238 @@
+#!/usr/bin/python
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: engine_lock
+short_description: Take or release an expiring per-Engine lock, so that two runs never work on one Engine at once
+version_added: 0.1.0
+description:
+  - Keeps one lock file per Engine, C(<lock_dir>/<engine>.lock), on the host the module runs on (the Docker host),
+    holding who took it (O(owner)), which run (O(run_id)), when, and until when (O(ttl)).
+  - O(state=present) takes the lock. If another run holds it and it has not expired, the module fails with who holds
+    it and until when. If it has expired, it is taken over, reported in RV(lock.taken_over) and with a warning.
+    The same O(run_id) taking it again only extends the expiry (and reports no change).
+  - O(state=absent) releases the lock, but only for the run that holds it (or with O(force=true)); releasing a lock
+    held by another run changes nothing and warns.
+  - Taking, taking over and releasing are atomic between processes on this host; an AWX schedule and a manual run
+    can never both hold the lock.
+author:
+  - September Engine maintainers (@september-engine)
+options:
+  engine:
+    description: The Engine's id (for example its inventory name); names the lock file.
+    type: str
+    required: true
+  owner:
+    description:
+      - Who takes the lock, for the people reading the error of a run that has to wait (C(awx job 42), C(alice@laptop)).
+      - Required with O(state=present).
+    type: str
+  run_id:
+    description:
+      - Unique per playbook run (for example the AWX job id, or a UUID made once per run). The same run taking the lock
+        again refreshes it; only this run may release it.
+    type: str
+    required: true
+  ttl:
+    description:
+      - Seconds the lock holds after it is taken (or refreshed). After that, another run takes it over.
+      - Longer than the longest run for one Engine (drain, switch, health gate, bake).
+    type: int
+    default: 3600
+  lock_dir:
+    description: Directory of the lock files; created with mode 0700 when missing.
+    type: path
+    default: /var/lib/september-engine/locks
+  state:
+    description: V(present) takes (or refreshes) the lock; V(absent) releases it.
+    type: str
+    choices: [present, absent]
+    default: present
+  force:
+    description: With O(state=absent), release the lock even when another run holds it (that run must be dead).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - september.engine._attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Predicts whether the lock would be taken, taken over, refreshed or released, and fails as the real run would
+        when another run holds it.
+  diff_mode:
+    support: full
+    details:
+      - The holder before and after.
+  idempotent:
+    support: full
+    details:
+      - Taking the lock again in the same run only extends its expiry and reports no change.
+notes:
+  - Expiry uses the wall clock in UTC, so that it means the same to every process; keep the host's clock in sync.
+  - All runs that may work on an Engine must use the same O(lock_dir) on the same host.
+seealso:
+  - module: september.engine.engine_compose
+"""
+
+EXAMPLES = r"""
+- name: Lock the Engine for this run
+  september.engine.engine_lock:
+    engine: "{{ inventory_hostname }}"
+    owner: "{{ 'awx job ' ~ tower_job_id if tower_job_id is defined else lookup('env', 'USER') ~ '@' ~ ansible_host }}"
+    run_id: "{{ engine_run_id }}"
+    ttl: 5400
+  register: engine_lock_taken
+
+- name: Say when an expired lock was taken over
+  ansible.builtin.debug:
+    msg: "Took over the lock of {{ engine_lock_taken.lock.taken_over.owner }}"
+  when: engine_lock_taken.lock.taken_over
+
+- name: Release the lock at the end of the run
+  september.engine.engine_lock:
+    engine: "{{ inventory_hostname }}"
+    run_id: "{{ engine_run_id }}"
+    state: absent
+  register: engine_lock_released
+  failed_when: engine_lock_released.lock.is_held and engine_lock_released.lock.run_id == engine_run_id
+"""
+
+RETURN = r"""
+lock:
+  description: The lock after the run (predicted in check mode).
+  returned: always
+  type: dict
+  contains:
+    engine:
+      description: The Engine.
+      type: str
+      returned: always
+      sample: sept-u001
+    path:
+      description: The lock file.
+      type: str
+      returned: always
+      sample: /var/lib/september-engine/locks/sept-u001.lock
+    is_held:
+      description: Whether a run holds the lock now.
+      type: bool
+      returned: always
+      sample: true
+    owner:
+      description: Who holds it, null when free.
+      type: str
+      returned: always
+      sample: awx job 42
+    run_id:
+      description: The run that holds it, null when free.
+      type: str
+      returned: always
+      sample: "42"
+    acquired_at:
+      description: When it was taken (UTC, ISO 8601), null when free.
+      type: str
+      returned: always
+      sample: "2026-05-04T02:00:00Z"
+    expires_at:
+      description: When it expires (UTC, ISO 8601), null when free.
+      type: str
+      returned: always
+      sample: "2026-05-04T03:30:00Z"
+    action:
+      description: What was done, V(acquire), V(refresh), V(take_over), V(release), V(not_held) or V(refused).
+      type: str
+      returned: always
+      sample: acquire
+    taken_over:
+      description: The expired lock that was taken over (C(owner), C(run_id), C(acquired_at), C(expired_at)), else null.
+      type: dict
+      returned: always
+      sample: {"owner": "alice@laptop", "run_id": "b1c2", "acquired_at": "2026-05-04T00:00:00Z",
+               "expired_at": "2026-05-04T01:00:00Z"}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._lock import EngineLock, Holder
+
+
+def _text(holder: Holder | None) -> str:
+    return f"{holder.describe()}\n" if holder else "free\n"
+
+
+class LockManager:
+    """Takes or releases the lock of one Engine and shapes the result."""
+
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.lock = EngineLock(self.p["lock_dir"], self.p["engine"])
+
+    def run(self) -> dict:
+        p = self.p
+        if p["state"] == "present":
+            plan = self.lock.acquire(p["owner"], p["run_id"], p["ttl"], check_mode=self.module.check_mode)
+            changed = plan["action"] in ("acquire", "take_over")
+        else:
+            plan = self.lock.release(p["run_id"], p["force"], check_mode=self.module.check_mode)
+            changed = plan["action"] == "release"
+            if plan["action"] == "refused":
+                self.module.warn(
+                    f"Not releasing the lock of Engine {self.lock.engine}: it is held by {plan['before'].describe()}, "
+                    f"not by run {p['run_id']} (force=true releases it)."
+                )
+        before, after = plan["before"], plan["after"]
+        taken_over = None
+        if plan["action"] == "take_over":
+            taken_over = {"owner": before.owner, "run_id": before.run_id, "acquired_at": before.acquired_at,
+                          "expired_at": before.expires_at}
+            self.module.warn(
+                f"Took over the expired lock of Engine {self.lock.engine}, held by {before.owner} (run "
+                f"{before.run_id}) since {before.acquired_at}, expired at {before.expires_at}."
+            )
+        lock = {
+            "engine": self.lock.engine, "path": self.lock.path, "is_held": after is not None,
+            "owner": after.owner if after else None, "run_id": after.run_id if after else None,
+            "acquired_at": after.acquired_at if after else None, "expires_at": after.expires_at if after else None,
+            "action": plan["action"], "taken_over": taken_over,
+        }
+        result = {"changed": changed, "lock": lock}
+        if self.module._diff and changed:
+            result["diff"] = {"before": _text(before), "after": _text(after), "before_header": self.lock.path,
+                              "after_header": self.lock.path}
+        return result
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            engine=dict(type="str", required=True),
+            owner=dict(type="str"),
+            run_id=dict(type="str", required=True),
+            ttl=dict(type="int", default=3600),
+            lock_dir=dict(type="path", default="/var/lib/september-engine/locks"),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            force=dict(type="bool", default=False),
+        ),
+        required_if=[("state", "present", ("owner",))],
+        supports_check_mode=True,
+    )
+    if module.params["ttl"] < 1:
+        module.fail_json(msg=f"ttl must be at least 1 second, not {module.params['ttl']}.")
+    try:
+        result = LockManager(module).run()
+    except EngineModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    except OSError as exc:
+        module.fail_json(msg=f"Cannot use the lock directory {module.params['lock_dir']}: {exc}")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

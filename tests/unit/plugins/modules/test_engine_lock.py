@@ -1,0 +1,96 @@
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The engine_lock module as a whole: results, warnings, diff, check mode, with a patched wall clock."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.september.engine.plugins.module_utils import _lock
+from ansible_collections.september.engine.plugins.modules import engine_lock
+
+T0 = 1_800_000_000.0
+
+
+class ExitJson(Exception):
+    pass
+
+
+class FailJson(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def exits(monkeypatch):
+    warnings = []
+
+    def exit_json(self, **kwargs):
+        raise ExitJson(kwargs)
+
+    def fail_json(self, **kwargs):
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warnings.append(msg))
+    return warnings
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    state = {"now": T0}
+    monkeypatch.setattr(_lock.time, "time", lambda: state["now"])
+    return state
+
+
+def run(args, expect=ExitJson):
+    with patch_module_args(args), pytest.raises(expect) as info:
+        engine_lock.main()
+    return info.value.args[0]
+
+
+@pytest.fixture
+def base(tmp_path):
+    return {"engine": "sept-c001", "lock_dir": str(tmp_path / "locks"), "ttl": 60}
+
+
+def test_acquire_refresh_refuse_takeover_release(base, clock, exits):
+    a = dict(base, owner="awx job 42", run_id="42")
+    b = dict(base, owner="alice@laptop", run_id="b1")
+    first = run(dict(a, _ansible_diff=True))
+    assert first["changed"] is True and first["lock"]["action"] == "acquire"
+    assert first["lock"]["expires_at"] == _lock.iso(T0 + 60) and first["lock"]["is_held"] is True
+    assert first["diff"]["before"] == "free\n" and "awx job 42 (run 42)" in first["diff"]["after"]
+    clock["now"] += 10
+    again = run(a)
+    assert again["changed"] is False and again["lock"]["action"] == "refresh"
+    assert again["lock"]["expires_at"] == _lock.iso(T0 + 70)
+    refused = run(b, expect=FailJson)
+    assert refused["msg"].startswith("Engine sept-c001 is locked by awx job 42 (run 42) since")
+    assert "wait, or remove" in refused["msg"] and refused["holder"]["run_id"] == "42"
+    clock["now"] += 61
+    taken = run(dict(b, _ansible_check_mode=True))
+    assert taken["changed"] is True and taken["lock"]["action"] == "take_over"
+    taken = run(b)
+    assert taken["lock"]["taken_over"] == {"owner": "awx job 42", "run_id": "42", "acquired_at": _lock.iso(T0),
+                                           "expired_at": _lock.iso(T0 + 70)}
+    assert any("Took over the expired lock" in w for w in exits)
+    wrong = run(dict(a, state="absent"))
+    assert wrong["changed"] is False and wrong["lock"]["action"] == "refused" and wrong["lock"]["run_id"] == "b1"
+    assert any("Not releasing" in w for w in exits)
+    released = run(dict(b, state="absent", _ansible_diff=True))
+    assert released["changed"] is True and released["lock"]["is_held"] is False
+    assert released["diff"]["after"] == "free\n"
+    assert run(dict(b, state="absent"))["changed"] is False
+
+
+def test_force_release_and_options(base, clock):
+    run(dict(base, owner="x", run_id="1"))
+    assert run(dict(base, run_id="2", state="absent", force=True))["changed"] is True
+    assert "owner" in run(dict(base, run_id="1"), expect=FailJson)["msg"]
+    assert "ttl must be at least 1" in run(dict(base, owner="x", run_id="1", ttl=0), expect=FailJson)["msg"]
+    assert "cannot name a lock file" in run(dict(base, engine="../x", owner="x", run_id="1"), expect=FailJson)["msg"]
