@@ -1,0 +1,186 @@
+#!/usr/bin/python
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: engine_info
+short_description: What Docker knows of one Engine, in either hosting model
+version_added: 0.1.0
+description:
+  - Resolves an Engine as the inventory names it, a per-user container (O(deployment=container)) or the service of a
+    Docker Compose project (O(deployment=compose)), to its container, image, version, URL, brain volume and what a
+    rollback would go back to.
+  - The version is the image's C(org.opencontainers.image.version) label, else its tag (the Engine's C(/health)
+    carries no version).
+  - The roles of this collection run it first on every Engine. It changes nothing.
+  - A Compose service's container is found by the labels Compose v1 and v2 both set (working directory and service),
+    so the project name does not matter.
+author:
+  - September Engine maintainers (@september-engine)
+options:
+  deployment:
+    description: The hosting model of the Engine.
+    type: str
+    choices: [container, compose]
+    required: true
+  container_name:
+    description: The Engine's container (O(deployment=container)).
+    type: str
+  compose_dir:
+    description: Folder of the Engine's Compose project (O(deployment=compose)).
+    type: path
+  compose_service:
+    description: The Engine's service in the Compose project.
+    type: str
+    default: engine
+  url:
+    description: The Engine's base URL when it is not the container's published port C(8000) on the loopback address.
+    type: str
+  data_dir:
+    description: Where the Engine mounts its data inside the container.
+    type: str
+    default: /data
+  previous_suffix:
+    description: Suffix of the container kept by M(september.engine.engine_container) until a switch is verified.
+    type: str
+    default: "--previous"
+  failed_suffix:
+    description: Suffix of the container kept by M(september.engine.engine_container) after a rollback.
+    type: str
+    default: "--failed"
+extends_documentation_fragment:
+  - september.engine._attributes
+  - september.engine._attributes.READ_ONLY
+  - september.engine._docker
+seealso:
+  - module: september.engine.engine_health
+  - module: september.engine.engine_container
+  - module: september.engine.engine_compose
+"""
+
+EXAMPLES = r"""
+- name: Find the per-user Engine u042
+  september.engine.engine_info:
+    deployment: container
+    container_name: engine-u042
+  register: info
+
+- name: Find the Engine of a Compose project
+  september.engine.engine_info:
+    deployment: compose
+    compose_dir: /srv/engine
+  register: info
+
+- name: Say what runs
+  ansible.builtin.debug:
+    msg: "{{ info.engine.container }} runs {{ info.engine.image }} ({{ info.engine.version }}) at {{ info.engine.url }}"
+"""
+
+RETURN = r"""
+engine:
+  description: The Engine as Docker knows it.
+  returned: success
+  type: dict
+  contains:
+    deployment:
+      description: The hosting model.
+      type: str
+      sample: container
+    exists:
+      description: Whether the Engine's container exists (a Compose service that was never started has none).
+      type: bool
+      sample: true
+    container:
+      description: Name of the Engine's container.
+      type: str
+      sample: engine-u042
+    container_id:
+      description: Id of the container.
+      type: str
+      sample: 3f1c9a...
+    status:
+      description: Docker's state of the container (running, restarting, exited ...).
+      type: str
+      sample: running
+    running:
+      description: Whether the container is running.
+      type: bool
+      sample: true
+    restart_count:
+      description: How often Docker restarted the container.
+      type: int
+      sample: 0
+    image:
+      description: The image reference the container was created from.
+      type: str
+      sample: engine:2.3.0
+    image_id:
+      description: Id of that image.
+      type: str
+      sample: sha256:05f8a0...
+    repository:
+      description: The image reference without its tag (where the target version is looked for by default).
+      type: str
+      sample: engine
+    version:
+      description: The running release, from the image's version label, else its tag.
+      type: str
+      sample: 2.3.0
+    url:
+      description: Base URL of the Engine's HTTP API.
+      type: str
+      sample: http://127.0.0.1:9001
+    volume:
+      description: Name of the Docker volume mounted at O(data_dir), if a volume.
+      type: str
+      sample: engine-data-u042
+    previous:
+      description:
+        - What a rollback goes back to, when a switch recorded it (the kept previous container, its label, or the
+          Compose state file), else null.
+      type: dict
+      sample: {"container": "engine-u042--previous", "image": "engine:2.3.0", "version": "2.3.0", "status": "exited"}
+    failed_container:
+      description: Container kept after a rollback, for diagnostics, if any.
+      type: str
+      sample: engine-u042--failed
+    compose:
+      description: The Compose project (O(deployment=compose) only).
+      type: dict
+      sample: {"dir": "/srv/engine", "service": "engine", "project": "engine", "recorded_image": "engine:2.4.0"}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.september.engine.plugins.module_utils._docker import (
+    check_docker_sdk,
+    docker_argument_spec,
+    docker_client,
+)
+from ansible_collections.september.engine.plugins.module_utils._engine import (
+    ENGINE_REQUIRED_IF,
+    engine_argument_spec,
+    resolve_engine,
+)
+from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={**docker_argument_spec(), **engine_argument_spec()},
+        required_if=ENGINE_REQUIRED_IF,
+        supports_check_mode=True,
+    )
+    check_docker_sdk(module)
+    try:
+        engine = resolve_engine(docker_client(module.params), module.params)
+    except EngineModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(changed=False, engine=engine)
+
+
+if __name__ == "__main__":
+    main()
