@@ -1,0 +1,55 @@
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.september.engine.plugins.filter.rollout_batches import rollout_batch_of, rollout_batches
+
+DEFAULT = ["5%", "10%", "50%", "100%"]
+
+
+@pytest.mark.parametrize(
+    ("stages", "total", "expected"),
+    [
+        (DEFAULT, 1, [1]),
+        (DEFAULT, 2, [1, 1]),
+        (DEFAULT, 12, [1, 1, 4, 6]),
+        (DEFAULT, 40, [2, 2, 16, 20]),
+        (DEFAULT, 100, [5, 5, 40, 50]),
+        (DEFAULT, 300, [15, 15, 120, 150]),
+        (["1", "10%", "100%"], 50, [1, 4, 45]),
+        (["10%", "50%"], 10, [1, 4, 5]),  # the rest of the fleet always follows the last stage
+        (["100%"], 7, [7]),
+        ([1], 3, [1, 2]),
+        (["5%", "5%", "100%"], 20, [1, 19]),  # a stage that adds nobody is dropped
+    ],
+)
+def test_batches(stages, total, expected):
+    batches = rollout_batches(stages, total)
+    assert batches == expected
+    assert sum(batches) == total
+
+
+@pytest.mark.parametrize("stages", [["0%"], ["150%"], ["abc"], [-1], [], "5%", ["50%", "10%"]])
+def test_bad_stages(stages):
+    with pytest.raises(AnsibleFilterError):
+        rollout_batches(stages, 10)
+
+
+def test_bad_total():
+    with pytest.raises(AnsibleFilterError, match="fleet size"):
+        rollout_batches(DEFAULT, "many")
+
+
+@pytest.mark.parametrize(("position", "expected"), [(0, 1), (1, 2), (2, 3), (5, 3), (6, 4), (11, 4)])
+def test_batch_of(position, expected):
+    assert rollout_batch_of([1, 1, 4, 6], position) == expected
+
+
+def test_batch_of_beyond():
+    with pytest.raises(AnsibleFilterError, match="beyond"):
+        rollout_batch_of([1, 1], 2)
