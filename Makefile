@@ -57,14 +57,15 @@ system: collection
 test: bootstrap lint sanity units system
 	@echo "make test: every gate passed"
 
-DEMO_ENGINES ?= 6
-DEMO_VERSION ?= 2.3.0
+DEMO_ENGINES ?= 8
+DEMO_FROM ?= 2.3.0
+DEMO_TO ?= 2.4.0
 
-# Today's demo: a fresh local fleet (both hosting models), then each Engine's version and health.
+# The demo: a fresh local fleet (both hosting models) under load, upgraded canary first by
+# playbooks/upgrade.yml, then every acknowledged write looked for, and each Engine's version and health.
+# `make demo DEMO_TO=2.4.1` shows the canary failing its health gate and rolling itself back.
 demo: bootstrap collection
-	$(PY) -m engine_testkit down --name demo
-	$(PY) -m engine_testkit up --name demo --count $(DEMO_ENGINES) --version $(DEMO_VERSION) --model mixed
-	$(PY) -m engine_testkit status --name demo
+	$(PY) -m engine_testkit demo --name demo --count $(DEMO_ENGINES) --from $(DEMO_FROM) --to $(DEMO_TO)
 
 demo-down:
 	$(PY) -m engine_testkit down --name demo

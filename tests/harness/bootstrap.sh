@@ -140,7 +140,7 @@ EOF
     return
   fi
   mkdir -p "$cache"
-  cat >"$target" <<'EOF'
+  cat >"$target.new" <<'EOF'
 """september.engine stand-in for pip's get-pip.py (ansible-test's cached bootstrap script)."""
 import ensurepip
 import os
@@ -155,7 +155,13 @@ args = [arg for arg in sys.argv[1:] if arg not in ("--no-setuptools", "--no-whee
 command = [sys.executable, "-m", "pip", "install"] + (["--cert", cert] if cert else []) + args
 sys.exit(subprocess.call(command))
 EOF
-  log "ansible-test pip bootstrap: $target (stand-in written)"
+  if cmp -s "$target.new" "$target"; then
+    rm -f "$target.new"
+    log "ansible-test pip bootstrap: $target (present)"
+  else
+    mv "$target.new" "$target"
+    log "ansible-test pip bootstrap: $target (stand-in written)"
+  fi
 }
 
 main() {

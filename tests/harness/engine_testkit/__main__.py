@@ -1,7 +1,7 @@
 # Copyright (c) 2026 September Engine maintainers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Command line: ``python -m engine_testkit {up,status,down,sweep,load}`` (``PYTHONPATH=tests/harness``).
+"""Command line: ``python -m engine_testkit {up,status,down,sweep,load,demo}`` (``PYTHONPATH=tests/harness``).
 
 State between invocations is what the Docker engine holds: every command finds the fleet by the
 ``io.september.fleet`` label, never by a state file. The API key is never printed; ``up`` writes
@@ -14,6 +14,7 @@ Examples::
     python -m engine_testkit load --name sept --seconds 20 --check-brain
     python -m engine_testkit down --name sept
     python -m engine_testkit sweep            # every testkit fleet; --name NAME for one
+    python -m engine_testkit demo --count 8 --from 2.3.0 --to 2.4.0
 """
 
 from __future__ import annotations
@@ -121,6 +122,13 @@ def cmd_load(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The README's demo: see engine_testkit.demo."""
+    from .demo import run_demo
+
+    return run_demo(args.name, args.count, args.from_version, args.to_version, base_port=args.base_port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m engine_testkit``."""
     parser = argparse.ArgumentParser(prog="python -m engine_testkit", description=__doc__.splitlines()[0])
@@ -160,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--feedback-ratio", type=float, default=0.25)
     load.add_argument("--check-brain", action="store_true", help="exit 2 if an acknowledged write is missing")
     load.set_defaults(func=cmd_load)
+
+    demo = sub.add_parser("demo", help="a fleet under load, upgraded canary first by playbooks/upgrade.yml")
+    demo.add_argument("--name", default="demo")
+    demo.add_argument("--count", type=int, default=8)
+    demo.add_argument("--from", dest="from_version", default="2.3.0")
+    demo.add_argument("--to", dest="to_version", default="2.4.0")
+    demo.add_argument("--base-port", type=int, default=9001)
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
