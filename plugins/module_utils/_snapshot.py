@@ -48,6 +48,7 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
     OptionsError,
     SnapshotError,
 )
+from ansible_collections.september.engine.plugins.module_utils._metrics import data_at_risk, table_row_counts
 
 FORMAT = "september.engine.snapshot/v1"
 COLLECTION_VERSION = "0.1.0"
@@ -898,3 +899,27 @@ def restore_brain(store: SnapshotStore, location: BrainLocation, entry: dict, *,
         return None
     keys = ("name", "path", "sha256", "raw_copy", "retain_until")
     return {key: previous[key] for key in keys}
+
+
+def restore_data_at_risk(entry: dict, previous: dict | None, brain_path: str, warnings: list) -> dict | None:
+    """{table: rows} the restore of `entry` takes away: rows written between the snapshot and the restore.
+
+    Counted read-only in the saved replaced brain (`previous`; before it is saved, in check mode, the brain
+    itself) against the snapshot. None when nothing was replaced, or the replaced brain cannot be counted.
+    """
+    if previous is None:
+        return None
+    if previous["raw_copy"]:
+        warnings.append("data_at_risk is unknown: the replaced brain was kept as a raw copy; its rows cannot be "
+                        "counted.")
+        return None
+    bad_window = previous["path"] if os.path.isfile(previous["path"]) else brain_path
+    counts = []
+    try:
+        for path in (entry["path"], bad_window):
+            with reading(path, predict_only=True) as conn:
+                counts.append(table_row_counts(conn))
+    except (BrainError, NotFoundError, sqlite3.DatabaseError) as exc:
+        warnings.append(f"data_at_risk is unknown: could not count the rows of {path}: {getattr(exc, 'msg', exc)}")
+        return None
+    return data_at_risk(counts[0], counts[1])

@@ -246,6 +246,15 @@ previous_brain:
       type: str
       returned: success
       sample: "2026-03-31T03:15:00Z"
+data_at_risk:
+  description:
+    - Rows written between the snapshot and the restore, per table, that the restore takes away (they stay in the
+      saved replaced brain, RV(previous_brain)); only tables that grew, and every row of tables the snapshot lacks.
+    - Counted read only; updates and deletes are not seen. Null when nothing was replaced, or the replaced brain
+      could not be counted.
+  returned: when state is restored
+  type: dict
+  sample: {"tasks": 42, "conversations": 84, "memory_tags": 40}
 actions:
   description: The steps performed (or, in check mode, planned), in order.
   returned: always
@@ -283,6 +292,7 @@ from ansible_collections.september.engine.plugins.module_utils._snapshot import 
     engine_info,
     find_snapshot,
     restore_brain,
+    restore_data_at_risk,
     utc_now,
     verify_for_restore,
 )
@@ -350,6 +360,8 @@ class BrainSnapshot:
             fields=self._fields(None), options=p, check_mode=self.check_mode, actions=self.actions,
             warnings=self.warnings,
         )
+        self.result["data_at_risk"] = restore_data_at_risk(entry, self.result["previous_brain"], self.location.path,
+                                                           self.warnings)
 
     def diff_state(self) -> dict:
         state = dict(snapshots=self.store.names())

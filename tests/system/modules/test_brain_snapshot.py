@@ -211,6 +211,8 @@ def test_restore_brings_back_the_snapshot_and_keeps_the_replaced_brain(fleet, de
     assert not [p for p in brain.parent.iterdir() if p.name != "brain.sqlite"], "stale -wal/-shm or temp file left"
     assert task_ids(brain, status=None) == snapshot_ids
     assert task_ids(previous["path"], status=None) == bad_window_ids
+    assert restored["data_at_risk"]["tasks"] == len(bad_window_ids) - len(snapshot_ids) > 0
+    assert restored["data_at_risk"]["conversations"] > 0
     assert integrity(brain) == ["ok"] and integrity(previous["path"]) == ["ok"]
     assert (brain.stat().st_uid, brain.stat().st_gid) == owner and mode(brain) == brain_mode
     with open(brain, "rb") as handle:

@@ -40,6 +40,7 @@ from ansible_collections.september.engine.plugins.module_utils._snapshot import 
     iso,
     parse_iso,
     restore_brain,
+    restore_data_at_risk,
     select_prunable,
     verify_for_restore,
 )
@@ -473,6 +474,25 @@ def test_restore_into_an_empty_volume(brain, store, tmp_path):
     previous, actions, _warnings = restore(store, str(empty / "brain.sqlite"), entry)
     assert previous is None and any("empty volume" in action for action in actions)
     assert task_ids(str(empty / "brain.sqlite")) == task_ids(brain)
+
+
+def test_restore_counts_the_data_at_risk(brain, store):
+    entry = take(store, brain, "s1")
+    make_brain(brain, rows=7)  # written after the snapshot
+    conn = sqlite3.connect(brain, isolation_level=None)
+    conn.execute("CREATE TABLE memory_tags (tag TEXT)")
+    conn.executemany("INSERT INTO memory_tags VALUES (?)", [("a",), ("b",)])
+    conn.execute("CREATE TABLE unused (x)")
+    conn.close()
+    expected = {"memory_tags": 2, "tasks": 7}
+    planned, _actions, warnings = restore(store, brain, entry, check_mode=True)
+    assert restore_data_at_risk(entry, planned, brain, warnings) == expected  # counted in the brain itself
+    previous, _actions, warnings = restore(store, brain, entry)
+    assert task_ids(brain) == task_ids(entry["path"])  # the brain is the snapshot again: counted in the saved copy
+    assert restore_data_at_risk(entry, previous, brain, warnings) == expected and not warnings
+    assert restore_data_at_risk(entry, None, brain, warnings) is None
+    raw = dict(previous, raw_copy=True)
+    assert restore_data_at_risk(entry, raw, brain, warnings) is None and "raw copy" in warnings[0]
 
 
 def test_restore_refuses_a_tampered_snapshot(brain, store):

@@ -178,15 +178,15 @@ def test_restore_whole_module(brain, tmp_path, client):
     conn.close()
     args = dict(path=brain, dest=dest, state="restored", snapshot="s1")
     check = run(brain_snapshot, args, check=True, diff=True)
-    assert check["changed"] and check["previous_brain"]["sha256"] is None
+    assert check["changed"] and check["previous_brain"]["sha256"] is None and check["data_at_risk"] == {"tasks": 1}
     assert check["diff"]["after"]["brain"]["sha256"] == taken["sha256"]
     assert listing(dest) == ["s1.json", "s1.sqlite"]
     restored = run(brain_snapshot, args, diff=True)
-    assert restored["changed"] and restored["snapshot"]["name"] == "s1"
+    assert restored["changed"] and restored["snapshot"]["name"] == "s1" and restored["data_at_risk"] == {"tasks": 1}
     assert restored["previous_brain"]["name"] in restored["diff"]["after"]["snapshots"]
     assert restored["diff"]["before"]["brain"]["applied_migrations"] == ["0001", "0002"]
     again = run(brain_snapshot, args)
-    assert not again["changed"] and again["previous_brain"] is None
+    assert not again["changed"] and again["previous_brain"] is None and again["data_at_risk"] is None
 
 
 def test_restore_refused_while_a_container_mounts_the_folder(brain, tmp_path, client):

@@ -1,0 +1,543 @@
+#!/usr/bin/python
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: engine_metrics
+short_description: Measure an Engine's turns over a time window and decide whether to roll back
+version_added: 0.1.0
+description:
+  - Measures what an Engine really did in a time window, from what it emits (it has no metrics endpoint), its JSON
+    log lines (read through the Docker API) or the C(observability_events) rows of its brain (read only).
+  - "Measures: turns, failed turns (C(turn failed) lines), refused turns (C(POST /execute) answered 5xx before the
+    turn ran, for example C(502) during an LLM-provider outage; the brain does not record them), error rate, errors
+    per code, turn latency p50/p95/p99, prompt-cache hit ratio (cache hit tokens / input tokens) and the
+    WARNING/ERROR/CRITICAL log kinds (level, logger and message with numbers, ids and quoted values normalised away,
+    plus the error code)."
+  - The window is cut into O(slices) equal slices, each measured too, to tell a regression that stays from one that
+    is fading.
+  - With O(baseline) (the RV(metrics.measures) of an earlier run, for example on the same Engine before an upgrade),
+    returns a RV(metrics.verdict) following the Rollback runbook, C(rollback) when the error rate or the latency is
+    sharply worse than the baseline and not improving (still over the threshold in the last slice, or too few turns
+    there to show a recovery), never for one outlier (fewer than O(min_turns) turns decide nothing, one failed turn
+    never decides, a percentile from fewer than O(min_turns) latencies never decides alone).
+  - With O(outage_check), tells a provider outage from a bad release from M(september.engine.engine_health) results
+    of upgraded and not upgraded Engines (RV(outage)).
+  - An upgrade recreates an Engine's container (the old one is kept as C(<name>--previous)); measure the baseline on
+    the old container before the switch and the new measures on the new one. This module measures the container and
+    window it is given, and changes nothing.
+author:
+  - September Engine maintainers (@september-engine)
+options:
+  container:
+    description:
+      - Name or id of the Engine's container (a per-user container, or the container of a Compose service as
+        M(september.engine.engine_info) resolves it). Its logs are read with O(source=logs) or O(source=both), and
+        its brain is found on what is mounted at O(data_dir).
+      - Required with O(source=logs) and O(source=both); with O(source=brain), exactly one of O(container),
+        O(volume) and O(path) locates the brain.
+      - Without any of them, only O(outage_check) is evaluated.
+    type: str
+  source:
+    description:
+      - Where the turns are read. V(logs) from the container's JSON log lines; V(brain) from the event rows of its
+        brain (O(brain_events)), without refused turns and log kinds; V(both) measures from the logs and returns the
+        brain's measures next to them in RV(metrics.by_source).
+    type: str
+    choices: [logs, brain, both]
+    default: logs
+  start:
+    description:
+      - Start of the window, ISO 8601 (C(2026-03-01T10:00:00Z); without a zone, UTC) or epoch seconds.
+      - Default O(window_seconds) before O(end).
+    type: raw
+    aliases: [since]
+  end:
+    description:
+      - End of the window (excluded), in the same formats. Default now; a time in the future is cut to now.
+      - The alias C(until) works, but ansible-lint takes it for the task keyword C(until) (retries); prefer O(end).
+    type: raw
+    aliases: [until]
+  window_seconds:
+    description: Length of the window when O(start) is not given.
+    type: int
+    default: 300
+  slices:
+    description:
+      - Number of equal slices the window is measured in (RV(metrics.slices)); the last one tells whether a breach
+        is still there at the end of the window. V(1) measures the window as a whole (a breach is then never
+        seen as improving).
+    type: int
+    default: 3
+  baseline:
+    description:
+      - The RV(metrics.measures) of an earlier run to compare with (the whole registered result or its C(metrics)
+        are accepted too). Returns RV(metrics.verdict) when given.
+    type: dict
+  min_turns:
+    description:
+      - Turns needed in the window and in the baseline before anything is decided, and latencies needed before a
+        latency percentile decides on its own. The last slice needs O(min_turns) / O(slices) turns to show a
+        recovery.
+    type: int
+    default: 20
+  error_rate_max_increase:
+    description: Error-rate increase over the baseline, in absolute terms, that counts as sharply worse (V(0.10) is
+      10 points). Both this and O(error_rate_factor) must be exceeded.
+    type: float
+    default: 0.10
+  error_rate_factor:
+    description: Error rate, as a multiple of the baseline's (at least O(error_rate_floor)), that counts as sharply
+      worse.
+    type: float
+    default: 2.0
+  error_rate_floor:
+    description: The baseline error rate O(error_rate_factor) applies to when the baseline's is lower (e.g. zero).
+    type: float
+    default: 0.01
+  latency_p99_factor:
+    description: P99 turn latency, as a multiple of the baseline's, that counts as sharply worse.
+    type: float
+    default: 2.0
+  latency_p50_factor:
+    description: Median turn latency, as a multiple of the baseline's, that counts as sharply worse.
+    type: float
+    default: 2.0
+  cache_hit_ratio_max_drop:
+    description:
+      - Drop of the prompt-cache hit ratio, in absolute terms, that counts as a breach (a sudden drop suggests the
+        prompt structure changed). A reason next to another breach; decides alone with O(fail_on_cache_drop).
+    type: float
+    default: 0.25
+  fail_on_cache_drop:
+    description: Roll back on a cache hit ratio drop alone.
+    type: bool
+    default: false
+  fail_on_new_warnings:
+    description:
+      - Roll back on WARNING/ERROR/CRITICAL log kinds the baseline did not have, alone (they are always listed in
+        RV(metrics.verdict.new_warning_kinds)). This does not need O(min_turns) turns.
+    type: bool
+    default: false
+  brain_events:
+    description:
+      - Where the brain records one row per turn (O(source=brain) or O(source=both)); the defaults are the reference
+        Engine's C(observability_events) table. The time column must hold ISO 8601 UTC text.
+    type: dict
+    suboptions:
+      table:
+        description: The event table.
+        type: str
+        default: observability_events
+      type_column:
+        description: Column of the event type.
+        type: str
+        default: event_type
+      completed_type:
+        description: Event type of a completed turn.
+        type: str
+        default: turn_completed
+      failed_type:
+        description: Event type of a failed turn.
+        type: str
+        default: turn_failed
+      time_column:
+        description: Column of the event time (ISO 8601, UTC).
+        type: str
+        default: created_at
+      latency_column:
+        description: Column of the turn latency in milliseconds.
+        type: str
+        default: latency_ms
+      input_tokens_column:
+        description: Column of the turn's input tokens.
+        type: str
+        default: input_tokens
+      output_tokens_column:
+        description: Column of the turn's output tokens.
+        type: str
+        default: output_tokens
+      cache_hit_tokens_column:
+        description: Column of the turn's prompt-cache hit tokens.
+        type: str
+        default: cache_hit_tokens
+      error_column:
+        description: Column of a failed turn's error code.
+        type: str
+        default: error_code
+  outage_check:
+    description:
+      - Tell a provider outage from a bad release (RV(outage)) from M(september.engine.engine_health) results
+        (registered results or their C(health) dicts).
+    type: dict
+    suboptions:
+      canary:
+        description: The result of the upgraded Engine, or a list of results of upgraded Engines.
+        type: raw
+        required: true
+      control:
+        description: Results of Engines that were not upgraded, probed at the same time.
+        type: list
+        elements: dict
+        default: []
+extends_documentation_fragment:
+  - september.engine._attributes
+  - september.engine._attributes.READ_ONLY
+  - september.engine._docker
+  - september.engine._brain
+notes:
+  - Logs come from the Docker API (C(docker logs)); a container whose logging driver cannot be read back (for
+    example C(none) or C(syslog)) can only be measured with O(source=brain).
+  - Each log line is placed in the window by its own C(timestamp); each brain row by O(brain_events.time_column).
+seealso:
+  - module: september.engine.engine_health
+  - module: september.engine.engine_info
+"""
+
+EXAMPLES = r"""
+- name: Measure the Engine before the switch (baseline)
+  september.engine.engine_metrics:
+    container: "{{ engine_container_name }}"
+    window_seconds: 120
+  register: engine_before
+
+- name: Measure the bake window after the switch, compared with the baseline
+  september.engine.engine_metrics:
+    container: "{{ engine_container_name }}"
+    start: "{{ bake_started }}"
+    slices: 3
+    baseline: "{{ engine_before.metrics.measures }}"
+  register: engine_after
+  failed_when: engine_after.metrics.verdict.decision == 'rollback'
+
+- name: Measure from the brain's event rows, read only
+  september.engine.engine_metrics:
+    volume: engine-data-u042
+    source: brain
+    start: "2026-03-01T10:00:00Z"
+    end: "2026-03-01T10:15:00Z"
+  register: engine_brain_metrics
+
+- name: Is the canary failing alone, or is the LLM provider down for everyone?
+  september.engine.engine_metrics:
+    outage_check:
+      canary: "{{ canary_health }}"
+      control: "{{ control_healths }}"
+  register: engine_outage
+  failed_when: engine_outage.outage.kind == 'provider_outage'
+"""
+
+RETURN = r"""
+metrics:
+  description: What the Engine did in the window. Absent when only O(outage_check) is given.
+  returned: when O(container), O(volume) or O(path) is given
+  type: dict
+  contains:
+    source:
+      description: Where the measures come from (O(source)).
+      type: str
+      sample: logs
+    container:
+      description: Name of the container whose logs (or brain) were read, null with O(volume) or O(path).
+      type: str
+      sample: engine-u042
+    brain:
+      description: Path of the brain on the Docker host, when it was read.
+      type: str
+      sample: /var/lib/docker/volumes/engine-data-u042/_data/brain.sqlite
+    window:
+      description: The window measured, C(start) and C(end) (ISO 8601 UTC) and C(seconds).
+      type: dict
+      sample: {"start": "2026-03-01T10:00:00.000Z", "end": "2026-03-01T10:05:00.000Z", "seconds": 300.0}
+    measures:
+      description:
+        - The measures of the window. C(turns) counts completed, failed and refused turns; C(error_rate) is failed
+          plus refused over turns (null without turns); C(errors_by_code) counts failures per error code
+          (C(HTTP_<status>) for refused ones); latencies are in milliseconds over the turns that ran (nearest-rank
+          percentiles); C(cache_hit_ratio) is C(cache_hit_tokens) / C(input_tokens); C(warning_kinds) counts the
+          WARNING/ERROR/CRITICAL log kinds (null from the brain); C(log_lines) counts the JSON lines read.
+      type: dict
+      sample: {"source": "logs", "turns": 60, "completed_turns": 42, "failed_turns": 18, "refused_turns": 0,
+               "error_rate": 0.3, "errors_by_code": {"TOOL_EXECUTION_FAILED": 18}, "latency_samples": 60,
+               "latency_p50_ms": 1004.0, "latency_p95_ms": 1098.0, "latency_p99_ms": 1110.0, "latency_max_ms": 1110.0,
+               "input_tokens": 24300, "output_tokens": 310, "cache_hit_tokens": 2400, "cache_hit_ratio": 0.0988,
+               "log_lines": 241, "warning_kinds": {"ERROR agent: turn failed: TOOL_EXECUTION_FAILED": 18,
+                                                   "WARNING llm: prompt cache miss: system prompt changed": 60}}
+    slices:
+      description: Each slice of the window in order, with C(start), C(end) and its C(measures); none if O(slices=1).
+      type: list
+      elements: dict
+      sample: [{"start": "2026-03-01T10:00:00.000Z", "end": "2026-03-01T10:01:40.000Z", "measures": {"turns": 20}}]
+    by_source:
+      description: With O(source=both), the measures from each source (C(logs), C(brain)) to cross-check.
+      type: dict
+      sample: {"logs": {"turns": 60}, "brain": {"turns": 59}}
+    verdict:
+      description: The comparison with O(baseline). Present only when O(baseline) is given.
+      type: dict
+      contains:
+        decision:
+          description: V(rollback) when a decisive breach stands to the end of the window, else V(ok).
+          type: str
+          sample: rollback
+        reasons:
+          description:
+            - Why, one sentence per breach; breaches that do not decide alone and improving ones are listed after
+              the standing ones; C(not enough turns) first when there were too few to decide.
+          type: list
+          elements: str
+          sample: ["error rate 31.0% vs 0.0% baseline (threshold +10 points, x2)",
+                   "p99 latency 1110 ms vs 281 ms baseline (threshold x2)"]
+        checks:
+          description:
+            - Per check (C(error_rate), C(latency_p99), C(latency_p50), C(cache_hit_ratio), C(new_warnings)) the
+              C(baseline) and C(current) values, the C(threshold) crossed by C(breached), the C(rule), whether the
+              breach C(decisive)ly counts on its own, and the C(last_slice) value and C(last_slice_breached) (null
+              when not looked at, or too few turns there).
+          type: dict
+          sample: {"error_rate": {"baseline": 0.0, "current": 0.31, "threshold": 0.1, "rule": "+10 points, x2",
+                                  "breached": true, "decisive": true, "last_slice": 0.29,
+                                  "last_slice_breached": true}}
+        new_warning_kinds:
+          description: WARNING/ERROR/CRITICAL log kinds of the window that the baseline does not have.
+          type: list
+          elements: str
+          sample: ["WARNING llm: prompt cache miss: system prompt changed"]
+        enough_turns:
+          description: Whether the window and the baseline both had O(min_turns) turns.
+          type: bool
+          sample: true
+outage:
+  description: With O(outage_check), whether unhealthy upgraded Engines point at the release or at an outage.
+  returned: when O(outage_check) is given
+  type: dict
+  contains:
+    kind:
+      description:
+        - V(provider_outage) when an Engine that was not upgraded is unhealthy too (the LLM provider when
+          C(llm_provider) is in error on the unhealthy ones), V(bad_release) when only upgraded Engines are
+          unhealthy, V(none) when all are healthy.
+      type: str
+      choices: [none, provider_outage, bad_release]
+      sample: provider_outage
+    reason:
+      description: One sentence for the operator.
+      type: str
+      sample: "LLM provider outage: llm_provider=error on 2 of 2 Engines that were not upgraded (u002, u003) ..."
+    upgraded:
+      description: Upgraded Engines checked.
+      type: int
+      sample: 1
+    upgraded_unhealthy:
+      description: Upgraded Engines that are unhealthy.
+      type: int
+      sample: 1
+    control:
+      description: Control Engines checked.
+      type: int
+      sample: 2
+    control_unhealthy:
+      description: Control Engines that are unhealthy.
+      type: int
+      sample: 2
+"""
+
+import sqlite3
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.september.engine.plugins.module_utils._brain import (
+    BRAIN_MUTUALLY_EXCLUSIVE,
+    LOCATION_OPTIONS,
+    brain_argument_spec,
+    locate_brain,
+)
+from ansible_collections.september.engine.plugins.module_utils._docker import (
+    DockerException,
+    check_docker_sdk,
+    docker_argument_spec,
+    docker_client,
+    get_container,
+)
+from ansible_collections.september.engine.plugins.module_utils._errors import (
+    BrainError,
+    ContainerError,
+    EngineModuleError,
+    OptionsError,
+)
+from ansible_collections.september.engine.plugins.module_utils._metrics import (
+    DEFAULT_BRAIN_EVENTS,
+    DEFAULT_THRESHOLDS,
+    brain_turns,
+    check_measures,
+    classify_outage,
+    compare,
+    in_window,
+    iso,
+    log_turns,
+    measure,
+    parse_log_lines,
+    parse_time,
+    slice_bounds,
+)
+from ansible_collections.september.engine.plugins.module_utils._snapshot import reading
+
+LOG_MARGIN = 2  # seconds around the window asked of Docker; each line is then placed by its own timestamp
+
+
+class EngineMetrics:
+    """Reads one Engine's turns for a window (logs, brain or both), measures them, and judges them."""
+
+    def __init__(self, module: AnsibleModule):
+        self.module = module
+        self.params = p = module.params
+        self.client = None
+        if p["slices"] < 1 or p["slices"] > 100:
+            raise OptionsError(f"slices must be 1 to 100 (got {p['slices']}).")
+        for name, low in (("min_turns", 1), ("window_seconds", 1)):
+            if p[name] < low:
+                raise OptionsError(f"{name} must be {low} or more (got {p[name]}).")
+        for name in DEFAULT_THRESHOLDS:
+            if isinstance(p[name], float) and p[name] < 0:
+                raise OptionsError(f"{name} must be 0 or more (got {p[name]}).")
+        self.baseline = None
+        if p["baseline"] is not None:
+            try:
+                self.baseline = check_measures(p["baseline"])
+            except ValueError as exc:
+                raise OptionsError(f"{exc}. Pass the metrics.measures of an earlier engine_metrics run.") from exc
+        self.located = any(p[name] for name in LOCATION_OPTIONS)
+        if p["source"] in ("logs", "both") and self.located and not p["container"]:
+            raise OptionsError(f"source={p['source']} reads the Engine's logs: give its container, not a volume "
+                               "or a path.")
+        if not self.located and not p["outage_check"]:
+            raise OptionsError("Give the Engine's container (or, with source=brain, its volume or path) to measure, "
+                               "or outage_check to compare health results.")
+
+    def window(self) -> tuple[float, float]:
+        p, now = self.params, time.time()
+        try:
+            until = now if p["end"] in (None, "") else parse_time(p["end"])
+            since = until - p["window_seconds"] if p["start"] in (None, "") else parse_time(p["start"])
+        except (ValueError, OverflowError) as exc:
+            raise OptionsError(f"start/end: {exc} (use ISO 8601 such as 2026-03-01T10:00:00Z, or epoch seconds).") \
+                from exc
+        until = min(until, now)
+        if since >= until:
+            raise OptionsError(f"The window is empty: start ({iso(since)}) must be before end ({iso(until)}, "
+                               "never later than now).")
+        return since, until
+
+    def _docker(self):
+        if self.client is None:
+            check_docker_sdk(self.module)
+            self.client = docker_client(self.params)
+        return self.client
+
+    def log_entries(self, since: float, until: float) -> tuple[str, list]:
+        name = self.params["container"]
+        container = get_container(self._docker(), name)
+        try:
+            raw = container.logs(stdout=True, stderr=True, timestamps=False,
+                                 since=max(int(since) - LOG_MARGIN, 1), until=int(until) + LOG_MARGIN)
+        except DockerException as exc:
+            raise ContainerError(f"Cannot read the logs of container {container.name}: {exc}. Its logging driver "
+                                 "may not keep logs for docker logs; measure with source=brain instead.") from exc
+        return container.name, in_window(parse_log_lines(raw), since, until)
+
+    def brain_rows(self, since: float, until: float) -> tuple:
+        p = self.params
+        location = locate_brain(p, None if p["path"] else self._docker())
+        events = {**DEFAULT_BRAIN_EVENTS, **{k: v for k, v in (p["brain_events"] or {}).items() if v}}
+        try:
+            with reading(location.path, predict_only=True) as conn:
+                turns = brain_turns(conn, events, since, until)
+        except LookupError as exc:
+            raise BrainError(f"Cannot read turns from the brain at {location.path}: {exc}. Set brain_events to how "
+                             "this Engine records its turns.") from exc
+        except sqlite3.DatabaseError as exc:
+            raise BrainError(f"Cannot read the brain at {location.path}: {exc}.") from exc
+        return location, turns
+
+    def measure(self) -> dict:
+        p = self.params
+        since, until = self.window()
+        result = dict(source=p["source"], container=None, brain=None,
+                      window=dict(start=iso(since), end=iso(until), seconds=round(until - since, 3)))
+        entries = turns = None
+        if p["source"] in ("logs", "both"):
+            result["container"], entries = self.log_entries(since, until)
+            turns = log_turns(entries)
+        if p["source"] in ("brain", "both"):
+            location, rows = self.brain_rows(since, until)
+            result["brain"], result["container"] = location.path, result["container"] or location.container
+            if turns is None:
+                turns = rows
+            else:
+                result["by_source"] = dict(logs=measure(turns, entries, "logs"), brain=measure(rows, None, "brain"))
+        source = "brain" if entries is None else "logs"
+        result["measures"] = measure(turns, entries, source)
+        result["slices"] = []
+        if p["slices"] > 1:
+            for start, end in slice_bounds(since, until, p["slices"]):
+                part = in_window(turns, start, end)
+                lines = None if entries is None else in_window(entries, start, end)
+                result["slices"].append(dict(start=iso(start), end=iso(end), measures=measure(part, lines, source)))
+        if self.baseline is not None:
+            thresholds = {name: p[name] for name in DEFAULT_THRESHOLDS}
+            last = result["slices"][-1]["measures"] if result["slices"] else None
+            result["verdict"] = compare(self.baseline, result["measures"], thresholds, last, p["slices"])
+        return result
+
+    def run(self) -> dict:
+        result = dict(changed=False)
+        if self.params["outage_check"]:
+            check = self.params["outage_check"]
+            try:
+                result["outage"] = classify_outage(check["canary"], check["control"])
+            except ValueError as exc:
+                raise OptionsError(f"{exc}.") from exc
+        if self.located:
+            result["metrics"] = self.measure()
+        return result
+
+
+def main() -> None:
+    # no_log=False: "tokens" in a column name is not a secret.
+    events = {name: dict(type="str", default=value, no_log=False) for name, value in DEFAULT_BRAIN_EVENTS.items()}
+    argument_spec = dict(
+        source=dict(type="str", choices=["logs", "brain", "both"], default="logs"),
+        start=dict(type="raw", aliases=["since"]),
+        end=dict(type="raw", aliases=["until"]),
+        window_seconds=dict(type="int", default=300),
+        slices=dict(type="int", default=3),
+        baseline=dict(type="dict"),
+        min_turns=dict(type="int", default=DEFAULT_THRESHOLDS["min_turns"]),
+        fail_on_new_warnings=dict(type="bool", default=False),
+        fail_on_cache_drop=dict(type="bool", default=False),
+        brain_events=dict(type="dict", options=events, apply_defaults=True),
+        outage_check=dict(type="dict", options=dict(
+            canary=dict(type="raw", required=True),
+            control=dict(type="list", elements="dict", default=[]),
+        )),
+    )
+    for name in ("error_rate_max_increase", "error_rate_factor", "error_rate_floor", "latency_p99_factor",
+                 "latency_p50_factor", "cache_hit_ratio_max_drop"):
+        argument_spec[name] = dict(type="float", default=DEFAULT_THRESHOLDS[name])
+    argument_spec.update(brain_argument_spec())
+    argument_spec.update(docker_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
+                           supports_check_mode=True)
+    try:
+        result = EngineMetrics(module).run()
+    except EngineModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
