@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from http.client import HTTPException
 from urllib.error import HTTPError, URLError
@@ -127,6 +128,8 @@ class EngineResponse:
     data: object = None
     error: str | None = None
     error_kind: str | None = None
+    #: The body as text, for a streamed answer (engine_stream); None for engine_request.
+    text: str | None = None
 
     @property
     def answered(self) -> bool:
@@ -163,6 +166,18 @@ def _describe(exc: BaseException, url: str) -> tuple[str, str]:
     return "connection", f"request to {url} failed: {reason}"
 
 
+def _request_parts(api_key: str | None, body, accept: str) -> tuple[dict, bytes | None]:
+    """(headers, encoded JSON body) of a request; the key goes in the X-Engine-Key header only."""
+    headers = {"Accept": accept}
+    data = None
+    if api_key:
+        headers[KEY_HEADER] = api_key
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        data = json.dumps(body).encode("utf-8")
+    return headers, data
+
+
 def engine_request(
     method: str,
     url: str,
@@ -178,13 +193,7 @@ def engine_request(
 
     The key travels in the X-Engine-Key header only when given (GET /health needs none).
     """
-    headers = {"Accept": "application/json"}
-    data = None
-    if api_key:
-        headers[KEY_HEADER] = api_key
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-        data = json.dumps(body).encode("utf-8")
+    headers, data = _request_parts(api_key, body, "application/json")
     shown = safe_url(url)
     try:
         response = open_url(
@@ -211,3 +220,71 @@ def engine_request(
     except (URLError, OSError, HTTPException, ValueError) as exc:
         kind, text = _describe(exc, shown)
         return EngineResponse(status=None, error=text, error_kind=kind)
+
+
+def engine_stream(
+    method: str,
+    url: str,
+    *,
+    api_key: str | None = None,
+    body=None,
+    timeout: float = 10.0,
+    deadline: float | None = None,
+    validate_certs: bool = True,
+    ca_path: str | None = None,
+    use_proxy: bool = True,
+) -> EngineResponse:
+    """A request whose answer streams (SSE, POST /execute): the body read line by line into ``text``.
+
+    Reads until the server closes the stream, or until ``deadline`` (a ``time.monotonic()`` value)
+    passes; ``timeout`` bounds each wait for data. Never raises on an HTTP status or a network error:
+    an error status returns its JSON body in ``data`` as engine_request does; a stream cut short
+    keeps what was read in ``text`` with ``error_kind`` ``timeout`` or ``connection``.
+    """
+    headers, data = _request_parts(api_key, body, "text/event-stream")
+    shown = safe_url(url)
+    try:
+        response = open_url(
+            url,
+            data=data,
+            headers=headers,
+            method=method,
+            timeout=timeout,
+            validate_certs=validate_certs,
+            ca_path=ca_path,
+            use_proxy=use_proxy,
+            follow_redirects="safe",
+            use_netrc=False,
+            http_agent="september.engine",
+        )
+    except HTTPError as exc:
+        try:
+            raw = exc.read()
+        except (OSError, ValueError):
+            raw = b""
+        return EngineResponse(status=exc.code, data=_decode(raw or b""))
+    except (URLError, OSError, HTTPException, ValueError) as exc:
+        kind, text = _describe(exc, shown)
+        return EngineResponse(status=None, error=text, error_kind=kind)
+    chunks: list[bytes] = []
+    with response:
+        status = response.getcode()
+        try:
+            while True:
+                line = response.readline()
+                if not line:
+                    break
+                chunks.append(line)
+                if deadline is not None and time.monotonic() > deadline:
+                    return EngineResponse(
+                        status=status,
+                        text=b"".join(chunks).decode("utf-8", "replace"),
+                        error=f"the answer from {shown} did not end within the time allowed",
+                        error_kind="timeout",
+                    )
+        except (OSError, HTTPException, ValueError) as exc:
+            kind, text = _describe(exc, shown)
+            return EngineResponse(
+                status=status, text=b"".join(chunks).decode("utf-8", "replace"), error=text, error_kind=kind
+            )
+    return EngineResponse(status=status, text=b"".join(chunks).decode("utf-8", "replace"))

@@ -62,3 +62,11 @@ class LockedError(EngineModuleError):
 
 class ImagePullError(EngineModuleError):
     """An image could not be pulled (tag missing, registry unreachable, access refused)."""
+
+
+class EngineAuthError(EngineModuleError):
+    """The Engine refused the API key (HTTP 401): the key is missing or wrong."""
+
+
+class EvalCasesError(EngineModuleError):
+    """Eval cases (a cases file or inline cases) that are malformed: it names the case and what is wrong."""
