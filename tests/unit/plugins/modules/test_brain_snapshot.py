@@ -11,26 +11,18 @@ import sqlite3
 import stat
 
 import pytest
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.september.engine.plugins.module_utils._errors import DockerUnavailableError
 from ansible_collections.september.engine.plugins.modules import brain_snapshot, brain_snapshot_info
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
+from engine_testkit.module_runner import ExitJson, FailJson
 
 
 class FakeContainers:
     def __init__(self, running=()):
         self.running = list(running)
 
-    def list(self, all=False, filters=None):
+    def list(self, all=False, filters=None, ignore_removed=False):
         if filters and filters.get("status") == "restarting":
             return []
         return list(self.running)
@@ -58,18 +50,6 @@ class FakeContainer:
         self.name = name
         self.attrs = {"Mounts": [{"Type": "bind", "Source": source, "Destination": "/data"}],
                       "State": {"Running": True}, "Config": {"Image": "engine:2.3.0"}, "Image": "sha256:1"}
-
-
-@pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
 @pytest.fixture

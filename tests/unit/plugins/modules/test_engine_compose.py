@@ -17,29 +17,10 @@ from docker.errors import ImageNotFound, NotFound
 
 from ansible_collections.september.engine.plugins.module_utils import _compose_file as cf
 from ansible_collections.september.engine.plugins.modules import engine_compose
+from engine_testkit.module_runner import ExitJson, FailJson
 
 KEY = "ENGINE_API_KEY=never-show-this-key"
 IMAGES = {"engine:2.3.0": "sha256:230", "engine:2.3.1": "sha256:231"}
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
 class FakeContainer:

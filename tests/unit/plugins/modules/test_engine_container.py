@@ -19,30 +19,11 @@ from ansible_collections.september.engine.plugins.module_utils._container import
     ROLLED_BACK_FROM_LABEL,
 )
 from ansible_collections.september.engine.plugins.modules import engine_container
+from engine_testkit.module_runner import ExitJson, FailJson
 
 NAME = "ctr-u001"
 MUTATIONS = ("stop", "rename", "update_container", "create_container_from_config", "start", "remove_container",
              "connect_container_to_network")
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
 def image_attrs(version: str) -> dict:

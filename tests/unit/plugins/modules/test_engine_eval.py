@@ -15,6 +15,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.september.engine.plugins.module_utils._engine_api import EngineResponse
 from ansible_collections.september.engine.plugins.modules import engine_eval
+from engine_testkit.module_runner import ExitJson, FailJson
 
 KEY = "s3cret-eval-key-0123"
 URL = "http://127.0.0.1:9501"
@@ -22,26 +23,6 @@ CASES = [
     {"name": "add", "message": "what is 17 + 25", "checks": [{"equals": "42"}]},
     {"name": "echo", "message": "echo: hi", "checks": [{"equals": "hi"}]},
 ]
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
 def sse_answer(answer: str) -> str:

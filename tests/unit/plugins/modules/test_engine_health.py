@@ -7,38 +7,18 @@
 from __future__ import annotations
 
 import pytest
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.september.engine.plugins.module_utils._errors import DockerUnavailableError
 from ansible_collections.september.engine.plugins.module_utils._health import Probe
 from ansible_collections.september.engine.plugins.modules import engine_health
+from engine_testkit.module_runner import ExitJson, FailJson
 
 OK = Probe(200, {"status": "ok", "uptime_seconds": 5.0, "subsystems": {"database": "ok"}})
 STARTING = Probe(503, {"status": "starting", "uptime_seconds": 0.1, "subsystems": {"database": "starting"}})
 REFUSED = Probe(
     None, None, error="connection refused at http://127.0.0.1:9001/health: nothing listens there", error_kind="refused"
 )
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
 class FakeClock:

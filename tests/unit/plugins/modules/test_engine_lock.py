@@ -12,30 +12,16 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.september.engine.plugins.module_utils import _lock
 from ansible_collections.september.engine.plugins.modules import engine_lock
+from engine_testkit.module_runner import ExitJson, FailJson, patch_exits
 
 T0 = 1_800_000_000.0
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
 @pytest.fixture(autouse=True)
 def exits(monkeypatch):
+    """exit_json / fail_json raise (as for every module test), and warnings are collected."""
     warnings = []
-
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    patch_exits(monkeypatch)
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warnings.append(msg))
     return warnings
 

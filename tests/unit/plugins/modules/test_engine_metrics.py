@@ -10,12 +10,12 @@ import json
 import sqlite3
 
 import pytest
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.september.engine.plugins.module_utils import _metrics
 from ansible_collections.september.engine.plugins.module_utils._errors import NotFoundError
 from ansible_collections.september.engine.plugins.modules import engine_metrics
+from engine_testkit.module_runner import ExitJson, FailJson
 
 T0 = 1_800_000_000.0
 
@@ -51,14 +51,6 @@ def bad_release(n, start):
 NOW = T0 + 60
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
 class FakeContainer:
     def __init__(self, lines):
         self.name = "met-u001"
@@ -71,15 +63,7 @@ class FakeContainer:
 
 
 @pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+def frozen_clock(monkeypatch):
     monkeypatch.setattr(engine_metrics.time, "time", lambda: NOW)
 
 

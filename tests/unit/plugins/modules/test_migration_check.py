@@ -12,34 +12,14 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from docker.errors import ImageNotFound, NotFound
 
 from ansible_collections.september.engine.plugins.modules import migration_check
+from engine_testkit.module_runner import ExitJson, FailJson
 
 MIGRATIONS = sorted((Path(__file__).resolve().parents[4] / "tests" / "reference_engine" / "migrations").glob("*.sql"))
 RELEASES = {"2.3.0": 5, "2.3.1": 5, "2.4.0": 6, "3.0.0": 8}
-
-
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise ExitJson(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise FailJson(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
 class FakeImage:
