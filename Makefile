@@ -16,13 +16,14 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_NOCOLOR := 1
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap images collection lint sanity units system test demo demo-down clean
+.PHONY: help bootstrap images collection lint sanity units system molecule test ee demo demo-down clean
 
 help:
 	@echo "make demo    build everything, bring up a local fleet of Engines and show its health"
 	@echo "make test    every test and lint gate (what CI runs)"
 	@echo "make images  the reference Engine images only (engine:2.3.0 ... engine:3.0.0)"
-	@echo "steps: bootstrap collection lint sanity units system demo-down clean"
+	@echo "make ee      the AWX execution environment's build context (build/ee/context, see docs/awx.md)"
+	@echo "steps: bootstrap collection lint sanity units system molecule demo-down clean"
 
 bootstrap:
 	bash tests/harness/bootstrap.sh all
@@ -54,8 +55,21 @@ units: collection
 system: collection
 	$(BIN)/pytest tests/system $(PYTEST_ARGS)
 
-test: bootstrap lint sanity units system
+# The roles' Molecule scenarios (extensions/molecule/: default, rollback, check_mode) on real reference Engines.
+molecule: collection
+	$(BIN)/molecule test --all
+
+test: bootstrap lint sanity units system molecule
 	@echo "make test: every gate passed"
+
+# The AWX / Tower execution environment (execution-environment.yml): the collection tarball, then the build context.
+# Offline: nothing is fetched. Build the image with `docker build -t september-engine-ee build/ee/context`.
+EE_DIR := $(ROOT)/build/ee
+ee:
+	rm -rf $(EE_DIR) && mkdir -p $(EE_DIR)
+	$(BIN)/ansible-galaxy collection build --force --output-path $(EE_DIR) $(ROOT)
+	mv $(EE_DIR)/september-engine-*.tar.gz $(EE_DIR)/september-engine.tar.gz
+	$(BIN)/ansible-builder create -f execution-environment.yml -c $(EE_DIR)/context
 
 DEMO_ENGINES ?= 8
 DEMO_FROM ?= 2.3.0

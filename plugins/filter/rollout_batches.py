@@ -15,11 +15,12 @@ description:
   - A stage is a percentage (V(5%)) or an absolute number of Engines (V(1)). Each stage's cumulative count is
     rounded up, so the canary is always at least one Engine; stages that add no Engine are dropped; the last
     stage is raised to the whole fleet.
+  - The stages may also be one comma-separated string (V(5%,10%,50%,100%)), as an AWX survey gives them (a survey
+    has no list type).
 options:
   _input:
-    description: The stages, in order, each larger than the one before.
-    type: list
-    elements: raw
+    description: The stages, in order, each larger than the one before; a list, or a comma-separated string.
+    type: raw
     required: true
   total:
     description: Number of Engines in the fleet.
@@ -31,6 +32,11 @@ EXAMPLES = r"""
 - name: Batches of a fleet of 40 Engines
   ansible.builtin.debug:
     msg: "{{ ['5%', '10%', '50%', '100%'] | september.engine.rollout_batches(40) }}"
+  # -> [2, 2, 16, 20]
+
+- name: The same stages from an AWX survey (a text answer)
+  ansible.builtin.debug:
+    msg: "{{ '5%, 10%, 50%, 100%' | september.engine.rollout_batches(40) }}"
   # -> [2, 2, 16, 20]
 
 - name: In a play
@@ -69,14 +75,28 @@ def _cumulative(stage, total: int) -> int:
         ) from None
 
 
+def _stage_list(stages) -> list:
+    """The stages as a list: a list as given, a string split at its commas (an AWX survey answer)."""
+    if isinstance(stages, str) and stages.strip():
+        parts = [part.strip() for part in stages.split(",")]
+        if not all(parts):
+            raise AnsibleFilterError(f"rollout stages {stages!r} hold an empty stage: write them as '5%,10%,50%,100%'")
+        stages = parts
+    if not isinstance(stages, (list, tuple)) or not stages:
+        raise AnsibleFilterError(
+            "rollout stages must be a non-empty list, for example ['5%', '10%', '50%', '100%'], "
+            "or a comma-separated string such as '5%,10%,50%,100%'"
+        )
+    return list(stages)
+
+
 def rollout_batches(stages, total) -> list[int]:
-    """Cumulative stages -> batch sizes for `serial`."""
+    """Cumulative stages (a list, or a comma-separated string) -> batch sizes for `serial`."""
     try:
         total = int(total)
     except (TypeError, ValueError):
         raise AnsibleFilterError(f"rollout_batches needs the fleet size as a number, got {total!r}") from None
-    if not isinstance(stages, (list, tuple)) or not stages:
-        raise AnsibleFilterError("rollout stages must be a non-empty list, for example ['5%', '10%', '50%', '100%']")
+    stages = _stage_list(stages)
     if total <= 0:
         return [1]
     batches, done = [], 0

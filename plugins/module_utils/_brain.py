@@ -133,9 +133,10 @@ def running_containers_using(client, location: BrainLocation) -> list[str]:
         return []
     folder = os.path.dirname(location.path)
     names = []
-    for container in client.containers.list(filters={"status": "running"}) + client.containers.list(
-        filters={"status": "restarting"}
-    ):
+    # ignore_removed: on a busy host a container listed a moment ago may be gone before it is inspected.
+    listed = client.containers.list(filters={"status": "running"}, ignore_removed=True)
+    listed += client.containers.list(filters={"status": "restarting"}, ignore_removed=True)
+    for container in listed:
         for mount in container.attrs.get("Mounts") or []:
             if (location.volume and mount.get("Name") == location.volume) or mount.get("Source") == folder:
                 names.append(container.name)
@@ -149,7 +150,7 @@ def containers_using(client, location: BrainLocation, include_stopped: bool = Fa
         return []
     folder = os.path.dirname(location.path)
     found = []
-    for container in client.containers.list(all=include_stopped):
+    for container in client.containers.list(all=include_stopped, ignore_removed=True):
         for mount in container.attrs.get("Mounts") or []:
             if (location.volume and mount.get("Name") == location.volume) or mount.get("Source") == folder:
                 found.append(container)

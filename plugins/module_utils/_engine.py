@@ -110,7 +110,11 @@ def _compose_container(client, compose_dir: str, service: str):
     """The service's container in the project that works in `compose_dir` (v1 and v2 set these labels)."""
     wanted = os.path.realpath(compose_dir)
     found = []
-    for container in client.containers.list(all=True, filters={"label": f"{COMPOSE_SERVICE_LABEL}={service}"}):
+    # ignore_removed: another project's container listed a moment ago may be gone before it is inspected.
+    labelled = client.containers.list(
+        all=True, filters={"label": f"{COMPOSE_SERVICE_LABEL}={service}"}, ignore_removed=True
+    )
+    for container in labelled:
         labels = container.labels or {}
         if labels.get(COMPOSE_ONEOFF_LABEL, "False") == "True":
             continue
@@ -184,6 +188,8 @@ def resolve_engine(client, params: dict) -> dict:
             project=(container.labels or {}).get(COMPOSE_PROJECT_LABEL) if container is not None else None,
             recorded_image=record.get("image"),
             rolled_back_from=record.get("rolled_back_from"),
+            # The last switch engine_compose recorded; result "in progress" means it never ended (the run died).
+            last_switch=(record.get("history") or [None])[-1],
         )
     if params.get("url"):
         engine["url"] = params["url"].rstrip("/")

@@ -148,9 +148,15 @@ engine:
       type: str
       sample: engine-u042--failed
     compose:
-      description: The Compose project (O(deployment=compose) only).
+      description:
+        - The Compose project (O(deployment=compose) only).
+        - C(last_switch) is the last switch M(september.engine.engine_compose) recorded (C(action), C(from), C(to),
+          C(at), C(result)), null when none; C(result=in progress) means the run that made it died before it ended.
       type: dict
-      sample: {"dir": "/srv/engine", "service": "engine", "project": "engine", "recorded_image": "engine:2.4.0"}
+      sample: {"dir": "/srv/engine", "service": "engine", "project": "engine", "recorded_image": "engine:2.4.0",
+               "rolled_back_from": null,
+               "last_switch": {"action": "present", "from": "engine:2.3.0", "to": "engine:2.4.0",
+                               "at": "2026-05-04T02:00:00Z", "result": "ok"}}
 """
 
 from ansible.module_utils.basic import AnsibleModule

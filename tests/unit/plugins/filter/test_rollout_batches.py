@@ -34,7 +34,28 @@ def test_batches(stages, total, expected):
     assert sum(batches) == total
 
 
-@pytest.mark.parametrize("stages", [["0%"], ["150%"], ["abc"], [-1], [], "5%", ["50%", "10%"]])
+# An AWX survey has no list type: the stages come as one comma-separated text answer.
+@pytest.mark.parametrize(
+    ("stages", "total", "expected"),
+    [
+        ("5%,10%,50%,100%", 12, [1, 1, 4, 6]),
+        ("5%, 10%, 50%, 100%", 40, [2, 2, 16, 20]),
+        (" 1 ,100% ", 3, [1, 2]),
+        ("5%", 10, [1, 9]),
+        ("100%", 3, [3]),
+        ("2", 5, [2, 3]),
+    ],
+)
+def test_batches_from_a_survey_string(stages, total, expected):
+    batches = rollout_batches(stages, total)
+    assert batches == expected
+    assert sum(batches) == total
+
+
+@pytest.mark.parametrize(
+    "stages",
+    [["0%"], ["150%"], ["abc"], [-1], [], ["50%", "10%"], "", "  ", "5%,,100%", "5%,", "50%,10%", "5% 10%", None, 5],
+)
 def test_bad_stages(stages):
     with pytest.raises(AnsibleFilterError):
         rollout_batches(stages, 10)

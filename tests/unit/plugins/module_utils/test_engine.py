@@ -68,3 +68,22 @@ def test_compose_previous_comes_from_the_state_file(tmp_path, rolled_back, expec
     engine = _engine.resolve_engine(_Client({}), {"deployment": "compose", "compose_dir": str(tmp_path)})
     assert engine["exists"] is False
     assert (engine["previous"] or {}).get("image") == expected
+
+
+@pytest.mark.parametrize(
+    ("history", "expected"),
+    [
+        (None, None),
+        ([], None),
+        ([{"action": "present", "from": "engine:2.3.0", "to": "engine:2.4.0", "result": "ok"},
+          {"action": "present", "from": "engine:2.4.0", "to": "engine:2.4.1", "result": "in progress"}],
+         {"action": "present", "from": "engine:2.4.0", "to": "engine:2.4.1", "result": "in progress"}),
+    ],
+)
+def test_compose_last_switch_comes_from_the_state_file(tmp_path, history, expected):
+    record = {"image": "engine:2.4.1", "previous_image": "engine:2.4.0"}
+    if history is not None:
+        record["history"] = history
+    (tmp_path / ".september-engine.json").write_text(json.dumps({"services": {"engine": record}}))
+    engine = _engine.resolve_engine(_Client({}), {"deployment": "compose", "compose_dir": str(tmp_path)})
+    assert engine["compose"]["last_switch"] == expected

@@ -1,0 +1,208 @@
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The AWX / Tower tests' lab: a small fleet of real reference Engines (both hosting models) and its jobs.
+
+An :class:`AwxLab` owns one fleet (named ``awx-<8 hex>``, on a network of its own, host ports from 9060 for the
+cancelled-job tests and from 9080 for the ansible-runner ones, clear of the other suites), its state and report
+folders and its inventory, and runs ``playbooks/upgrade.yml`` against it the way a job would: to its end
+(:meth:`AwxLab.run`), or in a session of its own (:meth:`AwxLab.start`) that :func:`kill_job` kills, whole process
+tree at once, like a cancelled job. Everything the fleet created is removed by :func:`make_lab` afterwards,
+whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import yaml
+
+from engine_testkit import Fleet, sweep
+from engine_testkit.ansible import REPO_ROOT, PlaybookRun, ansible_env, ensure_collection_link, run_playbook
+from engine_testkit.fleet import Engine, unique_name
+
+PLAYBOOKS = REPO_ROOT / "playbooks"
+#: Short waits and bakes: the defaults are minutes.
+FAST_VARS: dict[str, Any] = {
+    "engine_upgrade_canary_bake_seconds": 2,
+    "engine_upgrade_bake_interval": 1,
+    "engine_upgrade_healthy_streak": 2,
+    "engine_upgrade_health_timeout": 30,
+    "engine_upgrade_drain_timeout": 10,
+    "engine_rollback_health_timeout": 40,
+    "engine_rollback_healthy_streak": 2,
+    "engine_rollback_drain_timeout": 10,
+}
+FORKS = ["-f", "20"]
+#: Local connections: pipelining runs each module in one process.
+ANSIBLE_ENV = {"ANSIBLE_PIPELINING": "True"}
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def _descendants(pid: int) -> set[int]:
+    tree, found, todo = _children(), set(), [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def kill_job(pid: int) -> set[int]:
+    """SIGKILL ``pid`` and every process under it at once, as when AWX cancels a job by removing its container.
+
+    Killing the playbook's process group is not enough: ansible-core's workers call setsid(), so the modules they
+    run are in sessions of their own and would go on to the end of their task. The tree is frozen first (SIGSTOP,
+    until no new process appears) so that nothing forks or moves on between the look-up and the kill.
+    """
+    frozen: set[int] = set()
+    while True:
+        pids = ({pid} | _descendants(pid)) - frozen
+        if not pids:
+            break
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGSTOP)
+        frozen |= pids
+    for p in frozen:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+    return frozen
+
+
+class AwxLab:
+    """One test module's fleet, folders and playbook runs."""
+
+    def __init__(self, client: docker.DockerClient, tmp: Path, base_port: int):
+        self.client = client
+        self.tmp = tmp
+        self.state_dir = tmp / "state"
+        self.report_dir = tmp / "reports"
+        self.inventory_path = tmp / "inventory.yml"
+        name = unique_name("awx")
+        # A network of its own: the shared engine_net is removed by whichever fleet's teardown finds no container
+        # attached to it, and a stopped container (an Engine a killed job left down) does not count as attached.
+        self.fleet = Fleet(
+            name=name, base_port=base_port, client=client, workdir=tmp / "compose", network=f"{name}-net"
+        )
+        self.runs = 0
+
+    @property
+    def engines(self) -> list[Engine]:
+        return list(self.fleet.engines)
+
+    @property
+    def api_key(self) -> str:
+        return self.fleet.api_key
+
+    def up(self, count: int, version: str) -> list[Engine]:
+        """``count`` Engines on ``version``, hosting models alternating (per-user container first)."""
+        self.fleet.up(count, version, model="mixed", wait=False)
+        self.fleet.wait_healthy(timeout=90)
+        inventory = self.fleet.inventory()
+        fd = os.open(self.inventory_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(inventory, handle, sort_keys=False)
+        return self.engines
+
+    def close(self) -> None:
+        try:
+            self.fleet.down()
+        finally:
+            sweep(self.fleet.name, self.client)
+
+    def extra_vars(self, **extra: Any) -> dict[str, Any]:
+        return {
+            **FAST_VARS,
+            "engine_state_dir": str(self.state_dir),
+            "engine_report_dir": str(self.report_dir),
+            **extra,
+        }
+
+    def _log(self, name: str, text: str) -> Path:
+        self.runs += 1
+        path = self.tmp / f"run{self.runs:02d}-{name}.out"
+        path.write_text(text)
+        return path
+
+    def run(self, label: str, **extra: Any) -> PlaybookRun:
+        """``playbooks/upgrade.yml`` to its end; the output stays in the test's folder, its tail goes to the log."""
+        started = time.monotonic()
+        run = run_playbook(
+            PLAYBOOKS / "upgrade.yml", extra_vars=self.extra_vars(**extra), inventory=self.inventory_path,
+            args=FORKS, env=ANSIBLE_ENV, timeout=600,
+        )
+        path = self._log(label, run.stdout + "\n" + run.stderr)
+        print(f"--- {label}: rc={run.rc} in {time.monotonic() - started:.1f}s ({path})\n{run.stdout[-2500:]}")
+        return run
+
+    def start(self, label: str, **extra: Any) -> tuple[subprocess.Popen, Path]:
+        """``playbooks/upgrade.yml`` in a new session (its own process group, as a job's), output to a file."""
+        ensure_collection_link()
+        fd, vars_file = tempfile.mkstemp(suffix=".json", dir=self.tmp)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(self.extra_vars(**extra), handle)
+        self.runs += 1
+        log = self.tmp / f"run{self.runs:02d}-{label}.out"
+        command = [
+            str(Path(sys.executable).with_name("ansible-playbook")), str(PLAYBOOKS / "upgrade.yml"),
+            "-i", str(self.inventory_path), *FORKS, "-e", f"@{vars_file}",
+        ]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                command, env=ansible_env(ANSIBLE_ENV), stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        return proc, log
+
+    # ------------------------------------------------------------------ what Docker says
+
+    def containers(self) -> list[Any]:
+        """Every container of the fleet, running or not (per-user, kept --previous/--failed, Compose)."""
+        return self.client.containers.list(all=True, filters={"label": f"io.september.fleet={self.fleet.name}"})
+
+    def versions(self) -> dict[str, tuple[str, str | None]]:
+        """Engine id -> (container status, image version label) of its current container."""
+        out = {}
+        for engine in self.engines:
+            container = engine.container()
+            container.reload()
+            out[engine.engine_id] = (container.status, engine.image_version())
+        return out
+
+
+@contextlib.contextmanager
+def make_lab(client: docker.DockerClient, tmp: Path, base_port: int) -> Iterator[AwxLab]:
+    """An :class:`AwxLab` whose fleet is torn down (and swept) on the way out, whatever happened."""
+    lab = AwxLab(client, tmp, base_port)
+    try:
+        yield lab
+    finally:
+        lab.close()
