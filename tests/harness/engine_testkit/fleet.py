@@ -811,9 +811,17 @@ def _remove_labelled(client: docker.DockerClient, label: str, fleet: str) -> dic
 
 
 def _network_unused(network: Any) -> bool:
+    """No container uses the network, running OR stopped (inspect lists only the connected, running ones)."""
     with contextlib.suppress(docker.errors.NotFound):
         network.reload()
-        return not network.attrs.get("Containers")
+        if network.attrs.get("Containers"):
+            return False
+        for container in network.client.containers.list(all=True, ignore_removed=True):
+            settings = container.attrs.get("NetworkSettings") or {}
+            mode = (container.attrs.get("HostConfig") or {}).get("NetworkMode")
+            if network.name in (settings.get("Networks") or {}) or mode in (network.name, network.id):
+                return False
+        return True
     return False
 
 
