@@ -36,7 +36,7 @@ def test_snapshot_playbook_takes_consistent_snapshots_and_applies_retention(smal
     with LoadGenerator(fleet.engines, rate=2.0) as load:
         time.sleep(2)
         runs = []
-        for _ in range(3):
+        for _attempt in range(3):
             runs.append(run_playbook(PLAYBOOKS / "snapshot.yml", extra_vars=extra, inventory=inventory))
             time.sleep(1.1)  # snapshot names carry the second they were taken
     for run in runs:
