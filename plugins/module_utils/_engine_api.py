@@ -178,6 +178,23 @@ def _request_parts(api_key: str | None, body, accept: str) -> tuple[dict, bytes 
     return headers, data
 
 
+def _open(url, method, headers, data, timeout, validate_certs, ca_path, use_proxy):
+    """open_url as every Engine request uses it: safe redirects only, no netrc, our own agent."""
+    return open_url(
+        url,
+        data=data,
+        headers=headers,
+        method=method,
+        timeout=timeout,
+        validate_certs=validate_certs,
+        ca_path=ca_path,
+        use_proxy=use_proxy,
+        follow_redirects="safe",
+        use_netrc=False,
+        http_agent="september.engine",
+    )
+
+
 def engine_request(
     method: str,
     url: str,
@@ -196,19 +213,7 @@ def engine_request(
     headers, data = _request_parts(api_key, body, "application/json")
     shown = safe_url(url)
     try:
-        response = open_url(
-            url,
-            data=data,
-            headers=headers,
-            method=method,
-            timeout=timeout,
-            validate_certs=validate_certs,
-            ca_path=ca_path,
-            use_proxy=use_proxy,
-            follow_redirects="safe",
-            use_netrc=False,
-            http_agent="september.engine",
-        )
+        response = _open(url, method, headers, data, timeout, validate_certs, ca_path, use_proxy)
         with response:
             return EngineResponse(status=response.getcode(), data=_decode(response.read()))
     except HTTPError as exc:
@@ -244,19 +249,7 @@ def engine_stream(
     headers, data = _request_parts(api_key, body, "text/event-stream")
     shown = safe_url(url)
     try:
-        response = open_url(
-            url,
-            data=data,
-            headers=headers,
-            method=method,
-            timeout=timeout,
-            validate_certs=validate_certs,
-            ca_path=ca_path,
-            use_proxy=use_proxy,
-            follow_redirects="safe",
-            use_netrc=False,
-            http_agent="september.engine",
-        )
+        response = _open(url, method, headers, data, timeout, validate_certs, ca_path, use_proxy)
     except HTTPError as exc:
         try:
             raw = exc.read()
