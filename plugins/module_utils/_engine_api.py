@@ -195,6 +195,18 @@ def _open(url, method, headers, data, timeout, validate_certs, ca_path, use_prox
     )
 
 
+def _failed(exc: BaseException, shown_url: str) -> EngineResponse:
+    """What a request got when it raised: the error status and JSON body, or no answer at all."""
+    if isinstance(exc, HTTPError):
+        try:
+            raw = exc.read()
+        except (OSError, ValueError):
+            raw = b""
+        return EngineResponse(status=exc.code, data=_decode(raw or b""))
+    kind, text = _describe(exc, shown_url)
+    return EngineResponse(status=None, error=text, error_kind=kind)
+
+
 def engine_request(
     method: str,
     url: str,
@@ -216,15 +228,8 @@ def engine_request(
         response = _open(url, method, headers, data, timeout, validate_certs, ca_path, use_proxy)
         with response:
             return EngineResponse(status=response.getcode(), data=_decode(response.read()))
-    except HTTPError as exc:
-        try:
-            raw = exc.read()
-        except (OSError, ValueError):
-            raw = b""
-        return EngineResponse(status=exc.code, data=_decode(raw or b""))
     except (URLError, OSError, HTTPException, ValueError) as exc:
-        kind, text = _describe(exc, shown)
-        return EngineResponse(status=None, error=text, error_kind=kind)
+        return _failed(exc, shown)
 
 
 def engine_stream(
@@ -250,15 +255,8 @@ def engine_stream(
     shown = safe_url(url)
     try:
         response = _open(url, method, headers, data, timeout, validate_certs, ca_path, use_proxy)
-    except HTTPError as exc:
-        try:
-            raw = exc.read()
-        except (OSError, ValueError):
-            raw = b""
-        return EngineResponse(status=exc.code, data=_decode(raw or b""))
     except (URLError, OSError, HTTPException, ValueError) as exc:
-        kind, text = _describe(exc, shown)
-        return EngineResponse(status=None, error=text, error_kind=kind)
+        return _failed(exc, shown)
     chunks: list[bytes] = []
     with response:
         status = response.getcode()
