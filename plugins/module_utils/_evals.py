@@ -637,6 +637,7 @@ def compare(baseline: dict, results: list[dict], max_regressions: int = 0, max_p
     too_many = len(regressions) > max_regressions
     too_low = max_pass_rate_drop is not None and drop > max_pass_rate_drop
     reasons = []
+    symptom = []
     if regressions:
         listed = _listed([f"{n} ({failure_detail(after[n])})" for n in regressions])
         bound = "more than" if too_many else "within"
@@ -644,6 +645,8 @@ def compare(baseline: dict, results: list[dict], max_regressions: int = 0, max_p
             f"{len(regressions)} eval case(s) that passed before now fail ({bound} max_regressions="
             f"{max_regressions}): {listed}"
         )
+        if too_many:
+            symptom.append(reasons[-1])
         not_serving = [n for n in regressions if after[n].get("error") in NOT_SERVING]
         if not_serving:
             codes = ", ".join(sorted({after[n]["error"] for n in not_serving}))
@@ -660,6 +663,8 @@ def compare(baseline: dict, results: list[dict], max_regressions: int = 0, max_p
     if too_low:
         rate += f", a drop of {drop:.1%}, more than max_pass_rate_drop={max_pass_rate_drop:.1%}"
     reasons.append(rate)
+    if too_low:
+        symptom.append(rate)
     if fixed:
         reasons.append(f"{len(fixed)} case(s) that failed before now pass: {_listed(fixed)}")
     new = [n for n in after if n not in before]
@@ -671,6 +676,7 @@ def compare(baseline: dict, results: list[dict], max_regressions: int = 0, max_p
     return dict(
         decision="rollback" if too_many or too_low else "ok",
         reasons=reasons,
+        symptom="; ".join(symptom) or None,
         regressions=[
             dict(
                 name=n,

@@ -434,6 +434,7 @@ def compare(baseline: dict, current: dict, thresholds: dict | None = None, last_
     return dict(
         decision="rollback" if standing else "ok",
         reasons=reasons,
+        symptom="; ".join(texts[name] for name in standing) or None,
         checks=checks,
         new_warning_kinds=new_kinds,
         enough_turns=enough,

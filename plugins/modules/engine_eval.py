@@ -343,6 +343,12 @@ eval:
             - "2 eval case(s) that passed before now fail (more than max_regressions=0): mul-12-12 (answered 145,
               expected 144), add-2-2 (failed with TOOL_EXECUTION_FAILED: tool 'calculator' returned malformed output)"
             - "pass rate on the 16 case(s) both runs have: 100% before, 88% now"
+        symptom:
+          description: What decides the rollback, in one line (a notification's "due to"); null with V(ok).
+          type: str
+          returned: success
+          sample: "2 eval case(s) that passed before now fail (more than max_regressions=0): mul-12-12 (answered 145,
+            expected 144), add-2-2 (failed with TOOL_EXECUTION_FAILED)"
         regressions:
           description: The cases that passed in the baseline and fail now.
           type: list

@@ -291,6 +291,11 @@ metrics:
           elements: str
           sample: ["error rate 31.0% vs 0.0% baseline (threshold +10 points, x2)",
                    "p99 latency 1110 ms vs 281 ms baseline (threshold x2)"]
+        symptom:
+          description: The standing breaches that decide the rollback, in one line (for a message), null with V(ok).
+          type: str
+          sample: "error rate 31.0% vs 0.0% baseline (threshold +10 points, x2); p99 latency 1110 ms vs 281 ms baseline
+            (threshold x2)"
         checks:
           description:
             - Per check (C(error_rate), C(latency_p99), C(latency_p50), C(cache_hit_ratio), C(new_warnings)) the

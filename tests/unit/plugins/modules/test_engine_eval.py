@@ -89,10 +89,11 @@ def test_cases_file_and_baseline_verdict(engine, tmp_path):
         "answered 43, expected 42"
     )
     assert "add (answered 43, expected 42)" in verdict["reasons"][0]
+    assert verdict["symptom"] == verdict["reasons"][0]  # the regression decides; the pass-rate line does not
     ok, tolerant = run(
         {"url": URL, "api_key": KEY, "cases_file": str(path), "baseline": before, "max_regressions": 1}
     )
-    assert ok and tolerant["eval"]["verdict"]["decision"] == "ok"
+    assert ok and tolerant["eval"]["verdict"]["decision"] == "ok" and tolerant["eval"]["verdict"]["symptom"] is None
 
 
 def test_check_mode_sends_nothing(engine, tmp_path):

@@ -119,12 +119,14 @@ def test_a_verdict_against_a_baseline(engine):
     verdict = result["metrics"]["verdict"]
     assert verdict["decision"] == "rollback"
     assert verdict["reasons"][0].startswith("error rate 35.0% vs 0.0% baseline")
+    # The symptom names the standing breaches only: not the cache drop and the new kinds that do not decide alone.
+    assert verdict["symptom"].startswith("error rate 35.0% vs 0.0% baseline") and "cache" not in verdict["symptom"]
     assert "WARNING llm: prompt cache miss: system prompt changed" in verdict["new_warning_kinds"]
     # The whole registered result is accepted as a baseline too, and thresholds are options.
     relaxed = run({"container": "met-u001", "start": T0 + 30, "end": T0 + 50, "latency_p99_factor": 10.0,
                    "latency_p50_factor": 10.0, "error_rate_max_increase": 0.5,
                    "baseline": {"metrics": {"measures": baseline}}})
-    assert relaxed["metrics"]["verdict"]["decision"] == "ok"
+    assert relaxed["metrics"]["verdict"]["decision"] == "ok" and relaxed["metrics"]["verdict"]["symptom"] is None
 
 
 def test_an_outage_that_ends_is_improving(engine):
