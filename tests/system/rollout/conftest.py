@@ -40,7 +40,7 @@ BASE_PORT = 9100
 FLEET_SIZE = 12
 BASELINE = "2.3.0"
 #: Every release the scenarios go to.
-RELEASES = ("2.3.0", "2.3.1", "2.4.0", "2.4.1", "2.5.0", "3.0.0")
+RELEASES = ("2.3.0", "2.3.1", "2.4.0", "2.4.1", "2.4.2", "2.5.0", "3.0.0")
 PLAYBOOKS = REPO_ROOT / "playbooks"
 #: The fast settings of every run (the defaults are minutes of bake and health waits).
 FAST_VARS: dict[str, Any] = {
@@ -338,12 +338,12 @@ class Fleets:
         self.errors: list[str] = []
 
     @contextlib.contextmanager
-    def open(self, tmp: Path) -> Iterator[Rollout]:
-        """A :class:`Rollout` with its 12 Engines up on 2.3.0, torn down after the block whatever happens."""
+    def open(self, tmp: Path, count: int = FLEET_SIZE) -> Iterator[Rollout]:
+        """A :class:`Rollout` with its ``count`` Engines up on 2.3.0, torn down after the block whatever happens."""
         rollout = Rollout(self.client, tmp)
         try:
             with self.lock:
-                rollout.up()
+                rollout.up(count)
             self._start_teardowns()
             yield rollout
         finally:

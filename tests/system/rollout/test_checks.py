@@ -1,0 +1,314 @@
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""End to end: the post-upgrade checks of playbooks/upgrade.yml on real Engines under real load (issue 5).
+
+Each test brings up 4 reference Engines (``u001 c001 u002 c002``: per-user containers and Compose projects; the
+default stages make the batches ``[u001] [c001] [u002 c002]``), keeps the load generator running so that every
+Engine has a baseline of real turns before its switch, and runs the real ``ansible-playbook`` with a local
+Slack-compatible webhook receiver. What happened is read from Docker, the Engines, the brains, the run report, the
+diagnostics bundle and the webhook's messages; every artifact is searched for the Engine key and the webhook URL.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine_testkit import brain
+from engine_testkit.webhook import WebhookReceiver
+
+pytestmark = pytest.mark.timeout(900)
+
+Rollout = Any
+BASELINE = "2.3.0"
+FLEET = 4
+EVALS = Path(__file__).resolve().parents[3] / "roles" / "engine_upgrade" / "files" / "evals" / "reference.yml"
+#: The checks with test-sized windows: a bake long enough for min_turns turns at the load's rate.
+CHECK_VARS: dict[str, Any] = {
+    "engine_upgrade_canary_bake_seconds": 15,
+    "engine_upgrade_bake_seconds": 8,
+    "engine_upgrade_bake_interval": 2,
+    "engine_upgrade_metrics_min_turns": 10,
+    "engine_upgrade_baseline_seconds": 120,
+}
+#: Load: turns per second per Engine, and the seconds of baseline before the playbook starts.
+RATE = 2.0
+BASELINE_SECONDS = 10
+
+
+@pytest.fixture
+def small(fleets: Any, tmp_path: Path) -> Iterator[Rollout]:
+    """A Rollout of 4 Engines on 2.3.0 (torn down after the test)."""
+    with fleets.open(tmp_path, count=FLEET) as rollout:
+        yield rollout
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+def run_upgrade(rollout: Rollout, hook: WebhookReceiver, target: str, label: str, **extra: Any) -> Any:
+    return rollout.run("upgrade.yml", label=label, engine_target_version=target, engine_webhook_url=hook.url,
+                       **{**CHECK_VARS, **extra})
+
+
+def api_key(rollout: Rollout) -> str:
+    return rollout.engines[0].api_key
+
+
+def assert_no_secret(rollout: Rollout, hook: WebhookReceiver) -> None:
+    """Neither the Engine key nor the webhook URL's token is in any output, report, bundle, manifest or message."""
+    secrets = {"engine key": api_key(rollout), "webhook token": hook.token}
+    assert len(secrets["engine key"]) >= 16
+    artifacts = [p for p in rollout.tmp.rglob("*") if p.is_file() and p.name != "inventory.yml"]
+    artifacts = [p for p in artifacts if "compose" not in p.relative_to(rollout.tmp).parts]
+    assert any(p.name == "upgrade.json" for p in artifacts) and any(p.suffix == ".out" for p in artifacts)
+    texts = {str(p): p.read_bytes().decode("utf-8", "replace") for p in artifacts}
+    texts["webhook"] = json.dumps([r["raw"] for r in hook.requests])
+    for name, secret in secrets.items():
+        leaks = [where for where, text in texts.items() if secret in text]
+        assert not leaks, f"the {name} leaked into {leaks}"
+
+
+def steady_load(rollout: Rollout) -> Any:
+    """The load generator, with BASELINE_SECONDS of turns behind it (the Engines' baseline)."""
+    load = rollout.load(rate=RATE)
+    lg = load.__enter__()
+    time.sleep(BASELINE_SECONDS)
+    return load, lg
+
+
+# ---------------------------------------------------------------------- 2.4.2: healthy, but failing and slow
+
+
+def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: WebhookReceiver) -> None:
+    rollout = small
+    canary, *others = [e.engine_id for e in rollout.engines]
+    before = rollout.state()
+    load, lg = steady_load(rollout)
+    try:
+        run = run_upgrade(rollout, hook, "2.4.2", "to 2.4.2")
+    finally:
+        load.__exit__(None, None, None)
+    assert run.rc == 2, run.stdout[-4000:]  # a failed host: the rollout stopped
+    after = rollout.state()
+    # The canary is back on 2.3.0 with its pre-upgrade brain; nobody else was touched.
+    assert (after[canary].image, after[canary].version) == (f"engine:{BASELINE}", BASELINE)
+    for eid in others:
+        assert after[eid] == before[eid]
+    assert brain.applied_migrations(rollout.engine(canary).brain_path())[-1] == "0005"
+    for engine in rollout.engines:
+        if engine.engine_id != canary:
+            rollout.assert_writes_kept(engine, lg)
+    # Nothing acknowledged is lost on the canary: before the snapshot in the restored brain, the rest in the kept one.
+    manifests = rollout.snapshots(canary)
+    (snap,) = [m for n, m in manifests.items() if n.startswith(f"pre-upgrade-{BASELINE}-to-2.4.2-")]
+    (kept_manifest,) = [m for n, m in manifests.items() if n.endswith("-pre-restore")]
+    rollout.assert_writes_kept_restored(rollout.engine(canary), snap, kept_manifest, lg)
+
+    report = rollout.report()
+    assert report["outcome"] == "stopped_rolled_back" and report["stopped"] is True
+    assert sorted(report["untouched"]) == sorted(others)
+    (entry,) = report["engines"]
+    assert entry["engine"] == canary and entry["status"] == "rolled_back" and entry["decision"] == "rollback"
+    # The measures decided it, against the canary's own baseline: the reason says which and by how much.
+    assert entry["reason"].startswith("verify: measures: error rate "), entry["reason"]
+    assert "p99 latency" in entry["reason"]
+    measures = entry["measures"]
+    assert measures["before"]["turns"] >= CHECK_VARS["engine_upgrade_metrics_min_turns"]
+    assert measures["before"]["error_rate"] == 0.0
+    assert measures["after"]["error_rate"] > 0.1
+    assert measures["after"]["latency_p99_ms"] > 2 * measures["before"]["latency_p99_ms"]
+    assert measures["verdict"]["decision"] == "rollback" and measures["verdict"]["enough_turns"] is True
+    # Timings, rollback kind and the bad window's data at risk (2.4.2 ran migration 0006: the brain was restored).
+    timings = entry["timings"]
+    assert timings["drain_seconds"] is not None and timings["switch_seconds"] >= timings["drain_seconds"]
+    assert timings["healthy_seconds"] > 0 and timings["bake_seconds"] >= CHECK_VARS["engine_upgrade_canary_bake_seconds"]
+    assert entry["rollback_kind"] == "image+brain" and entry["rollback"]["brain_restored"] is True
+    assert entry["data_at_risk"]["tasks"] > 0, entry["data_at_risk"]
+    assert entry["snapshot"]["sha256"] and len(entry["snapshot"]["sha256"]) == 64
+    markdown = (rollout.report_dir / report["run_id"] / "upgrade.md").read_text()
+    assert "stopped_rolled_back" in markdown and "error rate" in markdown and "Data at risk" in markdown
+
+    # The diagnostics bundle: the bad window's logs (2.4.2's failures), the measures, the kept brain.
+    bundle = Path(entry["diagnostics"])
+    assert bundle == rollout.report_dir / report["run_id"] / "diagnostics" / canary
+    diag = json.loads((bundle / "diagnostics.json").read_text())
+    assert diag["measures_after"]["verdict"]["decision"] == "rollback"
+    kept = Path(diag["bad_window_brain"]["path"])
+    assert kept.is_file() and "0006" in brain.applied_migrations(kept)
+    assert diag["bad_window_brain"]["data_at_risk"] == entry["data_at_risk"]
+    log_lines = [json.loads(line) for line in (bundle / "engine.log").read_text().splitlines() if line.startswith("{")]
+    assert any(line.get("extra", {}).get("version") == "2.4.2" for line in log_lines)
+    assert any(line["level"] == "ERROR" for line in log_lines)
+    for path in (bundle, bundle / "diagnostics.json", bundle / "engine.log"):
+        assert path.stat().st_mode & 0o077 == 0, path
+
+    # The webhook: start, the rollback with its symptom, the end (aborted).
+    assert [m["event"] for m in hook.messages] == ["start", "rollback", "end"]
+    start, rollback, end = hook.texts()
+    assert start.startswith("Upgrade to 2.4.2 started") and canary in start
+    assert rollback.startswith(f"Rolling back {canary} to {BASELINE} due to verify: measures: error rate ")
+    assert end.startswith("ABORTED: the upgrade to 2.4.2 stopped in batch 1") and "rolled back" in end
+    assert_no_secret(rollout, hook)
+
+
+# ---------------------------------------------------------------------- 2.4.0: the same checks pass
+
+
+def test_240_passes_the_same_checks_under_the_same_load(small: Rollout, hook: WebhookReceiver) -> None:
+    rollout = small
+    load, lg = steady_load(rollout)
+    try:
+        run = run_upgrade(rollout, hook, "2.4.0", "to 2.4.0", engine_upgrade_evals_file=str(EVALS))
+    finally:
+        load.__exit__(None, None, None)
+    assert run.rc == 0, run.stdout[-4000:]
+    for engine in rollout.engines:
+        assert engine.image_version() == "2.4.0"
+        rollout.assert_writes_kept(engine, lg)
+    report = rollout.report()
+    assert report["outcome"] == "completed" and report["untouched"] == []
+    for entry in report["engines"]:
+        assert (entry["status"], entry["decision"], entry["rollback_kind"]) == ("upgraded", "keep", "none"), entry
+        verdict = entry["measures"]["verdict"]
+        assert verdict["decision"] == "ok", (entry["engine"], verdict)
+        assert entry["measures"]["after"]["turns"] > 0
+        assert entry["evals"]["before"]["passed"] == entry["evals"]["before"]["total"] > 0
+        assert entry["evals"]["after"]["passed"] == entry["evals"]["after"]["total"]
+        assert entry["evals"]["verdict"]["decision"] == "ok"
+        assert entry["diagnostics"] is None
+    # The canary baked long enough for its measures to decide (not a pass by "not enough turns").
+    canary = next(e for e in report["engines"] if e["batch"] == 1)
+    assert canary["measures"]["verdict"]["enough_turns"] is True
+    assert not (rollout.report_dir / report["run_id"] / "diagnostics").exists()
+    assert [m["event"] for m in hook.messages] == ["start", "end"]
+    assert hook.texts("end")[0].startswith(f"All clear: the upgrade to 2.4.0 is done on {FLEET} Engines")
+    assert_no_secret(rollout, hook)
+
+
+# ---------------------------------------------------------------------- evals: a regression the measures skip
+
+
+def test_eval_regression_rolls_the_canary_back(small: Rollout, hook: WebhookReceiver) -> None:
+    rollout = small
+    canary, *others = [e.engine_id for e in rollout.engines]
+    before = rollout.state()
+    # Bad input first: an eval set that is not there is refused before anything is touched.
+    missing = run_upgrade(rollout, hook, "2.4.2", "missing evals", engine_upgrade_evals_file="/nonexistent/evals.yml")
+    assert missing.rc != 0 and "engine_upgrade_evals_file=/nonexistent/evals.yml is not a file" in missing.stdout
+    assert rollout.state() == before and rollout.snapshot_files() == []
+    assert hook.messages == []
+
+    # Measures off: only the evals (run before the switch, then after it) can catch 2.4.2's wrong answers.
+    run = run_upgrade(rollout, hook, "2.4.2", "evals", engine_upgrade_checks=False,
+                      engine_upgrade_evals_file=str(EVALS), engine_upgrade_canary_bake_seconds=0)
+    assert run.rc == 2, run.stdout[-4000:]
+    after = rollout.state()
+    assert after[canary].version == BASELINE
+    for eid in others:
+        assert after[eid] == before[eid]
+    (entry,) = rollout.report()["engines"]
+    assert entry["status"] == "rolled_back" and entry["reason"].startswith("verify: evals: "), entry["reason"]
+    assert entry["measures"]["before"] is None  # the measures were off
+    evals = entry["evals"]
+    assert evals["before"]["passed"] == evals["before"]["total"]
+    assert evals["after"]["passed"] < evals["before"]["passed"]
+    assert evals["verdict"]["decision"] == "rollback"
+    regressed = {r["name"] for r in evals["verdict"]["regressions"]}
+    assert regressed, evals["verdict"]
+    assert any(r["answer"] not in (None, r["baseline_answer"]) for r in evals["verdict"]["regressions"])
+    assert f"Rolling back {canary} to {BASELINE} due to verify: evals: " in hook.texts("rollback")[0]
+    assert_no_secret(rollout, hook)
+
+
+# ---------------------------------------------------------------------- a provider outage is not the release
+
+
+class OutageAfterSwitch:
+    """Switches the LLM-provider outage on for every Engine as soon as ``engine`` runs ``image``."""
+
+    def __init__(self, rollout: Rollout, engine_id: str, image: str):
+        self.rollout, self.engine_id, self.image = rollout, engine_id, image
+        self.fired = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="outage", daemon=True)
+
+    def _watch(self) -> None:
+        engine = self.rollout.engine(self.engine_id)
+        while not self.stop.is_set():
+            try:
+                container = engine.container()
+                if container.attrs["Config"]["Image"] == self.image and container.status == "running":
+                    break
+            except Exception:  # between two containers during the switch
+                pass
+            time.sleep(0.2)
+        else:
+            return
+        for other in self.rollout.engines:
+            other.set_llm_outage(True)
+        self.fired.set()
+
+    def __enter__(self) -> OutageAfterSwitch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_provider_outage_stops_the_rollout_without_blaming_the_release(small: Rollout, hook: WebhookReceiver) -> None:
+    rollout = small
+    canary, *others = [e.engine_id for e in rollout.engines]
+    before = rollout.state()
+    load, lg = steady_load(rollout)
+    try:
+        with OutageAfterSwitch(rollout, canary, "engine:2.4.0") as outage:
+            run = run_upgrade(rollout, hook, "2.4.0", "outage", engine_upgrade_health_timeout=15)
+        assert outage.fired.is_set(), "the canary never ran 2.4.0"
+        after = rollout.state()
+        for engine in rollout.engines:
+            engine.set_llm_outage(False)  # the provider is back
+    finally:
+        load.__exit__(None, None, None)
+    assert run.rc == 2, run.stdout[-4000:]
+    # The canary was NOT rolled back (2.4.0 is not to blame), the rollout stopped, the others were not touched.
+    assert after[canary].image == "engine:2.4.0"
+    for eid in others:
+        assert after[eid] == before[eid]
+    report = rollout.report()
+    assert report["outcome"] == "stopped_outage" and report["stopped"] is True
+    assert report["outage"]["kind"] == "provider_outage" and report["outage"]["control_unhealthy"] >= 1
+    (entry,) = report["engines"]
+    assert entry["status"] == "stopped_outage" and entry["decision"] == "stop_outage"
+    assert entry["rollback"] is None and entry["rollback_kind"] == "none"
+    assert "LLM provider outage" in entry["reason"] and "not rolled back" in entry["reason"]
+    assert sorted(entry["outage"]["controls"]) == sorted(others)
+    assert [m["event"] for m in hook.messages] == ["start", "end"]  # no "Rolling back"
+    end = hook.texts("end")[0]
+    assert end.startswith("ABORTED") and "LLM provider outage" in end and "Nothing was rolled back" in end
+    assert "Rolling back" not in run.stdout
+
+    # With the provider back, a re-run verifies the canary it left on 2.4.0 and finishes the rollout.
+    with rollout.load(rate=RATE) as lg2:
+        again = run_upgrade(rollout, hook, "2.4.0", "after the outage", engine_upgrade_canary_bake_seconds=4,
+                            engine_upgrade_bake_seconds=0)
+    assert again.rc == 0, again.stdout[-4000:]
+    for engine in rollout.engines:
+        assert engine.image_version() == "2.4.0"
+        rollout.assert_writes_kept(engine, lg)
+        rollout.assert_writes_kept(engine, lg2)
+    assert rollout.containers_named(f"{rollout.engine(canary).container_name}--previous") == []
+    assert rollout.report()["outcome"] == "completed"
+    assert_no_secret(rollout, hook)
