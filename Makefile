@@ -77,7 +77,8 @@ DEMO_TO ?= 2.4.0
 
 # The demo: a fresh local fleet (both hosting models) under load, upgraded canary first by
 # playbooks/upgrade.yml, then every acknowledged write looked for, and each Engine's version and health.
-# `make demo DEMO_TO=2.4.1` shows the canary failing its health gate and rolling itself back.
+# `make demo DEMO_TO=2.4.1` shows the canary failing its health gate and rolling itself back; `DEMO_TO=2.4.2` a
+# canary that stays healthy but fails its post-upgrade checks (error rate, latency) and is rolled back.
 demo: bootstrap collection
 	$(PY) -m engine_testkit demo --name demo --count $(DEMO_ENGINES) --from $(DEMO_FROM) --to $(DEMO_TO)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from . import brain
@@ -64,12 +65,17 @@ def run_demo(name: str, count: int, from_version: str, to_version: str, base_por
         "-e", f"engine_target_version={to_version}",
         "-e", f"engine_state_dir={state_dir}",
         "-e", f"engine_report_dir={report_dir}",
-        "-e", f"engine_upgrade_canary_bake_seconds={os.environ.get('DEMO_BAKE_SECONDS', '10')}",
+        "-e", f"engine_upgrade_canary_bake_seconds={os.environ.get('DEMO_BAKE_SECONDS', '15')}",
         "-e", "engine_upgrade_bake_interval=2",
+        # A demo-sized baseline and bake: the measures decide on 10 turns (the default is 20).
+        "-e", "engine_upgrade_metrics_min_turns=10",
+        "-e", "engine_upgrade_baseline_seconds=120",
         "-e", "engine_upgrade_drain_timeout=30",
         "-f", str(max(count, 5)),
     ]
     with LoadGenerator(fleet.engines, rate=2.0, feedback_ratio=0.25) as load:
+        # Every Engine's baseline: the measures before its switch are compared with those after it.
+        time.sleep(float(os.environ.get("DEMO_WARMUP_SECONDS", "10")))
         rc = _playbook("upgrade.yml", inventory, extra)
     stats = load.stats()
 
