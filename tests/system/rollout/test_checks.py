@@ -132,7 +132,8 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
     # Timings, rollback kind and the bad window's data at risk (2.4.2 ran migration 0006: the brain was restored).
     timings = entry["timings"]
     assert timings["drain_seconds"] is not None and timings["switch_seconds"] >= timings["drain_seconds"]
-    assert timings["healthy_seconds"] > 0 and timings["bake_seconds"] >= CHECK_VARS["engine_upgrade_canary_bake_seconds"]
+    assert timings["healthy_seconds"] > 0
+    assert timings["bake_seconds"] >= CHECK_VARS["engine_upgrade_canary_bake_seconds"]
     assert entry["rollback_kind"] == "image+brain" and entry["rollback"]["brain_restored"] is True
     assert entry["data_at_risk"]["tasks"] > 0, entry["data_at_risk"]
     assert entry["snapshot"]["sha256"] and len(entry["snapshot"]["sha256"]) == 64
@@ -228,6 +229,17 @@ def test_eval_regression_rolls_the_canary_back(small: Rollout, hook: WebhookRece
     assert regressed, evals["verdict"]
     assert any(r["answer"] not in (None, r["baseline_answer"]) for r in evals["verdict"]["regressions"])
     assert f"Rolling back {canary} to {BASELINE} due to verify: evals: " in hook.texts("rollback")[0]
+
+    # rollback.yml on an Engine that was never upgraded: refused with what to do, recorded in its report, untouched.
+    untouched = others[1]
+    refused = rollout.run("rollback.yml", label="nothing to roll back to", limit=[untouched])
+    assert refused.rc == 2
+    assert "no previous release is recorded for this Engine" in refused.stdout
+    assert rollout.state()[untouched] == before[untouched]
+    (path,) = rollout.report_dir.glob("*/rollback.json")
+    report = json.loads(path.read_text())
+    assert report["engines"] == [] and [f["engine"] for f in report["failed"]] == [untouched]
+    assert "engine_rollback_version=<tag>" in report["failed"][0]["reason"]
     assert_no_secret(rollout, hook)
 
 

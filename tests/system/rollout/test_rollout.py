@@ -13,6 +13,7 @@ Engines' ``/health``, the brains (every acknowledged write of the load generator
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from collections.abc import Iterator
@@ -243,6 +244,15 @@ def test_patch_then_image_only_rollback(rollout: Rollout) -> None:
         assert list(rollout.snapshots(eid)) == [pre_upgrade(rollout, eid, "2.3.1")["name"]]
         assert brain.applied_migrations(engine.brain_path()) == BASELINE_MIGRATIONS
         rollout.assert_writes_kept(engine, lg)
+    # The rollback run's own report: every Engine, image only, nothing at risk.
+    (path,) = rollout.report_dir.glob("*/rollback.json")
+    report = json.loads(path.read_text())
+    assert report["failed"] == [] and report["not_reached"] == []
+    assert {e["engine"]: (e["kind"], e["to_version"], e["data_at_risk"]) for e in report["engines"]} == {
+        e.engine_id: ("image", BASELINE, None) for e in rollout.engines
+    }
+    assert file_mode(path) == 0o600 and file_mode(path.parent) == 0o700
+    assert "| image |" in (path.parent / "rollback.md").read_text()
 
 
 # ---------------------------------------------------------------------- 4, 5: the canary fails
