@@ -15,6 +15,7 @@ import os
 from ansible_collections.september.engine.plugins.module_utils._docker import NotFound, image_version
 from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_url_from_container
 from ansible_collections.september.engine.plugins.module_utils._errors import NotFoundError, OptionsError
+from ansible_collections.september.engine.plugins.module_utils._identity import identity_from_facts
 
 PREVIOUS_IMAGE_LABEL = "io.september.engine.previous-image"
 COMPOSE_WORKDIR_LABEL = "com.docker.compose.project.working_dir"
@@ -96,6 +97,7 @@ def _container_facts(client, container, data_dir: str) -> dict:
             facts["volume"] = mount.get("Name")
             facts["brain_mount"] = dict(type=mount.get("Type"), source=mount.get("Source"), name=mount.get("Name"))
     facts.update(_image_facts(client, attrs.get("Image"), (attrs.get("Config") or {}).get("Image")))
+    facts["identity"] = identity_from_facts(facts)
     return facts
 
 

@@ -137,6 +137,15 @@ engine:
       description: Name of the Docker volume mounted at O(data_dir), if a volume.
       type: str
       sample: engine-data-u042
+    identity:
+      description:
+        - Who the Engine is, whatever the inventory calls it: the storage of its brain. C(key) is
+          C(volume:<name>) for a named volume at O(data_dir), C(bind:<host path>) for a bind mount,
+          C(container:<name>) when nothing is mounted there; C(slug) is a file-name-safe form of it.
+        - Locks, snapshots and restores are keyed by it, so that no Engine takes another Engine's lock or brain.
+      type: dict
+      sample: {"key": "volume:engine-data-u042", "slug": "engine-data-u042", "volume": "engine-data-u042",
+               "brain_source": "/var/lib/docker/volumes/engine-data-u042/_data", "container": "engine-u042"}
     previous:
       description:
         - What a rollback goes back to, when a switch recorded it (the kept previous container, its label, or the
