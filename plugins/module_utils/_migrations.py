@@ -472,6 +472,10 @@ def assess(
         not_shipped=not_shipped,
         is_forward_only=bool(pending),
         is_destructive=bool(destructive),
+        # A migration the scratch copy could not run (a DROP COLUMN on an old SQLite, a virtual-table module this
+        # SQLite lacks ...) may drop or rewrite data as well: it is treated as destructive until acknowledged.
+        unclassified=unknown,
+        needs_acknowledgement=bool(destructive or unknown),
         is_downgrade=is_downgrade,
         rollback_strategy=rollback_strategy(bool(pending), is_downgrade, same_release),
         snapshot_retention_days=DESTRUCTIVE_RETENTION_DAYS if destructive or unknown else None,

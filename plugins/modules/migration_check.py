@@ -221,6 +221,22 @@ migration:
       type: bool
       returned: success
       sample: false
+    unclassified:
+      description:
+        - Pending migrations whose effect could not be classified (V(unknown)): this node's SQLite could not run
+          them on the schema copy (a C(DROP COLUMN) on SQLite older than 3.35, a virtual-table module it lacks).
+          They may drop or rewrite data as well; treat them as destructive.
+      type: list
+      elements: str
+      returned: success
+      sample: []
+    needs_acknowledgement:
+      description:
+        - A pending migration is V(destructive) or V(unknown): an upgrade must not proceed without an explicit
+          acknowledgement and a snapshot retained at least RV(migration.snapshot_retention_days) days.
+      type: bool
+      returned: success
+      sample: false
     is_downgrade:
       description:
         - The brain holds migrations the target does not ship; the target would refuse it (C(MIGRATION_REQUIRED)).
@@ -321,132 +337,17 @@ migration:
                    "http_status": null, "elapsed": 1.2, "message": "MIGRATION_REQUIRED: the brain holds ..."}
 """
 
-import secrets
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.september.engine.plugins.module_utils._boot_test import BootTest
 from ansible_collections.september.engine.plugins.module_utils._brain import (
     BRAIN_MUTUALLY_EXCLUSIVE,
     BRAIN_REQUIRED_ONE_OF,
-    ReadonlyBrain,
-    applied_migrations,
     brain_argument_spec,
-    locate_brain,
     migrations_argument_spec,
 )
-from ansible_collections.september.engine.plugins.module_utils._docker import (
-    ImageNotFound,
-    check_docker_sdk,
-    docker_argument_spec,
-    docker_client,
-    get_image,
-    image_version,
-)
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
-from ansible_collections.september.engine.plugins.module_utils._migrations import (
-    assess,
-    classify_migrations,
-    compare,
-    schema_statements,
-    shipped_migrations,
-)
-
-
-class MigrationCheck:
-    """Reads the brain and the target image, classifies what would run, and optionally boot-tests it."""
-
-    def __init__(self, module: AnsibleModule):
-        self.module = module
-        self.params = module.params
-        if not self.params["migrations_dir"].startswith("/"):
-            raise OptionsError(
-                f"migrations_dir must be an absolute path inside the image (got {self.params['migrations_dir']})."
-            )
-        if self.params["boot_timeout"] < 1:
-            raise OptionsError(f"boot_timeout must be 1 second or more (got {self.params['boot_timeout']}).")
-
-    def _current(self, client, location) -> tuple:
-        """(reference, version, image id) of the current image; the reference alone when it is not present here."""
-        ref = self.params["current_image"] or location.image
-        if not ref:
-            return None, None, None
-        lookup = ref if self.params["current_image"] else location.image_id or ref
-        try:
-            image = client.images.get(lookup)
-        except ImageNotFound:
-            if self.params["boot_test"]:
-                get_image(client, ref)  # raises NotFoundError with the fix
-            tag = ref.rpartition(":")[2] if "/" not in ref.rpartition(":")[2] else None
-            return ref, tag, None
-        return ref, image_version(image, self.params["version_label"]), image.id
-
-    def run(self) -> dict:
-        p = self.params
-        client = docker_client(p)
-        target = get_image(client, p["target_image"])
-        location = locate_brain(p, client)
-        current_ref, current_version, current_id = self._current(client, location)
-        if p["boot_test"] and not current_ref:
-            raise OptionsError(
-                "boot_test needs the current image: give current_image (or locate the brain with container)."
-            )
-        with ReadonlyBrain(location.path) as conn:
-            applied = applied_migrations(conn, p)
-            statements = schema_statements(conn)
-        shipped = shipped_migrations(client, p["target_image"], p["migrations_dir"])
-        pending = compare(applied, shipped)[0]
-        verdicts, problems = classify_migrations(statements, pending)
-        report = assess(
-            applied=applied,
-            shipped=shipped,
-            verdicts=verdicts,
-            current_image=current_ref,
-            current_version=current_version,
-            target_image=p["target_image"],
-            target_version=image_version(target, p["version_label"]),
-            same_image=current_id is not None and current_id == target.id,
-        )
-        report["warnings"].extend(
-            f"Part of the brain's schema could not be copied for the classification ({problem})."
-            for problem in problems
-        )
-        report["boot_test"] = self._boot_test(client, location, current_ref, report) if p["boot_test"] else None
-        report["brain_path"] = location.path
-        return report
-
-    def _boot_test(self, client, location, current_ref: str, report: dict) -> dict:
-        p = self.params
-        api_key = secrets.token_urlsafe(24)
-        self.module.no_log_values.add(api_key)
-        test = BootTest(
-            client,
-            brain_path=location.path,
-            brain_file=p["brain_file"] if location.source != "path" else "brain.sqlite",
-            data_dir=p["data_dir"],
-            target_image=p["target_image"],
-            current_image=current_ref,
-            api_key=api_key,
-            api_key_env=p["api_key_env"],
-            env=p["env"],
-            timeout=p["boot_timeout"],
-            work_dir=p["boot_test_dir"],
-            read_applied=lambda conn: applied_migrations(conn, p),
-        )
-        result = test.run()
-        report["warnings"].extend(test.warnings)
-        if not result["target_healthy"]:
-            report["warnings"].append(
-                f"{p['target_image']} did not become healthy on a copy of this brain ({result['target']['failure']}: "
-                f"{result['target']['message']}): do not upgrade to it."
-            )
-        if not result["image_rollback_works"] and report["rollback_strategy"] != "brain_restore":
-            report["rollback_strategy"] = "brain_restore"
-            report["warnings"].append(
-                f"{current_ref} did not come back on the copy the target had run on ({result['current']['failure']}): "
-                "an image-only rollback does not work, restore the pre-upgrade brain snapshot instead."
-            )
-        return result
+from ansible_collections.september.engine.plugins.module_utils._docker import check_docker_sdk, docker_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
 
 
 def main() -> None:
@@ -472,7 +373,7 @@ def main() -> None:
     )
     check_docker_sdk(module)
     try:
-        migration = MigrationCheck(module).run()
+        migration = MigrationCheck(module.params, hide=module.no_log_values.add).run()
     except EngineModuleError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     module.exit_json(changed=False, migration=migration)

@@ -391,8 +391,15 @@ def test_unknown_migration_is_treated_like_a_destructive_one():
     odd = dict(name="0006_m6", version="0006", classification="unknown", reasons=["does not run"])
     result = report(FIVE, 6, [odd])
     assert not result["is_destructive"]
+    assert result["unclassified"] == ["0006_m6"] and result["needs_acknowledgement"] is True
     assert result["snapshot_retention_days"] == 7
     assert any("could not be classified" in w for w in result["warnings"])
+
+
+def test_an_additive_migration_needs_no_acknowledgement():
+    ok = dict(name="0006_m6", version="0006", classification="additive", reasons=[])
+    result = report(FIVE, 6, [ok])
+    assert result["unclassified"] == [] and result["needs_acknowledgement"] is False
 
 
 def test_downgrade_brain_holds_migrations_the_target_lacks():

@@ -15,6 +15,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 from docker.errors import ImageNotFound, NotFound
 
+from ansible_collections.september.engine.plugins.module_utils import _migration_check
 from ansible_collections.september.engine.plugins.modules import migration_check
 from engine_testkit.module_runner import ExitJson, FailJson
 
@@ -77,7 +78,7 @@ class FakeDocker:
 @pytest.fixture
 def docker(monkeypatch):
     fake = FakeDocker()
-    monkeypatch.setattr(migration_check, "docker_client", lambda params: fake)
+    monkeypatch.setattr(_migration_check, "docker_client", lambda params: fake)
     return fake
 
 
@@ -220,7 +221,7 @@ def test_boot_test_overrides_a_static_image_strategy(docker, brain, monkeypatch)
                 target_healthy=True, image_rollback_works=False, applied_after_target=[], target=target, current=current
             )
 
-    monkeypatch.setattr(migration_check, "BootTest", ScriptedBootTest)
+    monkeypatch.setattr(_migration_check, "BootTest", ScriptedBootTest)
     result = run(
         dict(
             path=str(brain),
