@@ -266,167 +266,12 @@ health:
           sample: 9001
 """
 
-import time
-from urllib.parse import urlsplit
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.september.engine.plugins.module_utils._docker import (
-    HAS_DOCKER,
-    DockerException,
-    NotFound,
-    check_docker_sdk,
-    docker_argument_spec,
-    docker_client,
-    get_container,
-)
-from ansible_collections.september.engine.plugins.module_utils._engine_api import (
-    check_tls_options,
-    check_url,
-    engine_api_argument_spec,
-    engine_url_from_container,
-    safe_url,
-)
-from ansible_collections.september.engine.plugins.module_utils._errors import (
-    DockerUnavailableError,
-    EngineModuleError,
-    OptionsError,
-)
-from ansible_collections.september.engine.plugins.module_utils._health import (
-    HOPELESS,
-    ContainerWatch,
-    Probe,
-    classify,
-    find_container_by_port,
-    probe_health,
-)
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-class EngineHealth:
-    """Probes one Engine (once, or until healthy) and explains what it saw."""
-
-    def __init__(self, module: AnsibleModule):
-        self.params = module.params
-        self._check_numbers()
-        check_tls_options(self.params)
-        self.watch = self._find_container()
-        self.url = self._base_url()
-
-    def _check_numbers(self) -> None:
-        p = self.params
-        for name, low in (("wait_timeout", 0), ("log_lines", 0), ("healthy_streak", 1), ("crash_loop_restarts", 1)):
-            if p[name] < low:
-                raise OptionsError(f"{name} must be {low} or more (got {p[name]}).")
-        for name in ("interval", "timeout"):
-            if p[name] <= 0:
-                raise OptionsError(f"{name} must be more than 0 seconds (got {p[name]}).")
-
-    def _find_container(self) -> ContainerWatch | None:
-        p = self.params
-        if p["container"]:
-            client = docker_client(p)
-            try:
-                return ContainerWatch(get_container(client, p["container"]), p["log_lines"])
-            except DockerException as exc:
-                raise DockerUnavailableError(f"Docker could not inspect container {p['container']}: {exc}") from exc
-        parts = urlsplit(check_url(p["url"]))
-        if not HAS_DOCKER or parts.hostname not in LOOPBACK:
-            return None
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            found = find_container_by_port(docker_client(p), port)
-        except (DockerUnavailableError, DockerException):
-            return None  # the probe alone decides: Docker is optional with a url
-        return ContainerWatch(found, p["log_lines"]) if found is not None else None
-
-    def _base_url(self) -> str | None:
-        if self.params["url"]:
-            return check_url(self.params["url"])
-        attrs = self.watch.container.attrs
-        url = engine_url_from_container(attrs)
-        if url is None and (attrs.get("State") or {}).get("Running"):
-            raise OptionsError(
-                f"Container {self.params['container']} does not publish the Engine's port 8000/tcp on the host: "
-                "set url to where the Engine can be reached."
-            )
-        return url
-
-    def _observe(self) -> dict | None:
-        if self.watch is None:
-            return None
-        try:
-            return self.watch.summary()
-        except DockerException as exc:
-            if isinstance(exc, NotFound):  # removed while we watch: nothing left to explain with
-                return dict(name=self.watch.container.name, status="removed", running=False, restarting=False)
-            raise DockerUnavailableError(
-                f"Lost the Docker daemon while watching the Engine's container: {exc}"
-            ) from exc
-
-    def _probe(self, deadline: float | None) -> Probe:
-        if self.url is None:
-            return Probe(
-                error="the container is not running and publishes no fixed host port to probe", error_kind="no_url"
-            )
-        timeout = self.params["timeout"]
-        if deadline is not None:
-            timeout = max(1.0, min(timeout, deadline - time.monotonic()))
-        return probe_health(self.url, self.params, timeout=timeout)
-
-    def _explain(self, probe: Probe) -> tuple[str, str, dict | None]:
-        container = self._observe()
-        migration_line = None
-        if not probe.healthy and self.watch is not None and container and container.get("status") != "removed":
-            try:
-                migration_line = self.watch.migration_line()
-            except DockerException:
-                migration_line = None
-        failure, detail = classify(probe, container, migration_line, self.params["crash_loop_restarts"])
-        return failure, detail, container
-
-    def run(self) -> dict:
-        p = self.params
-        started = time.monotonic()
-        deadline = started + p["wait_timeout"] if p["wait"] else None
-        probes = streak = 0
-        timed_out = False
-        while True:
-            probe = self._probe(deadline)
-            probes += 1
-            streak = streak + 1 if probe.healthy else 0
-            failure, detail, container = self._explain(probe)
-            if not p["wait"] or streak >= p["healthy_streak"]:
-                break
-            if p["fail_fast"] and failure in HOPELESS:
-                break
-            if time.monotonic() + p["interval"] > deadline:
-                timed_out = True
-                break
-            time.sleep(p["interval"])
-        is_healthy = probe.healthy and (not p["wait"] or streak >= p["healthy_streak"])
-        if probe.healthy and not is_healthy:
-            failure = "unhealthy"
-            detail = (
-                f"healthy for only {streak} probe(s) in a row of the {p['healthy_streak']} required "
-                f"before wait_timeout ({p['wait_timeout']}s): still starting, or flapping."
-            )
-        return dict(
-            is_healthy=is_healthy,
-            status=probe.status,
-            subsystems=probe.subsystems,
-            http_status=probe.http_status,
-            uptime_seconds=probe.uptime_seconds,
-            probes=probes,
-            streak=streak,
-            elapsed=round(time.monotonic() - started, 3),
-            timed_out=timed_out,
-            failure=failure,
-            failure_detail=detail,
-            url=safe_url(self.url) if self.url else None,
-            container=container,
-        )
+from ansible_collections.september.engine.plugins.module_utils._docker import check_docker_sdk, docker_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_api_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._health import EngineHealth
 
 
 def main() -> None:
@@ -448,7 +293,7 @@ def main() -> None:
     if module.params["container"]:
         check_docker_sdk(module)
     try:
-        health = EngineHealth(module).run()
+        health = EngineHealth(module.params).run()
     except EngineModuleError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     module.exit_json(changed=False, health=health)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.september.engine.plugins.module_utils import _health
 from ansible_collections.september.engine.plugins.module_utils._errors import DockerUnavailableError
 from ansible_collections.september.engine.plugins.module_utils._health import Probe
 from ansible_collections.september.engine.plugins.modules import engine_health
@@ -39,7 +40,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     fake = FakeClock()
-    monkeypatch.setattr(engine_health, "time", fake)
+    monkeypatch.setattr(_health, "time", fake)
     return fake
 
 
@@ -53,7 +54,7 @@ def probes(monkeypatch, clock):
         seen.append((url, timeout))
         return script.pop(0) if len(script) > 1 else script[0]
 
-    monkeypatch.setattr(engine_health, "probe_health", fake_probe)
+    monkeypatch.setattr(_health, "probe_health", fake_probe)
     return script, seen
 
 
@@ -105,7 +106,7 @@ def docker(monkeypatch):
             raise DockerUnavailableError(holder["down"])
         return holder["client"]
 
-    monkeypatch.setattr(engine_health, "docker_client", fake_client)
+    monkeypatch.setattr(_health, "docker_client", fake_client)
     return holder
 
 
@@ -119,7 +120,7 @@ PORT_9001 = [{"HostIp": "127.0.0.1", "HostPort": "9001"}]
 
 
 def test_one_healthy_probe_by_url(probes, clock, monkeypatch):
-    monkeypatch.setattr(engine_health, "HAS_DOCKER", False)
+    monkeypatch.setattr(_health, "HAS_DOCKER", False)
     probes[0].append(OK)
     ok, result = run({"url": "http://127.0.0.1:9001/"})
     assert ok and result["changed"] is False
@@ -239,7 +240,7 @@ def test_container_removed_while_watching(probes, docker):
 
 
 def test_check_mode_still_probes(probes, clock, monkeypatch):
-    monkeypatch.setattr(engine_health, "HAS_DOCKER", False)
+    monkeypatch.setattr(_health, "HAS_DOCKER", False)
     probes[0].append(OK)
     ok, result = run({"url": "http://127.0.0.1:9001", "_ansible_check_mode": True})
     assert ok and result["changed"] is False and result["health"]["probes"] == 1 and probes[1]
@@ -266,7 +267,7 @@ def test_docker_is_optional_with_a_url(probes, clock, docker):
     ],
 )
 def test_bad_input_fails(probes, docker, monkeypatch, args, message):
-    monkeypatch.setattr(engine_health, "HAS_DOCKER", False)
+    monkeypatch.setattr(_health, "HAS_DOCKER", False)
     docker["client"] = FakeClient([FakeContainer()])
     probes[0].append(OK)
     ok, result = run(args)
@@ -282,7 +283,7 @@ def test_unreachable_docker_fails_with_a_container(probes, clock, docker):
 
 
 def test_api_key_never_returned(probes, clock, monkeypatch):
-    monkeypatch.setattr(engine_health, "HAS_DOCKER", False)
+    monkeypatch.setattr(_health, "HAS_DOCKER", False)
     probes[0].append(OK)
     ok, result = run({"url": "http://user:pw-secret@127.0.0.1:9001", "api_key": "k3y-secret-value"})
     assert ok
