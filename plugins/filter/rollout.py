@@ -1,0 +1,33 @@
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The upgrade role's decisions as filters: the logic is in module_utils/_rollout.py (unit-tested there)."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.september.engine.plugins.module_utils._rollout import (
+    bake_done,
+    bake_rounds,
+    engine_decision,
+    rollout_outcome,
+)
+
+
+def _wrap(function):
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise AnsibleFilterError(f"september.engine.{function.__name__}: {exc}") from exc
+
+    call.__name__ = function.__name__
+    call.__doc__ = function.__doc__
+    return call
+
+
+class FilterModule:
+    def filters(self):
+        return {f.__name__: _wrap(f) for f in (engine_decision, bake_done, bake_rounds, rollout_outcome)}

@@ -1,0 +1,239 @@
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The Upgrade runbook's pre-flight for one Engine, before anything stops.
+
+Lock the Engine (by its identity), find it, decide what this run does with it, probe its health, make
+sure the target image is on the Docker host, and read what the target will do to the brain. Every gate
+that refuses raises :class:`PreflightRefused` with a message that says what to do; the lock this run took
+is released first, so a refusal leaves nothing behind.
+
+What this run does with the Engine (``action``):
+    upgrade   the Engine runs another release: snapshot, switch, verify
+    verify    it runs the target, but a switch was never verified (a run died, or stopped for an outage):
+              verify it to the same standard as a fresh switch, roll it back if it fails
+    resume    it is down after a dead run (its lock expired, or its previous container is kept): the role
+              brings it back first, then asks again
+    none      it runs the target and nothing is left unverified: nothing to do (the lock is released)
+"""
+
+from __future__ import annotations
+
+from ansible_collections.september.engine.plugins.module_utils._container import EngineImage
+from ansible_collections.september.engine.plugins.module_utils._docker import DockerException, NotFound
+from ansible_collections.september.engine.plugins.module_utils._engine import resolve_engine, split_repository
+from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
+from ansible_collections.september.engine.plugins.module_utils._health import EngineHealth
+from ansible_collections.september.engine.plugins.module_utils._lock import EngineLock
+from ansible_collections.september.engine.plugins.module_utils._metrics import parse_time
+from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
+
+NOTHING_CHANGED = "Nothing was changed."
+
+
+class PreflightRefused(EngineModuleError):
+    """A pre-flight gate refused the upgrade; nothing was changed."""
+
+
+def target_image(engine: dict, repository: str | None, version: str) -> str:
+    """The image to upgrade to: ``<repository>:<version>`` (the Engine's own repository by default)."""
+    repo = repository or engine.get("repository") or split_repository((engine.get("previous") or {}).get("image"))[0]
+    if not repo:
+        raise OptionsError(
+            "The Engine's image repository is not known (no container, no recorded previous image): give "
+            "engine_image_repository (for example registry.example.com/september-engine)."
+        )
+    return f"{repo}:{version}"
+
+
+def unverified_switch(engine: dict) -> bool:
+    """Whether the Engine was switched and the switch never verified (a dead run, an outage stop)."""
+    previous = engine.get("previous") or {}
+    if engine.get("deployment") == "container":
+        return bool(previous.get("container"))  # kept until the new container is verified (state=finalized)
+    last = (engine.get("compose") or {}).get("last_switch") or {}
+    return last.get("result") == "in progress" or last.get("verified") is False
+
+
+def decide_action(engine: dict, image: str, dead_run: bool = False) -> str:
+    """upgrade | verify | resume | none, from what Docker says of the Engine (see the module docstring).
+
+    `dead_run`: this run took the Engine's lock over from a run whose lock expired. An Engine that is down
+    for another reason (an operator stopped it) is not started behind anyone's back: the health gate says so.
+    """
+    unverified = unverified_switch(engine)
+    if not engine.get("running"):
+        return "resume" if (unverified or dead_run) else "upgrade"
+    if engine.get("image") != image:
+        return "resume" if unverified else "upgrade"  # a dead run's switch to another release: go back first
+    return "verify" if unverified else "none"
+
+
+def switched_at(engine: dict, client) -> float | None:
+    """When the Engine's current container was made (the switch), epoch seconds; None when unknown."""
+    if not engine.get("container_id"):
+        return None
+    try:
+        created = client.containers.get(engine["container_id"]).attrs.get("Created")
+    except (NotFound, DockerException):
+        return None
+    try:
+        return parse_time(created) if created else None
+    except ValueError:
+        return None
+
+
+class Preflight:
+    """One Engine's pre-flight; ``run()`` returns the module's ``preflight`` dict."""
+
+    def __init__(self, params: dict, client, check_mode: bool = False, hide=None):
+        self.p = params
+        self.client = client
+        self.check_mode = check_mode
+        self.hide = hide
+        self.lock: EngineLock | None = None
+        self.lock_plan: dict | None = None
+        self.changed = False
+        self.name = params.get("inventory_name") or params.get("container_name") or params.get("compose_dir")
+
+    # ------------------------------------------------------------------ lock
+
+    def _take_lock(self, engine: dict) -> dict | None:
+        spec = self.p.get("lock")
+        if not spec:
+            return None
+        identity = engine.get("identity") or {}
+        # The lock is keyed by the Engine's identity (its brain's storage), shown under its inventory name.
+        self.lock = EngineLock(spec["dir"], identity.get("slug") or self.name)
+        plan = self.lock.acquire(spec["owner"], spec["run_id"], int(spec.get("ttl") or 1200), self.check_mode)
+        self.lock_plan = plan
+        self.changed = self.changed or (not self.check_mode and plan["action"] != "refresh")
+        holder = plan["before"]
+        return dict(
+            path=self.lock.path,
+            action=plan["action"],
+            taken_over=(dict(owner=holder.owner, run_id=holder.run_id, acquired_at=holder.acquired_at,
+                             expired_at=holder.expires_at)
+                        if plan["action"] == "take_over" and holder is not None else None),
+        )
+
+    def _release_lock(self) -> None:
+        if self.lock is None or self.check_mode or self.lock_plan is None:
+            return
+        if self.lock_plan["action"] in ("acquire", "take_over"):
+            self.lock.release(self.p["lock"]["run_id"])
+
+    # ------------------------------------------------------------------ steps
+
+    def _refuse(self, message: str, **details) -> None:
+        raise PreflightRefused(f"{self.name}: {message} {NOTHING_CHANGED}", **details)
+
+    def _health(self, engine: dict) -> dict:
+        params = dict(self.p, container=engine.get("container") if engine.get("exists") else None,
+                      url=self.p.get("url") or engine.get("url"), wait=False, wait_timeout=0, interval=1.0,
+                      healthy_streak=1, fail_fast=True, crash_loop_restarts=3, log_lines=50)
+        if not params["container"] and not params["url"]:
+            return dict(is_healthy=False, failure="unreachable", failure_detail="no container and no url to probe")
+        return EngineHealth(params).run()
+
+    def _image(self, image: str) -> dict:
+        params = dict(name=image, pull=self.p["pull"], registry_username=self.p.get("registry_username"),
+                      registry_password=self.p.get("registry_password"))
+        result = EngineImage(self.client, params, check_mode=self.check_mode).run()
+        self.changed = self.changed or (result["changed"] and not self.check_mode)
+        return result["image"]
+
+    def _migration(self, engine: dict, image: str, current_image: str | None) -> dict:
+        params = dict(self.p, target_image=image, current_image=current_image, container=engine["container"],
+                      volume=None, path=None, boot_test=False, boot_timeout=120, boot_test_dir=None,
+                      api_key_env="ENGINE_API_KEY", env=None)
+        return MigrationCheck(params, hide=self.hide, client=self.client).run()
+
+    def _gates(self, engine: dict, health: dict, migration: dict | None, image: str) -> None:
+        if not health.get("is_healthy") and self.p["require_healthy"]:
+            self._refuse(
+                f"it is not healthy before the upgrade ({health.get('failure')}: {health.get('failure_detail')}). "
+                "Repair it first, or set engine_upgrade_require_healthy=false."
+            )
+        if migration is None:
+            return
+        if migration["is_downgrade"]:
+            self._refuse(
+                f"its brain holds migrations {', '.join(migration['not_shipped'])} that {image} does not ship: it "
+                "would fail with MIGRATION_REQUIRED. Use the rollback playbook (it restores a snapshot) to go back."
+            )
+        if migration.get("needs_acknowledgement") and not self.p["allow_destructive"]:
+            destructive = [m["name"] for m in migration["pending"] if m["classification"] == "destructive"]
+            unknown = migration.get("unclassified") or []
+            parts = []
+            if destructive:
+                parts.append(f"destructive migrations {', '.join(destructive)} (they drop or rewrite data)")
+            if unknown:
+                parts.append(
+                    f"migrations {', '.join(unknown)} that this host's SQLite could not classify (treated as "
+                    "destructive: they may drop or rewrite data)"
+                )
+            self._refuse(
+                f"{image} ships {' and '.join(parts)}; a rollback would lose what is written after the snapshot. "
+                "Read the migration guide, then acknowledge with engine_upgrade_allow_destructive=true (the "
+                f"pre-upgrade snapshot is then kept at least {migration.get('snapshot_retention_days') or 7} days).",
+                migration=migration,
+            )
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> dict:
+        engine = resolve_engine(self.client, self.p)
+        lock = self._take_lock(engine)
+        try:
+            return self._run(engine, lock)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _run(self, engine: dict, lock: dict | None) -> dict:
+        image = target_image(engine, self.p.get("image_repository"), self.p["target_version"])
+        action = decide_action(engine, image, dead_run=bool(lock and lock["taken_over"]))
+        previous = engine.get("previous") or {}
+        if action in ("verify", "resume") or (not engine.get("running") and previous.get("container")):
+            origin = dict(version=previous.get("version"), image=previous.get("image"),
+                          image_id=previous.get("image_id"))
+        else:
+            origin = dict(version=engine.get("version"), image=engine.get("image"), image_id=engine.get("image_id"))
+        result = dict(action=action, engine=engine, identity=engine.get("identity"), lock=lock, image=image,
+                      target_version=self.p["target_version"], **{"from": origin},
+                      target=None, health=None, migration=None, switched_at=None, baseline_container=None)
+        if action == "resume":
+            result["resume"] = self._resume_plan(engine, image)
+            return result
+        if action == "none":
+            self._release_lock()
+            result["lock"] = None if lock is None else dict(lock, action="released")
+            return result
+        health = self._health(engine)
+        result["health"] = health
+        if action == "verify":
+            # Verify to the same standard as a fresh switch: the role measures since the switch, against the
+            # history of the previous container (kept) or the brain's events before the switch.
+            result["switched_at"] = switched_at(engine, self.client)
+            result["baseline_container"] = previous.get("container")
+            return result
+        result["target"] = self._image(image)
+        migration = None
+        if result["target"]["present"]:
+            migration = self._migration(engine, image, engine.get("image"))
+        result["migration"] = migration
+        self._gates(engine, health, migration, image)
+        return result
+
+    def _resume_plan(self, engine: dict, image: str) -> dict:
+        """How to bring back an Engine a dead run left down (the role does it, then runs the pre-flight again)."""
+        previous = engine.get("previous") or {}
+        last = (engine.get("compose") or {}).get("last_switch") or {}
+        if engine.get("deployment") == "compose":
+            how = "compose_back" if last.get("result") == "in progress" else "compose_start"
+            return dict(how=how, last_switch=last or None)
+        if previous.get("container") and engine.get("image") != image:
+            return dict(how="container_back", previous=previous.get("container"))
+        return dict(how="container_start", previous=previous.get("container"))

@@ -1,0 +1,265 @@
+#!/usr/bin/python
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: engine_preflight
+short_description: Lock an Engine and check everything an upgrade needs, before anything stops
+version_added: 0.3.0
+description:
+  - The pre-flight of one Engine's upgrade, in one call. It takes the Engine's lock (keyed by the storage of its
+    brain, so two inventories naming the Engine differently share one lock), finds the Engine, decides what the run
+    does with it (RV(preflight.action)), probes its health, makes sure the target image is on the Docker host
+    (pulling it when told to) and reads what the target's migrations will do to the brain.
+  - A gate that refuses (an unhealthy Engine, a target older than the brain, a destructive or unclassifiable
+    migration that was not acknowledged) fails the module with one message that says what to do. The lock it took
+    is released first, so nothing is left behind. No container is stopped by this module.
+  - The snapshot, the baseline measures and the switch are separate steps (M(september.engine.brain_snapshot),
+    M(september.engine.engine_metrics), M(september.engine.engine_container) or M(september.engine.engine_compose)).
+extends_documentation_fragment:
+  - september.engine._attributes
+  - september.engine._docker
+  - september.engine._engine_api
+  - september.engine._brain.MIGRATIONS
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Probes and reads as usual; takes no lock and pulls nothing, and says it would.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details:
+      - The lock is re-taken by the same O(lock.run_id) without change; an image already present is not pulled.
+options:
+  deployment:
+    description: The hosting model of the Engine.
+    type: str
+    choices: [container, compose]
+    required: true
+  container_name:
+    description: The per-user Engine's container (O(deployment=container)).
+    type: str
+  compose_dir:
+    description: The Compose project's folder (O(deployment=compose)).
+    type: path
+  compose_service:
+    description: The Engine's service in the Compose project.
+    type: str
+    default: engine
+  data_dir:
+    description: Where the brain's volume is mounted in the container.
+    type: str
+    default: /data
+  previous_suffix:
+    description: Suffix of the previous container a switch keeps until the Engine is verified.
+    type: str
+    default: --previous
+  failed_suffix:
+    description: Suffix of the failed container a rollback keeps for diagnostics.
+    type: str
+    default: --failed
+  inventory_name:
+    description: The Engine's name in the inventory, used in messages and shown to a run that collides on its lock.
+    type: str
+  target_version:
+    description: The release (image tag) to upgrade to.
+    type: str
+    required: true
+  image_repository:
+    description: Repository of the target image. By default the repository of the image the Engine runs now.
+    type: str
+  pull:
+    description: Pull the target image V(missing) (only when absent), V(always), or V(never).
+    type: str
+    choices: [missing, always, never]
+    default: missing
+  registry_username:
+    description: User name for the registry the target image is pulled from.
+    type: str
+  registry_password:
+    description: Password or token for that registry; a secret, never logged.
+    type: str
+  require_healthy:
+    description: Refuse to upgrade an Engine that is not healthy now.
+    type: bool
+    default: true
+  allow_destructive:
+    description:
+      - Acknowledge pending migrations that are V(destructive), or that this host's SQLite could not classify
+        (V(unknown), which are treated as destructive). Without it such an upgrade is refused.
+    type: bool
+    default: false
+  migrations_dir:
+    description: Where the images keep their migration files.
+    type: str
+    default: /app/migrations
+  version_label:
+    description: The image label that holds the release.
+    type: str
+    default: org.opencontainers.image.version
+  lock:
+    description:
+      - The Engine's lock; without it no lock is taken.
+      - The lock file is C(<dir>/<identity slug>.lock) on the Docker host.
+    type: dict
+    suboptions:
+      dir:
+        description: Folder of the lock files on the Docker host.
+        type: path
+        required: true
+      owner:
+        description: Who takes it (shown to a run that collides with it).
+        type: str
+        required: true
+      run_id:
+        description: The run that takes it; taking it again with the same run id refreshes it.
+        type: str
+        required: true
+      ttl:
+        description: Seconds until the lock expires if it is never released (a dead run).
+        type: int
+        default: 1200
+author:
+  - September Engine maintainers
+"""
+
+EXAMPLES = r"""
+- name: Pre-flight of the upgrade to 2.4.0
+  september.engine.engine_preflight:
+    deployment: container
+    container_name: engine-u042
+    inventory_name: engine-u042
+    target_version: "2.4.0"
+    lock:
+      dir: /var/lib/september-engine/locks
+      owner: "AWX job 1234"
+      run_id: "20260504T020000Z-123456"
+  register: preflight
+
+- name: Snapshot the brain when the Engine is to be upgraded
+  september.engine.brain_snapshot:
+    container: "{{ preflight.preflight.engine.container }}"
+    dest: /var/lib/september-engine/snapshots
+    kind: pre-upgrade
+  when: preflight.preflight.action == 'upgrade'
+"""
+
+RETURN = r"""
+preflight:
+  description: What the pre-flight found and decided.
+  returned: success
+  type: dict
+  contains:
+    action:
+      description:
+        - V(upgrade) snapshot, switch and verify; V(verify) the Engine runs the target but its switch was never
+          verified (verify it like a fresh switch); V(resume) it is down after a dead run (bring it back, then run
+          the pre-flight again); V(none) it runs the target and was verified, nothing to do.
+      type: str
+      sample: upgrade
+    engine:
+      description: The Engine as M(september.engine.engine_info) returns it.
+      type: dict
+      sample: {"container": "engine-u042", "image": "engine:2.3.0", "version": "2.3.0", "running": true}
+    identity:
+      description: The Engine's identity (the storage of its brain), see M(september.engine.engine_info).
+      type: dict
+      sample: {"key": "volume:engine-data-u042", "slug": "engine-data-u042"}
+    from:
+      description: The release the Engine is upgraded from (its current image, or the kept previous one).
+      type: dict
+      sample: {"version": "2.3.0", "image": "engine:2.3.0", "image_id": "sha256:05f8..."}
+    image:
+      description: The target image reference.
+      type: str
+      sample: engine:2.4.0
+    target_version:
+      description: The target release.
+      type: str
+      sample: 2.4.0
+    target:
+      description: The target image on the Docker host (V(upgrade) only), as M(september.engine.engine_image) says.
+      type: dict
+      sample: {"name": "engine:2.4.0", "present": true, "pulled": false, "version": "2.4.0"}
+    health:
+      description: The health probe before the upgrade (V(upgrade) and V(verify)).
+      type: dict
+      sample: {"is_healthy": true, "failure": "none"}
+    migration:
+      description: What the target will do to the brain (V(upgrade) only), as M(september.engine.migration_check).
+      type: dict
+      sample: {"bump": "minor", "rollback_strategy": "brain_restore", "is_destructive": false}
+    lock:
+      description: The lock (C(path), C(action), C(taken_over) by whom), null without O(lock).
+      type: dict
+      sample: {"path": "/var/lib/september-engine/locks/engine-data-u042.lock", "action": "acquire",
+               "taken_over": null}
+    switched_at:
+      description: When the unverified switch happened, epoch seconds (V(verify) only).
+      type: float
+      sample: 1777860000.5
+    baseline_container:
+      description: The kept previous container, whose logs hold the Engine's history before the switch (V(verify)).
+      type: str
+      sample: engine-u042--previous
+    resume:
+      description: How to bring the Engine back (V(resume) only).
+      type: dict
+      sample: {"how": "container_back", "previous": "engine-u042--previous"}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.september.engine.plugins.module_utils._brain import migrations_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._docker import (
+    check_docker_sdk,
+    docker_argument_spec,
+    docker_client,
+)
+from ansible_collections.september.engine.plugins.module_utils._engine import ENGINE_REQUIRED_IF, engine_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_api_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._preflight import Preflight
+
+
+def main() -> None:
+    argument_spec = dict(
+        engine_argument_spec(),
+        inventory_name=dict(type="str"),
+        target_version=dict(type="str", required=True),
+        image_repository=dict(type="str"),
+        pull=dict(type="str", choices=["missing", "always", "never"], default="missing"),
+        registry_username=dict(type="str"),
+        registry_password=dict(type="str", no_log=True),
+        require_healthy=dict(type="bool", default=True),
+        allow_destructive=dict(type="bool", default=False),
+        migrations_dir=dict(type="str", default="/app/migrations"),
+        version_label=dict(type="str", default="org.opencontainers.image.version"),
+        lock=dict(type="dict", options=dict(
+            dir=dict(type="path", required=True),
+            owner=dict(type="str", required=True),
+            run_id=dict(type="str", required=True),
+            ttl=dict(type="int", default=1200),
+        )),
+        **migrations_argument_spec(),
+        **engine_api_argument_spec(),
+        **docker_argument_spec(),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, required_if=ENGINE_REQUIRED_IF, supports_check_mode=True)
+    check_docker_sdk(module)
+    try:
+        preflight = Preflight(module.params, docker_client(module.params), check_mode=module.check_mode,
+                              hide=module.no_log_values.add)
+        result = preflight.run()
+    except EngineModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(changed=preflight.changed, preflight=result)
+
+
+if __name__ == "__main__":
+    main()
