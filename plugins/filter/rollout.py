@@ -11,8 +11,28 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.september.engine.plugins.module_utils._rollout import (
     bake_done,
     bake_rounds,
+    cohort_evidence,
+    cohort_health,
+    cohort_start,
+    control_evidence,
+    diagnostics_record,
     engine_decision,
+    engine_end_message,
+    preflight_summary,
+    probe_set,
+    rescue_decision,
+    rescue_status,
+    rollout_message,
     rollout_outcome,
+    switch_record,
+    upgrade_result,
+    verdict_summary,
+)
+
+FILTERS = (
+    engine_decision, bake_done, bake_rounds, rollout_outcome, probe_set, cohort_evidence, cohort_health, cohort_start,
+    control_evidence, switch_record, verdict_summary, preflight_summary, rescue_decision, rescue_status,
+    upgrade_result, rollout_message, engine_end_message, diagnostics_record,
 )
 
 
@@ -30,4 +50,4 @@ def _wrap(function):
 
 class FilterModule:
     def filters(self):
-        return {f.__name__: _wrap(f) for f in (engine_decision, bake_done, bake_rounds, rollout_outcome)}
+        return {f.__name__: _wrap(f) for f in FILTERS}

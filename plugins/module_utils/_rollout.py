@@ -102,6 +102,13 @@ def bake_rounds(first_seconds: int, max_seconds: int) -> dict:
     return dict(first=first, step=step, rounds=1 + extra, max_seconds=longest)
 
 
+def probe_set(cases: list, turns: int) -> list:
+    """``turns`` eval cases from ``cases`` (cycled), each with a unique name: the probe turns of one Engine."""
+    if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) and c.get("name") for c in cases):
+        raise ValueError("the probe cases must be a non-empty list of eval cases with names (docs/evals.md)")
+    return [dict(cases[i % len(cases)], name=f"{cases[i % len(cases)]['name']}-{i + 1}") for i in range(int(turns))]
+
+
 def _status(result: dict) -> str:
     return (result or {}).get("status") or "failed"
 
@@ -135,3 +142,329 @@ def rollout_outcome(results: list, batch_hosts: list, batch_no: int, batches: in
         outcome = "stopped_failed"
     return dict(outcome=outcome, stopped=bool(lost or bad), lost=lost,
                 failed=[r.get("engine") for r in bad], undecided=[r.get("engine") for r in undecided])
+
+
+# ---------------------------------------------------------------- the batch's evidence, from the hosts' results
+
+
+def _get(mapping, *path):
+    """mapping[path0][path1]... or None when any step is missing, skipped or not a mapping."""
+    value = mapping
+    for key in path:
+        if not hasattr(value, "get"):
+            return None
+        value = value.get(key)
+        if value is None:
+            return None
+    return value
+
+
+def _switched(hosts: list) -> list:
+    return [h for h in hosts if _get(h, "__engine_upgrade_switch", "switched_at") is not None]
+
+
+def cohort_start(hosts: list) -> float | None:
+    """The batch's first switch (epoch seconds): where the controls' window starts."""
+    moments = [float(_get(h, "__engine_upgrade_switch", "switched_at")) for h in _switched(hosts)]
+    return min(moments) if moments else None
+
+
+def cohort_health(hosts: list) -> list:
+    """``[{engine, health}]`` of the switched Engines of the batch (their last health result)."""
+    return [dict(engine=h.get("inventory_hostname"), health=_get(h, "__engine_upgrade_health", "health"))
+            for h in _switched(hosts)]
+
+
+def cohort_evidence(hosts: list) -> list:
+    """engine_verdict's ``canary`` list: each healthy switched Engine's baseline, window, last slice and evals."""
+    evidence = []
+    for host in _switched(hosts):
+        window = _get(host, "__engine_upgrade_metrics_after", "metrics")
+        if window is None or _get(host, "__engine_upgrade_health", "health", "is_healthy") is False:
+            continue  # an unhealthy Engine is decided by its health, not by its measures
+        slices = window.get("slices") or []
+        evals_after = _get(host, "__engine_upgrade_eval_after", "eval")
+        evidence.append(dict(
+            engine=host.get("inventory_hostname"),
+            baseline=_get(host, "__engine_upgrade_metrics_before", "metrics", "measures"),
+            window=window.get("measures"),
+            last_slice=slices[-1] if len(slices) > 1 else None,
+            evals=dict(before=_get(host, "__engine_upgrade_eval_before", "eval"), after=evals_after)
+            if evals_after is not None else None,
+        ))
+    return evidence
+
+
+def control_evidence(results) -> list:
+    """engine_verdict's ``control`` list from the looped engine_metrics results of the control Engines."""
+    controls = []
+    for item in (_get(results, "results") or []):
+        measures = _get(item, "metrics", "measures")
+        if measures is not None and not item.get("failed"):
+            controls.append(dict(engine=item.get("__engine_control") or _get(item, "item"), window=measures))
+    return controls
+
+
+def switch_record(result: dict, container: str, now: float) -> dict:
+    """When and where the new release started, and the drain and switch times, from a switch module's result."""
+    body = (result or {}).get("container") or (result or {}).get("compose") or {}
+    name = body.get("name") if "container" in (result or {}) else _get(body, "container", "name")
+    timings = body.get("timings") or {}
+    return dict(switched_at=float(now), container=name or container, drain_seconds=timings.get("drain_seconds"),
+                switch_seconds=timings.get("switch_seconds"))
+
+
+def _cohort_text(part: dict | None, what: str) -> str:
+    if not part:
+        return f"no {what}"
+    rate = part.get("error_rate")
+    rate_text = "n/a" if rate is None else f"{rate * 100:.1f}% errors"
+    return f"{part.get('engines', '?')} {what} {part.get('turns', 0)} turns {rate_text}"
+
+
+def verdict_summary(verdict: dict | None) -> str:
+    """One line of a cohort verdict: decision, the evidence of each cohort, what fired or what is missing."""
+    if not verdict:
+        return "no verdict"
+    evidence = verdict.get("evidence") or {}
+    text = (f"{verdict.get('decision')}: {_cohort_text(evidence.get('canary'), 'upgraded')} vs "
+            f"{_cohort_text(evidence.get('control'), 'controls')}")
+    if verdict.get("symptom"):
+        text += f"; {verdict['symptom']}"
+    elif verdict.get("decision") == "undecided" and verdict.get("missing"):
+        text += f"; missing: {'; '.join(verdict['missing'])}"
+    return text
+
+
+def preflight_summary(preflight: dict) -> str:
+    """One line of what the run will do with an Engine."""
+    action = preflight.get("action")
+    origin = preflight.get("from") or {}
+    target = preflight.get("target_version")
+    if action == "none":
+        return f"already runs {preflight.get('image')} and was verified: nothing to do"
+    if action == "verify":
+        return (f"runs {preflight.get('image')} but its switch was never verified (a run died or stopped): verify it "
+                f"like a fresh switch, roll back to {origin.get('version')} if it fails")
+    if action == "resume":
+        return f"down after a dead run: bring it back ({(preflight.get('resume') or {}).get('how')})"
+    migration = preflight.get("migration") or {}
+    pending = ", ".join(m.get("name", "?") for m in migration.get("pending") or []) or "none"
+    pulled = ", pull" if (preflight.get("target") or {}).get("actions") else ""
+    return (f"{origin.get('version')} -> {target} ({migration.get('bump') or '?'}{pulled}): snapshot, drain, switch, "
+            f"verify; pending migrations {pending}; rollback {migration.get('rollback_strategy') or 'unknown'}")
+
+
+# ---------------------------------------------------------------- after a failure
+
+
+def rescue_decision(failed: dict | None, decision: dict | None, step: str, switched: bool,
+                    rollback: bool = True) -> dict:
+    """What failed and what to do, in the upgrade's rescue.
+
+    ``decision``: engine_decision's result when the verification decided (rollback, hold, stop_outage); else the
+    failure of a task (``failed``, ansible_failed_result) at ``step`` (pre-flight, switch, verify). ``switched``:
+    the switch was attempted, so the Engine may be on the new release. ``rollback``: engine_upgrade_rollback.
+    Returns ``decision`` (rollback, hold, stop_outage, stop), ``reason``, ``evidence``, ``outage_check`` (whether a
+    provider outage must be ruled out first: a health failure after the switch).
+    """
+    if decision and decision.get("must_fail"):
+        choice, reason, evidence = decision["decision"], decision.get("reason") or "", decision.get("evidence")
+    else:
+        failed = failed or {}
+        detail = (_get(failed, "health", "failure_detail") or failed.get("msg") or "failed")
+        reason, evidence = f"{step}: {detail}", ("health" if _get(failed, "health") is not None else "error")
+        choice = "rollback" if switched else "stop"
+    if choice == "rollback" and not rollback:
+        choice, reason = "stop", f"{reason} (NOT rolled back: engine_upgrade_rollback=false)"
+    return dict(decision=choice, reason=reason, evidence=evidence,
+                outage_check=bool(switched and choice == "rollback" and evidence == "health"))
+
+
+def rescue_status(decision: str, rollback_failed: bool = False) -> str:
+    """The Engine's status after its rescue."""
+    if rollback_failed:
+        return "rollback_failed"
+    return {"rollback": "rolled_back", "hold": "held", "stop_outage": "stopped_outage"}.get(decision, "failed")
+
+
+# ---------------------------------------------------------------- the Engine's record in the run report
+
+EVAL_KEYS = ("mode", "ran", "total", "passed", "failed", "pass_rate", "errors")
+
+
+def _evals(result) -> dict | None:
+    found = _get(result, "eval")
+    return {key: found.get(key) for key in EVAL_KEYS if key in found} if found else None
+
+
+def _status_of(host: dict, check_mode: bool) -> str:
+    if host.get("__engine_upgrade_status"):
+        return host["__engine_upgrade_status"]
+    action = _get(host, "__engine_upgrade_pre", "preflight", "action")
+    if action is None:
+        return "failed"  # the pre-flight itself failed before it said anything
+    if check_mode and action in ("upgrade", "resume"):
+        return "planned"
+    return "upgraded" if action == "upgrade" else "verified"
+
+
+def upgrade_result(host: dict, target_version: str, now: float, check_mode: bool = False) -> dict:
+    """One Engine's ``engine_upgrade_result`` (the run report's entry) from its facts and registered results."""
+    pre = _get(host, "__engine_upgrade_pre", "preflight") or {}
+    rescue = host.get("__engine_upgrade_rescue") or {}
+    decision = host.get("__engine_upgrade_decision") or {}
+    switch = host.get("__engine_upgrade_switch") or {}
+    snapshot = _get(host, "__engine_upgrade_snapshot", "snapshot")
+    migration = pre.get("migration")
+    rollback = host.get("engine_rollback_result")
+    verdict = _get(host, "__engine_upgrade_verdict", "verdict")
+    mine = (verdict or {}).get("engines", {}).get(host.get("inventory_hostname")) if verdict else None
+    status = _status_of(host, check_mode)
+    if rescue:
+        step = rescue.get("reason", "").split(":", 1)[0] or "verify"
+    else:
+        step = "done" if status in GOOD else "pre-flight"
+    measures_after = _get(host, "__engine_upgrade_metrics_after", "metrics", "measures")
+    started = host.get("__engine_upgrade_started")
+    return dict(
+        engine=host.get("inventory_hostname"),
+        deployment=host.get("engine_deployment") or "container",
+        batch=int(host.get("__engine_upgrade_batch") or 0),
+        action=pre.get("action"),
+        status=status,
+        step=step,
+        reason=rescue.get("reason") or decision.get("reason") or "",
+        decision=rescue.get("decision") or decision.get("decision")
+        or ("verified" if pre.get("action") in ("none", "verify") else ("keep" if status in GOOD else "none")),
+        evidence=rescue.get("evidence") or decision.get("evidence") or ("off" if status in GOOD else None),
+        policy=decision.get("policy"),
+        from_version=(pre.get("from") or {}).get("version"),
+        to_version=target_version,
+        image=pre.get("image"),
+        identity=(pre.get("identity") or {}).get("key"),
+        snapshot=dict(name=snapshot.get("name"), sha256=snapshot.get("sha256"), path=snapshot.get("path"))
+        if snapshot else None,
+        migration=dict(bump=migration.get("bump"), pending=[m.get("name") for m in migration.get("pending") or []],
+                       rollback_strategy=migration.get("rollback_strategy"),
+                       is_destructive=migration.get("is_destructive"),
+                       needs_acknowledgement=migration.get("needs_acknowledgement"))
+        if migration else None,
+        rollback=rollback,
+        rollback_kind=(rollback or {}).get("kind") or "none",
+        data_at_risk=(rollback or {}).get("data_at_risk"),
+        timings=host.get("__engine_upgrade_timings") or ({} if not switch else
+                                                         dict(drain_seconds=switch.get("drain_seconds"),
+                                                              switch_seconds=switch.get("switch_seconds"))),
+        measures=dict(
+            before=_get(host, "__engine_upgrade_metrics_before", "metrics", "measures"),
+            after=measures_after,
+            verdict=dict(decision=(mine or {}).get("decision") or verdict.get("decision"),
+                         reasons=(mine or {}).get("reasons") or verdict.get("reasons") or [],
+                         rule=(mine or {}).get("rule") or verdict.get("rule"),
+                         new_warning_kinds=(mine or {}).get("new_warning_kinds") or [],
+                         enough_turns=(mine or {}).get("enough_turns"))
+            if verdict else None,
+        ),
+        evals=dict(before=_evals(host.get("__engine_upgrade_eval_before")),
+                   after=_evals(host.get("__engine_upgrade_eval_after")),
+                   verdict=_get(host, "__engine_upgrade_eval_after", "eval", "verdict")),
+        verdict=dict(decision=verdict.get("decision"), rule=verdict.get("rule"), symptom=verdict.get("symptom"),
+                     missing=verdict.get("missing") or [], evidence=verdict.get("evidence"))
+        if verdict else None,
+        outage=_get(host, "__engine_upgrade_outage_check", "outage") or "none",
+        diagnostics=host.get("__engine_upgrade_diagnostics_dir"),
+        lock_taken_over=_get(pre, "lock", "taken_over"),
+        seconds=round(float(now) - float(started), 1) if started else None,
+    )
+
+
+# ---------------------------------------------------------------- what the webhook and the failed hosts say
+
+
+def _names(items: list) -> str:
+    return ", ".join(map(str, items)) or "none"
+
+
+def rollout_message(report: dict, report_path: str) -> str:
+    """The webhook's end-of-rollout message: all clear, held, or aborted and why."""
+    r = report
+    head = f"the upgrade to {r.get('target_version')}"
+    run = f"(run {r.get('run_id')})"
+    engines = r.get("engines") or []
+    failed = [e for e in engines if e.get("status") not in GOOD]
+    promoted = r.get("promoted_undecided") or []
+    untouched = len(r.get("untouched") or [])
+    outcome = r.get("outcome")
+    if outcome == "completed":
+        text = f"All clear: {head} is done on {len(engines)} Engines {run}."
+        if promoted:
+            text += (f" {len(promoted)} of them were promoted without evidence of their own (too few turns, policy "
+                     f"proceed): {_names(promoted)}.")
+    elif outcome == "stopped_outage":
+        text = (f"ABORTED: {head} stopped in batch {r.get('batches_run')} {run}: {r.get('outage')}. Nothing was "
+                "rolled back; re-run when the provider is back.")
+    elif outcome == "stopped_unreachable":
+        text = (f"ABORTED: {head} stopped in batch {r.get('batches_run')} {run}: {_names(r.get('lost') or [])} "
+                "lost mid-upgrade (host unreachable: state unknown). A re-run finds them and finishes or rolls "
+                "them back.")
+    elif outcome == "held":
+        text = (f"HELD: {head} stopped in batch {r.get('batches_run')} {run}, undecided: "
+                + "; ".join(f"{e.get('engine')} ({e.get('reason')})" for e in failed)
+                + f". They stay on {r.get('target_version')}, nothing was rolled back (policy hold).")
+    else:
+        label = "ABORTED (undecided)" if outcome == "undecided" else "ABORTED"
+        text = (f"{label}: {head} stopped in batch {r.get('batches_run')} {run}: "
+                + "; ".join(f"{e.get('engine')} {str(e.get('status')).replace('_', ' ')} "
+                            f"({str(e.get('reason') or '')[:300]})" for e in failed) + ".")
+    if outcome != "completed":
+        text += f" {untouched} Engines untouched{', the upgraded ones unwound' if r.get('unwound') else ''}."
+    return f"{text} Report: {report_path}"
+
+
+def engine_end_message(result: dict, report_path: str) -> str:
+    """Why an Engine ends its play failed (the rollout stops there)."""
+    status = result.get("status")
+    rollback = result.get("rollback") or {}
+    if status == "rolled_back":
+        what = f"rolled back to {result.get('from_version')}"
+        if rollback.get("brain_restored"):
+            what += f" (brain restored from {rollback.get('snapshot')})"
+    elif status == "rollback_failed":
+        what = "it was NOT rolled back (the rollback failed too): it needs a hand"
+    elif status == "stopped_outage":
+        what = "it was not rolled back: the trouble is outside the release (re-run when the fleet is healthy)"
+    elif status == "held":
+        what = (f"it stays on {result.get('to_version')}, not rolled back (policy hold): decide, then re-run or "
+                "roll back")
+    else:
+        what = "nothing was switched"
+    return (f"{result.get('engine')}: the upgrade to {result.get('to_version')} failed at {result.get('reason')}; "
+            f"{what}. The rollout stops here; report: {report_path}")
+
+
+def diagnostics_record(host: dict, target_version: str, now: float) -> dict:
+    """The diagnostics bundle's diagnostics.json: the Engine's record plus the full measures, verdict and evals,
+    where the bad-window brain is kept, and what the bad window's logs hold."""
+    record = upgrade_result(host, target_version, now)
+    rollback = host.get("engine_rollback_result") or {}
+    kept = rollback.get("previous_brain") or {}
+    logs = host.get("__engine_upgrade_bad_logs") or {}
+    switched_at = _get(host, "__engine_upgrade_switch", "switched_at")
+    record.update(
+        run_id=host.get("__engine_upgrade_run_id"),
+        switched_at=switched_at,
+        measures_before=_get(host, "__engine_upgrade_metrics_before", "metrics"),
+        measures_after=_get(host, "__engine_upgrade_metrics_after", "metrics"),
+        evals_before=_get(host, "__engine_upgrade_eval_before", "eval"),
+        evals_after=_get(host, "__engine_upgrade_eval_after", "eval"),
+        verdict_full=_get(host, "__engine_upgrade_verdict", "verdict"),
+        # The brain the bad release wrote, kept by the restore (nothing it wrote is thrown away), on the Docker host.
+        bad_window_brain=dict(host=host.get("inventory_hostname"), path=kept.get("path"), name=kept.get("name"),
+                              data_at_risk=rollback.get("data_at_risk")) if kept else None,
+        failed_container=rollback.get("failed_container"),
+        logs=dict(file="engine.log", container=_get(logs, "logs", "container"), count=_get(logs, "logs", "count") or 0,
+                  truncated=bool(_get(logs, "logs", "truncated")),
+                  error=logs.get("msg") if logs.get("failed") else None),
+    )
+    return record

@@ -129,3 +129,221 @@ def test_outcomes_of_failed_batches() -> None:
 def test_results_of_other_batches_do_not_count_for_this_one() -> None:
     out = rollout_outcome([result("a", "rolled_back", 1), result("b", "upgraded", 2)], ["b"], 2, 3)
     assert out["outcome"] == "in_progress"
+
+
+def test_probe_set_cycles_the_cases_with_unique_names() -> None:
+    from ansible_collections.september.engine.plugins.module_utils._rollout import probe_set
+
+    cases = [{"name": "a", "message": "what is 1 + 1", "checks": [{"equals": "2"}]}, {"name": "b", "message": "x"}]
+    probes = probe_set(cases, 5)
+    assert [p["name"] for p in probes] == ["a-1", "b-2", "a-3", "b-4", "a-5"]
+    assert probes[2]["checks"] == [{"equals": "2"}]
+    assert probe_set(cases, 0) == []
+    with pytest.raises(ValueError, match="non-empty list"):
+        probe_set([], 3)
+
+
+# ---------------------------------------------------------------- the batch's evidence
+
+from ansible_collections.september.engine.plugins.module_utils._rollout import (  # noqa: E402
+    cohort_evidence,
+    cohort_health,
+    cohort_start,
+    control_evidence,
+    preflight_summary,
+    switch_record,
+    verdict_summary,
+)
+
+MEASURES = {"turns": 30, "error_rate": 0.0}
+
+
+def host(name: str, switched_at: float | None = 100.0, healthy: bool = True, slices: int = 3, evals: bool = False):
+    h = {"inventory_hostname": name,
+         "__engine_upgrade_metrics_before": {"metrics": {"measures": {"turns": 40}}},
+         "__engine_upgrade_health": {"health": {"is_healthy": healthy}},
+         "__engine_upgrade_metrics_after": {"metrics": {"measures": MEASURES,
+                                                        "slices": [{"turns": i} for i in range(slices)]}}}
+    if switched_at is not None:
+        h["__engine_upgrade_switch"] = {"switched_at": switched_at, "container": name}
+    if evals:
+        h["__engine_upgrade_eval_before"] = {"eval": {"passed": 3}}
+        h["__engine_upgrade_eval_after"] = {"eval": {"passed": 2}}
+    return h
+
+
+def test_cohort_takes_only_switched_healthy_engines() -> None:
+    hosts = [host("a"), host("b", healthy=False), host("c", switched_at=None), host("d", evals=True)]
+    evidence = cohort_evidence(hosts)
+    assert [e["engine"] for e in evidence] == ["a", "d"]
+    assert evidence[0]["baseline"] == {"turns": 40} and evidence[0]["window"] == MEASURES
+    assert evidence[0]["last_slice"] == {"turns": 2} and evidence[0]["evals"] is None
+    assert evidence[1]["evals"] == {"before": {"passed": 3}, "after": {"passed": 2}}
+    assert [h["engine"] for h in cohort_health(hosts)] == ["a", "b", "d"]
+
+
+def test_one_slice_has_no_last_slice_and_a_skipped_result_is_no_evidence() -> None:
+    lone = host("a", slices=1)
+    skipped = host("b")
+    skipped["__engine_upgrade_metrics_after"] = {"skipped": True}
+    assert [e["last_slice"] for e in cohort_evidence([lone, skipped])] == [None]
+
+
+def test_cohort_start_is_the_first_switch() -> None:
+    assert cohort_start([host("a", 130.0), host("b", 100.5), host("c", None)]) == 100.5
+    assert cohort_start([host("c", None)]) is None
+
+
+def test_control_evidence_skips_failed_or_empty_controls() -> None:
+    results = {"results": [
+        {"__engine_control": "u7", "metrics": {"measures": MEASURES}},
+        {"__engine_control": "u8", "failed": True, "msg": "unreachable"},
+        {"__engine_control": "u9", "skipped": True},
+    ]}
+    assert control_evidence(results) == [{"engine": "u7", "window": MEASURES}]
+    assert control_evidence({"skipped": True}) == []
+
+
+def test_switch_record_from_either_switch_module() -> None:
+    container = {"container": {"name": "u1", "timings": {"drain_seconds": 1.5, "switch_seconds": 3.0}}}
+    compose = {"compose": {"container": {"name": "c1-engine-1"}, "timings": {"drain_seconds": 2.0}}}
+    assert switch_record(container, "old", 10) == {"switched_at": 10.0, "container": "u1", "drain_seconds": 1.5,
+                                                   "switch_seconds": 3.0}
+    assert switch_record(compose, "old", 10)["container"] == "c1-engine-1"
+    assert switch_record({"skipped": True}, "old", 10)["container"] == "old"
+
+
+def test_summaries_say_what_decided() -> None:
+    v = {"decision": "fail", "symptom": "error rate 31%", "evidence": {
+        "canary": {"engines": 2, "turns": 40, "error_rate": 0.31}, "control": {"engines": 5, "turns": 90,
+                                                                              "error_rate": 0.0}}}
+    assert verdict_summary(v) == "fail: 2 upgraded 40 turns 31.0% errors vs 5 controls 90 turns 0.0% errors; " \
+                                 "error rate 31%"
+    undecided = {"decision": "undecided", "missing": ["3 turns (20 needed)"], "evidence": {}}
+    assert verdict_summary(undecided).endswith("missing: 3 turns (20 needed)")
+    assert verdict_summary(None) == "no verdict"
+    plan = {"action": "upgrade", "from": {"version": "2.3.0"}, "target_version": "2.4.0",
+            "target": {"actions": ["pull engine:2.4.0"]},
+            "migration": {"bump": "minor", "pending": [{"name": "0006_x"}], "rollback_strategy": "brain_restore"}}
+    assert preflight_summary(plan) == ("2.3.0 -> 2.4.0 (minor, pull): snapshot, drain, switch, verify; pending "
+                                       "migrations 0006_x; rollback brain_restore")
+    assert "nothing to do" in preflight_summary({"action": "none", "image": "engine:2.4.0"})
+
+
+# ---------------------------------------------------------------- after a failure
+
+from ansible_collections.september.engine.plugins.module_utils._rollout import (  # noqa: E402
+    rescue_decision,
+    rescue_status,
+)
+
+
+def test_a_decided_verification_keeps_its_decision() -> None:
+    decided = {"decision": "hold", "reason": "undecided: ...", "evidence": "undecided", "must_fail": True}
+    out = rescue_decision({"msg": "undecided: ..."}, decided, "verify", switched=True)
+    assert out == {"decision": "hold", "reason": "undecided: ...", "evidence": "undecided", "outage_check": False}
+
+
+def test_a_failure_before_the_switch_stops_without_rollback() -> None:
+    out = rescue_decision({"msg": "engine:2.4.0 ships destructive migrations"}, None, "pre-flight", switched=False)
+    assert out["decision"] == "stop" and out["reason"].startswith("pre-flight: engine:2.4.0")
+
+
+def test_a_health_failure_after_the_switch_asks_for_the_outage_check() -> None:
+    failed = {"health": {"is_healthy": False, "failure_detail": "HTTP 503"}}
+    out = rescue_decision(failed, None, "verify", switched=True)
+    assert out["decision"] == "rollback" and out["outage_check"] and out["reason"] == "verify: HTTP 503"
+    health_decided = {"decision": "rollback", "reason": "verify: health: HTTP 503", "evidence": "health",
+                      "must_fail": True}
+    assert rescue_decision({}, health_decided, "verify", switched=True)["outage_check"]
+
+
+def test_rollback_off_stops_and_says_so() -> None:
+    out = rescue_decision({"msg": "boom"}, None, "switch", switched=True, rollback=False)
+    assert out["decision"] == "stop" and "NOT rolled back" in out["reason"]
+
+
+@pytest.mark.parametrize(("decision", "failed", "status"), [
+    ("rollback", False, "rolled_back"), ("rollback", True, "rollback_failed"), ("hold", False, "held"),
+    ("stop_outage", False, "stopped_outage"), ("stop", False, "failed")])
+def test_rescue_status(decision: str, failed: bool, status: str) -> None:
+    assert rescue_status(decision, failed) == status
+
+
+# ---------------------------------------------------------------- the record, the messages
+
+from ansible_collections.september.engine.plugins.module_utils._rollout import (  # noqa: E402
+    diagnostics_record,
+    engine_end_message,
+    rollout_message,
+    upgrade_result,
+)
+
+
+def upgraded_host(**extra) -> dict:
+    h = host("u1", evals=True)
+    h.update({
+        "engine_deployment": "container", "__engine_upgrade_batch": "1", "__engine_upgrade_started": 100.0,
+        "__engine_upgrade_pre": {"preflight": {
+            "action": "upgrade", "from": {"version": "2.3.0"}, "image": "engine:2.4.0",
+            "identity": {"key": "volume:engine-data-u1"}, "lock": {"action": "acquire", "taken_over": None},
+            "migration": {"bump": "minor", "pending": [{"name": "0006_x"}], "rollback_strategy": "brain_restore",
+                          "is_destructive": False, "needs_acknowledgement": False}}},
+        "__engine_upgrade_snapshot": {"snapshot": {"name": "pre-upgrade-u1", "sha256": "ab", "path": "/s/x"}},
+        "__engine_upgrade_verdict": {"verdict": {"decision": "pass", "rule": None, "engines": {
+            "u1": {"decision": "pass", "reasons": [], "enough_turns": True}}}},
+        "__engine_upgrade_decision": {"decision": "keep", "evidence": "pass", "reason": "", "policy": None},
+        "__engine_upgrade_timings": {"drain_seconds": 1.0},
+    })
+    h.update(extra)
+    return h
+
+
+def test_the_record_of_an_upgraded_engine() -> None:
+    record = upgrade_result(upgraded_host(), "2.4.0", 130.0)
+    assert (record["status"], record["step"], record["decision"], record["evidence"]) == ("upgraded", "done", "keep",
+                                                                                        "pass")
+    assert record["snapshot"] == {"name": "pre-upgrade-u1", "sha256": "ab", "path": "/s/x"}
+    assert record["migration"]["pending"] == ["0006_x"] and record["rollback_kind"] == "none"
+    assert record["measures"]["before"] == {"turns": 40} and record["measures"]["verdict"]["decision"] == "pass"
+    assert record["evals"]["before"] == {"passed": 3} and record["seconds"] == 30.0
+    assert record["identity"] == "volume:engine-data-u1" and record["batch"] == 1
+
+
+def test_the_record_of_a_rolled_back_engine_and_of_a_check_run() -> None:
+    rolled = upgraded_host(
+        __engine_upgrade_status="rolled_back",
+        __engine_upgrade_rescue={"decision": "rollback", "reason": "verify: the batch: error rate 31%",
+                                 "evidence": "fail"},
+        engine_rollback_result={"kind": "image+brain", "data_at_risk": {"tasks": 4}, "brain_restored": True,
+                                "snapshot": "pre-upgrade-u1", "previous_brain": {"path": "/s/kept", "name": "kept"}})
+    record = upgrade_result(rolled, "2.4.0", 130.0)
+    assert (record["status"], record["step"], record["rollback_kind"]) == ("rolled_back", "verify", "image+brain")
+    assert record["data_at_risk"] == {"tasks": 4} and record["reason"].endswith("31%")
+    assert "rolled back to 2.3.0 (brain restored from pre-upgrade-u1)" in engine_end_message(record, "/r.md")
+    diag = diagnostics_record(rolled, "2.4.0", 130.0)
+    assert diag["bad_window_brain"]["path"] == "/s/kept" and diag["logs"]["count"] == 0
+    planned = upgrade_result({"inventory_hostname": "u2", "__engine_upgrade_pre": {"preflight": {"action": "upgrade"}}},
+                             "2.4.0", 1.0, check_mode=True)
+    assert planned["status"] == "planned"
+    assert upgrade_result({"inventory_hostname": "u3"}, "2.4.0", 1.0)["status"] == "failed"
+
+
+def report(outcome: str, engines: list, **extra) -> dict:
+    return {"outcome": outcome, "target_version": "2.4.2", "run_id": "R", "batches_run": 1, "engines": engines,
+            "untouched": ["x", "y"], **extra}
+
+
+def test_rollout_messages() -> None:
+    ok = rollout_message(report("completed", [{"engine": "a", "status": "upgraded"}],
+                                promoted_undecided=["a"]), "/r.md")
+    assert ok.startswith("All clear") and "promoted without evidence" in ok and ok.endswith("Report: /r.md")
+    rolled = [{"engine": "a", "status": "rolled_back", "reason": "verify: error rate 31%"}]
+    assert rollout_message(report("stopped_rolled_back", rolled), "/r").startswith("ABORTED: the upgrade to 2.4.2")
+    assert rollout_message(report("undecided", rolled), "/r").startswith("ABORTED (undecided)")
+    held = rollout_message(report("held", [{"engine": "a", "status": "held", "reason": "undecided: 0 turns"}]), "/r")
+    assert held.startswith("HELD") and "policy hold" in held and "2 Engines untouched" in held
+    lost = rollout_message(report("stopped_unreachable", [], lost=["b"]), "/r")
+    assert "b lost mid-upgrade" in lost
+    outage = rollout_message(report("stopped_outage", [], outage="LLM provider outage"), "/r")
+    assert "Nothing was rolled back" in outage
