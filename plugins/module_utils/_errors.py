@@ -70,3 +70,7 @@ class EngineAuthError(EngineModuleError):
 
 class EvalCasesError(EngineModuleError):
     """Eval cases (a cases file or inline cases) that are malformed: it names the case and what is wrong."""
+
+
+class ForeignSnapshotError(SnapshotError):
+    """A snapshot that belongs to another Engine (or cannot tell whose it is) was to be restored over a brain."""
