@@ -17,6 +17,8 @@ description:
     stage is raised to the whole fleet.
   - The stages may also be one comma-separated string (V(5%,10%,50%,100%)), as an AWX survey gives them (a survey
     has no list type).
+  - The playbook C(september.engine.upgrade) does not size its batches with this filter directly: the module
+    M(september.engine.rollout_plan) plans the whole run (same stage rules, plus the order of the Engines).
 options:
   _input:
     description: The stages, in order, each larger than the one before; a list, or a comma-separated string.
@@ -52,42 +54,9 @@ _value:
   elements: int
 """
 
-import math
-
 from ansible.errors import AnsibleFilterError
 
-
-def _cumulative(stage, total: int) -> int:
-    text = str(stage).strip()
-    try:
-        if text.endswith("%"):
-            share = float(text[:-1])
-            if not 0 < share <= 100:
-                raise ValueError
-            return max(1, math.ceil(total * share / 100 - 1e-9))
-        count = int(text)
-        if count <= 0:
-            raise ValueError
-        return min(count, total)
-    except ValueError:
-        raise AnsibleFilterError(
-            f"rollout stage {stage!r} is neither a percentage in (0%, 100%] nor a positive number of Engines"
-        ) from None
-
-
-def _stage_list(stages) -> list:
-    """The stages as a list: a list as given, a string split at its commas (an AWX survey answer)."""
-    if isinstance(stages, str) and stages.strip():
-        parts = [part.strip() for part in stages.split(",")]
-        if not all(parts):
-            raise AnsibleFilterError(f"rollout stages {stages!r} hold an empty stage: write them as '5%,10%,50%,100%'")
-        stages = parts
-    if not isinstance(stages, (list, tuple)) or not stages:
-        raise AnsibleFilterError(
-            "rollout stages must be a non-empty list, for example ['5%', '10%', '50%', '100%'], "
-            "or a comma-separated string such as '5%,10%,50%,100%'"
-        )
-    return list(stages)
+from ansible_collections.september.engine.plugins.module_utils import _plan, _settings
 
 
 def rollout_batches(stages, total) -> list[int]:
@@ -96,34 +65,69 @@ def rollout_batches(stages, total) -> list[int]:
         total = int(total)
     except (TypeError, ValueError):
         raise AnsibleFilterError(f"rollout_batches needs the fleet size as a number, got {total!r}") from None
-    stages = _stage_list(stages)
-    if total <= 0:
-        return [1]
-    batches, done = [], 0
-    for stage in stages:
-        target = _cumulative(stage, total)
-        if target < done:
-            raise AnsibleFilterError(
-                f"rollout stages must grow: {stage!r} comes after a larger stage in {list(stages)!r}"
-            )
-        if target > done:
-            batches.append(target - done)
-            done = target
-    if done < total:
-        batches.append(total - done)
-    return batches
+    try:
+        return _plan.batch_sizes(stages, total)
+    except _plan.StageError as exc:
+        raise AnsibleFilterError(exc.msg) from None
 
 
 def rollout_batch_of(batches, position) -> int:
     """1-based number of the batch that takes the Engine at 0-based `position` of the play's host order."""
-    done = 0
-    for number, size in enumerate(batches, start=1):
-        done += int(size)
-        if int(position) < done:
-            return number
-    raise AnsibleFilterError(f"position {position!r} is beyond the {done} Engines of batches {list(batches)!r}")
+    try:
+        return _plan.batch_of(batches, position)
+    except _plan.StageError as exc:
+        raise AnsibleFilterError(exc.msg) from None
+
+
+def docker_host_of(name: str, hostvars) -> str:
+    """Where an Engine runs: engine_docker_host, else localhost for a local connection, else ansible_host (with
+    ansible_port), else the inventory name (what Ansible connects to)."""
+    explicit = hostvars.get("engine_docker_host")
+    if explicit:
+        return str(explicit)
+    connection = str(hostvars.get("ansible_connection") or "")
+    if connection in ("local", "ansible.builtin.local"):
+        return "localhost"
+    host = hostvars.get("ansible_host")
+    if host:
+        port = hostvars.get("ansible_port")
+        return f"{host}:{port}" if port else str(host)
+    return name
+
+
+def _selected(hosts, only) -> list[str]:
+    names = [str(host) for host in hosts or []]
+    if only is None:
+        return names
+    keep = {str(host) for host in only}
+    return [name for name in names if name in keep]
+
+
+def rollout_engines(hosts, hostvars, only=None, canaries=None) -> list[dict]:
+    """The Engines of a run for september.engine.rollout_plan: ``{name, docker_host, canary}`` per host."""
+    allow = {str(host) for host in canaries or []}
+    return [
+        {"name": name, "docker_host": docker_host_of(name, hostvars[name]), "canary": name in allow}
+        for name in _selected(hosts, only)
+    ]
+
+
+def rollout_settings(hosts, hostvars, only=None) -> dict:
+    """The upgrade's settings as the first Engine of the run sees them (its inventory, group and extra vars)."""
+    names = _selected(hosts, only)
+    if not names:
+        names = [str(host) for host in hosts or []]
+    if not names:
+        return {}
+    variables = hostvars[names[0]]
+    return {key: variables[key] for key in variables if _settings.NAME_RE.match(str(key))}
 
 
 class FilterModule:
     def filters(self):
-        return {"rollout_batches": rollout_batches, "rollout_batch_of": rollout_batch_of}
+        return {
+            "rollout_batches": rollout_batches,
+            "rollout_batch_of": rollout_batch_of,
+            "rollout_engines": rollout_engines,
+            "rollout_settings": rollout_settings,
+        }

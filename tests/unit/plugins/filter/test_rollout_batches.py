@@ -7,7 +7,12 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.september.engine.plugins.filter.rollout_batches import rollout_batch_of, rollout_batches
+from ansible_collections.september.engine.plugins.filter.rollout_batches import (
+    rollout_batch_of,
+    rollout_batches,
+    rollout_engines,
+    rollout_settings,
+)
 
 DEFAULT = ["5%", "10%", "50%", "100%"]
 
@@ -74,3 +79,46 @@ def test_batch_of(position, expected):
 def test_batch_of_beyond():
     with pytest.raises(AnsibleFilterError, match="beyond"):
         rollout_batch_of([1, 1], 2)
+
+
+# ---- the filters that feed september.engine.rollout_plan ---------------------------------------------------------
+
+HOSTVARS = {
+    "u1": {"engine_docker_host": "dock-a", "ansible_host": "10.0.0.9"},
+    "u2": {"ansible_connection": "local", "ansible_host": "10.0.0.9"},
+    "u3": {"ansible_host": "10.0.0.7", "ansible_port": 2222},
+    "u4": {"ansible_host": "docker-b.example"},
+    "u5": {},
+    "u6": {"ansible_connection": "ansible.builtin.local"},
+}
+
+
+def test_engines_with_their_docker_host():
+    engines = rollout_engines(list(HOSTVARS), HOSTVARS, canaries=["u3", "other"])
+    assert engines == [
+        {"name": "u1", "docker_host": "dock-a", "canary": False},
+        {"name": "u2", "docker_host": "localhost", "canary": False},
+        {"name": "u3", "docker_host": "10.0.0.7:2222", "canary": True},
+        {"name": "u4", "docker_host": "docker-b.example", "canary": False},
+        {"name": "u5", "docker_host": "u5", "canary": False},
+        {"name": "u6", "docker_host": "localhost", "canary": False},
+    ]
+
+
+def test_engines_only_of_the_pattern_in_play_order():
+    engines = rollout_engines(["u5", "u1", "u3", "x"], HOSTVARS, only=["u3", "u5", "u6"])
+    assert [e["name"] for e in engines] == ["u5", "u3"]
+    assert rollout_engines(["u1"], HOSTVARS, only=[]) == []
+
+
+def test_settings_of_the_first_engine():
+    hostvars = {
+        "web": {"engine_upgrade_bake_seconds": 1},
+        "u1": {"engine_upgrade_bake_seconds": 30, "engine_target_version": "2.4.0", "engine_api_key": "secret",
+               "engine_url": "http://x", "engine_rollout_stages": "1,100%", "ansible_host": "h"},
+        "u2": {"engine_upgrade_bake_seconds": 99},
+    }
+    assert rollout_settings(["web", "u1", "u2"], hostvars, only=["u1", "u2"]) == {
+        "engine_upgrade_bake_seconds": 30, "engine_target_version": "2.4.0", "engine_rollout_stages": "1,100%"}
+    assert rollout_settings(["web", "u1"], hostvars, only=[]) == {"engine_upgrade_bake_seconds": 1}
+    assert rollout_settings([], hostvars) == {}
