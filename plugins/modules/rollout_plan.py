@@ -1,0 +1,294 @@
+#!/usr/bin/python
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: rollout_plan
+short_description: Plan a rollout once (batches, canaries, controls, run id) and check the upgrade's settings first
+version_added: 0.3.0
+description:
+  - Computes, on the controller, the one plan of an upgrade run that the play's C(serial) and the role
+    P(september.engine.engine_upgrade#role) both use, so that they always agree (a C(--limit) to 10 of 100 Engines
+    with the stages V(5%,10%,50%,100%) makes a canary of 1 Engine, not 5).
+  - The stages are cumulative shares of the Engines given in O(engines) (the ones the run really targets); each
+    stage's count is rounded up, so the canary is at least one Engine, and the rest of the fleet follows the last
+    stage.
+  - The order of the rollout, and so its canaries, is chosen, not whatever is first in the inventory. Engines marked
+    O(engines[].canary) (the group C(engine_canary)) come first; then the Engines are spread across Docker hosts (no
+    host gets a second Engine while another has none); within a host, a stable hash order (sha256 of the name), so a
+    re-run, or an inventory where other Engines were added or removed, keeps the same canaries. The later batches are
+    the next slices of the same order. RV(plan.canaries) says why each canary was chosen.
+  - The controls of a batch are Engines of later batches (not upgraded while the batch is watched), one per Docker
+    host in turn, the hosts where the batch has Engines first; the last batch has none.
+  - Before planning, checks the upgrade's settings (O(settings)): types, ranges and combinations a user can get
+    wrong (a target version that is empty or looks like a stage, stages that do not grow, a bake interval longer
+    than the bake, a health timeout no Engine can meet, a lock TTL shorter than one Engine's upgrade, thresholds out
+    of range, evals set twice, a webhook URL that is not http(s), a report folder the controller cannot write, a
+    host pattern that matches no Engine, ...). Every problem is reported at once, one line each naming the
+    variable and what to fix, and the module fails before anything changes.
+  - Pure computation on the controller; changes nothing. Run it once per run (C(run_once), C(delegate_to=localhost)).
+author:
+  - September Engine maintainers (@september-engine)
+options:
+  engines:
+    description:
+      - The Engines of the run, after C(--limit): one entry each, in inventory order.
+      - The filter P(september.engine.rollout_engines#filter) builds this list from C(ansible_play_hosts_all) and
+        C(hostvars).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: The Engine's inventory name.
+        type: str
+        required: true
+      docker_host:
+        description:
+          - The Docker host the Engine runs on (canaries and controls are spread across them).
+          - Defaults to O(engines[].name).
+        type: str
+      canary:
+        description: Allowlisted as a canary (a member of the group C(engine_canary)).
+        type: bool
+        default: false
+  stages:
+    description:
+      - The rollout stages, cumulative, each a percentage (V(5%)) or a number of Engines (V(1)); a list, or one
+        comma-separated string as an AWX survey gives it.
+      - Defaults to C(engine_upgrade_rollout_stages) or C(engine_rollout_stages) in O(settings), else
+        V(5%,10%,50%,100%).
+    type: raw
+  run_id:
+    description:
+      - The run's id (report folder, snapshot manifests, locks). Letters, digits, V(.), V(_) and V(-).
+      - Defaults to C(engine_run_id) in O(settings), else a new one, V(YYYYmmddTHHMMSSZ-<6 digits>) in UTC.
+    type: str
+  controls:
+    description:
+      - Control Engines per batch. Defaults to C(engine_upgrade_control_engines) in O(settings), else V(5).
+    type: int
+  settings:
+    description:
+      - The upgrade's variables as the run sees them, by name (C(engine_upgrade_*), C(engine_rollout_*), their short
+        inventory names such as C(engine_target_version), C(engine_hosts), C(engine_run_id)). A variable not given
+        takes the role's default; a short name counts when the role's name is not set. Names that look like a setting
+        but are none get a warning.
+      - The filter P(september.engine.rollout_settings#filter) picks them from an Engine's C(hostvars).
+      - The webhook URL in it is a secret; it is never shown.
+    type: dict
+    default: {}
+  limit:
+    description: The run's C(--limit) (C(ansible_limit)), only to say it in the message when no Engine is left.
+    type: str
+extends_documentation_fragment:
+  - september.engine._attributes
+  - september.engine._attributes.READ_ONLY
+notes:
+  - The playbook C(september.engine.upgrade) runs this module in its first play and keeps the plan on C(localhost) as
+    the fact C(september_engine_rollout); its second play takes its C(serial) from RV(plan.serial) and the Engines
+    in RV(plan.order) (the group C(september_engine_rollout)). The role P(september.engine.engine_upgrade#role) reads
+    that fact, and runs this module itself when it is absent (the role in a play of your own), in which case the
+    batches are your play's.
+  - Settings that differ per Engine (host or group variables) are checked as the first Engine of the run sees them.
+seealso:
+  - module: september.engine.engine_lock
+"""
+
+EXAMPLES = r"""
+- name: Plan the rollout of the Engines this run targets
+  september.engine.rollout_plan:
+    engines: >-
+      {{ ansible_play_hosts_all | september.engine.rollout_engines(hostvars,
+         canaries=groups['engine_canary'] | default([])) }}
+    settings: "{{ ansible_play_hosts_all | september.engine.rollout_settings(hostvars) }}"
+    limit: "{{ ansible_limit | default(omit) }}"
+  delegate_to: localhost
+  run_once: true
+  register: rollout
+
+- name: Say who the canaries are, and why
+  ansible.builtin.debug:
+    msg: "{{ rollout.plan.canaries | map(attribute='engine') | zip(rollout.plan.canaries | map(attribute='why')) }}"
+  run_once: true
+
+- name: A plan from explicit Engines (no inventory), the role's settings from this play's variables
+  september.engine.rollout_plan:
+    engines:
+      - {name: sept-u001, docker_host: docker-a}
+      - {name: sept-u002, docker_host: docker-a}
+      - {name: sept-u003, docker_host: docker-b, canary: true}
+    stages: "1,100%"
+    run_id: "{{ awx_job_id | default(omit) }}"
+    settings: "{{ dict(names | zip(query('ansible.builtin.vars', *names))) }}"
+  vars:
+    names: "{{ query('ansible.builtin.varnames', '^engine_(upgrade|rollout)_|^engine_target_version$') }}"
+  delegate_to: localhost
+  run_once: true
+  register: rollout
+  failed_when: rollout.plan.total != 3
+"""
+
+RETURN = r"""
+plan:
+  description: The rollout plan.
+  returned: success
+  type: dict
+  contains:
+    run_id:
+      description: The run's id.
+      type: str
+      returned: always
+      sample: 20260504T020000Z-042137
+    total:
+      description: Number of Engines in the run.
+      type: int
+      returned: always
+      sample: 10
+    stages:
+      description: The stages, as given (a survey's string split at its commas).
+      type: list
+      elements: str
+      returned: always
+      sample: ["5%", "10%", "50%", "100%"]
+    serial:
+      description: Batch sizes, for the play's C(serial); they sum to RV(plan.total).
+      type: list
+      elements: int
+      returned: always
+      sample: [1, 4, 5]
+    batches:
+      description: The Engines of each batch, in order; the first batch is the canary.
+      type: list
+      elements: list
+      returned: always
+      sample: [["sept-u007"], ["sept-u002", "sept-u009", "sept-u001", "sept-u004"], ["sept-u003", "sept-u010",
+               "sept-u005", "sept-u006", "sept-u008"]]
+    order:
+      description: Every Engine in rollout order (the batches, flat).
+      type: list
+      elements: str
+      returned: always
+      sample: ["sept-u007", "sept-u002", "sept-u009"]
+    batch_of:
+      description: The 1-based batch number of each Engine.
+      type: dict
+      returned: always
+      sample: {"sept-u007": 1, "sept-u002": 2}
+    canaries:
+      description: The Engines of the first batch, each with its Docker host and why it was chosen.
+      type: list
+      elements: dict
+      returned: always
+      sample: [{"engine": "sept-u007", "docker_host": "docker-b",
+                "why": "spread across Docker hosts: the first on docker-b (of 3 hosts); chosen there by the stable
+                        sha256 order of names"}]
+    controls:
+      description:
+        - Per batch number (a string key), the control Engines measured next to it; V([]) for the last batch.
+      type: dict
+      returned: always
+      sample: {"1": ["sept-u002", "sept-u003", "sept-u009"], "2": ["sept-u003", "sept-u005"], "3": []}
+    docker_hosts:
+      description: Number of Engines of the run per Docker host.
+      type: dict
+      returned: always
+      sample: {"docker-a": 4, "docker-b": 3, "docker-c": 3}
+problems:
+  description: On failure, every problem of the settings, one line each (the message holds them too).
+  returned: failure
+  type: list
+  elements: str
+  sample: ["engine_upgrade_bake_interval=0: the bake checks the Engine every this many seconds; set it to 1 or more."]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.september.engine.plugins.module_utils import _plan, _settings
+from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
+
+
+class RolloutPlanner:
+    """Checks the settings and the Engines, then computes the plan; all problems in one OptionsError."""
+
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+
+    def run(self) -> dict:
+        p, given = self.p, self.p["settings"] or {}
+        for name in _settings.SECRETS:
+            if given.get(name):
+                self.module.no_log_values.add(str(given[name]))
+        for warning in _settings.unknown_names(given):
+            self.module.warn(warning)
+        settings, problems = _settings.validate(given)
+        v = settings.values
+        if p["stages"] is None:
+            stages, stages_name = v["engine_upgrade_rollout_stages"], settings.cite["engine_upgrade_rollout_stages"]
+            stage_problems = _plan.stage_problems(stages)  # said by validate() already
+        else:
+            stages, stages_name = p["stages"], "stages"
+            stage_problems = _plan.stage_problems(stages)
+            problems += [f"stages: {problem}." for problem in stage_problems]
+        controls = p["controls"] if p["controls"] is not None else v["engine_upgrade_control_engines"]
+        if controls < 0:
+            problems.append(f"controls={controls}: control Engines per batch cannot be negative (0: none).")
+        run_id = p["run_id"] or v["engine_run_id"] or _plan.new_run_id()
+        if p["run_id"] and not _plan.RUN_ID_RE.match(p["run_id"]):
+            problems.append(f"run_id={p['run_id']!r}: names the run's report folder; use letters, digits, '.', '_' "
+                            f"and '-' only (at most 128).")
+        engines = _plan.check_engines(p["engines"])
+        if not engines:
+            pattern = settings.show("engine_hosts")
+            limit = f" within --limit {p['limit']!r}" if p["limit"] else ""
+            problems.append(f"{pattern} matches no host of the inventory{limit}: nothing to upgrade; check the "
+                            f"pattern (-e engine_hosts=<group or pattern>) and the inventory.")
+        elif not stage_problems:
+            try:
+                _plan.batch_sizes(stages, len(engines))
+            except _plan.StageError as exc:
+                problems.append(f"{stages_name}: {exc.msg}.")
+        if problems:
+            raise OptionsError(_settings.message(problems), problems=problems)
+        self._warn_counts(stages, len(engines))
+        return {"changed": False, "plan": _plan.make_plan(engines, stages, run_id, controls)}
+
+    def _warn_counts(self, stages, total: int) -> None:
+        """Stages that are all plain numbers ending at 100 were most likely meant as percentages."""
+        parsed = [_plan.parse_stage(stage) for stage in _plan.stage_list(stages)]
+        if len(parsed) > 1 and all(kind == "count" for kind, _ in parsed) and parsed[-1][1] == 100 and total != 100:
+            self.module.warn(
+                f"The rollout stages {_plan.stage_list(stages)} are numbers of Engines, not percentages (the run has "
+                f"{total}); write them with % (5%,10%,50%,100%) if you meant shares of the fleet."
+            )
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            engines=dict(type="list", elements="dict", required=True, options=dict(
+                name=dict(type="str", required=True),
+                docker_host=dict(type="str"),
+                canary=dict(type="bool", default=False),
+            )),
+            stages=dict(type="raw"),
+            run_id=dict(type="str"),
+            controls=dict(type="int"),
+            settings=dict(type="dict", default={}),
+            limit=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = RolloutPlanner(module).run()
+    except EngineModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The rollout_plan module as a whole: the plan, check mode, every problem in one failure, the secret kept."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.september.engine.plugins.modules import rollout_plan
+from engine_testkit.module_runner import ExitJson, FailJson, patch_exits
+
+
+@pytest.fixture(autouse=True)
+def exits(monkeypatch, tmp_path):
+    """exit_json / fail_json raise; warnings and the values the module hides are collected."""
+    seen = {"warnings": [], "no_log": set()}
+    patch_exits(monkeypatch)
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: seen["warnings"].append(msg))
+    real_init = basic.AnsibleModule.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        seen["no_log"] = self.no_log_values
+
+    monkeypatch.setattr(basic.AnsibleModule, "__init__", init)
+    monkeypatch.setenv("SEPTEMBER_ENGINE_REPORT_DIR", str(tmp_path / "reports"))
+    return seen
+
+
+def engines(count: int, hosts: int = 3) -> list[dict]:
+    return [{"name": f"sept-u{i:03d}", "docker_host": f"dock-{i % hosts}"} for i in range(count)]
+
+
+def run(args, expect=ExitJson):
+    with patch_module_args(args), pytest.raises(expect) as info:
+        rollout_plan.main()
+    return info.value.args[0]
+
+
+def test_plan_of_a_limited_run():
+    result = run({"engines": engines(10), "settings": {"engine_target_version": "2.4.0"}})
+    plan = result["plan"]
+    assert result["changed"] is False
+    assert plan["serial"] == [1, 4, 5] and plan["total"] == 10 and len(plan["canaries"]) == 1
+    assert re.fullmatch(r"\d{8}T\d{6}Z-\d{6}", plan["run_id"])
+    assert plan["stages"] == ["5%", "10%", "50%", "100%"]
+    assert plan["docker_hosts"] == {"dock-0": 4, "dock-1": 3, "dock-2": 3}
+    assert [len(plan["controls"][k]) for k in ("1", "2", "3")] == [5, 5, 0]
+
+
+def test_check_mode_gives_the_same_plan():
+    args = {"engines": engines(30), "run_id": "42", "settings": {"engine_target_version": "2.4.0"}}
+    assert run(args) == run({**args, "_ansible_check_mode": True})
+
+
+def test_stages_controls_and_run_id_from_the_settings_or_the_options():
+    settings = {"engine_target_version": "2.4.0", "engine_rollout_stages": "1,100%",
+                "engine_upgrade_control_engines": 2, "engine_run_id": "awx-77"}
+    plan = run({"engines": engines(12), "settings": settings})["plan"]
+    assert (plan["serial"], plan["run_id"], len(plan["controls"]["1"])) == ([1, 11], "awx-77", 2)
+    plan = run({"engines": engines(12), "settings": settings, "stages": ["2", "100%"], "controls": 0,
+                "run_id": "r-1"})["plan"]
+    assert (plan["serial"], plan["run_id"], plan["controls"]["1"]) == ([2, 10], "r-1", [])
+
+
+def test_every_problem_in_one_failure_before_anything():
+    result = run({"engines": [], "limit": "web*", "stages": "50%,5%", "controls": -1, "run_id": "a/b",
+                  "settings": {"engine_upgrade_bake_interval": 0, "engine_hosts": "engines_eu"}}, FailJson)
+    problems = result["problems"]
+    assert result["msg"].startswith(f"The upgrade's settings have {len(problems)} problems; nothing was changed:")
+    joined = "\n".join(problems)
+    for expected in ("engine_upgrade_target_version is not set", "engine_upgrade_bake_interval=0",
+                     "stages: rollout stages must grow", "controls=-1", "run_id='a/b'",
+                     "engine_hosts='engines_eu' matches no host of the inventory within --limit 'web*'"):
+        assert expected in joined, joined
+    assert len(problems) == 6
+
+
+def test_stages_that_shrink_with_this_many_engines():
+    result = run({"engines": engines(10), "stages": ["3", "10%"], "settings": {"engine_target_version": "2.4.0"}},
+                 FailJson)
+    assert result["problems"] == ["stages: rollout stages must grow: '10%' comes after a larger stage in "
+                                  "['3', '10%'] (3 of 10 Engines are done before it)."]
+
+
+def test_the_default_pattern_is_named_when_nothing_matches():
+    result = run({"engines": [], "settings": {"engine_target_version": "2.4.0"}}, FailJson)
+    assert result["problems"] == [
+        "engine_hosts='engines' (the default) matches no host of the inventory: nothing to upgrade; check the pattern "
+        "(-e engine_hosts=<group or pattern>) and the inventory."]
+
+
+def test_the_webhook_url_is_hidden(exits):
+    url = "https://hooks.example/services/SECRET"
+    run({"engines": engines(3), "settings": {"engine_target_version": "2.4.0", "engine_webhook_url": url}})
+    assert url in exits["no_log"]
+    failed = run({"engines": engines(3), "settings": {"engine_webhook_url": "ftp://SECRET"}}, FailJson)
+    assert "SECRET" not in str(failed) and "ftp://SECRET" in exits["no_log"]
+
+
+def test_warnings_for_unknown_names_and_counts_that_look_like_percentages(exits):
+    run({"engines": engines(20), "stages": "5,10,50,100",
+         "settings": {"engine_target_version": "2.4.0", "engine_upgrade_bake_second": 3}})
+    assert exits["warnings"][0].startswith("engine_upgrade_bake_second is not a setting of the upgrade")
+    assert "Did you mean engine_upgrade_bake_seconds?" in exits["warnings"][0]
+    assert "are numbers of Engines, not percentages (the run has 20)" in exits["warnings"][1]
+
+
+def test_duplicate_engines_fail():
+    result = run({"engines": [{"name": "a"}, {"name": "a"}], "settings": {"engine_target_version": "1"}}, FailJson)
+    assert "Engine a is listed twice" in result["msg"]
