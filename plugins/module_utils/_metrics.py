@@ -5,9 +5,10 @@
 """What an Engine's turns looked like in a time window, and whether that is bad enough to roll back.
 
 Pure functions (no Docker, no files): parse the Engine's JSON log lines, or its ``observability_events``
-rows, into turns; measure a window (error rate, latency percentiles, prompt-cache hit ratio, WARNING and
-worse log kinds); compare the measures with a baseline as the Rollback runbook says; tell a provider outage
-from a bad release; and count the rows a restore takes away.
+rows, into turns; measure a window (error rate, latency percentiles and a bounded list of latencies,
+prompt-cache hit ratio, WARNING and worse log kinds); reach further back when a window is thin; compare the
+measures with a baseline as the Rollback runbook says; and count the rows a restore takes away. The cohort
+verdict and the outage-or-bad-release question are in _verdict.py.
 """
 
 from __future__ import annotations
@@ -99,6 +100,26 @@ def slice_bounds(since: float, until: float, count: int) -> list[tuple[float, fl
 def in_window(items: list[dict], since: float, until: float) -> list[dict]:
     """The items whose ``ts`` is in [since, until)."""
     return [item for item in items if since <= item["ts"] < until]
+
+
+def lookback_lengths(window_seconds: float, max_seconds: float) -> list[float]:
+    """Window lengths tried when a window is thin: doubling from `window_seconds`, the last one `max_seconds`."""
+    lengths, length = [], float(window_seconds)
+    while length < max_seconds:
+        length = min(length * 2, float(max_seconds))
+        lengths.append(length)
+    return lengths
+
+
+def reach_back(turns: list[dict], until: float, window_seconds: float, max_seconds: float, min_turns: int) -> float:
+    """The start of the shortest window ending at `until` (doubling from `window_seconds`, at most `max_seconds`)
+    that holds `min_turns` of `turns`; the longest one when none does."""
+    since = until - window_seconds
+    for length in lookback_lengths(window_seconds, max_seconds):
+        since = until - length
+        if len(in_window(turns, since, until)) >= min_turns:
+            break
+    return since
 
 
 # ---------------------------------------------------------------- log lines
@@ -256,10 +277,24 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+# The most latencies a measures dict lists (for rank tests and pooled percentiles across Engines).
+LATENCIES_MAX = 200
+
+
+def latency_list(values: list[float], limit: int = LATENCIES_MAX) -> list[float]:
+    """`values` sorted, or `limit` of them at evenly spaced ranks (a quantile sketch) when there are more."""
+    ordered = sorted(values)
+    if len(ordered) > limit:
+        step = len(ordered) / limit
+        ordered = [ordered[min(len(ordered) - 1, int((i + 0.5) * step))] for i in range(limit)]
+    return [_ms(v) for v in ordered]
+
+
 def measure(turns: list[dict], entries: list[dict] | None = None, source: str = "logs") -> dict:
     """The measures of one window: turns, failures, error rate, latency percentiles, cache hit ratio, log kinds.
 
-    `entries` are the window's log lines (None for the brain: it has no log kinds).
+    `entries` are the window's log lines (None for the brain: it has no log kinds). ``latencies_ms`` lists the
+    latencies (sorted; a quantile sketch of LATENCIES_MAX values when there are more) for the cohort verdict.
     """
     completed = [t for t in turns if t["outcome"] == "completed"]
     failed = [t for t in turns if t["outcome"] == "failed"]
@@ -284,6 +319,7 @@ def measure(turns: list[dict], entries: list[dict] | None = None, source: str = 
         latency_p95_ms=_ms(percentile(latencies, 95)),
         latency_p99_ms=_ms(percentile(latencies, 99)),
         latency_max_ms=_ms(max(latencies) if latencies else None),
+        latencies_ms=latency_list(latencies),
         input_tokens=input_tokens,
         output_tokens=int(sum(t["output_tokens"] or 0 for t in with_usage)),
         cache_hit_tokens=cache_hits,
@@ -439,68 +475,6 @@ def compare(baseline: dict, current: dict, thresholds: dict | None = None, last_
         new_warning_kinds=new_kinds,
         enough_turns=enough,
     )
-
-
-# ---------------------------------------------------------------- outage or bad release
-
-
-def _health(value, what: str) -> dict:
-    if isinstance(value, dict) and isinstance(value.get("health"), dict):
-        value = value["health"]
-    if not isinstance(value, dict) or not isinstance(value.get("is_healthy"), bool):
-        raise ValueError(f"{what} must be an engine_health result (or its health dict, with is_healthy)")
-    return value
-
-
-def _engine_name(health: dict, fallback: str) -> str:
-    container = health.get("container") if isinstance(health.get("container"), dict) else {}
-    return container.get("name") or health.get("url") or fallback
-
-
-def _provider_down(health: dict) -> bool:
-    return (health.get("subsystems") or {}).get("llm_provider") == "error"
-
-
-def classify_outage(canary, controls) -> dict:
-    """Whether unhealthy upgraded Engines point at the release or at an outage outside it.
-
-    `canary`: the engine_health result of the upgraded Engine (or a list of them); `controls`: those of
-    Engines that were not upgraded. ``provider_outage`` when a control Engine is unhealthy too (the LLM
-    provider when its subsystem is in error), ``bad_release`` when only upgraded Engines are unhealthy,
-    ``none`` when all are healthy. ValueError on anything that is not an engine_health result.
-    """
-    canaries = [_health(h, f"outage_check.canary[{i}]")
-                for i, h in enumerate(canary if isinstance(canary, list) else [canary])]
-    if not canaries:
-        raise ValueError("outage_check.canary must name at least one engine_health result")
-    if not isinstance(controls, list):
-        raise ValueError("outage_check.control must be a list of engine_health results")
-    control = [_health(h, f"outage_check.control[{i}]") for i, h in enumerate(controls)]
-    bad_canary = [_engine_name(h, f"upgraded #{i + 1}") for i, h in enumerate(canaries) if not h["is_healthy"]]
-    bad_control = [_engine_name(h, f"control #{i + 1}") for i, h in enumerate(control) if not h["is_healthy"]]
-    counts = dict(upgraded=len(canaries), upgraded_unhealthy=len(bad_canary), control=len(control),
-                  control_unhealthy=len(bad_control))
-    if not bad_canary and not bad_control:
-        return dict(kind="none", reason=f"all {len(canaries) + len(control)} Engines checked are healthy.", **counts)
-    if bad_control:
-        unhealthy = [h for h in canaries + control if not h["is_healthy"]]
-        if all(_provider_down(h) for h in unhealthy):
-            reason = (f"LLM provider outage: llm_provider=error on {len(bad_control)} of {len(control)} Engines that "
-                      f"were not upgraded ({', '.join(bad_control)})"
-                      + (f" as on the upgraded {', '.join(bad_canary)}" if bad_canary else "")
-                      + ". Not the release's fault: stop the rollout and resume when the provider is back.")
-        else:
-            reason = (f"{len(bad_control)} of {len(control)} Engines that were not upgraded are unhealthy too "
-                      f"({', '.join(bad_control)}): the trouble is outside the release. Stop the rollout, find "
-                      "the outage, and resume when the fleet is healthy.")
-        return dict(kind="provider_outage", reason=reason, **counts)
-    if not control:
-        reason = (f"{', '.join(bad_canary)} is unhealthy after the upgrade and there is no control Engine to "
-                  "compare with: blamed on the release.")
-    else:
-        reason = (f"only upgraded Engines are unhealthy ({', '.join(bad_canary)}); the {len(control)} control "
-                  "Engines that were not upgraded are healthy: a bad release.")
-    return dict(kind="bad_release", reason=reason, **counts)
 
 
 # ---------------------------------------------------------------- restore

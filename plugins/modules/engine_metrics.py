@@ -24,8 +24,11 @@ description:
     sharply worse than the baseline and not improving (still over the threshold in the last slice, or too few turns
     there to show a recovery), never for one outlier (fewer than O(min_turns) turns decide nothing, one failed turn
     never decides, a percentile from fewer than O(min_turns) latencies never decides alone).
-  - With O(outage_check), tells a provider outage from a bad release from M(september.engine.engine_health) results
-    of upgraded and not upgraded Engines (RV(outage)).
+  - When a window without O(start) is thin (fewer than O(min_turns) turns), it can reach further back, doubling its
+    length up to O(baseline_max_seconds), in the container's log and, with O(source=both), in the brain's event
+    rows; RV(metrics.window) says where the window really started.
+  - The cohort verdict of a rollout batch (canaries against controls) is M(september.engine.engine_verdict); telling
+    a provider outage from a bad release from health probes is M(september.engine.engine_outage).
   - An upgrade recreates an Engine's container (the old one is kept as C(<name>--previous)); measure the baseline on
     the old container before the switch and the new measures on the new one. This module measures the container and
     window it is given, and changes nothing.
@@ -37,10 +40,28 @@ options:
       - Name or id of the Engine's container (a per-user container, or the container of a Compose service as
         M(september.engine.engine_info) resolves it). Its logs are read with O(source=logs) or O(source=both), and
         its brain is found on what is mounted at O(data_dir).
-      - Required with O(source=logs) and O(source=both); with O(source=brain), exactly one of O(container),
-        O(volume) and O(path) locates the brain.
-      - Without any of them, only O(outage_check) is evaluated.
+      - With O(source=logs) and O(source=both), O(container) or O(deployment) is required; with O(source=brain),
+        exactly one of O(container), O(deployment), O(volume) and O(path) locates the brain.
     type: str
+  deployment:
+    description:
+      - Locate the Engine as the inventory names it instead of by O(container), the way
+        M(september.engine.engine_info) does, a per-user container (V(container), with O(container_name)) or the
+        service of a Docker Compose project (V(compose), with O(compose_dir) and O(compose_service)). For Engines
+        the run never resolved, such as the control Engines of a canary verdict.
+      - Mutually exclusive with O(container), O(volume) and O(path).
+    type: str
+    choices: [container, compose]
+  container_name:
+    description: The Engine's container, with O(deployment=container).
+    type: str
+  compose_dir:
+    description: Folder of the Engine's Compose project, with O(deployment=compose).
+    type: path
+  compose_service:
+    description: The Engine's service in the Compose project, with O(deployment=compose).
+    type: str
+    default: engine
   source:
     description:
       - Where the turns are read. V(logs) from the container's JSON log lines; V(brain) from the event rows of its
@@ -65,6 +86,18 @@ options:
     description: Length of the window when O(start) is not given.
     type: int
     default: 300
+  baseline_max_seconds:
+    description:
+      - When O(start) is not given and the window of O(window_seconds) holds fewer than O(min_turns) turns, reach
+        further back, doubling the window's length, up to this many seconds, and stop at the first length that holds
+        O(min_turns) turns (or at this one). Per-user Engines see a few turns an hour; their log and their brain
+        hold the history.
+      - With O(source=both) the log and the brain's event rows are both searched (the brain outlives a container
+        that was recreated, and its log), and when the log still has fewer than O(min_turns) turns but the brain
+        has more, RV(metrics.measures) come from the brain (C(source) says so; the brain has no log kinds).
+      - V(0) (the default) never reaches back.
+    type: int
+    default: 0
   slices:
     description:
       - Number of equal slices the window is measured in (RV(metrics.slices)); the last one tells whether a breach
@@ -168,21 +201,6 @@ options:
         description: Column of a failed turn's error code.
         type: str
         default: error_code
-  outage_check:
-    description:
-      - Tell a provider outage from a bad release (RV(outage)) from M(september.engine.engine_health) results
-        (registered results or their C(health) dicts).
-    type: dict
-    suboptions:
-      canary:
-        description: The result of the upgraded Engine, or a list of results of upgraded Engines.
-        type: raw
-        required: true
-      control:
-        description: Results of Engines that were not upgraded, probed at the same time.
-        type: list
-        elements: dict
-        default: []
 extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._attributes.READ_ONLY
@@ -193,6 +211,8 @@ notes:
     example C(none) or C(syslog)) can only be measured with O(source=brain).
   - Each log line is placed in the window by its own C(timestamp); each brain row by O(brain_events.time_column).
 seealso:
+  - module: september.engine.engine_verdict
+  - module: september.engine.engine_outage
   - module: september.engine.engine_health
   - module: september.engine.engine_info
 """
@@ -221,19 +241,27 @@ EXAMPLES = r"""
     end: "2026-03-01T10:15:00Z"
   register: engine_brain_metrics
 
-- name: Is the canary failing alone, or is the LLM provider down for everyone?
+- name: Measure a control Engine as the inventory names it, over the canaries' window
   september.engine.engine_metrics:
-    outage_check:
-      canary: "{{ canary_health }}"
-      control: "{{ control_healths }}"
-  register: engine_outage
-  failed_when: engine_outage.outage.kind == 'provider_outage'
+    deployment: compose
+    compose_dir: /srv/engine-team-a
+    start: "{{ canary_switched_at }}"
+    end: "{{ canary_measured_at }}"
+  register: control_metrics
+
+- name: A baseline that reaches back up to an hour when the last 5 minutes were quiet
+  september.engine.engine_metrics:
+    container: "{{ engine_container_name }}"
+    source: both
+    window_seconds: 300
+    baseline_max_seconds: 3600
+  register: engine_baseline
 """
 
 RETURN = r"""
 metrics:
-  description: What the Engine did in the window. Absent when only O(outage_check) is given.
-  returned: when O(container), O(volume) or O(path) is given
+  description: What the Engine did in the window.
+  returned: always
   type: dict
   contains:
     source:
@@ -249,20 +277,26 @@ metrics:
       type: str
       sample: /var/lib/docker/volumes/engine-data-u042/_data/brain.sqlite
     window:
-      description: The window measured, C(start) and C(end) (ISO 8601 UTC) and C(seconds).
+      description:
+        - The window measured, C(start) and C(end) (ISO 8601 UTC) and C(seconds); C(requested_seconds) is the length
+          asked for and C(extended) is true when a thin window reached further back (O(baseline_max_seconds)).
       type: dict
-      sample: {"start": "2026-03-01T10:00:00.000Z", "end": "2026-03-01T10:05:00.000Z", "seconds": 300.0}
+      sample: {"start": "2026-03-01T09:55:00.000Z", "end": "2026-03-01T10:05:00.000Z", "seconds": 600.0,
+               "requested_seconds": 300.0, "extended": true}
     measures:
       description:
         - The measures of the window. C(turns) counts completed, failed and refused turns; C(error_rate) is failed
           plus refused over turns (null without turns); C(errors_by_code) counts failures per error code
           (C(HTTP_<status>) for refused ones); latencies are in milliseconds over the turns that ran (nearest-rank
-          percentiles); C(cache_hit_ratio) is C(cache_hit_tokens) / C(input_tokens); C(warning_kinds) counts the
-          WARNING/ERROR/CRITICAL log kinds (null from the brain); C(log_lines) counts the JSON lines read.
+          percentiles); C(latencies_ms) lists them sorted (at most 200, evenly spaced ranks when there are more) for
+          the rank tests of M(september.engine.engine_verdict); C(cache_hit_ratio) is C(cache_hit_tokens) /
+          C(input_tokens); C(warning_kinds) counts the WARNING/ERROR/CRITICAL log kinds, each key starting with its
+          level (null from the brain); C(log_lines) counts the JSON lines read.
       type: dict
       sample: {"source": "logs", "turns": 60, "completed_turns": 42, "failed_turns": 18, "refused_turns": 0,
                "error_rate": 0.3, "errors_by_code": {"TOOL_EXECUTION_FAILED": 18}, "latency_samples": 60,
                "latency_p50_ms": 1004.0, "latency_p95_ms": 1098.0, "latency_p99_ms": 1110.0, "latency_max_ms": 1110.0,
+               "latencies_ms": [951.0, 960.0, 1004.0, 1110.0],
                "input_tokens": 24300, "output_tokens": 310, "cache_hit_tokens": 2400, "cache_hit_ratio": 0.0988,
                "log_lines": 241, "warning_kinds": {"ERROR agent: turn failed: TOOL_EXECUTION_FAILED": 18,
                                                    "WARNING llm: prompt cache miss: system prompt changed": 60}}
@@ -315,39 +349,6 @@ metrics:
           description: Whether the window and the baseline both had O(min_turns) turns.
           type: bool
           sample: true
-outage:
-  description: With O(outage_check), whether unhealthy upgraded Engines point at the release or at an outage.
-  returned: when O(outage_check) is given
-  type: dict
-  contains:
-    kind:
-      description:
-        - V(provider_outage) when an Engine that was not upgraded is unhealthy too (the LLM provider when
-          C(llm_provider) is in error on the unhealthy ones), V(bad_release) when only upgraded Engines are
-          unhealthy, V(none) when all are healthy.
-      type: str
-      choices: [none, provider_outage, bad_release]
-      sample: provider_outage
-    reason:
-      description: One sentence for the operator.
-      type: str
-      sample: "LLM provider outage: llm_provider=error on 2 of 2 Engines that were not upgraded (u002, u003) ..."
-    upgraded:
-      description: Upgraded Engines checked.
-      type: int
-      sample: 1
-    upgraded_unhealthy:
-      description: Upgraded Engines that are unhealthy.
-      type: int
-      sample: 1
-    control:
-      description: Control Engines checked.
-      type: int
-      sample: 2
-    control_unhealthy:
-      description: Control Engines that are unhealthy.
-      type: int
-      sample: 2
 """
 
 import sqlite3
@@ -356,7 +357,6 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.september.engine.plugins.module_utils._brain import (
-    BRAIN_MUTUALLY_EXCLUSIVE,
     LOCATION_OPTIONS,
     brain_argument_spec,
     locate_brain,
@@ -368,10 +368,12 @@ from ansible_collections.september.engine.plugins.module_utils._docker import (
     docker_client,
     get_container,
 )
+from ansible_collections.september.engine.plugins.module_utils._engine import resolve_engine
 from ansible_collections.september.engine.plugins.module_utils._errors import (
     BrainError,
     ContainerError,
     EngineModuleError,
+    NotFoundError,
     OptionsError,
 )
 from ansible_collections.september.engine.plugins.module_utils._metrics import (
@@ -379,7 +381,6 @@ from ansible_collections.september.engine.plugins.module_utils._metrics import (
     DEFAULT_THRESHOLDS,
     brain_turns,
     check_measures,
-    classify_outage,
     compare,
     in_window,
     iso,
@@ -387,11 +388,13 @@ from ansible_collections.september.engine.plugins.module_utils._metrics import (
     measure,
     parse_log_lines,
     parse_time,
+    reach_back,
     slice_bounds,
 )
 from ansible_collections.september.engine.plugins.module_utils._snapshot import reading
 
 LOG_MARGIN = 2  # seconds around the window asked of Docker; each line is then placed by its own timestamp
+ENGINE_OPTIONS = ("deployment", "container_name", "compose_dir")
 
 
 class EngineMetrics:
@@ -403,7 +406,7 @@ class EngineMetrics:
         self.client = None
         if p["slices"] < 1 or p["slices"] > 100:
             raise OptionsError(f"slices must be 1 to 100 (got {p['slices']}).")
-        for name, low in (("min_turns", 1), ("window_seconds", 1)):
+        for name, low in (("min_turns", 1), ("window_seconds", 1), ("baseline_max_seconds", 0)):
             if p[name] < low:
                 raise OptionsError(f"{name} must be {low} or more (got {p[name]}).")
         for name in DEFAULT_THRESHOLDS:
@@ -415,13 +418,43 @@ class EngineMetrics:
                 self.baseline = check_measures(p["baseline"])
             except ValueError as exc:
                 raise OptionsError(f"{exc}. Pass the metrics.measures of an earlier engine_metrics run.") from exc
-        self.located = any(p[name] for name in LOCATION_OPTIONS)
-        if p["source"] in ("logs", "both") and self.located and not p["container"]:
-            raise OptionsError(f"source={p['source']} reads the Engine's logs: give its container, not a volume "
-                               "or a path.")
-        if not self.located and not p["outage_check"]:
-            raise OptionsError("Give the Engine's container (or, with source=brain, its volume or path) to measure, "
-                               "or outage_check to compare health results.")
+        for name in ("container_name", "compose_dir"):
+            if p[name] and not p["deployment"]:
+                raise OptionsError(f"{name} locates the Engine with deployment: set deployment (container or "
+                                   "compose), or give its container.")
+        if p["deployment"] and not p["container_name" if p["deployment"] == "container" else "compose_dir"]:
+            needed = "container_name" if p["deployment"] == "container" else "compose_dir"
+            raise OptionsError(f"deployment={p['deployment']} needs {needed}, as the inventory names the Engine.")
+        self.container = p["container"]
+        if p["source"] in ("logs", "both") and not (p["container"] or p["deployment"]):
+            if p["volume"] or p["path"]:
+                raise OptionsError(f"source={p['source']} reads the Engine's logs: give its container (or deployment),"
+                                   " not a volume or a path.")
+            raise OptionsError("Give the Engine's container (or deployment with container_name or compose_dir; with "
+                               "source=brain, a volume or path) to measure.")
+        if not any(p[name] for name in LOCATION_OPTIONS) and not p["deployment"]:
+            raise OptionsError("Give the Engine's container, deployment, volume or path to measure.")
+
+    def _docker(self):
+        if self.client is None:
+            check_docker_sdk(self.module)
+            self.client = docker_client(self.params)
+        return self.client
+
+    def resolve(self) -> None:
+        """With deployment: the container the inventory's names point at (as engine_info finds it)."""
+        p = self.params
+        if not p["deployment"]:
+            return
+        engine = resolve_engine(self._docker(), dict(
+            deployment=p["deployment"], container_name=p["container_name"], compose_dir=p["compose_dir"],
+            compose_service=p["compose_service"], data_dir=p["data_dir"]))
+        if not engine.get("exists") or not engine.get("container"):
+            where = (f"container {p['container_name']}" if p["deployment"] == "container"
+                     else f"service {p['compose_service']} of the Compose project in {p['compose_dir']}")
+            raise NotFoundError(f"The Engine's {where} has no container on this Docker host to measure: is it "
+                                "deployed?")
+        self.container = engine["container"]
 
     def window(self) -> tuple[float, float]:
         p, now = self.params, time.time()
@@ -437,15 +470,8 @@ class EngineMetrics:
                                "never later than now).")
         return since, until
 
-    def _docker(self):
-        if self.client is None:
-            check_docker_sdk(self.module)
-            self.client = docker_client(self.params)
-        return self.client
-
     def log_entries(self, since: float, until: float) -> tuple[str, list]:
-        name = self.params["container"]
-        container = get_container(self._docker(), name)
+        container = get_container(self._docker(), self.container)
         try:
             raw = container.logs(stdout=True, stderr=True, timestamps=False,
                                  since=max(int(since) - LOG_MARGIN, 1), until=int(until) + LOG_MARGIN)
@@ -456,7 +482,8 @@ class EngineMetrics:
 
     def brain_rows(self, since: float, until: float) -> tuple:
         p = self.params
-        location = locate_brain(p, None if p["path"] else self._docker())
+        params = dict(p, container=self.container)
+        location = locate_brain(params, None if p["path"] else self._docker())
         events = {**DEFAULT_BRAIN_EVENTS, **{k: v for k, v in (p["brain_events"] or {}).items() if v}}
         try:
             with reading(location.path, predict_only=True) as conn:
@@ -468,23 +495,42 @@ class EngineMetrics:
             raise BrainError(f"Cannot read the brain at {location.path}: {exc}.") from exc
         return location, turns
 
+    def read(self, since: float, until: float) -> dict:
+        """The log lines and turns (and brain rows) of [since, until), per source."""
+        p = self.params
+        got = dict(container=None, brain=None, entries=None, turns=None, rows=None)
+        if p["source"] in ("logs", "both"):
+            got["container"], got["entries"] = self.log_entries(since, until)
+            got["turns"] = log_turns(got["entries"])
+        if p["source"] in ("brain", "both"):
+            location, got["rows"] = self.brain_rows(since, until)
+            got["brain"], got["container"] = location.path, got["container"] or location.container
+        return got
+
     def measure(self) -> dict:
         p = self.params
         since, until = self.window()
-        result = dict(source=p["source"], container=None, brain=None,
-                      window=dict(start=iso(since), end=iso(until), seconds=round(until - since, 3)))
-        entries = turns = None
-        if p["source"] in ("logs", "both"):
-            result["container"], entries = self.log_entries(since, until)
-            turns = log_turns(entries)
-        if p["source"] in ("brain", "both"):
-            location, rows = self.brain_rows(since, until)
-            result["brain"], result["container"] = location.path, result["container"] or location.container
-            if turns is None:
-                turns = rows
-            else:
-                result["by_source"] = dict(logs=measure(turns, entries, "logs"), brain=measure(rows, None, "brain"))
-        source = "brain" if entries is None else "logs"
+        requested = until - since
+        got = self.read(since, until)
+        counted = max(len(got[key]) for key in ("turns", "rows") if got[key] is not None)
+        lookback = p["start"] in (None, "") and p["baseline_max_seconds"] > requested
+        if lookback and counted < p["min_turns"]:
+            widest = self.read(until - p["baseline_max_seconds"], until)
+            starts = [reach_back(widest[key], until, requested, p["baseline_max_seconds"], p["min_turns"])
+                      for key in ("turns", "rows") if widest[key] is not None]
+            since = max(starts)
+            got = dict(widest, **{key: in_window(widest[key], since, until)
+                                  for key in ("entries", "turns", "rows") if widest[key] is not None})
+        result = dict(source=p["source"], container=got["container"], brain=got["brain"],
+                      window=dict(start=iso(since), end=iso(until), seconds=round(until - since, 3),
+                                  requested_seconds=round(requested, 3), extended=until - since > requested + 1e-6))
+        entries, turns, source = got["entries"], got["turns"], "logs"
+        if turns is None:
+            turns, source = got["rows"], "brain"
+        elif got["rows"] is not None:
+            result["by_source"] = dict(logs=measure(turns, entries, "logs"), brain=measure(got["rows"], None, "brain"))
+            if lookback and len(turns) < p["min_turns"] and len(got["rows"]) > len(turns):
+                entries, turns, source = None, got["rows"], "brain"
         result["measures"] = measure(turns, entries, source)
         result["slices"] = []
         if p["slices"] > 1:
@@ -499,16 +545,8 @@ class EngineMetrics:
         return result
 
     def run(self) -> dict:
-        result = dict(changed=False)
-        if self.params["outage_check"]:
-            check = self.params["outage_check"]
-            try:
-                result["outage"] = classify_outage(check["canary"], check["control"])
-            except ValueError as exc:
-                raise OptionsError(f"{exc}.") from exc
-        if self.located:
-            result["metrics"] = self.measure()
-        return result
+        self.resolve()
+        return dict(changed=False, metrics=self.measure())
 
 
 def main() -> None:
@@ -516,27 +554,28 @@ def main() -> None:
     events = {name: dict(type="str", default=value, no_log=False) for name, value in DEFAULT_BRAIN_EVENTS.items()}
     argument_spec = dict(
         source=dict(type="str", choices=["logs", "brain", "both"], default="logs"),
+        deployment=dict(type="str", choices=["container", "compose"]),
+        container_name=dict(type="str"),
+        compose_dir=dict(type="path"),
+        compose_service=dict(type="str", default="engine"),
         start=dict(type="raw", aliases=["since"]),
         end=dict(type="raw", aliases=["until"]),
         window_seconds=dict(type="int", default=300),
+        baseline_max_seconds=dict(type="int", default=0),
         slices=dict(type="int", default=3),
         baseline=dict(type="dict"),
         min_turns=dict(type="int", default=DEFAULT_THRESHOLDS["min_turns"]),
         fail_on_new_warnings=dict(type="bool", default=False),
         fail_on_cache_drop=dict(type="bool", default=False),
         brain_events=dict(type="dict", options=events, apply_defaults=True),
-        outage_check=dict(type="dict", options=dict(
-            canary=dict(type="raw", required=True),
-            control=dict(type="list", elements="dict", default=[]),
-        )),
     )
     for name in ("error_rate_max_increase", "error_rate_factor", "error_rate_floor", "latency_p99_factor",
                  "latency_p50_factor", "cache_hit_ratio_max_drop"):
         argument_spec[name] = dict(type="float", default=DEFAULT_THRESHOLDS[name])
     argument_spec.update(brain_argument_spec())
     argument_spec.update(docker_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
-                           supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[(*LOCATION_OPTIONS, "deployment")])
     try:
         result = EngineMetrics(module).run()
     except EngineModuleError as exc:

@@ -373,53 +373,50 @@ def test_thresholds_given_as_none_keep_the_defaults():
     assert verdict["checks"]["latency_p99"]["rule"] == "x2" and verdict["decision"] == "rollback"
 
 
-# ---------------------------------------------------------------- outage or bad release
+# ---------------------------------------------------------------- latency lists and reaching back
 
 
-def health(ok=True, llm="ok", name=None, wrapped=True):
-    subsystems = {"database": "ok", "llm_provider": llm, "asset_directory": "ok"}
-    body = dict(is_healthy=ok, status="ok" if ok else "degraded", subsystems=subsystems, url="http://127.0.0.1:1",
-                container={"name": name} if name else None)
-    return {"changed": False, "health": body} if wrapped else body
+def test_measure_lists_the_latencies_sorted():
+    got = measures_of([turn_line(T0 + i, latency=300 - i) for i in range(5)] + [refused_line(T0 + 9)])
+    assert got["latencies_ms"] == [296, 297, 298, 299, 300] and got["latency_samples"] == 5
+    assert m.measure([], [])["latencies_ms"] == []
 
 
-@pytest.mark.parametrize("canary, controls, kind, words", [
-    (health(), [health(), health()], "none", "all 3 Engines checked are healthy"),
-    (health(False, "error", "u1"), [health(False, "error", "u2"), health(False, "error", "u3")], "provider_outage",
-     "LLM provider outage: llm_provider=error on 2 of 2 Engines that were not upgraded (u2, u3) as on the upgraded u1"),
-    (health(), [health(False, "error", "u2"), health(name="u3")], "provider_outage", "LLM provider outage"),
-    (health(False, "ok", "u1"), [health(False, "ok", "u2")], "provider_outage",
-     "1 of 1 Engines that were not upgraded are unhealthy too (u2)"),
-    (health(False, "error", "u1"), [health(False, "ok", "u2")], "provider_outage", "are unhealthy too"),
-    (health(False, "ok", "u1"), [health(), health()], "bad_release",
-     "only upgraded Engines are unhealthy (u1); the 2 control Engines"),
-    (health(False, "error", "u1"), [health()], "bad_release", "a bad release"),
-    (health(False, name="u1"), [], "bad_release", "no control Engine to compare with"),
-    ([health(False, name="u1"), health(wrapped=False)], [health()], "bad_release", "(u1)"),
+@pytest.mark.parametrize("count, limit, expected", [
+    (5, 10, [0, 1, 2, 3, 4]),
+    (10, 5, [1, 3, 5, 7, 9]),
+    (1000, 4, [125, 375, 625, 875]),
 ])
-def test_classify_outage(canary, controls, kind, words):
-    outage = m.classify_outage(canary, controls)
-    assert outage["kind"] == kind
-    assert words in outage["reason"]
+def test_latency_list_is_a_quantile_sketch_when_long(count, limit, expected):
+    assert m.latency_list([float(v) for v in reversed(range(count))], limit) == expected
 
 
-def test_classify_outage_counts_and_names_engines_without_a_container():
-    outage = m.classify_outage(health(False, wrapped=False), [health(False, "error")])
-    assert outage["upgraded"] == 1 and outage["upgraded_unhealthy"] == 1
-    assert outage["control"] == 1 and outage["control_unhealthy"] == 1
-    assert "http://127.0.0.1:1" in outage["reason"]
+def test_a_long_window_lists_at_most_latencies_max():
+    got = measures_of([turn_line(T0 + i * 0.1, latency=200 + i) for i in range(500)])
+    lat = got["latencies_ms"]
+    assert len(lat) == m.LATENCIES_MAX and lat == sorted(lat) and lat[0] >= 200 and lat[-1] <= 699
+    assert got["latency_samples"] == 500
 
 
-@pytest.mark.parametrize("canary, controls, message", [
-    ("up", [], "canary\\[0\\] must be an engine_health result"),
-    ({"health": {"status": "ok"}}, [], "canary\\[0\\] must be"),
-    ([], [], "at least one"),
-    (health(), "u2", "must be a list"),
-    (health(), [{"is_healthy": "yes"}], "control\\[0\\] must be"),
+@pytest.mark.parametrize("window, maximum, expected", [
+    (300, 0, []),
+    (300, 300, []),
+    (300, 1000, [600, 1000]),
+    (300, 2400, [600, 1200, 2400]),
+    (60, 200, [120, 200]),
 ])
-def test_classify_outage_refuses(canary, controls, message):
-    with pytest.raises(ValueError, match=message):
-        m.classify_outage(canary, controls)
+def test_lookback_lengths_double_up_to_the_maximum(window, maximum, expected):
+    assert m.lookback_lengths(window, maximum) == expected
+
+
+def test_reach_back_stops_at_the_first_window_with_enough_turns():
+    until = T0 + 3600
+    turns = [dict(ts=until - 200 - i) for i in range(20)] + [dict(ts=until - 2000 - i) for i in range(30)]
+    # 100 s: none; 200 s: one (at exactly until - 200); 400 s: the 20 turns of 200-219 s ago.
+    assert m.reach_back(turns, until, 100, 3600, 20) == until - 400
+    assert m.reach_back(turns, until, 300, 3600, 40) == until - 2400
+    # Never enough: the longest window.
+    assert m.reach_back(turns, until, 300, 1000, 40) == until - 1000
 
 
 # ---------------------------------------------------------------- brain rows and data at risk

@@ -92,7 +92,8 @@ def test_measures_the_default_window_in_slices(engine):
     result = run({"container": "met-u001", "window_seconds": 30, "_ansible_check_mode": True})
     metrics = result["metrics"]
     assert result["changed"] is False and "verdict" not in metrics and "outage" not in result
-    assert metrics["window"] == {"start": _metrics.iso(NOW - 30), "end": _metrics.iso(NOW), "seconds": 30.0}
+    assert metrics["window"] == {"start": _metrics.iso(NOW - 30), "end": _metrics.iso(NOW), "seconds": 30.0,
+                                 "requested_seconds": 30.0, "extended": False}
     assert metrics["measures"]["turns"] == 0  # the turns were logged from T0 to T0 + 19.5, before the window
     call = engine.calls[0]
     assert call["since"] == int(NOW - 30) - 2 and call["until"] == int(NOW) + 2 and call["timestamps"] is False
@@ -183,11 +184,111 @@ def test_brain_events_that_do_not_exist(tmp_path, events, message):
     assert message in failed["msg"] and "Set brain_events" in failed["msg"]
 
 
-def test_outage_check_alone():
-    canary = {"health": {"is_healthy": False, "subsystems": {"llm_provider": "error"}, "container": {"name": "a"}}}
-    control = [{"is_healthy": False, "subsystems": {"llm_provider": "error"}, "container": {"name": "b"}}]
-    result = run({"outage_check": {"canary": canary, "control": control}})
-    assert result["outage"]["kind"] == "provider_outage" and "metrics" not in result
+# ---------------------------------------------------------------- locating the Engine as the inventory names it
+
+
+@pytest.fixture
+def resolved(engine, monkeypatch):
+    """resolve_engine as engine_info runs it, answering for one container or one Compose project."""
+    calls = []
+
+    def resolve(client, params):
+        calls.append(params)
+        if params["deployment"] == "container" and params["container_name"] == "met-u001":
+            return dict(deployment="container", exists=True, container="met-u001")
+        if params["deployment"] == "compose" and params["compose_dir"] == "/srv/team-a":
+            return dict(deployment="compose", exists=True, container="met-u001")
+        if params["deployment"] == "compose" and params["compose_dir"] == "/srv/stopped":
+            return dict(deployment="compose", exists=False, container=None)
+        raise NotFoundError(f"No container named '{params['container_name']}'")
+
+    monkeypatch.setattr(engine_metrics, "resolve_engine", resolve)
+    return calls
+
+
+@pytest.mark.parametrize("args", [
+    {"deployment": "container", "container_name": "met-u001"},
+    {"deployment": "compose", "compose_dir": "/srv/team-a"},
+])
+def test_deployment_locates_the_container(resolved, args):
+    metrics = run({**args, "since": T0, "until": T0 + 15, "slices": 1})["metrics"]
+    assert metrics["container"] == "met-u001" and metrics["measures"]["turns"] == 30
+    assert resolved[0]["deployment"] == args["deployment"] and resolved[0]["compose_service"] == "engine"
+    assert resolved[0]["data_dir"] == "/data"
+
+
+def test_deployment_finds_the_brain_through_the_resolved_container(resolved, monkeypatch, tmp_path):
+    path = brain(tmp_path / "brain.sqlite", [("turn_completed", 250, None, _metrics.iso(T0 + i)) for i in range(4)])
+    seen = []
+
+    def locate(params, client):
+        seen.append(params["container"])
+        return type("Loc", (), {"path": path, "container": params["container"]})()
+
+    monkeypatch.setattr(engine_metrics, "locate_brain", locate)
+    metrics = run({"deployment": "compose", "compose_dir": "/srv/team-a", "source": "brain", "since": T0,
+                   "until": T0 + 10, "slices": 1})["metrics"]
+    assert seen == ["met-u001"] and metrics["measures"]["turns"] == 4 and metrics["container"] == "met-u001"
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"deployment": "compose", "compose_dir": "/srv/stopped"},
+     "service engine of the Compose project in /srv/stopped has no container"),
+    ({"deployment": "container", "container_name": "nope"}, "No container named 'nope'"),
+    ({"deployment": "container"}, "deployment=container needs container_name"),
+    ({"deployment": "compose", "container_name": "met-u001"}, "deployment=compose needs compose_dir"),
+    ({"container_name": "met-u001"}, "container_name locates the Engine with deployment"),
+    ({"compose_dir": "/srv/team-a"}, "compose_dir locates the Engine with deployment"),
+    ({"deployment": "container", "container_name": "met-u001", "container": "met-u001"}, "mutually exclusive"),
+    ({"deployment": "compose", "compose_dir": "/srv/team-a", "volume": "v"}, "mutually exclusive"),
+])
+def test_deployment_bad_input(resolved, args, message):
+    assert message in run(args, expect=FailJson)["msg"]
+
+
+# ---------------------------------------------------------------- reaching back when the window is thin
+
+
+def test_a_thin_window_reaches_back_to_where_the_turns_are(engine):
+    # 40 turns from T0 to T0 + 19.5; now is T0 + 60: the last 30 s hold none, 60 s hold all 40.
+    result = run({"container": "met-u001", "window_seconds": 30, "baseline_max_seconds": 3600, "slices": 1})
+    window, measures = result["metrics"]["window"], result["metrics"]["measures"]
+    assert window == {"start": _metrics.iso(NOW - 60), "end": _metrics.iso(NOW), "seconds": 60.0,
+                      "requested_seconds": 30.0, "extended": True}
+    assert measures["turns"] == 40 and len(measures["latencies_ms"]) == 40
+    # Docker was asked for the window, then once for the longest one.
+    assert [c["since"] for c in engine.calls] == [int(NOW - 30) - 2, int(NOW - 3600) - 2]
+
+
+def test_reaching_back_stops_at_the_maximum(engine):
+    result = run({"container": "met-u001", "window_seconds": 5, "baseline_max_seconds": 30, "slices": 1})
+    window = result["metrics"]["window"]
+    assert window["seconds"] == 30.0 and window["extended"] is True and result["metrics"]["measures"]["turns"] == 0
+
+
+@pytest.mark.parametrize("args", [
+    {"window_seconds": 30},                                             # off by default
+    {"window_seconds": 30, "baseline_max_seconds": 20},                 # not longer than the window
+    {"start": NOW - 30, "baseline_max_seconds": 3600},                  # an explicit start is kept
+    {"window_seconds": 50, "baseline_max_seconds": 3600, "min_turns": 20},  # enough turns already
+])
+def test_no_reaching_back(engine, args):
+    window = run({"container": "met-u001", "slices": 1, **args})["metrics"]["window"]
+    assert window["extended"] is False and len(engine.calls) == 1
+
+
+def test_reaching_back_through_the_brain_when_the_log_is_short(engine, monkeypatch, tmp_path):
+    # The container was recreated: its log holds 2 turns; the brain holds 25 more from 10 minutes ago.
+    engine.text = "\n".join(healthy(2, start=NOW - 10))
+    rows = [("turn_completed", 250, None, _metrics.iso(NOW - 600 + i)) for i in range(25)]
+    path = brain(tmp_path / "brain.sqlite", rows)
+    monkeypatch.setattr(engine_metrics, "locate_brain",
+                        lambda params, client: type("Loc", (), {"path": path, "container": "met-u001"})())
+    metrics = run({"container": "met-u001", "source": "both", "window_seconds": 60, "baseline_max_seconds": 3600,
+                   "slices": 1})["metrics"]
+    assert metrics["window"]["seconds"] == 960.0 and metrics["window"]["extended"] is True
+    assert metrics["measures"]["source"] == "brain" and metrics["measures"]["turns"] == 25
+    assert metrics["by_source"]["logs"]["turns"] == 2 and metrics["by_source"]["brain"]["turns"] == 25
 
 
 @pytest.mark.parametrize("args, message", [
@@ -200,7 +301,8 @@ def test_outage_check_alone():
     ({"container": "met-u001", "min_turns": 0}, "min_turns must be 1 or more"),
     ({"container": "met-u001", "error_rate_factor": -1.0}, "error_rate_factor must be 0 or more"),
     ({"volume": "engine-data-x"}, "source=logs reads the Engine's logs: give its container"),
-    ({"outage_check": {"canary": "up"}}, "canary[0] must be an engine_health result"),
+    ({"container": "met-u001", "baseline_max_seconds": -1}, "baseline_max_seconds must be 0 or more"),
+    ({"container": "met-u001", "outage_check": {"canary": "up"}}, "Unsupported parameters"),
 ])
 def test_bad_input(engine, args, message):
     assert message in run(args, expect=FailJson)["msg"]
