@@ -1,0 +1,58 @@
+#!/bin/sh
+# Entrypoint of a lab Docker host (tests/harness/lab), run by tini as PID 1's child.
+#
+# 1. root's authorized key from $LAB_AUTHORIZED_KEY (the lab's public key; login by key only);
+# 2. fresh SSH host keys (none are baked into the image: every lab host has its own);
+# 3. dockerd with $LAB_STORAGE_DRIVER (default vfs), --iptables=false, logging to /var/log/dockerd.log;
+#    when another driver than vfs does not come up, vfs is tried once (recorded in /run/lab/storage-driver);
+# 4. sshd (daemon, pid in /run/sshd.pid): `lab-sshd stop|start` takes SSH away and brings it back;
+# 5. /run/lab/ready once `docker info` answers (what the test kit waits for), /run/lab/failed otherwise.
+set -u
+mkdir -p /run/lab /run/sshd /root/.ssh /var/log
+chmod 0700 /root/.ssh
+rm -f /run/lab/ready /run/lab/failed
+if [ -n "${LAB_AUTHORIZED_KEY:-}" ]; then
+  printf '%s\n' "$LAB_AUTHORIZED_KEY" >/root/.ssh/authorized_keys
+  chmod 0600 /root/.ssh/authorized_keys
+fi
+ssh-keygen -A >/dev/null 2>&1
+
+start_dockerd() {
+  # A cgroup parent of its own: the Engines' cgroups are easy to find (and clean) per lab host.
+  dockerd --storage-driver="$1" --iptables=false --ip6tables=false \
+    --cgroup-parent="${LAB_CGROUP_PARENT:-lab-$(hostname)}" \
+    --host=unix:///var/run/docker.sock ${LAB_DOCKERD_TCP:+--host=tcp://0.0.0.0:2375 --tls=false} \
+    >>/var/log/dockerd.log 2>&1 &
+  echo $! >/run/lab/dockerd.pid
+}
+
+wait_docker() {  # $1: seconds; fails early when dockerd exited
+  i=0
+  while [ "$i" -lt "$(( $1 * 4 ))" ]; do
+    docker info >/dev/null 2>&1 && return 0
+    kill -0 "$(cat /run/lab/dockerd.pid)" 2>/dev/null || return 1
+    sleep 0.25
+    i=$((i + 1))
+  done
+  return 1
+}
+
+driver=${LAB_STORAGE_DRIVER:-vfs}
+echo "lab: dockerd --storage-driver=$driver" >>/var/log/dockerd.log
+start_dockerd "$driver"
+if ! wait_docker 60 && [ "$driver" != vfs ]; then
+  echo "lab: dockerd did not come up with $driver, trying vfs" >>/var/log/dockerd.log
+  kill "$(cat /run/lab/dockerd.pid)" 2>/dev/null
+  while kill -0 "$(cat /run/lab/dockerd.pid)" 2>/dev/null; do sleep 0.2; done
+  driver=vfs
+  start_dockerd vfs
+  wait_docker 60
+fi
+if docker info >/dev/null 2>&1; then
+  echo "$driver" >/run/lab/storage-driver
+  if /usr/sbin/sshd -E /var/log/sshd.log; then touch /run/lab/ready; else touch /run/lab/failed; fi
+else
+  touch /run/lab/failed
+fi
+# Stay up (tini reaps and forwards signals; `docker stop` ends dockerd with the group).
+exec sleep infinity
