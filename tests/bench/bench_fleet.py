@@ -1,0 +1,419 @@
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fleets of per-user Engines through ``upgrade.yml``: wall time vs the ideal critical path, controller CPU.
+
+For each fleet size (default 20, 50 and 100): that many per-user reference Engines on 2.3.0 (no load), upgraded to
+2.4.0 (a forward-only migration) by ``ansible-playbook playbooks/upgrade.yml`` with the default stages and a 10 s
+canary bake, the role's other defaults, ``forks = min(50, size)`` (``--forks`` to change), pipelining on. Measured:
+
+- wall: the ``ansible-playbook`` process, start to exit;
+- ideal critical path, from the run's own report (``upgrade.json``): per batch, the slowest Engine's
+  downtime + time to healthy + bake, summed over the batches (see :func:`ideal_path`): what a bare script doing the
+  same steps, every Engine of a batch in parallel, would take;
+- controller CPU: user + sys seconds of ``ansible-playbook`` and every process it waited for (worker forks, the
+  modules: the Engines are local connections here, so the modules' CPU counts too; Docker's own does not), per
+  Engine;
+- the same with ``--limit`` to a tenth of the fleet (those Engines rolled back to 2.3.0 first by ``rollback.yml``,
+  not timed): the batches the limited run made, its canary among them.
+
+Figures only, nothing asserted. Fleets are brought up in shards in parallel (host ports from 9400) and torn down
+whatever happens.
+
+    python tests/bench/bench_fleet.py [--sizes "20 50 100"] [--forks N] [--bake 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import statistics
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchlib import (
+    BUILD_DIR,
+    dig,
+    ensure_network,
+    loadavg,
+    log,
+    newest_report,
+    number,
+    phase,
+    playbook,
+    ratio,
+    tail,
+    workdir,
+    write_private,
+)
+
+from engine_testkit import sweep
+from engine_testkit.fleet import Fleet, docker_client, unique_name
+
+FROM, TO = "2.3.0", "2.4.0"
+BASE_PORT = 9400
+DEFAULT_SIZES = (20, 50, 100)
+TIMINGS = ("drain_seconds", "switch_seconds", "healthy_seconds", "bake_seconds")
+
+IDEAL_FORMULA = (
+    "ideal = sum over batches of max over the batch's Engines of (downtime + healthy_seconds + bake_seconds), where "
+    "downtime = switch_seconds for a per-user container (engine_container's switch_seconds runs from the start of "
+    "the drain to the new container started, so it holds drain_seconds) and drain_seconds + switch_seconds for "
+    "Compose (its switch_seconds starts after the drain); a canary batch without bake_seconds counts the configured "
+    "canary bake"
+)
+
+
+def default_forks(size: int) -> int:
+    return min(50, size)
+
+
+# ---------------------------------------------------------------------- the report, read defensively
+
+
+def report_engines(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's per-Engine entries: a list of objects (or a mapping of them, by Engine)."""
+    engines = report.get("engines")
+    if isinstance(engines, dict):
+        engines = list(engines.values())
+    return [e for e in engines or [] if isinstance(e, dict)]
+
+
+def ideal_path(report: dict[str, Any] | None, canary_bake: float) -> dict[str, Any]:
+    """The ideal critical path of a run from its report (formula: :data:`IDEAL_FORMULA`), and what was missing.
+
+    Never raises: every field is optional; what is missing is named in ``missing`` (and the figure is then a lower
+    bound, or None when no batch could be computed).
+    """
+    out: dict[str, Any] = {"ideal_seconds": None, "brief_sum_seconds": None, "batches": [], "missing": []}
+    if not isinstance(report, dict):
+        out["missing"].append("the run report (upgrade.json)")
+        return out
+    engines = report_engines(report)
+    if not engines:
+        out["missing"].append("engines[] in the report")
+        return out
+    absent: Counter[str] = Counter()
+    batches: dict[int, list[dict[str, Any]]] = {}
+    for e in engines:
+        batch = number(e.get("batch"))
+        if batch is None:
+            absent["engines[].batch"] += 1
+            batch = 0
+        batches.setdefault(int(batch), []).append(e)
+    for no in sorted(batches):
+        worst = worst_brief = None
+        bakes = []
+        for e in batches[no]:
+            t = e.get("timings") if isinstance(e.get("timings"), dict) else None
+            if t is None:
+                absent["engines[].timings"] += 1
+                t = {}
+            vals = {k: number(t.get(k)) for k in TIMINGS}
+            if e.get("status") == "upgraded":  # switched in this run: these are expected
+                for k in ("drain_seconds", "switch_seconds", "healthy_seconds"):
+                    if vals[k] is None:
+                        absent[f"engines[].timings.{k}"] += 1
+            if vals["bake_seconds"] is not None:
+                bakes.append(vals["bake_seconds"])
+            if vals["switch_seconds"] is None and vals["healthy_seconds"] is None:
+                continue  # not switched (verified only, or failed before the switch)
+            drain, switch = vals["drain_seconds"] or 0.0, vals["switch_seconds"] or 0.0
+            downtime = switch if e.get("deployment", "container") == "container" else drain + switch
+            total = downtime + (vals["healthy_seconds"] or 0.0) + (vals["bake_seconds"] or 0.0)
+            brief = drain + switch + (vals["healthy_seconds"] or 0.0) + (vals["bake_seconds"] or 0.0)
+            worst = total if worst is None else max(worst, total)
+            worst_brief = brief if worst_brief is None else max(worst_brief, brief)
+        entry: dict[str, Any] = {"batch": no, "engines": len(batches[no]),
+                                 "critical_seconds": round(worst, 2) if worst is not None else None,
+                                 "bake_seconds": max(bakes) if bakes else None}
+        if no == min(batches) and not bakes and canary_bake > 0 and worst is not None:
+            entry["critical_seconds"] = round(worst + canary_bake, 2)
+            worst_brief = (worst_brief or 0.0) + canary_bake
+            entry["bake_from"] = "configured (no bake_seconds in the report)"
+            absent["engines[].timings.bake_seconds (canary)"] += 1
+        entry["brief_sum_seconds"] = round(worst_brief, 2) if worst_brief is not None else None
+        out["batches"].append(entry)
+    crit = [b["critical_seconds"] for b in out["batches"] if b["critical_seconds"] is not None]
+    brief = [b["brief_sum_seconds"] for b in out["batches"] if b["brief_sum_seconds"] is not None]
+    out["ideal_seconds"] = round(sum(crit), 2) if crit else None
+    out["brief_sum_seconds"] = round(sum(brief), 2) if brief else None
+    out["missing"] += [f"{k} ({n} of {len(engines)} Engines)" for k, n in sorted(absent.items())]
+    return out
+
+
+def summarise_report(report: dict[str, Any] | None) -> dict[str, Any]:
+    """Outcome, statuses, the planned and the observed batches, per-Engine role seconds."""
+    if not isinstance(report, dict):
+        return {}
+    engines = report_engines(report)
+    sizes = Counter(int(n) for n in (number(e.get("batch")) for e in engines) if n is not None)
+    seconds = [s for s in (number(e.get("seconds")) for e in engines) if s is not None]
+    planned = report.get("batches")
+    return {
+        "outcome": report.get("outcome"),
+        "statuses": dict(Counter(str(e.get("status")) for e in engines)),
+        "engines_in_report": len(engines),
+        "untouched": len(report.get("untouched") or []),
+        "batches_planned": planned if isinstance(planned, list) else None,
+        "batch_sizes": [sizes[k] for k in sorted(sizes)],
+        "canary_size": sizes[min(sizes)] if sizes else None,
+        "engine_seconds_median": round(statistics.median(seconds), 1) if seconds else None,
+        "engine_seconds_max": max(seconds) if seconds else None,
+    }
+
+
+# ---------------------------------------------------------------------- fleets
+
+
+class ShardedFleet:
+    """``count`` per-user Engines as a few testkit fleets brought up (and down) in parallel, one inventory."""
+
+    def __init__(self, count: int, base_port: int, work: Path, shards: int = 4):
+        shards = max(1, min(shards, count))
+        tag = unique_name("bench")
+        per = [count // shards + (1 if i < count % shards else 0) for i in range(shards)]
+        span = max(per) + 10
+        self.counts = per
+        self.fleets = [
+            Fleet(name=f"{tag}-{i}", base_port=base_port + i * span, client=docker_client(),
+                  workdir=work / "compose" / str(i))
+            for i in range(shards)
+        ]
+
+    def _parallel(self, fn: Any, args: list[tuple[Any, ...]]) -> list[str]:
+        errors: list[str] = []
+
+        def call(*a: Any) -> None:
+            try:
+                fn(*a)
+            except Exception as exc:  # collected, raised by the caller
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=call, args=a) for a in args]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return errors
+
+    def up(self, version: str, timeout: float) -> None:
+        def one(fleet: Fleet, count: int) -> None:
+            fleet.up(count, version, model="container", wait=False)
+            fleet.wait_healthy(timeout=timeout)
+
+        errors = self._parallel(one, list(zip(self.fleets, self.counts, strict=True)))
+        if errors:
+            raise RuntimeError("bringing the fleet up failed: " + "; ".join(errors))
+
+    def down(self) -> list[str]:
+        def one(fleet: Fleet) -> None:
+            try:
+                fleet.down()
+            finally:
+                sweep(fleet.name, fleet.client)
+
+        return self._parallel(one, [(f,) for f in self.fleets])
+
+    @property
+    def engines(self) -> list[Any]:
+        return [e for f in self.fleets for e in f.engines]
+
+    def write_inventory(self, path: Path) -> Path:
+        hosts: dict[str, Any] = {}
+        for fleet in self.fleets:
+            hosts.update(fleet.inventory()["all"]["children"]["engines"]["hosts"])
+        return write_private(path, json.dumps({"all": {"children": {"engines": {"hosts": hosts}}}}, indent=1))
+
+
+def _versions(engines: list[Any]) -> Counter[str]:
+    return Counter(str(e.image_version()) for e in engines)
+
+
+def _measured(label: str, run: Any, report: dict[str, Any] | None, why: str | None, engines: int,
+              canary_bake: float) -> dict[str, Any]:
+    ideal = ideal_path(report, canary_bake)
+    if why:
+        ideal["missing"].insert(0, why)
+    out = {
+        "label": label, "rc": run.rc, "engines": engines, "wall_seconds": run.wall, "cpu_seconds": run.cpu,
+        "cpu_user": run.cpu_user, "cpu_sys": run.cpu_sys,
+        "cpu_per_engine": round(run.cpu / engines, 2) if engines else None,
+        "ideal_seconds": ideal["ideal_seconds"], "ratio": ratio(run.wall, ideal["ideal_seconds"]),
+        "brief_sum_seconds": ideal["brief_sum_seconds"], "ideal_batches": ideal["batches"],
+        "missing": ideal["missing"], "load_before": run.load_before, "load_after": run.load_after, "log": run.log,
+        **summarise_report(report),
+    }
+    log(f"fleet: {label}: rc={run.rc} wall {run.wall:.1f} s, ideal {out['ideal_seconds']} s, ratio {out['ratio']}, "
+        f"CPU {run.cpu:.1f} s ({out['cpu_per_engine']} per Engine), batches {out.get('batch_sizes')}")
+    return out
+
+
+def one_size(size: int, *, forks: int | None, bake: float, base_port: int, limit_share: float,
+             extra_vars: dict[str, Any], ansible_env: dict[str, str], keep: bool) -> dict[str, Any]:
+    """One fleet size: bring up, full run, roll a tenth back, ``--limit`` run, tear down."""
+    forks = forks or default_forks(size)
+    res: dict[str, Any] = {"size": size, "forks": forks, "ok": False, "errors": [], "load_start": loadavg()}
+    logs = BUILD_DIR / "logs" / f"fleet-{size}"
+    client = docker_client()
+    ensure_network(client)
+    work = workdir(f"fleet{size}")
+    fleet = ShardedFleet(size, base_port, work)
+    state_dir = work / "state"
+    base_vars = {"engine_target_version": TO, "engine_upgrade_canary_bake_seconds": bake,
+                 "engine_state_dir": str(state_dir), **extra_vars}
+    try:
+        with phase(f"fleet {size}: bring up {size} Engines on {FROM} ({len(fleet.fleets)} shards)"):
+            fleet.up(FROM, timeout=120 + 3 * size)
+        inventory = fleet.write_inventory(work / "inventory.json")
+        hosts = [e.engine_id for e in fleet.engines]
+
+        with phase(f"fleet {size}: upgrade.yml, {size} Engines, forks {forks}"):
+            reports = work / "reports-full"
+            run = playbook(f"upgrade {size}", "upgrade.yml", inventory=inventory, forks=forks, env=ansible_env,
+                           extra_vars={**base_vars, "engine_report_dir": str(reports)},
+                           log_path=logs / "upgrade-full.log", timeout=7200)
+        report, why = newest_report(reports)
+        res["full"] = _measured(f"{size} Engines", run, report, why, size, bake)
+        _keep_report(reports, logs / "upgrade-full.json")
+        versions = _versions(fleet.engines)
+        res["full"]["versions_after"] = dict(versions)
+        if run.rc != 0 or versions.get(TO, 0) != size:
+            raise RuntimeError(f"the full upgrade did not complete (rc {run.rc}, versions {dict(versions)}): "
+                               f"{run.log}\n{tail(run.log)}")
+
+        k = max(1, round(size * limit_share))
+        step = size // k
+        limited = [hosts[i * step + step - 1] for i in range(k)]
+        with phase(f"fleet {size}: rollback.yml of the {k} Engines of the --limit run (setup, not timed)"):
+            back = playbook(f"rollback {k}", "rollback.yml", inventory=inventory, forks=min(forks, k), limit=limited,
+                            env=ansible_env,
+                            extra_vars={"engine_state_dir": str(state_dir), "engine_report_dir": str(work / "rb"),
+                                        "engine_rollback_serial": k, "engine_rollback_drain_timeout": 10,
+                                        "engine_rollback_healthy_streak": 1},
+                            log_path=logs / "rollback-tenth.log", timeout=1800)
+        chosen = [e for e in fleet.engines if e.engine_id in limited]
+        if back.rc != 0 or _versions(chosen).get(FROM, 0) != k:
+            raise RuntimeError(f"rolling the tenth back failed (rc {back.rc}): {back.log}\n{tail(back.log)}")
+
+        with phase(f"fleet {size}: upgrade.yml --limit {k} of {size} Engines"):
+            reports = work / "reports-limit"
+            run = playbook(f"upgrade --limit {k}/{size}", "upgrade.yml", inventory=inventory, forks=forks,
+                           limit=limited, env=ansible_env,
+                           extra_vars={**base_vars, "engine_report_dir": str(reports)},
+                           log_path=logs / "upgrade-limit.log", timeout=3600)
+        report, why = newest_report(reports)
+        res["limit"] = _measured(f"--limit {k} of {size}", run, report, why, k, bake)
+        res["limit"]["hosts"] = limited
+        _keep_report(reports, logs / "upgrade-limit.json")
+        if run.rc != 0:
+            raise RuntimeError(f"the --limit upgrade failed (rc {run.rc}): {run.log}\n{tail(run.log)}")
+        res["ok"] = True
+    except Exception as exc:  # a size that cannot run says why; the next size still runs
+        res["errors"].append(f"{type(exc).__name__}: {exc}")
+        log(f"fleet {size}: ERROR {exc}")
+    finally:
+        with phase(f"fleet {size}: teardown"):
+            res["errors"] += [f"teardown: {e}" for e in fleet.down()]
+            if not keep:
+                shutil.rmtree(work, ignore_errors=True)
+    res["load_end"] = loadavg()
+    return res
+
+
+def _keep_report(reports: Path, dest: Path) -> None:
+    found = sorted(reports.glob("*/upgrade.json"), key=lambda p: p.stat().st_mtime) if reports.is_dir() else []
+    if found:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(found[-1], dest)
+
+
+def run(sizes: tuple[int, ...] = DEFAULT_SIZES, forks: int | None = None, bake: float = 10,
+        base_port: int = BASE_PORT, limit_share: float = 0.1, keep: bool = False) -> dict[str, Any]:
+    """Every size, one after the other; the wall-time growth between consecutive sizes."""
+    extra_vars = json.loads(os.environ.get("BENCH_UPGRADE_VARS") or "{}")
+    ansible_env = json.loads(os.environ.get("BENCH_ANSIBLE_ENV") or "{}")
+    result: dict[str, Any] = {
+        "name": "fleet", "ok": True, "errors": [],
+        "settings": {"sizes": list(sizes), "forks": forks or "min(50, size)", "canary_bake_seconds": bake,
+                     "stages": "role default", "from": FROM, "to": TO, "limit_share": limit_share,
+                     "pipelining": ansible_env.get("ANSIBLE_PIPELINING", "True"), "extra_vars": extra_vars,
+                     "ansible_env": ansible_env, "base_port": base_port},
+        "ideal_formula": IDEAL_FORMULA,
+        "sizes": {},
+    }
+    for size in sizes:
+        res = one_size(size, forks=forks, bake=bake, base_port=base_port, limit_share=limit_share,
+                       extra_vars=extra_vars, ansible_env=ansible_env, keep=keep)
+        result["sizes"][str(size)] = res
+        if not res["ok"]:
+            result["ok"] = False
+            result["errors"] += [f"{size} Engines: {e}" for e in res["errors"]]
+    walls = [(s, dig(result["sizes"][str(s)], "full", "wall_seconds")) for s in sizes]
+    result["growth"] = [
+        {"from": a, "to": b, "wall_ratio": ratio(wb, wa)} for (a, wa), (b, wb) in itertools.pairwise(walls)
+    ]
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    lines = [f"Fleets of per-user Engines, {s['from']} -> {s['to']} through upgrade.yml: default stages, canary bake "
+             f"{s['canary_bake_seconds']:g} s, no load, forks {s['forks']}, pipelining {s['pipelining']}"
+             + (f", extra vars {s['extra_vars']}" if s["extra_vars"] else ""),
+             f"  {result['ideal_formula']}",
+             f"  {'run':<20} {'forks':>5} {'wall s':>8} {'ideal s':>8} {'ratio':>6} {'CPU s':>8} {'CPU/Eng':>8} "
+             f"{'batches':<18} {'outcome':<10} load before"]
+    for size, res in result["sizes"].items():
+        for key in ("full", "limit"):
+            m = res.get(key)
+            if not m:
+                continue
+            lines.append(f"  {m['label']:<20} {res['forks']:>5} {m['wall_seconds']:>8.1f} "
+                         f"{m['ideal_seconds'] if m['ideal_seconds'] is not None else '-':>8} "
+                         f"{m['ratio'] if m['ratio'] is not None else '-':>6} {m['cpu_seconds']:>8.1f} "
+                         f"{m['cpu_per_engine'] if m['cpu_per_engine'] is not None else '-':>8} "
+                         f"{m.get('batch_sizes')!s:<18} {m.get('outcome')!s:<10} {m['load_before']}")
+            crit = [b.get("critical_seconds") for b in m.get("ideal_batches") or []]
+            lines.append(f"  {'':<20} ideal per batch {crit}; per-Engine role seconds median "
+                         f"{m.get('engine_seconds_median')}, max {m.get('engine_seconds_max')}; "
+                         f"CPU user {m['cpu_user']:.1f} + sys {m['cpu_sys']:.1f} s")
+        for err in res.get("errors", []):
+            lines.append(f"  {size} Engines ERROR: {err.splitlines()[0]}")
+    for g in result.get("growth", []):
+        lines.append(f"  wall {g['to']} Engines / {g['from']} Engines: {g['wall_ratio']}")
+    missing = sorted({m for res in result["sizes"].values() for k in ("full", "limit")
+                      for m in (res.get(k) or {}).get("missing", [])})
+    if missing:
+        lines.append("  missing from the report for the ideal path: " + "; ".join(missing))
+    return "\n".join(lines)
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.replace(",", " ").split())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES") or " ".join(map(str, DEFAULT_SIZES)))
+    parser.add_argument("--forks", type=int, default=int(os.environ.get("BENCH_FORKS") or 0) or None)
+    parser.add_argument("--bake", type=float, default=10)
+    parser.add_argument("--base-port", type=int, default=BASE_PORT)
+    parser.add_argument("--keep", action="store_true", help="keep the work folders (inventory, state, reports)")
+    args = parser.parse_args()
+    result = run(parse_sizes(args.sizes), forks=args.forks, bake=args.bake, base_port=args.base_port, keep=args.keep)
+    print(render(result))
+    out = BUILD_DIR / "fleet.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    sys.exit(0 if result["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()
