@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 
 from ansible_collections.september.engine.plugins.module_utils._errors import ComposeFileError
+from ansible_collections.september.engine.plugins.module_utils._image_ref import ImageRef, is_tag
+from ansible_collections.september.engine.plugins.module_utils._image_ref import split_image_ref as _split_ref
 
 try:
     import yaml
@@ -40,7 +42,6 @@ DEFAULT_OVERRIDE_FILES = (
     "docker-compose.override.yaml",
 )
 
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 # A Compose interpolation: $$ (a literal $), ${VAR}, ${VAR:-default} (and -, :?, ?, :+, +), $VAR.
 _VAR_RE = re.compile(
@@ -128,28 +129,17 @@ class Edit:
 
 
 def split_image_ref(ref: str) -> tuple[str, str | None, str | None]:
-    """``repo[:tag][@digest]`` -> (repository, tag, digest); the tag colon comes after the last ``/``."""
-    digest = None
-    if "@" in ref:
-        ref, digest = ref.split("@", 1)
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    if colon > slash:
-        return ref[:colon], ref[colon + 1 :], digest
-    return ref, None, digest
+    """``repo[:tag][@digest]`` -> (repository, tag, digest), by the one parser (``_image_ref``)."""
+    return _split_ref(ref)
 
 
-def normalize_repository(repo: str) -> str:
-    """``engine`` and ``docker.io/library/engine`` name the same repository."""
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
-        if repo.startswith(prefix):
-            rest = repo[len(prefix) :]
-            return rest[len("library/") :] if rest.startswith("library/") else rest
-    return repo[len("library/") :] if repo.startswith("library/") else repo
+def normalize_repository(ref: str) -> str:
+    """A form of a reference (or repository) in which Docker Hub's spellings are one (for comparisons)."""
+    return str(ImageRef.parse(ref).normalized())
 
 
 def check_tag(tag: str) -> str:
-    if not TAG_RE.match(tag or ""):
+    if not is_tag(tag):
         raise ComposeFileError(
             f"'{tag}' is not a valid image tag (letters, digits, '_', '.', '-', at most 128, "
             "not starting with '.' or '-')."
@@ -384,15 +374,53 @@ def locate_image_value(text: str, service: str, path: str = "compose file") -> t
 def service_keys(text: str, service: str) -> list[str]:
     """The keys of ``services.<service>`` in one file (for error messages: build, extends...)."""
     lines = text.splitlines(keepends=True)
+    block = _service_block(lines, service)
+    return list(_children(lines, *block)) if block else []
+
+
+def _service_block(lines: list[str], service: str) -> tuple[int, int] | None:
+    """(line index of ``services.<service>:``, end of its block), or None when the file does not define it."""
     for i, line in enumerate(lines):
         parsed = _key_of(line)
         if parsed and parsed[0] == 0 and parsed[1] == "services":
             services = _children(lines, i, _block_end(lines, i, 0))
-            if service in services:
-                index = services[service][0]
-                return list(_children(lines, index, _block_end(lines, index, _indent(lines[index]))))
-            return []
-    return []
+            if service not in services:
+                return None
+            index = services[service][0]
+            return index, _block_end(lines, index, _indent(lines[index]))
+    return None
+
+
+def _scalar_item(text: str) -> str:
+    text = _strip_comment(text).strip()
+    if len(text) >= 2 and text[0] in "\"'" and text[-1] == text[0]:
+        return text[1:-1]
+    return text
+
+
+def service_profiles(text: str, service: str) -> list[str]:
+    """The ``profiles:`` of ``services.<service>`` in one file (flow ``[a, b]`` or a block list), [] without."""
+    lines = text.splitlines(keepends=True)
+    block = _service_block(lines, service)
+    if block is None:
+        return []
+    keys = _children(lines, *block)
+    if "profiles" not in keys:
+        return []
+    index, col = keys["profiles"]
+    rest = _strip_comment(_value_rest(lines, index, col)).strip()
+    if rest.startswith("[") and rest.endswith("]"):
+        return [_scalar_item(part) for part in rest[1:-1].split(",") if part.strip()]
+    if rest:
+        return [_scalar_item(rest)]
+    found = []
+    for j in range(index + 1, _block_end(lines, index, _indent(lines[index]))):
+        item = lines[j].strip()
+        if item.startswith("- "):
+            found.append(_scalar_item(item[2:]))
+        elif _is_content(lines[j]):
+            raise ComposeFileError(f"line {j + 1}: cannot read the profiles of service '{service}'.")
+    return found
 
 
 def service_names(text: str) -> list[str]:

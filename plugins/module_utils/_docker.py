@@ -14,10 +14,12 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
     DockerUnavailableError,
     NotFoundError,
 )
+from ansible_collections.september.engine.plugins.module_utils._image_ref import image_tag
 
 try:
     import docker
     from docker.errors import DockerException, ImageNotFound, NotFound
+    from requests.exceptions import RequestException
 
     HAS_DOCKER = True
     DOCKER_IMPORT_ERROR = None
@@ -28,7 +30,13 @@ except ImportError:  # pragma: no cover - exercised through missing_required_lib
     class DockerException(Exception):  # type: ignore[no-redef]
         """Stand-in so that except clauses stay valid without the SDK."""
 
+    class RequestException(Exception):  # type: ignore[no-redef]
+        """Stand-in for requests' base exception."""
+
     NotFound = ImageNotFound = DockerException  # type: ignore[misc]
+
+#: What a Docker API call can raise: the SDK's errors, and the HTTP layer's (a read timeout during a long stop).
+DOCKER_ERRORS = (DockerException, RequestException)
 
 
 def docker_argument_spec() -> dict:
@@ -109,8 +117,8 @@ def image_version(image, label: str = "org.opencontainers.image.version") -> str
     labels = (image.attrs.get("Config") or {}).get("Labels") or {}
     if labels.get(label):
         return labels[label]
-    for tag in image.tags or []:
-        name, _sep, version = tag.rpartition(":")
-        if name and "/" not in version:
-            return version
+    for ref in image.tags or []:
+        tag = image_tag(ref)
+        if tag:
+            return tag
     return None

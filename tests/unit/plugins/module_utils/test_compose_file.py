@@ -285,3 +285,18 @@ def test_default_compose_files(tmp_path):
     ]
     (tmp_path / "compose.yaml").write_text("services: {}\n")
     assert cf.default_compose_files(str(tmp_path))[0] == str(tmp_path / "compose.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "profiles"),
+    [
+        ("services:\n  engine:\n    image: engine:2.3.0\n", []),
+        ("services:\n  engine:\n    profiles: [engine, \"ops\"]  # why\n", ["engine", "ops"]),
+        ("services:\n  engine:\n    profiles:\n      - engine\n      # a comment\n      - 'debug'\n  x:\n"
+         "    profiles: [x]\n", ["engine", "debug"]),
+        ("services:\n  other:\n    profiles: [x]\n", []),
+        ("volumes: {}\n", []),
+    ],
+)
+def test_service_profiles(text, profiles):
+    assert cf.service_profiles(text, "engine") == profiles
