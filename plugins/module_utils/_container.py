@@ -25,17 +25,19 @@ import copy
 import time
 
 from ansible_collections.september.engine.plugins.module_utils._docker import (
-    DockerException,
+    DOCKER_ERRORS,
     ImageNotFound,
     NotFound,
     image_version,
 )
 from ansible_collections.september.engine.plugins.module_utils._errors import (
     ContainerError,
+    EngineModuleError,
     ImagePullError,
     NotFoundError,
     OptionsError,
 )
+from ansible_collections.september.engine.plugins.module_utils._image_ref import ImageRef, same_image, split_image_ref
 
 VERSION_LABEL = "org.opencontainers.image.version"
 #: Labels this module writes on a container it creates (never copied from the old container).
@@ -55,6 +57,10 @@ CONFIG_FLAGS = ("Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout", 
 ENDPOINT_KEYS = ("IPAMConfig", "Links", "DriverOpts")
 #: States in which a container is up (and is drained with docker stop).
 UP_STATES = ("running", "restarting", "paused")
+#: States of a container that a start brings up.
+STARTABLE_STATES = ("created", "exited")
+#: What can interrupt a switch half-way: an error of this collection, or of the Docker API or its HTTP layer.
+SWITCH_ERRORS = (EngineModuleError, *DOCKER_ERRORS)
 NO_RESTART = {"Name": "no", "MaximumRetryCount": 0}
 #: The contract's restart policy, used only when the original one cannot be known.
 CONTRACT_RESTART = {"Name": "unless-stopped", "MaximumRetryCount": 0}
@@ -208,12 +214,12 @@ def create_request(attrs: dict, image_config: dict | None, image_ref: str, label
 
 def split_reference(ref: str) -> tuple[str, str | None, str | None]:
     """(repository, tag, digest) of an image reference; a port in the registry host is not a tag."""
-    name, _at, digest = ref.partition("@")
-    repository, tag = name, None
-    head, sep, tail = name.rpartition(":")
-    if sep and "/" not in tail:
-        repository, tag = head, tail
-    return repository, tag, digest or None
+    return split_image_ref(ref)
+
+
+def explain(exc: BaseException) -> str:
+    """The message of an error: the Docker daemon's explanation when there is one."""
+    return str(getattr(exc, "msg", None) or getattr(exc, "explanation", None) or exc)
 
 
 def pull_failure_kind(message: str) -> str:
@@ -266,6 +272,7 @@ class EngineContainer:
         self.timings: dict = {"drain_seconds": None, "switch_seconds": None}
         self.changed = False
         self.predicted: dict = {}
+        self.pending_tag: tuple | None = None
 
     # ------------------------------------------------------------- lookups
 
@@ -347,8 +354,8 @@ class EngineContainer:
             return None
         try:
             return call(*args, **kwargs)
-        except DockerException as exc:
-            raise ContainerError(f"Could not {action}: {getattr(exc, 'explanation', None) or exc}") from exc
+        except DOCKER_ERRORS as exc:
+            raise ContainerError(f"Could not {action}: {explain(exc)}") from exc
 
     def _drain_stop(self, container, name: str) -> None:
         """docker stop with the drain window: SIGTERM, in-flight turns finish, SIGKILL after stop_timeout."""
@@ -390,6 +397,7 @@ class EngineContainer:
         if self._on_image(current, image, ref):
             if previous is not None:
                 self._finish_switch(current, previous)
+            self._ensure_running(current)
             return
         if previous is not None:
             raise OptionsError(
@@ -402,11 +410,20 @@ class EngineContainer:
         labels = {PREVIOUS_IMAGE_LABEL: self._ref(current), PREVIOUS_IMAGE_ID_LABEL: current.attrs.get("Image") or ""}
         self._recreate(current, ref, image, self.previous_name, labels)
 
-    def _finish_switch(self, current, previous) -> None:
-        """Finish a switch to the right image that was interrupted before its last steps (start, restart policy)."""
-        if current.status == "created" and self.params.get("start", True):
+    def _ensure_running(self, current) -> None:
+        """Never leave the Engine down: with start, a container on the right image that is not up is started."""
+        if not self.params.get("start", True):
+            return
+        if current.status == "paused":
+            self._do(f"unpause {self.name}", self.api.unpause, current.id)
+        elif current.status in STARTABLE_STATES:
             self._do(f"start {self.name}", self.api.start, current.id)
-            self.predicted["status"] = "running"
+        else:
+            return
+        self.predicted["status"] = "running"
+
+    def _finish_switch(self, current, previous) -> None:
+        """Finish a switch to the right image that was interrupted before its last steps (restart policy)."""
         if ((previous.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") not in ("no", "", None):
             self._set_restart(previous, self.previous_name, NO_RESTART)
 
@@ -417,20 +434,61 @@ class EngineContainer:
             self._back_to_previous(current, previous)
             return
         current = self._current()
-        ref = self.params.get("image")
+        labels = current.labels or {}
+        recorded_ref, recorded_id = labels.get(PREVIOUS_IMAGE_LABEL), labels.get(PREVIOUS_IMAGE_ID_LABEL)
+        ref = self.params.get("image") or recorded_ref
         if not ref:
             if self._find(self.failed_name) is not None:
+                self._ensure_running(current)
                 return  # rolled back already: the bad container is kept as failed_name
             raise OptionsError(
                 f"'{self.name}' has no '{self.previous_name}' container to roll back to (finalized, or never "
-                "switched by this module): set image to the version to go back to."
+                "switched by this module) and no recorded previous image: set image to the version to go back to."
             )
-        image = self._image(ref)
+        exact_id = recorded_id if recorded_id and same_image(ref, recorded_ref) else None
+        image = self._rollback_image(ref, exact_id)
         if self._on_image(current, image, ref):
+            self._ensure_running(current)
             return
         if image is None:
             self._image_missing(ref)
+        self._retag(ref, image)
         self._recreate(current, ref, image, self.failed_name, {ROLLED_BACK_FROM_LABEL: self._ref(current)})
+
+    def _rollback_image(self, ref: str, exact_id: str | None):
+        """The image to go back to: the one recorded before the switch (by id), whatever ``ref`` points at now.
+
+        A reference re-tagged since (or removed) must not take the Engine to another build: the recorded id wins,
+        and is tagged ``ref`` again before the container is created from it (:meth:`_retag`).
+        """
+        image = self._image(ref)
+        if not exact_id or (image is not None and image.id == exact_id):
+            return image
+        recorded = self._image(exact_id)
+        if recorded is not None:
+            now = f"points at {image.id[:19]}" if image is not None else "is gone from this host"
+            self.warn(
+                f"{ref} {now}, not at the image recorded before the switch ({exact_id[:19]}): going back to the "
+                f"recorded image, tagged {ref} again."
+            )
+            self.pending_tag = (exact_id, ref)
+            return recorded
+        if image is not None:
+            self.warn(
+                f"The image recorded before the switch ({exact_id[:19]}) is gone from this host; going back to {ref} "
+                f"as it is now ({image.id[:19]}), which may be another build."
+            )
+        return image
+
+    def _retag(self, ref: str, image) -> None:
+        """Tag the recorded image ``ref`` again when :meth:`_rollback_image` chose it over what ``ref`` points at."""
+        if not self.pending_tag or image is None or image.id != self.pending_tag[0]:
+            return
+        parsed = ImageRef.parse(ref)
+        if parsed.digest or not parsed.tag:
+            return  # a digest pins the content already
+        image_id = self.pending_tag[0]
+        self._do(f"tag {image_id[:19]} as {ref}", self.api.tag, image_id, parsed.repository, parsed.tag, force=True)
 
     def state_finalized(self) -> None:
         previous = self._find(self.previous_name)
@@ -462,7 +520,10 @@ class EngineContainer:
 
     def state_started(self) -> None:
         current = self._current()
-        if current.status not in ("running", "restarting"):
+        if current.status == "paused":
+            self._do(f"unpause {self.name}", self.api.unpause, current.id)
+            self.predicted["status"] = "running"
+        elif current.status not in ("running", "restarting"):
             self._do(f"start {self.name}", self.api.start, current.id)
             self.predicted["status"] = "running"
 
@@ -506,10 +567,10 @@ class EngineContainer:
         body, connect = create_request(attrs, (old_image.attrs or {}).get("Config"), ref, labels)
         undo = _Undo(current, policy, current.status in UP_STATES, ref)
         started = time.monotonic()
-        if undo.was_up:
-            self._drain_stop(current, self.name)
-        older = self._find(keep_as) if keep_as == self.failed_name else None
         try:
+            if undo.was_up:
+                self._drain_stop(current, self.name)
+            older = self._find(keep_as) if keep_as == self.failed_name else None
             if older is not None:
                 self._do(f"remove {keep_as} (an older one)", self.api.remove_container, older.id, v=False, force=True)
             self._do(f"rename {self.name} to {keep_as}", self.api.rename, current.id, keep_as)
@@ -521,7 +582,7 @@ class EngineContainer:
             if self.params.get("start", True):
                 self._do(f"start {self.name}", self.api.start, undo.new_id)
             self._set_restart(current, keep_as, NO_RESTART)
-        except ContainerError as exc:
+        except SWITCH_ERRORS as exc:
             self._put_back(undo, exc)
         if not self.check_mode:
             self.timings["switch_seconds"] = round(time.monotonic() - started, 3)
@@ -546,7 +607,7 @@ class EngineContainer:
             driver_opt=endpoint.get("DriverOpts") or None,
         )
 
-    def _put_back(self, undo: _Undo, cause: ContainerError) -> None:
+    def _put_back(self, undo: _Undo, cause: Exception) -> None:
         """Undo a failed switch: the Engine must not be left down by this module. Always raises."""
         old, api = undo.old, self.api
         problems = []
@@ -563,51 +624,64 @@ class EngineContainer:
             try:
                 call(*args, **kwargs)
                 self.actions.append(f"undo: {what}")
-            except DockerException as exc:
-                problems.append(f"could not {what}: {getattr(exc, 'explanation', None) or exc}")
+            except DOCKER_ERRORS as exc:
+                problems.append(f"could not {what}: {explain(exc)}")
         if problems:
             raise ContainerError(
-                f"Switching '{self.name}' to {undo.ref} failed ({cause.msg}), and putting the old container back "
+                f"Switching '{self.name}' to {undo.ref} failed ({explain(cause)}), and putting the old container back "
                 f"failed too ({'; '.join(problems)}). The Engine may be DOWN: check docker ps -a for '{self.name}' and "
                 f"'{self.previous_name}'/'{self.failed_name}' and start the old one by hand.",
                 actions=self.actions,
             )
         raise ContainerError(
-            f"Switching '{self.name}' to {undo.ref} failed: {cause.msg}. The old container was put back "
+            f"Switching '{self.name}' to {undo.ref} failed: {explain(cause)}. The old container was put back "
             f"({self._ref(old)}){' and started again' if undo.was_up else ''}; nothing else changed.",
             actions=self.actions,
         )
 
     def _back_to_previous(self, current, previous) -> None:
-        """Keep the bad container as failed_name (stopped, restart policy no) and bring the previous one back."""
+        """Keep the bad container as failed_name (stopped, restart policy no) and bring the previous one back.
+
+        A step that fails puts back what was serving (the current container, under its name, with its restart
+        policy, started) before the module fails: a rollback never leaves the Engine down by itself.
+        """
         started = time.monotonic()
-        if current is not None:
-            policy = (current.attrs.get("HostConfig") or {}).get("RestartPolicy") or CONTRACT_RESTART
-            if current.status in UP_STATES:
-                self._drain_stop(current, self.name)
-            self._set_restart(current, self.name, NO_RESTART)
-            older = self._find(self.failed_name)
-            if older is not None:
-                self._do(f"remove {self.failed_name} (an older one)", self.api.remove_container, older.id, force=True)
-            self._do(f"rename {self.name} to {self.failed_name}", self.api.rename, current.id, self.failed_name)
-        else:
-            policy = (previous.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
-            if policy.get("Name") in ("no", "", None):
-                policy = CONTRACT_RESTART
+        undo = _Undo(current, {}, current is not None and current.status in UP_STATES, self._ref(previous))
+        undo.previous = previous
+        try:
+            if current is not None:
+                policy = (current.attrs.get("HostConfig") or {}).get("RestartPolicy") or CONTRACT_RESTART
+                undo.policy = policy
+                if undo.was_up:
+                    self._drain_stop(current, self.name)
+                self._set_restart(current, self.name, NO_RESTART)
+                older = self._find(self.failed_name)
+                if older is not None:
+                    self._do(f"remove {self.failed_name} (an older one)", self.api.remove_container, older.id,
+                             force=True)
+                self._do(f"rename {self.name} to {self.failed_name}", self.api.rename, current.id, self.failed_name)
+                undo.renamed = True
+            else:
+                policy = (previous.attrs.get("HostConfig") or {}).get("RestartPolicy") or {}
+                if policy.get("Name") in ("no", "", None):
+                    policy = CONTRACT_RESTART
+                    self.warn(
+                        f"'{self.name}' does not exist (an interrupted switch?) and '{self.previous_name}' has restart "
+                        "policy no: it gets the contract's restart policy unless-stopped."
+                    )
+            image = self.params.get("image")
+            if image and not self._on_image(previous, self._image(image), image):
                 self.warn(
-                    f"'{self.name}' does not exist (an interrupted switch?) and '{self.previous_name}' has restart "
-                    "policy no: it gets the contract's restart policy unless-stopped."
+                    f"'{self.previous_name}' runs {self._ref(previous)}, not {image}: rolled back to the previous "
+                    "container all the same (it holds the configuration that last worked)."
                 )
-        image = self.params.get("image")
-        if image and not self._on_image(previous, self._image(image), image):
-            self.warn(
-                f"'{self.previous_name}' runs {self._ref(previous)}, not {image}: rolled back to the previous "
-                "container all the same (it holds the configuration that last worked)."
-            )
-        self._do(f"rename {self.previous_name} to {self.name}", self.api.rename, previous.id, self.name)
-        self._set_restart(previous, self.name, policy)
-        if self.params.get("start", True):
-            self._do(f"start {self.name}", self.api.start, previous.id)
+            self._do(f"rename {self.previous_name} to {self.name}", self.api.rename, previous.id, self.name)
+            undo.new_id = previous.id
+            self._set_restart(previous, self.name, policy)
+            if self.params.get("start", True):
+                self._do(f"start {self.name}", self.api.start, previous.id)
+        except SWITCH_ERRORS as exc:
+            self._undo_back(undo, exc)
         if not self.check_mode:
             self.timings["switch_seconds"] = round(time.monotonic() - started, 3)
         self.predicted.update(
@@ -615,6 +689,44 @@ class EngineContainer:
             version=self._version(previous),
             previous_container=None,
             status="running" if self.params.get("start", True) else previous.status,
+        )
+
+    def _undo_back(self, undo: _Undo, cause: Exception) -> None:
+        """A rollback step failed: put the previous container back as it was, start what was serving. Raises."""
+        api, old = self.api, undo.old
+        steps = []
+        if undo.new_id:
+            steps.append((f"stop {self.name} (the previous container)", api.stop, (undo.new_id,), {"timeout": 10}))
+            steps.append((f"rename it back to {self.previous_name}", api.rename, (undo.new_id, self.previous_name), {}))
+            steps.append(("give it restart policy no again", api.update_container, (undo.new_id,),
+                          {"restart_policy": NO_RESTART}))
+        if undo.renamed:
+            steps.append((f"rename {self.failed_name} back to {self.name}", api.rename, (old.id, self.name), {}))
+        if old is not None and undo.policy:
+            policy = {"restart_policy": undo.policy}
+            steps.append(("restore its restart policy", api.update_container, (old.id,), policy))
+        if undo.was_up:
+            steps.append((f"start {self.name} again", api.start, (old.id,), {}))
+        problems = []
+        for what, call, args, kwargs in steps:
+            try:
+                call(*args, **kwargs)
+                self.actions.append(f"undo: {what}")
+            except DOCKER_ERRORS as exc:
+                problems.append(f"could not {what}: {explain(exc)}")
+        if problems:
+            raise ContainerError(
+                f"Rolling '{self.name}' back to '{self.previous_name}' ({undo.ref}) failed ({explain(cause)}), and "
+                f"putting back what was serving failed too ({'; '.join(problems)}). The Engine may be DOWN: check "
+                f"docker ps -a for '{self.name}', '{self.previous_name}' and '{self.failed_name}'.",
+                actions=self.actions,
+            )
+        serving = f"'{self.name}' ({self._ref(old)}) was put back and started again" if undo.was_up else (
+            "nothing was serving before; nothing was started")
+        raise ContainerError(
+            f"Rolling '{self.name}' back to '{self.previous_name}' ({undo.ref}) failed: {explain(cause)}. {serving}; "
+            f"'{self.previous_name}' is kept as it was.",
+            actions=self.actions,
         )
 
 
@@ -647,8 +759,11 @@ class EngineImage:
         )
 
     def run(self) -> dict:
-        repository, tag, digest = split_reference(self.ref)
-        if not repository or not (tag or digest):
+        try:
+            ref = ImageRef.parse(self.ref).validate()
+        except ValueError as exc:
+            raise OptionsError(f"name: {exc}.") from exc
+        if not ref.pinned:
             raise OptionsError(
                 f"Image reference '{self.ref}' has no tag: pin the release (for example engine:2.3.1); Engines "
                 "are never run from an implicit latest."
@@ -667,7 +782,7 @@ class EngineImage:
         if self.check_mode:
             after = dict(present=True, id=before["id"])
             return dict(changed=True, image=self.describe(local, False, actions), diff=dict(before=before, after=after))
-        pulled = self._pull(repository, digest or tag)
+        pulled = self._pull(*ref.pull_args())
         after = dict(present=True, id=pulled.id)
         changed = local is None or local.id != pulled.id
         return dict(changed=changed, image=self.describe(pulled, True, actions), diff=dict(before=before, after=after))
@@ -682,8 +797,8 @@ class EngineImage:
                 if error:
                     self._fail(error)
             return self.client.images.get(self.ref)
-        except DockerException as exc:
-            self._fail(str(getattr(exc, "explanation", None) or exc))
+        except DOCKER_ERRORS as exc:
+            self._fail(explain(exc))
         return None  # not reached: _fail raises
 
     def _fail(self, error: str) -> None:

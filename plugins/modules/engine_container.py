@@ -87,6 +87,7 @@ options:
 extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._docker
+  - september.engine._lock
 attributes:
   check_mode:
     support: full
@@ -246,6 +247,7 @@ from ansible_collections.september.engine.plugins.module_utils._docker import (
     docker_client,
 )
 from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
 
 STATES = ("present", "rolled_back", "finalized", "stopped", "started")
 
@@ -262,6 +264,7 @@ def main() -> None:
         remove_failed=dict(type="bool", default=False),
     )
     argument_spec.update(docker_argument_spec())
+    argument_spec.update(lock_argument_spec())
     module = AnsibleModule(
         argument_spec=argument_spec,
         required_if=[("state", "present", ["image"])],
@@ -276,7 +279,8 @@ def main() -> None:
         if not all(suffixes) or suffixes[0] == suffixes[1]:
             raise OptionsError("previous_suffix and failed_suffix must be set and differ.")
         manager = EngineContainer(docker_client(params), params, module.check_mode, warn=module.warn)
-        result = manager.run()
+        with lock_keeper(params["lock"], module.check_mode, module.warn):
+            result = manager.run()
     except EngineModuleError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     diff = result.pop("diff")

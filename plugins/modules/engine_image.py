@@ -50,6 +50,7 @@ options:
 extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._docker
+  - september.engine._lock
 attributes:
   check_mode:
     support: full
@@ -138,6 +139,7 @@ from ansible_collections.september.engine.plugins.module_utils._docker import (
     docker_client,
 )
 from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
 
 
 def main() -> None:
@@ -149,6 +151,7 @@ def main() -> None:
         registry_password=dict(type="str", no_log=True),
     )
     argument_spec.update(docker_argument_spec())
+    argument_spec.update(lock_argument_spec())
     module = AnsibleModule(
         argument_spec=argument_spec,
         required_together=[("registry_username", "registry_password")],
@@ -156,7 +159,8 @@ def main() -> None:
     )
     check_docker_sdk(module)
     try:
-        result = EngineImage(docker_client(module.params), module.params, module.check_mode).run()
+        with lock_keeper(module.params["lock"], module.check_mode, module.warn):
+            result = EngineImage(docker_client(module.params), module.params, module.check_mode).run()
     except EngineModuleError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     diff = result.pop("diff")

@@ -7,29 +7,45 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: engine_lock
-short_description: Take or release an expiring per-Engine lock, so that two runs never work on one Engine at once
+short_description: Take, refresh or release an expiring per-Engine lock, so that two runs never work on one Engine
 version_added: 0.1.0
 description:
-  - Keeps one lock file per Engine, C(<lock_dir>/<engine>.lock), on the host the module runs on (the Docker host),
-    holding who took it (O(owner)), which run (O(run_id)), when, and until when (O(ttl)).
+  - Keeps one lock file per Engine on the host the module runs on (the Docker host), holding who took it (O(owner)),
+    which run (O(run_id)), when, and until when (O(ttl)).
+  - The lock is keyed by the Engine's identity, O(key) (what M(september.engine.engine_info) returns as
+    RV(september.engine.engine_info#module:engine.identity.key)); the file is C(<lock_dir>/<slug of key>.lock), so
+    two inventories that name one Engine differently take the same lock. Without O(key) (the older interface), O(engine)
+    is the key and the file is C(<lock_dir>/<engine>.lock); then only runs that use the same name collide.
   - O(state=present) takes the lock. If another run holds it and it has not expired, the module fails with who holds
     it and until when. If it has expired, it is taken over, reported in RV(lock.taken_over) and with a warning.
     The same O(run_id) taking it again only extends the expiry (and reports no change).
+  - O(state=refreshed) extends the expiry of the lock this O(run_id) holds (a long upgrade calls it between steps);
+    it fails when the lock is free or held by another run, and never takes a lock.
   - O(state=absent) releases the lock, but only for the run that holds it (or with O(force=true)); releasing a lock
     held by another run changes nothing and warns.
+  - Modules that change an Engine take the same lock through their C(lock) option and keep it refreshed while
+    they work (doc fragment C(september.engine._lock)).
   - Taking, taking over and releasing are atomic between processes on this host; an AWX schedule and a manual run
     can never both hold the lock.
 author:
   - September Engine maintainers (@september-engine)
 options:
   engine:
-    description: The Engine's id (for example its inventory name); names the lock file.
+    description:
+      - The Engine's name for people (for example its inventory name), in messages and in the lock file.
+      - Without O(key), it is the key and names the lock file (the older interface; two names of one Engine then
+        do not collide).
+      - One of O(engine) and O(key) is required.
     type: str
-    required: true
+  key:
+    description:
+      - The Engine's identity key, C(volume:<name>), C(bind:<host path>) or C(container:<name>)
+        (RV(september.engine.engine_info#module:engine.identity.key)); the lock file is named after it.
+    type: str
   owner:
     description:
       - Who takes the lock, for the people reading the error of a run that has to wait (C(awx job 42), C(alice@laptop)).
-      - Required with O(state=present).
+      - Required with O(state=present) and O(state=refreshed).
     type: str
   run_id:
     description:
@@ -48,9 +64,13 @@ options:
     type: path
     default: /var/lib/september-engine/locks
   state:
-    description: V(present) takes (or refreshes) the lock; V(absent) releases it.
+    description:
+      - V(present) takes the lock (or refreshes it when this run holds it, or takes it over when it expired).
+      - V(refreshed) only extends the expiry of the lock this run holds; fails when the lock is free or another run
+        holds it.
+      - V(absent) releases it.
     type: str
-    choices: [present, absent]
+    choices: [present, refreshed, absent]
     default: present
   force:
     description: With O(state=absent), release the lock even when another run holds it (that run must be dead).
@@ -63,7 +83,7 @@ attributes:
     support: full
     details:
       - Predicts whether the lock would be taken, taken over, refreshed or released, and fails as the real run would
-        when another run holds it.
+        when another run holds it (or, refreshing, when this run does not hold it).
   diff_mode:
     support: full
     details:
@@ -71,22 +91,38 @@ attributes:
   idempotent:
     support: full
     details:
-      - Taking the lock again in the same run only extends its expiry and reports no change.
+      - Taking the lock again in the same run (or refreshing it) only extends its expiry and reports no change.
 notes:
   - Expiry uses the wall clock in UTC, so that it means the same to every process; keep the host's clock in sync.
-  - All runs that may work on an Engine must use the same O(lock_dir) on the same host.
+  - All runs that may work on an Engine must use the same O(lock_dir) on the same host, and O(key).
 seealso:
   - module: september.engine.engine_compose
 """
 
 EXAMPLES = r"""
-- name: Lock the Engine for this run
+- name: Find the Engine's identity
+  september.engine.engine_info:
+    deployment: container
+    container_name: "{{ engine_container_name }}"
+  register: engine_found
+
+- name: Lock the Engine for this run, whatever this inventory calls it
   september.engine.engine_lock:
+    key: "{{ engine_found.engine.identity.key }}"
     engine: "{{ inventory_hostname }}"
     owner: "{{ 'awx job ' ~ tower_job_id if tower_job_id is defined else lookup('env', 'USER') ~ '@' ~ ansible_host }}"
     run_id: "{{ engine_run_id }}"
     ttl: 5400
   register: engine_lock_taken
+
+- name: Keep the lock between two long steps
+  september.engine.engine_lock:
+    key: "{{ engine_found.engine.identity.key }}"
+    engine: "{{ inventory_hostname }}"
+    owner: "{{ engine_lock_taken.lock.owner }}"
+    run_id: "{{ engine_run_id }}"
+    ttl: 5400
+    state: refreshed
 
 - name: Say when an expired lock was taken over
   ansible.builtin.debug:
@@ -95,7 +131,7 @@ EXAMPLES = r"""
 
 - name: Release the lock at the end of the run
   september.engine.engine_lock:
-    engine: "{{ inventory_hostname }}"
+    key: "{{ engine_found.engine.identity.key }}"
     run_id: "{{ engine_run_id }}"
     state: absent
   register: engine_lock_released
@@ -109,15 +145,20 @@ lock:
   type: dict
   contains:
     engine:
-      description: The Engine.
+      description: The Engine's name (O(engine), else O(key)).
       type: str
       returned: always
       sample: sept-u001
+    key:
+      description: The key the lock is taken by (O(key), else O(engine)).
+      type: str
+      returned: always
+      sample: volume:engine-data-u001
     path:
       description: The lock file.
       type: str
       returned: always
-      sample: /var/lib/september-engine/locks/sept-u001.lock
+      sample: /var/lib/september-engine/locks/engine-data-u001.lock
     is_held:
       description: Whether a run holds the lock now.
       type: bool
@@ -172,13 +213,21 @@ class LockManager:
     def __init__(self, module):
         self.module = module
         self.p = module.params
-        self.lock = EngineLock(self.p["lock_dir"], self.p["engine"])
+        self.lock = EngineLock(self.p["lock_dir"], self.p["engine"], key=self.p["key"])
 
     def run(self) -> dict:
         p = self.p
         if p["state"] == "present":
             plan = self.lock.acquire(p["owner"], p["run_id"], p["ttl"], check_mode=self.module.check_mode)
             changed = plan["action"] in ("acquire", "take_over")
+        elif p["state"] == "refreshed":
+            plan = self.lock.refresh(p["owner"], p["run_id"], p["ttl"], check_mode=self.module.check_mode)
+            changed = False
+            if plan.get("was_expired"):
+                self.module.warn(
+                    f"The lock of Engine {self.lock.engine} had expired at {plan['before'].expires_at} (nobody took it "
+                    "over); refreshed. Refresh more often than its ttl."
+                )
         else:
             plan = self.lock.release(p["run_id"], p["force"], check_mode=self.module.check_mode)
             changed = plan["action"] == "release"
@@ -197,7 +246,7 @@ class LockManager:
                 f"{before.run_id}) since {before.acquired_at}, expired at {before.expires_at}."
             )
         lock = {
-            "engine": self.lock.engine, "path": self.lock.path, "is_held": after is not None,
+            "engine": self.lock.engine, "key": self.lock.key, "path": self.lock.path, "is_held": after is not None,
             "owner": after.owner if after else None, "run_id": after.run_id if after else None,
             "acquired_at": after.acquired_at if after else None, "expires_at": after.expires_at if after else None,
             "action": plan["action"], "taken_over": taken_over,
@@ -212,15 +261,17 @@ class LockManager:
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            engine=dict(type="str", required=True),
+            engine=dict(type="str"),
+            key=dict(type="str", no_log=False),
             owner=dict(type="str"),
             run_id=dict(type="str", required=True),
             ttl=dict(type="int", default=3600),
             lock_dir=dict(type="path", default="/var/lib/september-engine/locks"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
+            state=dict(type="str", default="present", choices=["present", "refreshed", "absent"]),
             force=dict(type="bool", default=False),
         ),
-        required_if=[("state", "present", ("owner",))],
+        required_if=[("state", "present", ("owner",)), ("state", "refreshed", ("owner",))],
+        required_one_of=[("engine", "key")],
         supports_check_mode=True,
     )
     if module.params["ttl"] < 1:

@@ -10,11 +10,19 @@ import json
 import os
 import stat
 import threading
+import time
 
 import pytest
 
 from ansible_collections.september.engine.plugins.module_utils._errors import LockedError, OptionsError
-from ansible_collections.september.engine.plugins.module_utils._lock import EngineLock, iso
+from ansible_collections.september.engine.plugins.module_utils._identity import slug_of
+from ansible_collections.september.engine.plugins.module_utils._lock import (
+    EngineLock,
+    LockKeeper,
+    iso,
+    lock_argument_spec,
+    lock_keeper,
+)
 
 T0 = 1_800_000_000.0
 
@@ -47,7 +55,7 @@ def test_acquire_creates_dir_0700_and_file_0600(lock):
     assert plan["action"] == "acquire" and plan["before"] is None
     assert stat.S_IMODE(os.stat(lock.lock_dir).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(lock.path).st_mode) == 0o600
-    assert content(lock) == {"engine": "sept-u001", "owner": "alice@laptop", "run_id": "run-a",
+    assert content(lock) == {"engine": "sept-u001", "key": "sept-u001", "owner": "alice@laptop", "run_id": "run-a",
                              "acquired_at": iso(T0), "expires_at": iso(T0 + 60)}
     assert os.listdir(lock.lock_dir) == ["sept-u001.lock"]  # no temporary file left
 
@@ -142,3 +150,124 @@ def test_threads_racing_exactly_one_wins(tmp_path):
     for t in threads:
         t.join()
     assert len(winners) == 1 and len(losers) == 7
+
+
+# --------------------------------------------------------------------------- keyed by the Engine's identity
+
+
+def test_two_names_of_one_engine_take_one_lock(tmp_path, clock):
+    key = "volume:engine-data-u001"
+    first = EngineLock(str(tmp_path), "inventory-a-u001", clock=clock, key=key)
+    second = EngineLock(str(tmp_path), "u001.example.org", clock=clock, key=key)
+    assert first.path == second.path == str(tmp_path / f"{slug_of(key)}.lock")
+    first.acquire("awx job 1", "run-1", 60)
+    with pytest.raises(LockedError, match=r"u001\.example\.org \(volume:engine-data-u001\) is locked by awx job 1"):
+        second.acquire("alice", "run-2", 60)
+    assert content(first) == {"engine": "inventory-a-u001", "key": key, "owner": "awx job 1", "run_id": "run-1",
+                              "acquired_at": iso(T0), "expires_at": iso(T0 + 60)}
+    # a bind mount: the slug is file-name safe and unique per path
+    bind = EngineLock(str(tmp_path), None, clock=clock, key="bind:/srv/engines/u 001/data")
+    assert os.path.dirname(bind.path) == str(tmp_path) and "/" not in os.path.basename(bind.path)
+    assert bind.engine == "bind:/srv/engines/u 001/data"
+
+
+@pytest.mark.parametrize("key", ["engine-u001", "volume:", "disk:/x", 42])
+def test_keys_that_are_not_identity_keys(tmp_path, key):
+    with pytest.raises(OptionsError, match=r"not an Engine identity key|must be a string"):
+        EngineLock(str(tmp_path), "name", key=key)
+
+
+def test_refresh_extends_only_this_runs_lock(lock, clock):
+    with pytest.raises(LockedError, match="not held by run run-a: it is free"):
+        lock.refresh("alice", "run-a", 60)
+    lock.acquire("alice", "run-a", 60)
+    clock.now += 50
+    plan = lock.refresh("alice", "run-a", 60)
+    assert plan["action"] == "refresh" and plan["was_expired"] is False
+    assert content(lock)["expires_at"] == iso(T0 + 110) and content(lock)["acquired_at"] == iso(T0)
+    clock.now += 200  # expired, nobody took it: still ours to extend
+    assert lock.refresh("alice", "run-a", 60)["was_expired"] is True
+    with pytest.raises(LockedError, match="is locked by alice \\(run run-a\\)"):
+        lock.refresh("bob", "run-b", 60)
+    clock.now += 61
+    with pytest.raises(LockedError, match="A refresh never takes a lock"):
+        lock.refresh("bob", "run-b", 60)
+    assert content(lock)["run_id"] == "run-a"
+    assert lock.refresh("alice", "run-a", 60, check_mode=True)["action"] == "refresh"
+
+
+# --------------------------------------------------------------------------- LockKeeper
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def test_keeper_refreshes_while_working_and_leaves_a_held_lock_held(tmp_path, clock):
+    lk = EngineLock(str(tmp_path), "u001", clock=clock, key="volume:engine-data-u001")
+    lk.acquire("awx job 1", "run-1", 3)
+    with LockKeeper(lk, "awx job 1", "run-1", 3, interval=0.02) as keeper:
+        assert keeper.entry["action"] == "refresh" and not keeper.took_it
+        clock.now += 100  # long work: without the keeper the lock would have expired
+        seen = keeper.refreshes
+        wait_for(lambda: keeper.refreshes >= seen + 2)
+        assert content(lk)["expires_at"] == iso(T0 + 103)
+        thread = keeper._thread
+    assert not thread.is_alive()  # stopped and joined on exit
+    assert content(lk)["run_id"] == "run-1" and content(lk)["acquired_at"] == iso(T0)
+
+
+def test_keeper_takes_a_free_lock_and_releases_it_after(tmp_path):
+    lk = EngineLock(str(tmp_path), "u001", key="volume:engine-data-u001")
+    with LockKeeper(lk, "awx job 1", "run-1", 60) as keeper:
+        assert keeper.took_it and content(lk)["run_id"] == "run-1"
+    assert not os.path.exists(lk.path)
+
+
+def test_keeper_refuses_a_lock_another_run_holds(tmp_path):
+    lk = EngineLock(str(tmp_path), "u001", key="volume:engine-data-u001")
+    lk.acquire("awx job 1", "run-1", 60)
+    worked = []
+    with pytest.raises(LockedError, match="locked by awx job 1"), LockKeeper(lk, "alice", "run-2", 60):
+        worked.append(True)
+    assert worked == [] and content(lk)["run_id"] == "run-1"
+
+
+def test_keeper_says_when_the_lock_was_lost_while_working(tmp_path):
+    lk = EngineLock(str(tmp_path), "u001", key="volume:engine-data-u001")
+    lk.acquire("awx job 1", "run-1", 60)
+    with pytest.raises(LockedError, match="lost the lock"), LockKeeper(lk, "awx job 1", "run-1", 60,
+                                                                       interval=0.02) as keeper:
+        lk.release("run-1", force=True)  # an operator removed it
+        wait_for(lambda: keeper.error is not None)
+    # an error of the work itself is not hidden behind the lock's
+    lk.acquire("awx job 1", "run-1", 60)
+    with pytest.raises(RuntimeError, match="the work failed"), LockKeeper(lk, "awx job 1", "run-1", 60,
+                                                                          interval=0.02) as keeper:
+        lk.release("run-1", force=True)
+        wait_for(lambda: keeper.error is not None)
+        raise RuntimeError("the work failed")
+
+
+def test_keeper_in_check_mode_writes_nothing(tmp_path):
+    lk = EngineLock(str(tmp_path / "locks"), "u001", key="volume:engine-data-u001")
+    with LockKeeper(lk, "alice", "run-1", 60, check_mode=True) as keeper:
+        assert keeper.entry["action"] == "acquire" and keeper._thread is None
+    assert not os.path.exists(lk.lock_dir)
+
+
+def test_lock_option_spec_and_factory(tmp_path):
+    spec = lock_argument_spec()["lock"]
+    assert spec["type"] == "dict" and spec["options"]["key"]["required"] is True
+    assert sorted(spec["options"]) == ["dir", "engine", "key", "owner", "run_id", "ttl"]
+    with lock_keeper(None) as nothing:
+        assert nothing is None
+    options = {"dir": str(tmp_path), "key": "volume:engine-data-u001", "engine": None, "run_id": "r", "owner": "o",
+               "ttl": 30}
+    with lock_keeper(options) as keeper:
+        assert isinstance(keeper, LockKeeper) and keeper.interval == 10
+        assert content(keeper.lock)["key"] == "volume:engine-data-u001"

@@ -11,10 +11,12 @@ import uuid
 
 import docker.errors
 import pytest
+import requests.exceptions
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.september.engine.plugins.module_utils._container import (
+    PREVIOUS_IMAGE_ID_LABEL,
     PREVIOUS_IMAGE_LABEL,
     ROLLED_BACK_FROM_LABEL,
 )
@@ -23,7 +25,7 @@ from engine_testkit.module_runner import ExitJson, FailJson
 
 NAME = "ctr-u001"
 MUTATIONS = ("stop", "rename", "update_container", "create_container_from_config", "start", "remove_container",
-             "connect_container_to_network")
+             "connect_container_to_network", "tag", "unpause")
 
 
 def image_attrs(version: str) -> dict:
@@ -44,7 +46,7 @@ class FakeImage:
     def __init__(self, attrs):
         self.attrs = attrs
         self.id = attrs["Id"]
-        self.tags = attrs["RepoTags"]
+        self.tags = list(attrs["RepoTags"])
 
 
 class FakeContainer:
@@ -116,6 +118,18 @@ class FakeApi:
     def start(self, cid):
         self._call("start", cid)
         self.d.store[cid]["State"].update(Status="running")
+
+    def unpause(self, cid):
+        self._call("unpause", cid)
+        self.d.store[cid]["State"].update(Status="running")
+
+    def tag(self, image, repository, tag=None, force=False):
+        self._call("tag", image, repository, tag, force=force)
+        ref = f"{repository}:{tag}"
+        for other in self.d.images.images:
+            if ref in other.tags:
+                other.tags.remove(ref)
+        self.d.images.get(image).tags.append(ref)
 
     def remove_container(self, cid, v=False, force=False):
         self._call("remove_container", cid, v=v, force=force)
@@ -442,3 +456,145 @@ def test_bad_input(fake, args, message):
     result = run(args)
     assert result["_failed"] and message in result["msg"]
     assert fake.mutations() == []
+
+
+# --------------------------------------------------------------------------- the Engine is never left stopped
+
+
+def failing_stop(fake, exc, really_stops=True):
+    """docker stop that raises ``exc`` (after stopping the container, as Docker does for a paused one)."""
+
+    def stop(cid, timeout=None):
+        fake.calls.append(("stop", (cid,), {"timeout": timeout}))
+        if really_stops:
+            fake.store[cid]["State"].update(Status="exited", ExitCode=2)
+        raise exc
+
+    fake.api.stop = stop
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        docker.errors.APIError("stop failed", explanation="Container 3f1c is not running"),
+        requests.exceptions.ReadTimeout("Read timed out. (read timeout=70)"),
+    ],
+)
+@pytest.mark.parametrize("really_stops", [True, False])
+def test_a_failing_stop_during_the_drain_leaves_the_engine_running(fake, exc, really_stops):
+    old_id = fake.orchestrate()
+    failing_stop(fake, exc, really_stops)
+    result = run({"image": "engine:2.3.1"})
+    assert result["_failed"] and "drain-stop" in result["msg"] and "started again" in result["msg"]
+    assert fake.by_name(NAME) == old_id and len(fake.store) == 1
+    assert fake.container(NAME)["State"]["Status"] == "running"
+    assert fake.container(NAME)["Config"]["Image"] == "engine:2.3.0"
+    assert [c[0] for c in fake.mutations()] == ["stop", "start"]
+
+
+def test_a_failing_stop_during_a_rollback_leaves_the_engine_running(fake):
+    fake.orchestrate()
+    run({"image": "engine:2.3.1"})
+    bad_id = fake.by_name(NAME)
+    failing_stop(fake, docker.errors.APIError("stop failed", explanation="is not running"))
+    result = run({"state": "rolled_back"})
+    assert result["_failed"] and "was put back and started again" in result["msg"]
+    assert fake.by_name(NAME) == bad_id and fake.container(NAME)["State"]["Status"] == "running"
+    assert fake.container(NAME + "--previous")["State"]["Status"] == "exited"
+
+
+def test_a_previous_container_that_cannot_start_puts_the_serving_one_back(fake):
+    fake.orchestrate()
+    previous_id = fake.by_name(NAME)
+    run({"image": "engine:2.3.1"})
+    bad_id = fake.by_name(NAME)
+    fake.fail["start"] = "port is already allocated"
+    result = run({"state": "rolled_back"})
+    assert result["_failed"] and "port is already allocated" in result["msg"] and "put back" in result["msg"]
+    assert fake.by_name(NAME) == bad_id and fake.container(NAME)["State"]["Status"] == "running"
+    assert fake.container(NAME)["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert fake.by_name(NAME + "--previous") == previous_id
+    assert fake.container(NAME + "--previous")["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    assert fake.by_name(NAME + "--failed") is None
+
+
+@pytest.mark.parametrize("state", ["present", "rolled_back", "started"])
+@pytest.mark.parametrize("status", ["exited", "created", "paused"])
+def test_a_stopped_engine_on_the_target_image_is_started(fake, state, status):
+    fake.orchestrate(status=status)
+    result = run({"state": state, "image": "engine:2.3.0"})
+    assert result["changed"] is True and not result["_failed"]
+    assert fake.container(NAME)["State"]["Status"] == "running"
+    assert [c[0] for c in fake.mutations()] == ["unpause" if status == "paused" else "start"]
+    assert run({"state": state, "image": "engine:2.3.0"})["changed"] is False
+    fake.container(NAME)["State"]["Status"] = status
+    assert run({"state": state, "image": "engine:2.3.0", "start": False})["changed"] is (state == "started")
+
+
+# --------------------------------------------------------------------------- the exact image a rollback goes back to
+
+
+def retag(fake, ref, version_label):
+    """Build another image and give it ``ref`` (as a CI that re-pushes a tag would)."""
+    attrs = image_attrs("9.9.9")
+    attrs["Id"] = "sha256:" + "e" * 64
+    attrs["RepoTags"] = []
+    attrs["Config"]["Labels"]["org.opencontainers.image.version"] = version_label
+    image = FakeImage(attrs)
+    fake.images.images.insert(0, image)
+    fake.api.tag(image.id, *ref.split(":"))
+    fake.calls.clear()
+    return image
+
+
+def test_rolled_back_goes_to_the_recorded_image_id_after_the_tag_moved(fake, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warnings.append(msg))
+    fake.images.images[0].attrs["Config"]["Labels"]["org.opencontainers.image.version"] = "v2.3.0"
+    good_id = fake.images.get("engine:2.3.0").id
+    fake.orchestrate()
+    run({"image": "engine:2.3.1"})
+    assert fake.container(NAME)["Config"]["Labels"][PREVIOUS_IMAGE_ID_LABEL] == good_id
+    run({"state": "finalized"})
+    other = retag(fake, "engine:2.3.0", "2.3.0-rebuilt")
+    result = run({"state": "rolled_back"}, diff=True)
+    assert not result["_failed"] and result["changed"] is True
+    assert fake.container(NAME)["Image"] == good_id and fake.container(NAME)["Config"]["Image"] == "engine:2.3.0"
+    assert fake.images.get("engine:2.3.0").id == good_id and "engine:2.3.0" not in other.tags
+    tag_calls = [c for c in fake.mutations() if c[0] == "tag"]
+    assert tag_calls == [("tag", (good_id, "engine", "2.3.0"), {"force": True})]
+    assert not any("v2.3.0" in str(c) for c in fake.calls)  # never a reference made from the version label
+    assert any("not at the image recorded before the switch" in w for w in warnings)
+    assert run({"state": "rolled_back"})["changed"] is False
+
+
+def test_rolled_back_uses_the_recorded_id_when_the_reference_is_gone(fake):
+    good_id = fake.images.get("engine:2.3.0").id
+    fake.orchestrate()
+    run({"image": "engine:2.3.1"})
+    run({"state": "finalized"})
+    fake.images.get(good_id).tags.clear()  # docker rmi engine:2.3.0 with the image still used: untagged
+    result = run({"state": "rolled_back", "image": "engine:2.3.0"})
+    assert not result["_failed"] and fake.container(NAME)["Image"] == good_id
+    assert fake.images.get("engine:2.3.0").id == good_id
+
+
+def test_rolled_back_to_another_image_than_recorded_goes_there(fake):
+    fake.images.images.append(FakeImage(image_attrs("2.2.0")))
+    fake.orchestrate()
+    run({"image": "engine:2.3.1"})
+    run({"state": "finalized"})
+    result = run({"state": "rolled_back", "image": "engine:2.2.0"})
+    assert not result["_failed"] and fake.container(NAME)["Config"]["Image"] == "engine:2.2.0"
+    assert [c for c in fake.mutations() if c[0] == "tag"] == []
+
+
+def test_rolled_back_when_nothing_recorded_is_left_fails_before_stopping(fake):
+    fake.orchestrate()
+    run({"image": "engine:2.3.1"})
+    run({"state": "finalized"})
+    fake.images.images = [i for i in fake.images.images if "engine:2.3.0" not in i.tags]
+    fake.calls.clear()
+    result = run({"state": "rolled_back"})
+    assert result["_failed"] and "not present on this Docker host" in result["msg"]
+    assert fake.mutations() == [] and fake.container(NAME)["State"]["Status"] == "running"

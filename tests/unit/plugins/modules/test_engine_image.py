@@ -154,8 +154,43 @@ def test_pull_error_raised_by_the_sdk(fake):
         ({"name": "registry.example.com:5000/engine"}, "has no tag"),
         ({"name": "engine:2.3.1", "registry_username": "bot"}, "registry_password"),
         ({"name": "engine:2.3.1", "pull": "sometimes"}, "pull"),
+        ({"name": "Engine:2.3.1"}, "not a repository path"),
+        ({"name": "engine:2.3.1", "lock": {"key": "engine-u001", "run_id": "r", "owner": "o"}},
+         "not an Engine identity key"),
     ],
 )
 def test_bad_input(fake, args, message):
     result = run(args)
     assert result["_failed"] and message in result["msg"] and fake.pulls == []
+
+
+def test_digest_pins_the_pull(fake):
+    digest = "sha256:" + "d" * 64
+    run({"name": f"registry.example.com:5000/sept/engine:2.3.1@{digest}"})
+    assert fake.pulls == [("registry.example.com:5000/sept/engine", digest, None)]
+
+
+def test_the_lock_is_held_while_pulling(fake, tmp_path):
+    lock = {"dir": str(tmp_path), "key": "volume:engine-data-u001", "engine": "u001", "run_id": "run-1",
+            "owner": "awx job 1", "ttl": 60}
+    seen = []
+    real_pull = FakeApi.pull
+
+    def pull(self, *args, **kwargs):
+        seen.append(json.loads((tmp_path / "engine-data-u001.lock").read_text())["run_id"])
+        yield from real_pull(self, *args, **kwargs)
+
+    fake.api.pull = pull.__get__(fake.api)
+    result = run({"name": "engine:2.3.1", "lock": lock})
+    assert not result["_failed"] and seen == ["run-1"]
+    assert not (tmp_path / "engine-data-u001.lock").exists()  # taken by the module, so released by it
+    other = run({"name": "engine:2.3.2", "lock": dict(lock, run_id="run-0")})
+    assert not other["_failed"]
+    (tmp_path / "engine-data-u001.lock").write_text(json.dumps({
+        "owner": "awx job 0", "run_id": "run-0", "acquired_at": "2099-01-01T00:00:00Z",
+        "expires_at": "2099-01-01T01:00:00Z"}))
+    refused = run({"name": "engine:2.3.3", "lock": lock})
+    assert refused["_failed"] and "is locked by awx job 0 (run run-0)" in refused["msg"]
+    assert [p[1] for p in fake.pulls] == ["2.3.1", "2.3.2"]
+    held = run({"name": "engine:2.3.3", "lock": dict(lock, run_id="run-0")})
+    assert not held["_failed"] and (tmp_path / "engine-data-u001.lock").exists()  # the run's own lock stays

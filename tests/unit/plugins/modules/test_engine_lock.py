@@ -80,3 +80,34 @@ def test_force_release_and_options(base, clock):
     assert "owner" in run(dict(base, run_id="1"), expect=FailJson)["msg"]
     assert "ttl must be at least 1" in run(dict(base, owner="x", run_id="1", ttl=0), expect=FailJson)["msg"]
     assert "cannot name a lock file" in run(dict(base, engine="../x", owner="x", run_id="1"), expect=FailJson)["msg"]
+
+
+def test_keyed_by_identity_two_names_collide(base, clock):
+    keyed = {"lock_dir": base["lock_dir"], "key": "volume:engine-data-u001", "ttl": 60}
+    first = run(dict(keyed, engine="inventory-a/u001", owner="awx job 1", run_id="1"))
+    assert first["lock"]["key"] == "volume:engine-data-u001" and first["lock"]["engine"] == "inventory-a/u001"
+    assert first["lock"]["path"].endswith("/engine-data-u001.lock")
+    refused = run(dict(keyed, engine="u001.example.org", owner="alice", run_id="2"), expect=FailJson)
+    assert "u001.example.org (volume:engine-data-u001) is locked by awx job 1 (run 1)" in refused["msg"]
+    # the older interface (engine alone) is keyed by the name: another file
+    assert run(dict(base, owner="alice", run_id="2"))["lock"]["path"].endswith("/sept-c001.lock")
+    bad = run(dict(keyed, key="engine-data-u001", owner="x", run_id="1"), expect=FailJson)
+    assert "not an Engine identity key" in bad["msg"]
+    assert "one of the following is required: engine, key" in run({"run_id": "1", "owner": "x"}, expect=FailJson)["msg"]
+
+
+def test_refreshed(base, clock, exits):
+    a = dict(base, owner="awx job 42", run_id="42")
+    assert "not held by run 42: it is free" in run(dict(a, state="refreshed"), expect=FailJson)["msg"]
+    run(a)
+    clock["now"] += 50
+    refreshed = run(dict(a, state="refreshed", _ansible_check_mode=True))
+    assert refreshed["changed"] is False and refreshed["lock"]["action"] == "refresh"
+    refreshed = run(dict(a, state="refreshed"))
+    assert refreshed["lock"]["expires_at"] == _lock.iso(T0 + 110) and refreshed["lock"]["acquired_at"] == _lock.iso(T0)
+    other = run(dict(base, owner="alice", run_id="b1", state="refreshed"), expect=FailJson)
+    assert "is locked by awx job 42 (run 42)" in other["msg"]
+    clock["now"] += 200
+    assert run(dict(a, state="refreshed"))["lock"]["is_held"] is True
+    assert any("had expired" in w for w in exits)
+    assert "owner" in run(dict(base, run_id="42", state="refreshed"), expect=FailJson)["msg"]
