@@ -4,11 +4,22 @@
 
 """Docker Compose for the modules: find the command (v2 plugin or v1 ``docker-compose``), run it, record switches.
 
-Only flags that Compose v1 (1.29) and v2 both accept are used: the global ``--project-directory``,
-``-f``, ``-p`` and ``--env-file``, and ``ps -a -q``, ``stop --timeout``, ``start``,
-``up -d --no-deps --no-build``; ``up --pull never`` is added for v2 releases that know it (2.7+).
-Where the tag is set, and how it is edited, is in ``_compose_file.py``; ComposeSwitch (the manager of
-the engine_compose module) puts the two together: drain, edit, up, and the record of the switch.
+Which project a service's container belongs to is read from the labels Compose v1 (1.29) and v2 both put on
+it: ``com.docker.compose.project`` (the name), ``.project.working_dir``, ``.project.config_files`` (v1 writes
+the names relative to the working dir when Compose found them itself, v2 absolute paths) and
+``.project.environment_file`` (only when ``--env-file`` was given). A switch recreates the container from
+exactly those files, name and env file (:func:`resolve_config`), unless the inventory names them; the
+project's ``.env`` is read for ``COMPOSE_FILE``, ``COMPOSE_PATH_SEPARATOR`` and ``COMPOSE_PROJECT_NAME`` as
+Compose does. A service with ``profiles:`` gets them passed (``--profile``), so that no command skips it.
+
+Only flags that Compose v1 (1.29) and v2 both accept are used: the global ``--project-directory``, ``-f``,
+``-p``, ``--env-file`` and ``--profile``, and ``ps -a -q``, ``stop --timeout``, ``start``, ``config``,
+``up -d --no-deps --no-build``; ``up --pull never`` is added for v2 releases that know it (2.7+), and
+``config --format json`` is asked of v2 only.
+
+Where the tag is set, and how it is edited, is in ``_compose_file.py``; ComposeSwitch (the manager of the
+engine_compose module) puts the two together: drain, edit, up, a check that ``/data`` still comes from the
+same storage, and the record of the switch.
 """
 
 from __future__ import annotations
@@ -19,28 +30,55 @@ import re
 import shlex
 import tempfile
 import time
+from dataclasses import dataclass, field
 
 from ansible_collections.september.engine.plugins.module_utils._compose_file import (
     default_compose_files,
     locate_tag,
-    normalize_repository,
+    parse_env,
     plan_tag_edit,
-    split_image_ref,
+    service_profiles,
     target_ref,
     verify_edit,
 )
-from ansible_collections.september.engine.plugins.module_utils._docker import NotFound, get_image
+from ansible_collections.september.engine.plugins.module_utils._docker import DOCKER_ERRORS, get_image
 from ansible_collections.september.engine.plugins.module_utils._errors import (
     ComposeError,
     ComposeFileError,
+    EngineModuleError,
     NotFoundError,
     OptionsError,
 )
+from ansible_collections.september.engine.plugins.module_utils._identity import identity_from_mount
+from ansible_collections.september.engine.plugins.module_utils._image_ref import ImageRef, image_tag, same_image
+
+try:
+    import yaml
+
+    HAS_YAML = True
+except ImportError:  # pragma: no cover - PyYAML is optional on managed nodes
+    HAS_YAML = False
 
 COMPOSE_COMMAND_CHOICES = ("auto", "docker compose", "docker-compose")
 STATE_FORMAT = 1
 HISTORY_LIMIT = 50
 _VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+WORKDIR_LABEL = "com.docker.compose.project.working_dir"
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
+ENV_FILE_LABEL = "com.docker.compose.project.environment_file"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+
+
+def compose_project_argument_spec() -> dict:
+    """How a Compose project is run, when the inventory says more than its folder (engine_compose, engine_info)."""
+    return dict(
+        compose_file=dict(type="list", elements="path"),
+        env_file=dict(type="path"),
+        project_name=dict(type="str"),
+    )
 
 
 def compose_argument_spec() -> dict:
@@ -48,10 +86,9 @@ def compose_argument_spec() -> dict:
     return dict(
         project_src=dict(type="path", required=True),
         service=dict(type="str", default="engine"),
-        compose_file=dict(type="list", elements="path"),
-        env_file=dict(type="path"),
-        project_name=dict(type="str"),
         compose_command=dict(type="str", default="auto", choices=list(COMPOSE_COMMAND_CHOICES)),
+        data_dir=dict(type="str", default="/data"),
+        **compose_project_argument_spec(),
     )
 
 
@@ -98,10 +135,10 @@ def detect_compose(module, choice: str = "auto") -> ComposeCli:
 
 
 class ComposeProject:
-    """One Compose project as this module runs it: fixed files, project name, env file and environment."""
+    """One Compose project as this module runs it: fixed files, project name, env file, profiles, environment."""
 
     def __init__(self, module, cli: ComposeCli, project_src: str, files: list, *, project_name: str | None = None,
-                 env_file: str | None = None, environ: dict | None = None):
+                 env_file: str | None = None, environ: dict | None = None, profiles: list | None = None):
         self.module = module
         self.cli = cli
         self.project_src = project_src
@@ -109,6 +146,7 @@ class ComposeProject:
         self.project_name = project_name
         self.env_file = env_file
         self.environ = dict(environ or {})
+        self.profiles = list(profiles or [])
 
     def argv(self, *args: str) -> list:
         """The full command line (global flags valid in v1 and v2 first, then the sub-command)."""
@@ -119,6 +157,8 @@ class ComposeProject:
             argv += ["-p", self.project_name]
         if self.env_file:
             argv += ["--env-file", self.env_file]
+        for profile in self.profiles:
+            argv += ["--profile", profile]
         return argv + list(args)
 
     def run(self, *args: str, check: bool = True) -> tuple[int, str, str]:
@@ -145,6 +185,242 @@ class ComposeProject:
         if self.cli.generation == "v2" and self.cli.supports_up_pull:
             args += ["--pull", pull]
         return self.run(*args, service, check=check)
+
+    def config(self) -> dict | None:
+        """The project as Compose resolves it (files merged, variables interpolated), None when it cannot be read here.
+
+        v2 answers JSON; v1 only YAML, read when PyYAML is importable.
+        """
+        if self.cli.generation == "v2":
+            rc, out, _err = self.run("config", "--format", "json", check=False)
+            loads = json.loads
+        elif HAS_YAML:
+            rc, out, _err = self.run("config", check=False)
+            loads = yaml.safe_load
+        else:
+            return None
+        if rc != 0:
+            return None
+        try:
+            data = loads(out)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+
+# ----------------------------------------------------------------------------- which project, from what
+
+
+def default_project_name(directory: str) -> str:
+    """The name Compose gives a project without ``-p``: its folder's name, lower case, [a-z0-9_-] only."""
+    name = re.sub(r"[^a-z0-9_-]", "", os.path.basename(os.path.normpath(directory)).lower())
+    return name.lstrip("_-") or "default"
+
+
+def _absolute(path: str, base: str) -> str:
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
+@dataclass
+class ProjectConfig:
+    """How Compose must be run for one project: the files, the name, the env file, the service's profiles.
+
+    ``sources`` says where each came from: ``option`` (the inventory), ``container`` (the labels of the running
+    container), ``env_file`` (``COMPOSE_FILE`` / ``COMPOSE_PROJECT_NAME`` there) or ``default`` (Compose's own).
+    """
+
+    working_dir: str
+    files: list
+    project: str | None
+    env_path: str
+    env_explicit: bool
+    profiles: list = field(default_factory=list)
+    sources: dict = field(default_factory=dict)
+
+    @property
+    def project_name(self) -> str:
+        """The project's name, as Compose will call it."""
+        return self.project or default_project_name(self.working_dir)
+
+    def as_dict(self) -> dict:
+        return {
+            "files": list(self.files),
+            "project": self.project_name,
+            "env_file": self.env_path if self.env_explicit or os.path.exists(self.env_path) else None,
+            "profiles": list(self.profiles),
+            "working_dir": self.working_dir,
+            "sources": dict(self.sources),
+        }
+
+
+def env_values(path: str) -> dict:
+    """KEY -> value of an env file ({} when it does not exist)."""
+    text = read_text(path)
+    return parse_env(text) if text is not None else {}
+
+
+def _label_files(labels: dict, working_dir: str) -> list:
+    return [_absolute(f, working_dir) for f in (labels.get(CONFIG_FILES_LABEL) or "").split(",") if f.strip()]
+
+
+def _env_compose_files(values: dict, working_dir: str) -> list:
+    sep = values.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
+    return [_absolute(f, working_dir) for f in (values.get("COMPOSE_FILE") or "").split(sep) if f.strip()]
+
+
+def resolve_config(project_src: str, service: str, *, files: list | None = None, project_name: str | None = None,
+                   env_file: str | None = None, labels: dict | None = None, warn=None) -> ProjectConfig:
+    """The files, project name, env file and profiles to run ``service`` of the project in ``project_src`` with.
+
+    The inventory's options win; then what the running container was created from (its ``labels``); then
+    ``COMPOSE_FILE`` / ``COMPOSE_PROJECT_NAME`` of the env file; then Compose's defaults. A disagreement between
+    the inventory or the env file and the running container is warned about (the inventory, else the container,
+    wins).
+    """
+    warn = warn or (lambda msg: None)
+    labels = labels or {}
+    src = os.path.abspath(project_src)
+    sources: dict = {}
+    if env_file:
+        env_path, explicit, sources["env_file"] = _absolute(env_file, src), True, "option"
+    elif labels.get(ENV_FILE_LABEL):
+        env_path, explicit, sources["env_file"] = _absolute(labels[ENV_FILE_LABEL], src), True, "container"
+    else:
+        env_path, explicit, sources["env_file"] = os.path.join(src, ".env"), False, "default"
+    values = env_values(env_path)
+    from_labels = _label_files(labels, src)
+    from_env = _env_compose_files(values, src)
+    if files:
+        chosen, sources["files"] = [_absolute(f, src) for f in files], "option"
+        if from_labels and chosen != from_labels:
+            warn(
+                f"compose_file names {', '.join(chosen)}, but the running container of '{service}' was created from "
+                f"{', '.join(from_labels)}: the inventory's files are used."
+            )
+    elif from_labels:
+        chosen, sources["files"] = from_labels, "container"
+        if from_env and from_env != from_labels:
+            warn(
+                f"COMPOSE_FILE in {env_path} names {', '.join(from_env)}, but the running container of '{service}' "
+                f"was created from {', '.join(from_labels)}: those are used (set compose_file to choose)."
+            )
+    elif from_env:
+        chosen, sources["files"] = from_env, "env_file"
+    else:
+        chosen, sources["files"] = default_compose_files(src), "default"
+    for path in chosen:
+        if not os.path.isfile(path):
+            raise NotFoundError(
+                f"Compose file {path} does not exist ({sources['files']}): check compose_file, or COMPOSE_FILE in "
+                f"{env_path}."
+            )
+    if project_name:
+        project, sources["project"] = project_name, "option"
+    elif labels.get(PROJECT_LABEL):
+        project, sources["project"] = labels[PROJECT_LABEL], "container"
+    elif values.get("COMPOSE_PROJECT_NAME"):
+        project, sources["project"] = values["COMPOSE_PROJECT_NAME"], "env_file"
+    else:
+        project, sources["project"] = None, "default"
+    profiles: list = []
+    for path in chosen:
+        for profile in service_profiles(read_text(path) or "", service):
+            if profile not in profiles:
+                profiles.append(profile)
+    return ProjectConfig(src, chosen, project, env_path, explicit, profiles, sources)
+
+
+def env_project_name(project_src: str, env_file: str | None = None) -> str | None:
+    """``COMPOSE_PROJECT_NAME`` of the project's env file, if it sets one."""
+    path = _absolute(env_file, project_src) if env_file else os.path.join(project_src, ".env")
+    return env_values(path).get("COMPOSE_PROJECT_NAME") or None
+
+
+def find_service_container(client, project_src: str, service: str, project: str | None = None):
+    """The container of ``service`` in the Compose project of ``project_src`` (a running one first), or None.
+
+    Found by the labels v1 and v2 both set: the service, and the working dir (or, when the project is named,
+    the project). Several projects running the service from one folder must be told apart by ``project``.
+    """
+    wanted = os.path.realpath(project_src)
+    filters = [f"{SERVICE_LABEL}={service}"] + ([f"{PROJECT_LABEL}={project}"] if project else [])
+    # ignore_removed: another project's container listed a moment ago may be gone before it is inspected.
+    listed = client.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
+    candidates = []
+    for container in listed:
+        labels = container.labels or {}
+        if labels.get(SERVICE_LABEL) != service or labels.get(ONEOFF_LABEL, "False") == "True":
+            continue
+        if project and labels.get(PROJECT_LABEL) != project:
+            continue
+        candidates.append(container)
+    in_dir = [c for c in candidates if os.path.realpath((c.labels or {}).get(WORKDIR_LABEL) or "/-") == wanted]
+    found = in_dir or (candidates if project else [])
+    projects = sorted({(c.labels or {}).get(PROJECT_LABEL) for c in found})
+    if len(projects) > 1:
+        default = default_project_name(project_src)
+        if default not in projects:
+            raise ComposeError(
+                f"Service '{service}' runs in several Compose projects from {project_src} ({', '.join(projects)}): "
+                "set project_name to say which one is the Engine."
+            )
+        found = [c for c in found if (c.labels or {}).get(PROJECT_LABEL) == default]
+    found.sort(key=lambda c: (not (c.attrs.get("State") or {}).get("Running"), c.name))
+    return found[0] if found else None
+
+
+def brain_of(container, data_dir: str = "/data") -> dict | None:
+    """The identity (``_identity``) of what is mounted at ``data_dir`` in a container, None when nothing is."""
+    for mount in (container.attrs.get("Mounts") or []) if container is not None else []:
+        if (mount.get("Destination") or "").rstrip("/") == data_dir.rstrip("/"):
+            return identity_from_mount(mount, container.name)
+    return None
+
+
+def same_brain(a: dict | None, b: dict | None) -> bool:
+    """Whether two identities name the same storage (bind paths compared once symlinks are resolved)."""
+    if a is None or b is None:
+        return a is b
+    if a["key"] == b["key"]:
+        return True
+    if a["key"].startswith("bind:") and b["key"].startswith("bind:"):
+        return os.path.realpath(a["key"][5:]) == os.path.realpath(b["key"][5:])
+    return False
+
+
+def planned_brain(config: dict, service: str, project: str, working_dir: str, data_dir: str = "/data") -> dict | None:
+    """What ``compose config`` says the service will mount at ``data_dir``: an identity, or None when unsure.
+
+    A named volume is ``<project>_<key>`` unless the top-level ``volumes:`` gives it a ``name`` or makes it
+    ``external``; a bind source is made absolute against the working dir.
+    """
+    svc = ((config or {}).get("services") or {}).get(service)
+    if not isinstance(svc, dict):
+        return None
+    for entry in svc.get("volumes") or []:
+        if isinstance(entry, dict):
+            kind, source, target = entry.get("type"), entry.get("source"), entry.get("target")
+        elif isinstance(entry, str):
+            parts = entry.split(":")
+            if len(parts) < 2:
+                continue
+            source, target = parts[0], parts[1]
+            kind = "bind" if source.startswith(("/", ".", "~")) else "volume"
+        else:
+            continue
+        if (target or "").rstrip("/") != data_dir.rstrip("/"):
+            continue
+        if kind == "bind" and source:
+            return identity_from_mount({"type": "bind", "source": _absolute(source, working_dir)}, None)
+        if kind == "volume" and source:
+            top = ((config.get("volumes") or {}).get(source)) or {}
+            external = top.get("external")
+            name = top.get("name") or (
+                (external.get("name") if isinstance(external, dict) else None) or (source if external else None)
+            ) or f"{project}_{source}"
+            return identity_from_mount({"type": "volume", "name": name}, None)
+        return None
+    return None
 
 
 # ----------------------------------------------------------------------------- files
@@ -222,9 +498,12 @@ def service_record(state: dict, service: str) -> dict:
 
 
 def record(state: dict, service: str, *, image: str, previous_image: str | None, tag_location: dict,
-           history: dict, rolled_back_from: str | None = None) -> dict:
+           history: dict, rolled_back_from: str | None = None, image_id: str | None = None,
+           previous_image_id: str | None = None, project: dict | None = None) -> dict:
     """A copy of ``state`` where ``service`` now uses ``image`` and rolls back to ``previous_image``.
 
+    The image ids are recorded with the references, so that a rollback goes back to the exact image even when
+    its tag was moved since. ``project`` (files, name, env file, profiles) is how Compose was run.
     ``history`` (action, from, to, result, at) is appended to the service's history (the last 50 kept).
     """
     data = json.loads(json.dumps(state))
@@ -233,12 +512,16 @@ def record(state: dict, service: str, *, image: str, previous_image: str | None,
     entry = service_record(data, service)
     entry.update(
         image=image,
-        version=split_image_ref(image)[1] if image else None,
+        image_id=image_id,
+        version=image_tag(image),
         previous_image=previous_image,
-        previous_version=split_image_ref(previous_image)[1] if previous_image else None,
+        previous_image_id=previous_image_id,
+        previous_version=image_tag(previous_image),
         tag_location=tag_location,
         switched_at=history["at"],
     )
+    if project is not None:
+        entry["project"] = project
     if rolled_back_from:
         entry["rolled_back_from"] = rolled_back_from
     else:
@@ -255,8 +538,13 @@ def dump_state(state: dict) -> str:
 # ----------------------------------------------------------------------------- the switch
 
 
-def _same(a: str | None, b: str | None) -> bool:
-    return a is not None and b is not None and normalize_repository(a) == normalize_repository(b)
+def explain(exc: BaseException) -> str:
+    """The message of an error: this collection's, the Docker daemon's explanation, or the error itself."""
+    return str(getattr(exc, "msg", None) or getattr(exc, "explanation", None) or exc)
+
+
+#: What can interrupt a switch once the service is stopped: this collection's errors, Docker's, the file system's.
+SWITCH_ERRORS = (EngineModuleError, OSError, *DOCKER_ERRORS)
 
 
 class ComposeSwitch:
@@ -268,20 +556,30 @@ class ComposeSwitch:
         self.src = os.path.abspath(p["project_src"])
         if not os.path.isdir(self.src):
             raise NotFoundError(f"project_src {self.src} is not a directory.")
-        files = [os.path.join(self.src, f) for f in p["compose_file"] or []] or default_compose_files(self.src)
-        for path in files:
-            if not os.path.isfile(path):
-                raise NotFoundError(f"Compose file {path} does not exist: check compose_file.")
-        self.files = files
-        self.env_path = os.path.abspath(p["env_file"] or os.path.join(self.src, ".env"))
-        self.state_path = p["state_file"] or os.path.join(self.src, ".september-engine.json")
         self.service = p["service"]
-        self.cli = detect_compose(module, p["compose_command"])
+        self.data_dir = p.get("data_dir") or "/data"
+        self.state_path = p["state_file"] or os.path.join(self.src, ".september-engine.json")
         self.client = client
+        self.cli = detect_compose(module, p["compose_command"])
         self.actions: list[str] = []
         self.timings = {"drain_seconds": 0.0, "switch_seconds": 0.0}
         self.diff = None
         self.warned_environ = False
+        self.previous = self.previous_id = None
+        hint = p["project_name"] or env_project_name(self.src, p["env_file"])
+        running = find_service_container(client, self.src, self.service, hint)
+        labels = (running.labels or {}) if running is not None else None
+        self.config = resolve_config(self.src, self.service, files=p["compose_file"], project_name=p["project_name"],
+                                     env_file=p["env_file"], labels=labels, warn=module.warn)
+        # What the running container was created from: what a failed switch brings back.
+        self.origin = self.config
+        if labels and any(p[k] for k in ("compose_file", "project_name", "env_file")):
+            try:
+                self.origin = resolve_config(self.src, self.service, labels=labels)
+            except EngineModuleError:
+                self.origin = self.config
+        self.files = self.config.files
+        self.env_path = self.config.env_path
         self.read()
 
     # -------------------------------------------------------------- reading
@@ -290,7 +588,8 @@ class ComposeSwitch:
         self.env_text = read_text(self.env_path)
         self.setting = locate_tag(self.texts, self.service, self.env_path, self.env_text, dict(os.environ))
 
-    def project(self) -> ComposeProject:
+    def project(self, config: ProjectConfig | None = None) -> ComposeProject:
+        config = config or self.config
         environ = {}
         s = self.setting
         if s.location == "env" and s.image is not None:
@@ -305,25 +604,21 @@ class ComposeSwitch:
                 environ["DOCKER_TLS_VERIFY"] = "1"
             if self.p["docker_ca_path"]:
                 environ["DOCKER_CERT_PATH"] = os.path.dirname(self.p["docker_ca_path"])
-        env_file = self.env_path if self.p["env_file"] else None
-        return ComposeProject(self.module, self.cli, self.src, self.files, project_name=self.p["project_name"],
-                              env_file=env_file, environ=environ)
+        return ComposeProject(self.module, self.cli, config.working_dir, config.files, project_name=config.project,
+                              env_file=config.env_path if config.env_explicit else None, environ=environ,
+                              profiles=config.profiles)
+
+    def find(self):
+        """The service's container object (a running one first; one-off C(run) containers are ignored)."""
+        return find_service_container(self.client, self.src, self.service, self.config.project_name)
 
     def container(self) -> dict | None:
-        """The service's container, a running one first (one-off C(run) containers are ignored)."""
-        found = []
-        for cid in self.project().container_ids(self.service):
-            try:
-                c = self.client.containers.get(cid)
-            except NotFound:
-                continue
-            if (c.labels or {}).get("com.docker.compose.oneoff") == "True":
-                continue
-            found.append({"id": c.id, "name": c.name, "status": c.status, "running": c.status == "running",
-                          "image": (c.attrs.get("Config") or {}).get("Image"), "image_id": c.attrs.get("Image"),
-                          "project": (c.labels or {}).get("com.docker.compose.project")})
-        found.sort(key=lambda c: not c["running"])
-        return found[0] if found else None
+        c = self.find()
+        if c is None:
+            return None
+        return {"id": c.id, "name": c.name, "status": c.status, "running": c.status == "running",
+                "image": (c.attrs.get("Config") or {}).get("Image"), "image_id": c.attrs.get("Image"),
+                "project": (c.labels or {}).get(PROJECT_LABEL), "brain": brain_of(c, self.data_dir)}
 
     def image_id(self, ref: str) -> str | None:
         try:
@@ -334,24 +629,62 @@ class ComposeSwitch:
     # -------------------------------------------------------------- states
     def present(self, rolled_back: bool = False) -> bool:
         record_ = service_record(load_state(self.state_path), self.service)
-        self.previous = record_.get("previous_image")
+        self.previous, self.previous_id = record_.get("previous_image"), record_.get("previous_image_id")
+        exact_id = None
         if rolled_back and not (self.p["version"] or self.p["image"]):
             if not self.previous:
                 raise OptionsError(
                     f"No previous image of '{self.service}' is recorded in {self.state_path}: nothing to roll back "
                     "to. Give the version (or image) to go back to."
                 )
-            target = self.previous
+            target, exact_id = self.previous, self.previous_id
         else:
             target = target_ref(self.setting, self.p["version"], self.p["image"], self.p["allow_repository_change"])
-        return self.switch(target, "rolled_back" if rolled_back else "present")
+            if rolled_back and same_image(target, self.previous):
+                exact_id = self.previous_id
+        return self.switch(target, "rolled_back" if rolled_back else "present", exact_id)
 
-    def switch(self, target: str, action: str) -> bool:
+    def resolve_target(self, target: str, exact_id: str | None) -> tuple[str | None, bool]:
+        """(image id to run, whether ``target`` must be tagged on it again): the recorded id wins over a moved tag."""
+        current = self.image_id(target)
+        if not exact_id or current == exact_id:
+            return current, False
+        if self.image_id(exact_id) is not None:
+            now = f"points at {current[:19]}" if current else "is gone from this host"
+            self.module.warn(
+                f"{target} {now}, not at the image recorded before the switch ({exact_id[:19]}): going back to the "
+                f"recorded image, tagged {target} again."
+            )
+            return exact_id, True
+        if current:
+            self.module.warn(
+                f"The image recorded before the switch ({exact_id[:19]}) is gone from this host; going back to "
+                f"{target} as it is now ({current[:19]}), which may be another build."
+            )
+        return current, False
+
+    def check_planned_brain(self, before: dict | None) -> None:
+        """Refuse, before anything stops, a switch whose project would mount another storage at the data dir."""
+        if before is None:
+            return
+        planned = planned_brain(self.project().config() or {}, self.service, self.config.project_name,
+                                self.config.working_dir, self.data_dir)
+        if planned is not None and not same_brain(before, planned):
+            raise ComposeError(
+                f"Refusing to switch service '{self.service}': the project as it would be run "
+                f"({', '.join(self.config.files)}, project {self.config.project_name}) mounts {planned['key']} at "
+                f"{self.data_dir}, but the Engine runs on {before['key']}; it would come back on another brain. "
+                "Nothing was stopped. Name the files the Engine was created from (compose_file, project_name, "
+                "env_file).",
+                brain={"running": before["key"], "planned": planned["key"]},
+            )
+
+    def switch(self, target: str, action: str, exact_id: str | None = None) -> bool:
         c = self.container()
-        target_id = self.image_id(target)
-        on_target = _same(self.setting.image, target)
+        target_id, retag = self.resolve_target(target, exact_id)
+        on_target = same_image(self.setting.image, target)
         if c and c["running"]:
-            runs_target = c["image_id"] == target_id if target_id else _same(c["image"], target)
+            runs_target = c["image_id"] == target_id if target_id else same_image(c["image"], target)
         else:
             runs_target = False
         self.image = target
@@ -367,66 +700,125 @@ class ComposeSwitch:
             verify_edit(self.texts, edit, self.service, env_path=self.env_path, environ=dict(os.environ),
                         env_text=self.env_text, expected=target)
             self.diff = dict(before_header=edit.path, after_header=edit.path, before=edit.before, after=edit.after)
+        before_brain = c["brain"] if c else None
+        self.check_planned_brain(before_brain)
         old = (c["image"] if c else None) or self.setting.image
-        self.actions = (["drain"] if c and c["running"] else []) + (["edit"] if edit else []) + ["up"]
-        recorded_previous, self.previous = self.previous, old
+        old_id = c["image_id"] if c else None
+        self.actions = ((["drain"] if c and c["running"] else []) + (["retag"] if retag else [])
+                        + (["edit"] if edit else []) + ["up"])
+        recorded = (self.previous, self.previous_id)
+        self.previous, self.previous_id = old, old_id
         if self.module.check_mode:
             return True
         # Record the attempt before anything stops: a rollback after a crash of this run still knows where to go.
         rolled_back = action == "rolled_back"
         self.attempt = dict(
-            base=load_state(self.state_path), old=old, target=target, where=self.setting.as_dict(),
-            previous=recorded_previous if rolled_back else old,
+            base=load_state(self.state_path), old=old, old_id=old_id, target=target, target_id=target_id,
+            where=self.setting.as_dict(), previous=recorded if rolled_back else (old, old_id), edit=edit,
+            written=False, brain=before_brain,
             history={"action": action, "from": old, "to": target, "at": now_iso(), "result": "in progress"},
         )
-        self.remember(image=target, previous_image=target if rolled_back else old,
-                      rolled_back_from=old if rolled_back else None)
-        if "drain" in self.actions:
-            started = time.monotonic()
-            try:
-                self.project().stop(self.service, self.p["stop_timeout"])
-            except ComposeError:
-                self.remember(image=old, previous_image=self.attempt["previous"], result="drain failed, no change")
-                raise
-            self.timings["drain_seconds"] = round(time.monotonic() - started, 3)
-        started = time.monotonic()
-        if edit:
-            write_atomic(edit.path, edit.new_text)
-        self.read()
-        rc, out, err = self.project().up(self.service, self.p["pull"], check=False)
-        if rc != 0:
-            self.restore(edit, err or out)
-        self.timings["switch_seconds"] = round(time.monotonic() - started, 3)
-        self.remember(image=target, previous_image=target if rolled_back else old,
-                      rolled_back_from=old if rolled_back else None, result="ok")
+        after = (target, target_id)
+        self.remember(after, after if rolled_back else (old, old_id), rolled_back_from=old if rolled_back else None)
+        self.carry_out(c, edit, retag, target, target_id)
+        self.remember(after, after if rolled_back else (old, old_id), rolled_back_from=old if rolled_back else None,
+                      result="ok")
         return True
 
-    def remember(self, image: str, previous_image: str | None, rolled_back_from: str | None = None,
+    def carry_out(self, c: dict | None, edit, retag: bool, target: str, target_id: str | None) -> None:
+        """Drain, re-tag, edit, up, check the brain; any failure brings back what was serving, then raises."""
+        stage = "drain"
+        try:
+            if c and c["running"]:
+                started = time.monotonic()
+                self.project().stop(self.service, self.p["stop_timeout"])
+                self.timings["drain_seconds"] = round(time.monotonic() - started, 3)
+            started = time.monotonic()
+            stage = "switch"
+            if retag:
+                parsed = ImageRef.parse(target)
+                self.client.api.tag(target_id, parsed.repository, parsed.tag, force=True)
+            if edit:
+                write_atomic(edit.path, edit.new_text)
+                self.attempt["written"] = True
+            self.read()
+            rc, out, err = self.project().up(self.service, self.p["pull"], check=False)
+            if rc != 0:
+                raise ComposeError(f"'up' said: {(err or out).strip()[-800:]}")
+            self.timings["switch_seconds"] = round(time.monotonic() - started, 3)
+        except SWITCH_ERRORS as exc:
+            self.restore(stage, explain(exc))
+        before, now = self.attempt["brain"], (self.container() or {}).get("brain")
+        if before is not None and not same_brain(before, now):
+            self.restore("brain", f"the new container mounts {now['key'] if now else 'nothing'} at {self.data_dir}, "
+                                  f"not {before['key']} as before")
+
+    def remember(self, image: tuple, previous: tuple, rolled_back_from: str | None = None,
                  result: str | None = None) -> None:
         """Write the state file: the attempt's base state plus this outcome (one history entry per attempt)."""
         a = self.attempt
         history = dict(a["history"], result=result or a["history"]["result"])
-        self.save(record(a["base"], self.service, image=image, previous_image=previous_image,
-                         tag_location=self.setting.as_dict(), history=history, rolled_back_from=rolled_back_from))
+        self.save(record(a["base"], self.service, image=image[0], image_id=image[1], previous_image=previous[0],
+                         previous_image_id=previous[1], tag_location=self.setting.as_dict(), history=history,
+                         rolled_back_from=rolled_back_from, project=self.config.as_dict()))
 
-    def restore(self, edit, output: str) -> None:
-        """``up`` failed: put the previous setting back, start the service again, then fail clearly."""
-        if edit and edit.old_text is None:
-            os.unlink(edit.path)
-        elif edit:
-            write_atomic(edit.path, edit.old_text)
+    def revive(self) -> str:
+        """Start the service's container again as it is (after a failed drain): what was done, for the message."""
+        container = self.find()
+        if container is None:
+            return "but found no container of it to start"
+        try:
+            container.reload()
+            if container.status == "paused":
+                container.unpause()
+            elif container.status != "running":
+                container.start()
+        except DOCKER_ERRORS as exc:
+            return f"but starting it again failed too: {explain(exc)}"
+        return "and started it again"
+
+    def restore(self, stage: str, cause: str) -> None:
+        """A switch failed after the service stopped: bring back what was serving, then fail clearly. Raises.
+
+        A failed drain starts the old container as it is; a later failure puts the previous setting back and runs
+        ``up`` with what the old container was created from; a brain that would still be another is not served.
+        """
+        a = self.attempt
+        edit = a["edit"]
+        if stage == "drain":
+            again = self.revive()
+            self.remember((a["old"], a["old_id"]), a["previous"], result="drain failed, no change")
+            raise ComposeError(
+                f"Draining service '{self.service}' before its switch to {a['target']} failed: {cause} -- nothing "
+                f"was changed, {again}.",
+                changed=True,
+            )
+        if edit and a["written"]:
+            if edit.old_text is None:
+                os.unlink(edit.path)
+            else:
+                write_atomic(edit.path, edit.old_text)
+        self.files = self.origin.files
+        self.env_path = self.origin.env_path
         self.read()
-        rc, out, err = self.project().up(self.service, "missing", check=False)
-        if rc == 0:
-            again = "and started it again"
-        else:
+        rc, out, err = self.project(self.origin).up(self.service, "missing", check=False)
+        again = "and started it again"
+        if rc != 0:
             again = f"but starting it again failed too: {(err or out).strip()[-500:]}"
-        now = self.setting.image or self.attempt["old"]
-        self.remember(image=now, previous_image=now, rolled_back_from=self.attempt["target"],
-                      result="up failed, previous setting restored")
+        now = self.setting.image or a["old"]
+        brain = (self.container() or {}).get("brain")
+        wrong = rc == 0 and a["brain"] is not None and not same_brain(a["brain"], brain)
+        if wrong:
+            self.project(self.origin).stop(self.service, self.p["stop_timeout"])
+            again = (f"but it came back on {brain['key'] if brain else 'no brain'} again, not on {a['brain']['key']}: "
+                     "it was STOPPED so that it does not serve another brain. Fix the project's files, then start it")
+        self.remember((now, a["old_id"]), (now, a["old_id"]), rolled_back_from=a["target"],
+                      result="brain changed, previous setting restored" if stage == "brain"
+                      else "up failed, previous setting restored")
+        what = "came back on another brain" if stage == "brain" else "failed"
         raise ComposeError(
-            f"Switching service '{self.service}' to {self.attempt['target']} failed, 'up' said: "
-            f"{output.strip()[-800:]} -- put '{self.setting.raw}' back in {self.attempt['where']['path']} {again}.",
+            f"Switching service '{self.service}' to {a['target']} {what}: {cause} -- put '{self.setting.raw}' back "
+            f"in {a['where']['path']} {again}.",
             changed=True,
         )
 
@@ -450,7 +842,10 @@ class ComposeSwitch:
         self.diff = {"before": f"status: {c['status'] if c else 'absent'}\n", "after": "status: running\n"}
         if not self.module.check_mode:
             started = time.monotonic()
-            if c:
+            if c and c["status"] == "paused":
+                self.actions = ["unpause"]
+                self.find().unpause()
+            elif c:
                 self.project().start(self.service)
             else:
                 self.project().up(self.service, self.p["pull"])
@@ -464,21 +859,25 @@ class ComposeSwitch:
     # -------------------------------------------------------------- result
     def run(self) -> dict:
         state = self.p["state"]
-        self.image, self.previous = self.setting.image, None
+        self.image = self.setting.image
         if state in ("present", "rolled_back"):
             changed = self.present(rolled_back=state == "rolled_back")
         else:
             changed = getattr(self, state)()
-            self.previous = service_record(load_state(self.state_path), self.service).get("previous_image")
+            entry = service_record(load_state(self.state_path), self.service)
+            self.previous, self.previous_id = entry.get("previous_image"), entry.get("previous_image_id")
         c = self.container()
+        project = self.config.as_dict()
         compose = {
             "project_src": self.src, "service": self.service, "compose_command": self.cli.argv,
             "compose_version": self.cli.generation, "compose_release": ".".join(map(str, self.cli.version_tuple)),
-            "compose_files": self.files, "tag_location": self.setting.as_dict(), "image": self.image,
-            "version": split_image_ref(self.image)[1] if self.image else None,
-            "previous_image": self.previous,
-            "previous_version": split_image_ref(self.previous)[1] if self.previous else None,
-            "container": {k: v for k, v in c.items() if k != "running"} if c else None,
+            "compose_files": self.files, "project": project["project"], "env_file": project["env_file"],
+            "profiles": project["profiles"], "config_sources": project["sources"],
+            "tag_location": self.setting.as_dict(), "image": self.image, "version": image_tag(self.image),
+            "previous_image": self.previous, "previous_image_id": self.previous_id,
+            "previous_version": image_tag(self.previous),
+            "container": {k: v for k, v in c.items() if k not in ("running", "brain")} if c else None,
+            "brain": (c or {}).get("brain"),
             "actions": self.actions, "timings": self.timings, "state_file": self.state_path,
         }
         result = {"changed": changed, "compose": compose}

@@ -12,16 +12,25 @@ from __future__ import annotations
 import json
 import os
 
+from ansible_collections.september.engine.plugins.module_utils._compose import (
+    ProjectConfig,
+    compose_project_argument_spec,
+    env_project_name,
+    find_service_container,
+    resolve_config,
+)
 from ansible_collections.september.engine.plugins.module_utils._docker import NotFound, image_version
 from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_url_from_container
-from ansible_collections.september.engine.plugins.module_utils._errors import NotFoundError, OptionsError
+from ansible_collections.september.engine.plugins.module_utils._errors import (
+    EngineModuleError,
+    NotFoundError,
+    OptionsError,
+)
 from ansible_collections.september.engine.plugins.module_utils._identity import identity_from_facts
+from ansible_collections.september.engine.plugins.module_utils._image_ref import ImageRef
 
 PREVIOUS_IMAGE_LABEL = "io.september.engine.previous-image"
-COMPOSE_WORKDIR_LABEL = "com.docker.compose.project.working_dir"
-COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
-COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
-COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
+PREVIOUS_IMAGE_ID_LABEL = "io.september.engine.previous-image-id"
 COMPOSE_STATE_FILE = ".september-engine.json"
 
 
@@ -36,6 +45,7 @@ def engine_argument_spec() -> dict:
         data_dir=dict(type="str", default="/data"),
         previous_suffix=dict(type="str", default="--previous"),
         failed_suffix=dict(type="str", default="--failed"),
+        **compose_project_argument_spec(),
     )
 
 
@@ -49,11 +59,8 @@ def split_repository(ref: str | None) -> tuple[str | None, str | None]:
     """('registry/repo', 'tag') of an image reference; a digest or no tag gives (repo, None)."""
     if not ref:
         return None, None
-    name = ref.split("@", 1)[0]
-    repo, sep, tag = name.rpartition(":")
-    if sep and "/" not in tag:
-        return repo, tag
-    return name, None
+    parsed = ImageRef.parse(ref)
+    return parsed.repository, parsed.tag
 
 
 def _image_facts(client, image_id: str | None, ref: str | None) -> dict:
@@ -108,26 +115,6 @@ def _get(client, name: str):
         return None
 
 
-def _compose_container(client, compose_dir: str, service: str):
-    """The service's container in the project that works in `compose_dir` (v1 and v2 set these labels)."""
-    wanted = os.path.realpath(compose_dir)
-    found = []
-    # ignore_removed: another project's container listed a moment ago may be gone before it is inspected.
-    labelled = client.containers.list(
-        all=True, filters={"label": f"{COMPOSE_SERVICE_LABEL}={service}"}, ignore_removed=True
-    )
-    for container in labelled:
-        labels = container.labels or {}
-        if labels.get(COMPOSE_ONEOFF_LABEL, "False") == "True":
-            continue
-        workdir = labels.get(COMPOSE_WORKDIR_LABEL)
-        if workdir and os.path.realpath(workdir) == wanted:
-            found.append(container)
-    # Prefer a running one when a project has stale containers of the service.
-    found.sort(key=lambda c: (not (c.attrs.get("State") or {}).get("Running"), c.name))
-    return found[0] if found else None
-
-
 def _read_compose_state(compose_dir: str, service: str) -> dict:
     path = os.path.join(compose_dir, COMPOSE_STATE_FILE)
     try:
@@ -136,6 +123,66 @@ def _read_compose_state(compose_dir: str, service: str) -> dict:
     except (OSError, ValueError):
         return {}
     return dict(((data.get("services") or {}).get(service)) or {})
+
+
+def _previous(client, container, previous, data_dir: str) -> dict | None:
+    """What a rollback of a per-user container goes back to: the kept container, else the recorded image."""
+    if previous is not None:
+        prev = _container_facts(client, previous, data_dir)
+        return dict(container=prev["container"], image=prev["image"], image_id=prev["image_id"],
+                    version=prev["version"], status=prev["status"])
+    labels = (container.labels or {}) if container is not None else {}
+    if labels.get(PREVIOUS_IMAGE_LABEL):
+        ref, image_id = labels[PREVIOUS_IMAGE_LABEL], labels.get(PREVIOUS_IMAGE_ID_LABEL) or None
+        facts = _image_facts(client, image_id, ref)
+        return dict(container=None, image=ref, image_id=image_id, version=facts["version"], status=None)
+    return None
+
+
+def _compose_engine(client, params: dict, data_dir: str, engine: dict) -> None:
+    compose_dir = params.get("compose_dir")
+    service = params.get("compose_service") or "engine"
+    if not compose_dir or not os.path.isdir(compose_dir):
+        raise NotFoundError(
+            f"The Compose project folder '{compose_dir}' does not exist: check engine_compose_dir in the inventory."
+        )
+    hint = params.get("project_name") or env_project_name(compose_dir, params.get("env_file"))
+    container = find_service_container(client, compose_dir, service, hint)
+    if container is not None:
+        engine.update(_container_facts(client, container, data_dir))
+    labels = (container.labels or {}) if container is not None else None
+    config: ProjectConfig | None = None
+    problem = None
+    try:
+        config = resolve_config(compose_dir, service, files=params.get("compose_file"),
+                                project_name=params.get("project_name"), env_file=params.get("env_file"),
+                                labels=labels)
+    except EngineModuleError as exc:
+        if params.get("compose_file") or params.get("env_file"):
+            raise
+        problem = exc.msg
+    record = _read_compose_state(compose_dir, service)
+    # After a rollback the record's "previous" is the bad release: nothing to go back to then.
+    if record.get("previous_image") and not record.get("rolled_back_from"):
+        image_id = record.get("previous_image_id") or None
+        facts = _image_facts(client, image_id, record["previous_image"])
+        engine["previous"] = dict(container=None, image=record["previous_image"], image_id=image_id,
+                                  version=facts["version"], status=None)
+    project = config.as_dict() if config is not None else {}
+    engine["compose"] = dict(
+        dir=os.path.realpath(compose_dir),
+        service=service,
+        project=project.get("project") or ((labels or {}).get("com.docker.compose.project")),
+        files=project.get("files"),
+        env_file=project.get("env_file"),
+        profiles=project.get("profiles") or [],
+        config_sources=project.get("sources"),
+        problem=problem,
+        recorded_image=record.get("image"),
+        rolled_back_from=record.get("rolled_back_from"),
+        # The last switch engine_compose recorded; result "in progress" means it never ended (the run died).
+        last_switch=(record.get("history") or [None])[-1],
+    )
 
 
 def resolve_engine(client, params: dict) -> dict:
@@ -159,40 +206,10 @@ def resolve_engine(client, params: dict) -> dict:
             engine.update(_container_facts(client, container, data_dir))
         else:
             engine["container"] = name
-        if previous is not None:
-            prev = _container_facts(client, previous, data_dir)
-            engine["previous"] = dict(container=prev["container"], image=prev["image"], version=prev["version"],
-                                      status=prev["status"])
-        elif container is not None and (container.labels or {}).get(PREVIOUS_IMAGE_LABEL):
-            ref = container.labels[PREVIOUS_IMAGE_LABEL]
-            facts = _image_facts(client, None, ref)
-            engine["previous"] = dict(container=None, image=ref, version=facts["version"], status=None)
+        engine["previous"] = _previous(client, container, previous, data_dir)
         engine["failed_container"] = failed.name if failed is not None else None
     else:
-        compose_dir = params.get("compose_dir")
-        service = params.get("compose_service") or "engine"
-        if not compose_dir or not os.path.isdir(compose_dir):
-            raise NotFoundError(
-                f"The Compose project folder '{compose_dir}' does not exist: check engine_compose_dir in the inventory."
-            )
-        container = _compose_container(client, compose_dir, service)
-        if container is not None:
-            engine.update(_container_facts(client, container, data_dir))
-        record = _read_compose_state(compose_dir, service)
-        # After a rollback the record's "previous" is the bad release: nothing to go back to then.
-        if record.get("previous_image") and not record.get("rolled_back_from"):
-            facts = _image_facts(client, None, record["previous_image"])
-            engine["previous"] = dict(container=None, image=record["previous_image"], version=facts["version"],
-                                      status=None)
-        engine["compose"] = dict(
-            dir=os.path.realpath(compose_dir),
-            service=service,
-            project=(container.labels or {}).get(COMPOSE_PROJECT_LABEL) if container is not None else None,
-            recorded_image=record.get("image"),
-            rolled_back_from=record.get("rolled_back_from"),
-            # The last switch engine_compose recorded; result "in progress" means it never ended (the run died).
-            last_switch=(record.get("history") or [None])[-1],
-        )
+        _compose_engine(client, params, data_dir, engine)
     if params.get("url"):
         engine["url"] = params["url"].rstrip("/")
     return engine

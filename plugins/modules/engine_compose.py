@@ -23,56 +23,34 @@ description:
     the previous setting is put back and the service started again before the module fails.
   - The image in place before a switch is recorded in O(state_file), so that O(state=rolled_back) knows where to
     go back to, also after a failed or interrupted run.
+  - The project is run as the service's running container was created, read from its C(com.docker.compose.*)
+    labels, with the same compose files (an override that mounts the brain is never dropped), project name and env
+    file; the
+    inventory can name them (O(compose_file), O(project_name), O(env_file)), and C(COMPOSE_FILE) /
+    C(COMPOSE_PROJECT_NAME) of the env file count, as for Compose. A service with C(profiles) gets them passed.
+  - The brain is checked around the switch. Before anything stops, what C(config) says the project mounts at
+    O(data_dir) must be the storage the Engine runs on (Compose v2, or v1 with PyYAML); after C(up), the new
+    container must mount the same volume or host folder there as the old one. Otherwise the previous setting is put
+    back and the service started again from what it was created with, and the module fails.
+  - The exact image (reference B(and) id) in place before a switch is recorded in O(state_file). O(state=rolled_back)
+    goes back to that image id even when its tag was moved (or removed) since, tagging it again.
+  - The Engine is never left stopped by this module; a failed drain starts the old container again before failing.
   - Compose v2 (C(docker compose)) and v1 (C(docker-compose) 1.29) both work; O(compose_command=auto) detects
     which one this host has. Runs on the Docker host.
 author:
   - September Engine maintainers (@september-engine)
 options:
-  project_src:
-    description: The Compose project directory (holds the compose file and C(.env)).
-    type: path
-    required: true
-  service:
-    description: The Engine's service in the project.
-    type: str
-    default: engine
-  compose_file:
-    description:
-      - The project's compose files, relative to O(project_src) or absolute; later files override earlier ones, as
-        with C(-f). The image setting is changed in the last file that sets it for O(service).
-      - Default, as Compose itself does, the first of C(compose.yaml), C(compose.yml), C(docker-compose.yml),
-        C(docker-compose.yaml) in O(project_src), plus its override file (C(docker-compose.override.yml)...) when
-        there is one.
-    type: list
-    elements: path
-  env_file:
-    description:
-      - The env file that Compose interpolates the compose file with. Default C(.env) in O(project_src)
-        (then it is not passed to Compose, which reads it itself).
-      - A tag variable is always taken from this file, also when the environment of the module sets it (Compose
-        would otherwise let the environment win and the edit would have no effect).
-    type: path
-  project_name:
-    description:
-      - Compose project name (C(-p)).
-      - Default what Compose chooses (C(COMPOSE_PROJECT_NAME), else the directory name).
-    type: str
-  compose_command:
-    description:
-      - Which Compose to run. V(auto) uses C(docker compose) (v2) when C(docker compose version) works, else
-        C(docker-compose) (v1 or a standalone v2).
-    type: str
-    choices: [auto, docker compose, docker-compose]
-    default: auto
   state:
     description:
       - V(present) makes the service run O(version) (or O(image)) where the project sets it.
-      - V(rolled_back) goes back to the previous image recorded in O(state_file), or to O(version)/O(image) when given.
+      - V(rolled_back) goes back to the previous image recorded in O(state_file) (its recorded id), or to
+        O(version)/O(image) when given.
         The record is the image in place before the B(last) switch attempt, whichever run made it (a switch that
         failed and was undone records the image it went back to). A playbook that can fail before its own switch
         should pass the version it found before, so that a rollback never goes further back than that.
-      - V(stopped) drains the service (C(stop --timeout O(stop_timeout))); V(started) starts it again (C(start), or
-        C(up -d --no-deps) when it has no container).
+      - V(stopped) drains the service (C(stop --timeout O(stop_timeout))); V(started) starts it again (C(start), an
+        unpause, or C(up -d --no-deps) when it has no container).
+      - V(present) and V(rolled_back) start a stopped service that is on the right image already.
     type: str
     choices: [present, rolled_back, stopped, started]
     default: present
@@ -104,17 +82,22 @@ options:
     default: never
   state_file:
     description:
-      - JSON record of the current and previous image of the service, where the tag lives, when it was switched,
-        and a history (written 0600). Default C(.september-engine.json) in O(project_src).
+      - JSON record of the current and previous image of the service (references and ids), where the tag lives, how
+        the project was run, when it was switched, and a history (written 0600). Default C(.september-engine.json)
+        in O(project_src).
     type: path
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._engine.COMPOSE
+  - september.engine._engine.COMPOSE_PROJECT
   - september.engine._docker
+  - september.engine._lock
 attributes:
   check_mode:
     support: full
     details:
-      - Predicts the edit, the drain and the restart and runs only read-only Compose commands (C(version), C(ps)).
+      - Predicts the edit, the drain and the restart, and refuses a switch to another brain, running only read-only
+        Compose commands (C(version), C(config)).
   diff_mode:
     support: full
     details:
@@ -150,8 +133,22 @@ EXAMPLES = r"""
     project_src: /srv/engine
     env_file: /srv/engine/engine.env
     compose_command: docker-compose
-    image: registry.example.com/september-engine:2.4.0
+    image: registry.example.com:5000/september-engine:2.4.0
   register: engine_switch_v1
+
+- name: Switch a project made of a base file and an override that mounts the brain, keeping the lock alive
+  september.engine.engine_compose:
+    project_src: /srv/engine
+    compose_file: [docker-compose.yml, docker-compose.brain.yml]
+    project_name: engine
+    version: 2.4.0
+    lock:
+      key: "{{ engine_found.engine.identity.key }}"
+      engine: "{{ inventory_hostname }}"
+      run_id: "{{ engine_run_id }}"
+      owner: "awx job {{ tower_job_id | default('manual') }}"
+      ttl: 1800
+  register: engine_switch_override
 
 - name: Drain the Engine for maintenance
   september.engine.engine_compose:
@@ -197,7 +194,36 @@ compose:
       type: list
       elements: str
       returned: always
-      sample: [/srv/engine/docker-compose.yml]
+      sample: [/srv/engine/docker-compose.yml, /srv/engine/docker-compose.override.yml]
+    project:
+      description: The Compose project name.
+      type: str
+      returned: always
+      sample: engine
+    env_file:
+      description: The env file Compose reads (null when there is none).
+      type: str
+      returned: always
+      sample: /srv/engine/.env
+    profiles:
+      description: The service's profiles, passed to every Compose command.
+      type: list
+      elements: str
+      returned: always
+      sample: []
+    config_sources:
+      description:
+        - Where the files, project name and env file came from, each V(option), V(container) (the running
+          container's labels), V(env_file) or V(default).
+      type: dict
+      returned: always
+      sample: {"files": "container", "project": "container", "env_file": "default"}
+    brain:
+      description: The identity of what the container mounts at O(data_dir) (C(key), C(slug), ...), null without.
+      type: dict
+      returned: always
+      sample: {"key": "volume:engine_engine_data", "slug": "engine_engine_data", "volume": "engine_engine_data",
+               "brain_source": "/var/lib/docker/volumes/engine_engine_data/_data", "container": "engine-engine-1"}
     tag_location:
       description: Where the project sets the tag.
       type: dict
@@ -219,6 +245,11 @@ compose:
       type: str
       returned: always
       sample: engine:2.3.0
+    previous_image_id:
+      description: The id of RV(compose.previous_image) when it was recorded (what O(state=rolled_back) goes back to).
+      type: str
+      returned: always
+      sample: sha256:05f8a0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9
     previous_version:
       description: The tag of RV(compose.previous_image).
       type: str
@@ -230,7 +261,9 @@ compose:
       returned: always
       sample: {"id": "4f1c0e...", "name": "engine-engine-1", "status": "running", "image": "engine:2.3.1"}
     actions:
-      description: What was done (or would be, in check mode), in order, from V(drain), V(edit), V(up), V(start).
+      description:
+        - What was done (or would be, in check mode), in order, from V(drain), V(retag), V(edit), V(up), V(start),
+          V(unpause).
       type: list
       elements: str
       returned: always
@@ -256,6 +289,7 @@ from ansible_collections.september.engine.plugins.module_utils._docker import (
     docker_client,
 )
 from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
 
 
 def main() -> None:
@@ -270,6 +304,7 @@ def main() -> None:
         state_file=dict(type="path"),
     )
     argument_spec.update(docker_argument_spec())
+    argument_spec.update(lock_argument_spec())
     module = AnsibleModule(
         argument_spec=argument_spec,
         mutually_exclusive=[("version", "image")],
@@ -278,7 +313,8 @@ def main() -> None:
     )
     check_docker_sdk(module)
     try:
-        result = ComposeSwitch(module, docker_client(module.params)).run()
+        with lock_keeper(module.params["lock"], module.check_mode, module.warn):
+            result = ComposeSwitch(module, docker_client(module.params)).run()
     except EngineModuleError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     module.exit_json(**result)

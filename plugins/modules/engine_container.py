@@ -25,17 +25,22 @@ description:
     creator set. What the OLD image contributed is not copied, so that the new image's defaults apply (its
     C(ENGINE_VERSION) variable, its C(org.opencontainers.image.version) label, its command...). Anonymous volumes are
     carried over by name.
-  - The new container records the image it replaced in the labels C(io.september.engine.previous-image) and
-    C(io.september.engine.previous-image-id).
-  - When the new container cannot be created or started, the half-made one is removed and the old container is put
-    back under its name, with its restart policy, and started again; then the module fails. A missing O(image) fails
-    before anything is stopped.
+  - The new container records the exact image it replaced, reference and id, in the labels
+    C(io.september.engine.previous-image) and C(io.september.engine.previous-image-id).
+  - When the drain fails (a Docker error on C(stop), for example on a paused container) or the new container cannot
+    be created or started, the half-made one is removed and the old container is put back under its name, with its
+    restart policy, and started again; then the module fails. A missing O(image) fails before anything is stopped.
+    The module never leaves the Engine stopped, and with O(start=true) a stopped (or paused) container already on
+    the right image is started (unpaused) by O(state=present) and O(state=rolled_back) too.
   - 'O(state=rolled_back): the current (bad) container is drained, gets restart policy C(no) and is kept as
     C(<name><failed_suffix>) (replacing an older one); C(<name><previous_suffix>) gets its name back, its restart
-    policy back, and is started. Without a previous container (finalized already), the container is recreated on
-    O(image) as for O(state=present), keeping the bad one as C(<name><failed_suffix>).'
+    policy back, and is started; when a step fails, what was serving is put back and started again. Without a
+    previous container (finalized already), the container is recreated on the image recorded before the switch
+    (its labels), or O(image), as for O(state=present), keeping the bad one as C(<name><failed_suffix>). When the
+    recorded reference now points at another image id (the tag was moved) or is gone, the recorded id is used and
+    tagged with the reference again; a reference is never made up from the version label of an image.'
   - 'O(state=finalized): removes C(<name><previous_suffix>) (never a volume). O(state=stopped) drains the container,
-    O(state=started) starts it.'
+    O(state=started) starts (or unpauses) it.'
   - Make sure O(image) is present first with M(september.engine.engine_image); this module never pulls.
 author:
   - September Engine maintainers (@september-engine)
@@ -50,7 +55,7 @@ options:
       - Full reference of the image to run, for example C(engine:2.3.1) or
         C(registry.example.com/september-engine:2.3.1).
       - Required with O(state=present). With O(state=rolled_back), used only when there is no previous container, as
-        the image to go back to.
+        the image to go back to (default the one the container's labels recorded before the switch).
       - The container runs O(image) already when its image id is that of the local O(image) (or, when O(image) is not
         present locally, when it was created from that same reference).
     type: str

@@ -17,43 +17,17 @@ description:
     carries no version).
   - The roles of this collection run it first on every Engine. It changes nothing.
   - A Compose service's container is found by the labels Compose v1 and v2 both set (working directory and service),
-    so the project name does not matter.
+    so the project name does not matter, unless several projects run the service from one folder (then
+    O(project_name) says which). How the project is run (files, project name, env file, profiles) is read from
+    the same labels, the options and the env file, as M(september.engine.engine_compose) does, and returned in
+    RV(engine.compose).
 author:
   - September Engine maintainers (@september-engine)
-options:
-  deployment:
-    description: The hosting model of the Engine.
-    type: str
-    choices: [container, compose]
-    required: true
-  container_name:
-    description: The Engine's container (O(deployment=container)).
-    type: str
-  compose_dir:
-    description: Folder of the Engine's Compose project (O(deployment=compose)).
-    type: path
-  compose_service:
-    description: The Engine's service in the Compose project.
-    type: str
-    default: engine
-  url:
-    description: The Engine's base URL when it is not the container's published port C(8000) on the loopback address.
-    type: str
-  data_dir:
-    description: Where the Engine mounts its data inside the container.
-    type: str
-    default: /data
-  previous_suffix:
-    description: Suffix of the container kept by M(september.engine.engine_container) until a switch is verified.
-    type: str
-    default: "--previous"
-  failed_suffix:
-    description: Suffix of the container kept by M(september.engine.engine_container) after a rollback.
-    type: str
-    default: "--failed"
 extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._attributes.READ_ONLY
+  - september.engine._engine
+  - september.engine._engine.COMPOSE_PROJECT
   - september.engine._docker
 seealso:
   - module: september.engine.engine_health
@@ -73,6 +47,14 @@ EXAMPLES = r"""
     deployment: compose
     compose_dir: /srv/engine
   register: info
+
+- name: Find the Engine of a Compose project made of two files, with its own project name
+  september.engine.engine_info:
+    deployment: compose
+    compose_dir: /srv/engine
+    compose_file: [docker-compose.yml, docker-compose.brain.yml]
+    project_name: engine
+  register: info_override
 
 - name: Say what runs
   ansible.builtin.debug:
@@ -139,7 +121,7 @@ engine:
       sample: engine-data-u042
     identity:
       description:
-        - Who the Engine is, whatever the inventory calls it: the storage of its brain. C(key) is
+        - Who the Engine is, whatever the inventory calls it, that is the storage of its brain. C(key) is
           C(volume:<name>) for a named volume at O(data_dir), C(bind:<host path>) for a bind mount,
           C(container:<name>) when nothing is mounted there; C(slug) is a file-name-safe form of it.
         - Locks, snapshots and restores are keyed by it, so that no Engine takes another Engine's lock or brain.
@@ -148,10 +130,14 @@ engine:
                "brain_source": "/var/lib/docker/volumes/engine-data-u042/_data", "container": "engine-u042"}
     previous:
       description:
-        - What a rollback goes back to, when a switch recorded it (the kept previous container, its label, or the
+        - What a rollback goes back to, when a switch recorded it (the kept previous container, its labels, or the
           Compose state file), else null.
+        - C(image) and C(image_id) are the exact reference and image id in place before the switch; a rollback goes
+          back to them (never to a reference made from C(version), which is the image's version label).
       type: dict
-      sample: {"container": "engine-u042--previous", "image": "engine:2.3.0", "version": "2.3.0", "status": "exited"}
+      sample: {"container": "engine-u042--previous", "image": "engine:2.3.0",
+               "image_id": "sha256:05f8a0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9",
+               "version": "2.3.0", "status": "exited"}
     failed_container:
       description: Container kept after a rollback, for diagnostics, if any.
       type: str
@@ -159,11 +145,18 @@ engine:
     compose:
       description:
         - The Compose project (O(deployment=compose) only).
+        - C(files), C(project), C(env_file) and C(profiles) are how Compose runs the service (the options, else the
+          running container's labels, else the env file's C(COMPOSE_FILE) / C(COMPOSE_PROJECT_NAME), else Compose's
+          defaults); C(config_sources) says which for each. C(problem) says why they could not be found (then
+          C(files) is null).
         - C(last_switch) is the last switch M(september.engine.engine_compose) recorded (C(action), C(from), C(to),
           C(at), C(result)), null when none; C(result=in progress) means the run that made it died before it ended.
       type: dict
-      sample: {"dir": "/srv/engine", "service": "engine", "project": "engine", "recorded_image": "engine:2.4.0",
-               "rolled_back_from": null,
+      sample: {"dir": "/srv/engine", "service": "engine", "project": "engine",
+               "files": ["/srv/engine/docker-compose.yml", "/srv/engine/docker-compose.override.yml"],
+               "env_file": "/srv/engine/.env", "profiles": [],
+               "config_sources": {"files": "container", "project": "container", "env_file": "default"},
+               "problem": null, "recorded_image": "engine:2.4.0", "rolled_back_from": null,
                "last_switch": {"action": "present", "from": "engine:2.3.0", "to": "engine:2.4.0",
                                "at": "2026-05-04T02:00:00Z", "result": "ok"}}
 """

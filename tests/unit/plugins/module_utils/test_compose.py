@@ -158,3 +158,145 @@ def test_state_record(tmp_path):
     path.write_text("[]")
     with pytest.raises(ComposeFileError, match="does not look like"):
         _compose.load_state(str(path))
+
+
+# --------------------------------------------------------------------------- which project, from what
+
+
+class Ctr:
+    def __init__(self, name, labels, running=True, mounts=None):
+        self.name, self.id = name, name * 4
+        self.labels = labels
+        self.attrs = {"State": {"Running": running}, "Mounts": mounts or []}
+
+
+class Client:
+    def __init__(self, containers):
+        self.containers = self
+        self.all = containers
+        self.filters = []
+
+    def list(self, filters=None, **_kwargs):
+        self.filters.append(filters)
+        wanted = dict(item.split("=", 1) for item in filters["label"])
+        return [c for c in self.all if all(c.labels.get(k) == v for k, v in wanted.items())]
+
+
+def labels(project, workdir, files=None, env_file=None, service="engine", oneoff="False"):
+    out = {_compose.PROJECT_LABEL: project, _compose.SERVICE_LABEL: service, _compose.WORKDIR_LABEL: str(workdir),
+           _compose.ONEOFF_LABEL: oneoff}
+    if files:
+        out[_compose.CONFIG_FILES_LABEL] = files
+    if env_file:
+        out[_compose.ENV_FILE_LABEL] = env_file
+    return out
+
+
+@pytest.fixture
+def proj(tmp_path):
+    src = tmp_path / "My Engine"
+    src.mkdir()
+    (src / "docker-compose.yml").write_text("services:\n  engine:\n    image: engine:2.3.0\n")
+    (src / "brain.yml").write_text("services:\n  engine:\n    profiles: [engine, 'ops']\n    volumes: [/b:/data]\n")
+    (src / "docker-compose.override.yml").write_text("services:\n  engine:\n    restart: always\n")
+    return src
+
+
+def test_resolve_config_defaults_env_file_labels_and_options(proj):
+    warned = []
+    config = _compose.resolve_config(str(proj), "engine")
+    assert config.files == [str(proj / "docker-compose.yml"), str(proj / "docker-compose.override.yml")]
+    assert (config.project, config.project_name, config.env_explicit) == (None, "myengine", False)
+    assert config.sources == {"files": "default", "project": "default", "env_file": "default"}
+    assert config.as_dict()["env_file"] is None  # no .env
+    (proj / ".env").write_text("COMPOSE_FILE=docker-compose.yml;brain.yml\nCOMPOSE_PATH_SEPARATOR=;\n"
+                               "COMPOSE_PROJECT_NAME=eng\n")
+    config = _compose.resolve_config(str(proj), "engine")
+    assert config.files == [str(proj / "docker-compose.yml"), str(proj / "brain.yml")]
+    assert (config.project, config.profiles) == ("eng", ["engine", "ops"])
+    assert config.sources == {"files": "env_file", "project": "env_file", "env_file": "default"}
+    # v1 writes the names Compose found itself, relative to the working dir; the labels beat the env file
+    from_labels = labels("eng1", proj, files="docker-compose.yml,docker-compose.override.yml",
+                         env_file=str(proj / ".env"))
+    config = _compose.resolve_config(str(proj), "engine", labels=from_labels, warn=warned.append)
+    assert config.files[-1] == str(proj / "docker-compose.override.yml") and config.project == "eng1"
+    assert config.env_explicit and config.sources == {"files": "container", "project": "container",
+                                                      "env_file": "container"}
+    assert "COMPOSE_FILE" in warned[-1]
+    # the inventory's options beat both, with a warning when they differ from the container's
+    config = _compose.resolve_config(str(proj), "engine", files=["brain.yml"], project_name="x",
+                                     env_file="other.env", labels=from_labels, warn=warned.append)
+    assert (config.files, config.project, config.env_path) == ([str(proj / "brain.yml")], "x", str(proj / "other.env"))
+    assert "compose_file names" in warned[-1]
+    with pytest.raises(_compose.NotFoundError, match="gone.yml does not exist"):
+        _compose.resolve_config(str(proj), "engine", labels=labels("e", proj, files=str(proj / "gone.yml")))
+
+
+def test_find_service_container(proj, tmp_path):
+    other = tmp_path / "other"
+    v1 = Ctr("myengine_engine_1", labels("myengine", proj), running=False)
+    v2 = Ctr("myengine-engine-1", labels("myengine", proj))
+    oneoff = Ctr("myengine_engine_run_1", labels("myengine", proj, oneoff="True"))
+    elsewhere = Ctr("other-engine-1", labels("other", other))
+    worker = Ctr("myengine-worker-1", labels("myengine", proj, service="worker"))
+    client = Client([v1, oneoff, elsewhere, worker, v2])
+    assert _compose.find_service_container(client, str(proj), "engine") is v2  # running first
+    assert _compose.find_service_container(client, str(other), "engine") is elsewhere
+    assert _compose.find_service_container(client, str(tmp_path / "none"), "engine") is None
+    # a named project is found even when its folder moved
+    assert _compose.find_service_container(client, str(tmp_path / "moved"), "engine", "other") is elsewhere
+    second = Ctr("b-engine-1", labels("b", proj))
+    client.all.append(second)
+    assert _compose.find_service_container(client, str(proj), "engine") is v2  # the folder's own name wins
+    client.all[:] = [second, Ctr("c-engine-1", labels("c", proj))]
+    with pytest.raises(ComposeError, match="several Compose projects"):
+        _compose.find_service_container(client, str(proj), "engine")
+    assert _compose.find_service_container(client, str(proj), "engine", "c").name == "c-engine-1"
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        # v2 JSON: a named volume gets its name in the top-level volumes
+        ({"services": {"engine": {"volumes": [{"type": "volume", "source": "engine_data", "target": "/data"}]}},
+          "volumes": {"engine_data": {"name": "eng_engine_data"}}}, "volume:eng_engine_data"),
+        # v1 YAML: short syntax, the project prefix added
+        ({"services": {"engine": {"volumes": ["engine_data:/data:rw"]}}, "volumes": {"engine_data": {}}},
+         "volume:eng_engine_data"),
+        ({"services": {"engine": {"volumes": ["brain:/data"]}}, "volumes": {"brain": {"external": True}}},
+         "volume:brain"),
+        ({"services": {"engine": {"volumes": ["./brain:/data/"]}}}, "bind:/srv/eng/brain"),
+        ({"services": {"engine": {"volumes": [{"type": "bind", "source": "/b", "target": "/data"}]}}}, "bind:/b"),
+        ({"services": {"engine": {"volumes": ["logs:/logs"]}}}, None),
+        ({"services": {"other": {}}}, None),
+        ({"services": {"engine": {"volumes": [{"type": "tmpfs", "target": "/data"}]}}}, None),
+    ],
+)
+def test_planned_brain(config, expected):
+    planned = _compose.planned_brain(config, "engine", "eng", "/srv/eng")
+    assert (planned or {}).get("key") == expected
+
+
+def test_brain_of_and_same_brain(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    ctr = Ctr("e-engine-1", {}, mounts=[{"Type": "bind", "Source": str(tmp_path / "link"), "Destination": "/data/"}])
+    brain = _compose.brain_of(ctr)
+    assert brain["key"] == f"bind:{tmp_path / 'link'}"
+    assert _compose.same_brain(brain, {"key": f"bind:{real}"})
+    assert not _compose.same_brain(brain, {"key": "volume:x"}) and not _compose.same_brain(brain, None)
+    assert _compose.brain_of(Ctr("x", {})) is None and _compose.same_brain(None, None)
+
+
+def test_profiles_and_config_on_the_command_line():
+    module, proj_ = project(V2_OUT, project_name="eng")
+    proj_.profiles = ["engine"]
+    module.answers[tuple(proj_.argv("config", "--format", "json"))] = (0, '{"services": {}}', "")
+    assert proj_.config() == {"services": {}}
+    assert module.calls[-1][0][-5:] == ["--profile", "engine", "config", "--format", "json"]
+    module, proj_ = project(V1_OUT)
+    module.answers[tuple(proj_.argv("config"))] = (0, "services:\n  engine: {}\n", "")
+    assert proj_.config() == {"services": {"engine": {}}}
+    module.answers[tuple(proj_.argv("config"))] = (1, "", "ERROR: no such file")
+    assert proj_.config() is None

@@ -87,3 +87,58 @@ def test_compose_last_switch_comes_from_the_state_file(tmp_path, history, expect
     (tmp_path / ".september-engine.json").write_text(json.dumps({"services": {"engine": record}}))
     engine = _engine.resolve_engine(_Client({}), {"deployment": "compose", "compose_dir": str(tmp_path)})
     assert engine["compose"]["last_switch"] == expected
+
+
+class _Ctr:
+    def __init__(self, name, labels, image="engine:2.3.1", image_id="sha256:231"):
+        self.name, self.id, self.labels = name, name * 3, labels
+        self.attrs = {"Image": image_id, "Config": {"Image": image, "Labels": labels},
+                      "State": {"Status": "running", "Running": True},
+                      "Mounts": [{"Type": "volume", "Name": "e_engine_data", "Destination": "/data"}],
+                      "HostConfig": {}, "NetworkSettings": {}}
+
+
+class _FilteringContainers(_Containers):
+    def list(self, filters=None, **_kwargs):
+        wanted = dict(item.split("=", 1) for item in (filters or {}).get("label", []))
+        return [c for c in self._containers.values() if all(c.labels.get(k) == v for k, v in wanted.items())]
+
+
+def test_compose_project_comes_from_the_labels_and_the_options(tmp_path):
+    (tmp_path / "docker-compose.yml").write_text("services:\n  engine:\n    image: engine:2.3.1\n")
+    (tmp_path / "brain.yml").write_text("services:\n  engine:\n    profiles: [engine]\n")
+    ctr = _Ctr("e-engine-1", {"com.docker.compose.project": "e", "com.docker.compose.service": "engine",
+                              "com.docker.compose.project.working_dir": str(tmp_path),
+                              "com.docker.compose.project.config_files": "docker-compose.yml,brain.yml"})
+    client = _Client({})
+    client.containers = _FilteringContainers({ctr.name: ctr})
+    record = {"image": "engine:2.3.1", "previous_image": "engine:2.3.0", "previous_image_id": "sha256:230"}
+    (tmp_path / ".september-engine.json").write_text(json.dumps({"services": {"engine": record}}))
+    engine = _engine.resolve_engine(client, {"deployment": "compose", "compose_dir": str(tmp_path)})
+    compose = engine["compose"]
+    assert compose["files"] == [str(tmp_path / "docker-compose.yml"), str(tmp_path / "brain.yml")]
+    assert (compose["project"], compose["profiles"], compose["problem"]) == ("e", ["engine"], None)
+    assert compose["config_sources"]["files"] == "container"
+    assert engine["identity"]["key"] == "volume:e_engine_data"
+    assert engine["previous"]["image"] == "engine:2.3.0" and engine["previous"]["image_id"] == "sha256:230"
+    named = _engine.resolve_engine(client, {"deployment": "compose", "compose_dir": str(tmp_path),
+                                            "compose_file": ["docker-compose.yml"], "project_name": "e"})
+    assert named["compose"]["files"] == [str(tmp_path / "docker-compose.yml")]
+    assert named["compose"]["config_sources"]["files"] == "option"
+    with pytest.raises(NotFoundError, match="nope.yml does not exist"):
+        _engine.resolve_engine(client, {"deployment": "compose", "compose_dir": str(tmp_path),
+                                        "compose_file": ["nope.yml"]})
+
+
+def test_compose_project_that_cannot_be_read_is_a_problem_not_a_failure(tmp_path):
+    engine = _engine.resolve_engine(_Client({}), {"deployment": "compose", "compose_dir": str(tmp_path)})
+    assert engine["compose"]["files"] is None and "No compose file" in engine["compose"]["problem"]
+
+
+def test_container_previous_carries_the_recorded_image_id():
+    ctr = _Ctr("engine-u1", {"io.september.engine.previous-image": "engine:2.3.0",
+                             "io.september.engine.previous-image-id": "sha256:230"})
+    engine = _engine.resolve_engine(_Client({"engine-u1": ctr}),
+                                    {"deployment": "container", "container_name": "engine-u1"})
+    assert engine["previous"] == {"container": None, "image": "engine:2.3.0", "image_id": "sha256:230",
+                                  "version": "2.3.0", "status": None}

@@ -2,110 +2,254 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The engine_compose module as a whole, against a scripted Compose and a fake Docker client."""
+"""The engine_compose module as a whole, against a scripted Compose and a fake Docker client.
+
+The fake Compose reads the project like Compose does (the ``-f`` files merged, the env file interpolated, the
+service's ``profiles``), labels its container as v1 and v2 do, and mounts what the files say at /data, so that
+the tests can tell which files a command was run with. The real thing (v1 and v2) runs in tests/system.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import stat
+import uuid
 
 import pytest
+import yaml
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from docker.errors import ImageNotFound, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 
+from ansible_collections.september.engine.plugins.module_utils import _compose
 from ansible_collections.september.engine.plugins.module_utils import _compose_file as cf
 from ansible_collections.september.engine.plugins.modules import engine_compose
 from engine_testkit.module_runner import ExitJson, FailJson
 
 KEY = "ENGINE_API_KEY=never-show-this-key"
-IMAGES = {"engine:2.3.0": "sha256:230", "engine:2.3.1": "sha256:231"}
+BASE = "# the Engine\nservices:\n  engine:\n    image: engine:2.3.0  # pinned\n    env_file: .env\n" \
+       "    volumes:\n      - engine_data:/data\nvolumes:\n  engine_data:\n"
 
 
 class FakeContainer:
-    def __init__(self, world):
+    def __init__(self, world, cid):
         self.world = world
-        self.id = "c" * 64
-        self.name = "proj_engine_1"
-        self.labels = {"com.docker.compose.project": "proj", "com.docker.compose.service": "engine"}
+        self.id = cid
+
+    @property
+    def rec(self):
+        return self.world.containers[self.id]
+
+    @property
+    def name(self):
+        return self.rec["name"]
 
     @property
     def status(self):
-        return self.world.status
+        return self.rec["status"]
+
+    @property
+    def labels(self):
+        return dict(self.rec["labels"])
 
     @property
     def attrs(self):
-        return {"Config": {"Image": self.world.image}, "Image": IMAGES.get(self.world.image, "sha256:other")}
+        return {"Config": {"Image": self.rec["image"], "Labels": self.labels}, "Image": self.rec["image_id"],
+                "Mounts": [dict(m) for m in self.rec["mounts"]], "State": {"Running": self.status == "running"}}
+
+    def reload(self):
+        pass
+
+    def start(self):
+        self.world.sdk_calls.append("start")
+        self.rec["status"] = "running"
+
+    def unpause(self):
+        self.world.sdk_calls.append("unpause")
+        self.rec["status"] = "running"
 
 
 class FakeClient:
     def __init__(self, world):
         self.world = world
         self.containers = self
-        self.images = self
+        self.images = FakeImages(world)
+        self.api = self
+
+    def get(self, cid):
+        if cid not in self.world.containers:
+            raise NotFound(cid)
+        return FakeContainer(self.world, cid)
+
+    def list(self, filters=None, **_kwargs):
+        wanted = dict(item.split("=", 1) for item in (filters or {}).get("label", []))
+        return [FakeContainer(self.world, cid) for cid, rec in self.world.containers.items()
+                if all(rec["labels"].get(k) == v for k, v in wanted.items())]
+
+    def tag(self, image, repository, tag=None, force=False):
+        self.world.sdk_calls.append(("tag", image, f"{repository}:{tag}", force))
+        self.world.images[f"{repository}:{tag}"] = image
+
+
+class FakeImages:
+    def __init__(self, world):
+        self.world = world
 
     def get(self, ref):
-        if ref == "c" * 64:
-            if self.world.image is None:
-                raise NotFound("gone")
-            return FakeContainer(self.world)
-        if ref in IMAGES:
-            return type("Image", (), {"id": IMAGES[ref]})()
+        if ref in self.world.images:
+            return type("Image", (), {"id": self.world.images[ref]})()
+        if ref in self.world.images.values() or ref in self.world.untagged:
+            return type("Image", (), {"id": ref})()
         raise ImageNotFound(ref)
 
 
+def parse_argv(argv):
+    """(global options, sub-command and its arguments) of a Compose command line."""
+    opts = {"files": [], "profiles": [], "project": None, "env_file": None, "dir": None}
+    i = argv.index("--project-directory") if "--project-directory" in argv else len(argv)
+    rest = argv[i:]
+    while rest and rest[0] in ("--project-directory", "-f", "-p", "--env-file", "--profile"):
+        flag, value, rest = rest[0], rest[1], rest[2:]
+        if flag == "-f":
+            opts["files"].append(value)
+        elif flag == "--profile":
+            opts["profiles"].append(value)
+        else:
+            opts[{"-p": "project", "--env-file": "env_file", "--project-directory": "dir"}[flag]] = value
+    return opts, rest
+
+
 class World:
-    """A Compose v1 or v2 that keeps one container, and re-reads the project on ``up`` like Compose does."""
+    """A Compose v1 or v2 that keeps the service's container, and reads the project on ``up`` like Compose does."""
 
     def __init__(self, project, generation="v1"):
         self.project = project
         self.generation = generation
-        self.image = "engine:2.3.0"
-        self.status = "running"
-        self.calls = []
+        self.containers: dict = {}
+        self.images = {"engine:2.3.0": "sha256:230", "engine:2.3.1": "sha256:231"}
+        self.untagged = {"sha256:230", "sha256:231"}  # images stay (by id) when their tag moves
+        self.calls: list = []
+        self.sdk_calls: list = []
         self.fail_next_up = 0
+        self.fail_stop = None  # (message, whether the container is stopped all the same)
 
+    # ------------------------------------------------------------------ the project as Compose reads it
+    def merged(self, opts):
+        files = opts["files"] or [str(self.project / "docker-compose.yml")]
+        service, volumes = {}, {}
+        for path in files:
+            doc = yaml.safe_load(open(path, encoding="utf-8")) or {}
+            svc = (doc.get("services") or {}).get("engine") or {}
+            mounts = {v.split(":")[1]: v for v in service.get("volumes", [])}
+            mounts.update({v.split(":")[1]: v for v in svc.get("volumes", [])})
+            service.update(svc)
+            service["volumes"] = list(mounts.values())
+            volumes.update(doc.get("volumes") or {})
+        env_path = opts["env_file"] or str(self.project / ".env")
+        env_text = open(env_path, encoding="utf-8").read() if os.path.exists(env_path) else None
+        texts = [(p, open(p, encoding="utf-8").read()) for p in files]
+        service["image"] = cf.locate_tag(texts, "engine", env_path, env_text, {}).image
+        return files, service, volumes
+
+    def name(self, opts):
+        return opts["project"] or os.path.basename(str(self.project))
+
+    def mounts(self, opts, service):
+        out = []
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith("/"):
+                out.append({"Type": "bind", "Source": source, "Destination": target})
+            else:
+                name = f"{self.name(opts)}_{source}"
+                out.append({"Type": "volume", "Name": name, "Source": f"/var/lib/docker/volumes/{name}/_data",
+                            "Destination": target})
+        return out
+
+    def ids(self, opts):
+        return [cid for cid, rec in self.containers.items() if rec["labels"]["com.docker.compose.project"]
+                == self.name(opts)]
+
+    def skipped(self, opts):
+        """A profile'd service that no --profile enables: Compose skips it (the defect the profiles fix)."""
+        _files, service, _volumes = self.merged(opts)
+        return bool(service.get("profiles")) and not set(service["profiles"]) & set(opts["profiles"])
+
+    # ------------------------------------------------------------------ commands
     def run_command(self, argv, cwd=None, environ_update=None, **_kwargs):
         argv = list(argv)
         if argv[-1] == "version":
             if self.generation == "v2" and argv[:2] == ["/usr/bin/docker", "compose"]:
-                return 0, "Docker Compose version v2.24.6\n", ""
+                return 0, "Docker Compose version v2.26.1\n", ""
             if self.generation == "v1" and argv[0] == "/usr/bin/docker-compose":
                 return 0, "docker-compose version 1.29.2, build unknown\n", ""
             return 1, "", "not here"
-        sub = argv[argv.index(str(self.project)) + 1 :]
-        while sub and sub[0] in ("-f", "-p", "--env-file"):
-            sub = sub[2:]
-        self.calls.append((sub, dict(environ_update or {})))
-        if sub[0] == "ps":
-            return 0, ("c" * 64 + "\n") if self.image else "", ""
-        if sub[0] == "stop":
-            self.status = "exited"
-        elif sub[0] == "up":
-            if self.fail_next_up:
-                self.fail_next_up -= 1
-                return 1, "", "ERROR: pull access denied for engine, repository does not exist"
-            files = [(str(self.project / "docker-compose.yml"), (self.project / "docker-compose.yml").read_text())]
-            env = self.project / ".env"
-            setting = cf.locate_tag(files, "engine", str(env), env.read_text() if env.exists() else None,
-                                    environ_update or {})
-            self.image, self.status = setting.image, "running"
-        elif sub[0] == "start":
-            self.status = "running"
+        opts, sub = parse_argv(argv)
+        self.calls.append((sub, opts, dict(environ_update or {})))
+        handler = getattr(self, "do_" + sub[0])
+        return handler(opts, sub)
+
+    def do_ps(self, opts, _sub):
+        return 0, "" if self.skipped(opts) else "".join(cid + "\n" for cid in self.ids(opts)), ""
+
+    def do_stop(self, opts, _sub):
+        if self.skipped(opts):
+            return 0, "", ""
+        if self.fail_stop:
+            message, stops = self.fail_stop
+            for cid in self.ids(opts):
+                if stops:
+                    self.containers[cid]["status"] = "exited"
+            return 1, "", message
+        for cid in self.ids(opts):
+            self.containers[cid]["status"] = "exited"
+        return 0, "", ""
+
+    def do_start(self, opts, _sub):
+        for cid in self.ids(opts):
+            self.containers[cid]["status"] = "running"
+        return 0, "", ""
+
+    def do_config(self, opts, sub):
+        _files, service, volumes = self.merged(opts)
+        doc = {"services": {"engine": service}, "volumes": volumes}
+        return 0, json.dumps(doc) if "--format" in sub else yaml.safe_dump(doc), ""
+
+    def do_up(self, opts, _sub):
+        if self.fail_next_up:
+            self.fail_next_up -= 1
+            return 1, "", "ERROR: pull access denied for engine, repository does not exist"
+        files, service, _volumes = self.merged(opts)
+        image = service["image"]
+        if image not in self.images:
+            return 1, "", f"ERROR: No such image: {image}"
+        for cid in self.ids(opts):
+            del self.containers[cid]
+        labels = {"com.docker.compose.project": self.name(opts), "com.docker.compose.service": "engine",
+                  "com.docker.compose.oneoff": "False", "com.docker.compose.project.working_dir": opts["dir"],
+                  "com.docker.compose.project.config_files": ",".join(files)}
+        if opts["env_file"]:
+            labels["com.docker.compose.project.environment_file"] = opts["env_file"]
+        sep = "-" if self.generation == "v2" else "_"
+        self.containers[uuid.uuid4().hex * 2] = {
+            "name": f"{self.name(opts)}{sep}engine{sep}1", "status": "running", "image": image,
+            "image_id": self.images[image], "labels": labels, "mounts": self.mounts(opts, service)}
         return 0, "", ""
 
     def subcommands(self):
-        return [c[0][0] for c in self.calls if c[0][0] != "ps"]
+        return [c[0][0] for c in self.calls if c[0][0] not in ("ps", "config")]
+
+    def only(self):
+        (rec,) = self.containers.values()
+        return rec
 
 
 @pytest.fixture
 def world(tmp_path, monkeypatch):
     project = tmp_path / "proj"
     project.mkdir()
-    (project / "docker-compose.yml").write_text(
-        "# the Engine\nservices:\n  engine:\n    image: engine:2.3.0  # pinned\n    env_file: .env\n"
-    )
+    (project / "docker-compose.yml").write_text(BASE)
     env = project / ".env"
     env.write_text(KEY + "\n")
     os.chmod(env, 0o600)
@@ -118,7 +262,22 @@ def world(tmp_path, monkeypatch):
 
     monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
     monkeypatch.setattr(engine_compose, "docker_client", lambda params: FakeClient(w))
+    w.up = lambda *files, project=None, env_file=None: w.do_up(
+        {"files": [str(project_dir(w, f)) for f in files], "profiles": [], "project": project,
+         "env_file": env_file, "dir": str(w.project)}, ["up"])
+    w.up()  # the project as its owner brought it up (v1 labels: the files Compose found itself)
     return w
+
+
+def project_dir(w, name):
+    return w.project / name
+
+
+@pytest.fixture
+def warnings(monkeypatch):
+    seen = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: seen.append(msg))
+    return seen
 
 
 def run(args, expect=ExitJson):
@@ -134,9 +293,12 @@ def test_switch_in_file_then_idempotent(world):
     assert result["changed"] is True
     c = result["compose"]
     assert (c["image"], c["previous_image"], c["compose_version"]) == ("engine:2.3.1", "engine:2.3.0", "v1")
+    assert c["previous_image_id"] == "sha256:230"
     assert c["actions"] == ["drain", "edit", "up"] and c["tag_location"]["location"] == "file"
+    assert c["brain"]["key"] == "volume:proj_engine_data" and c["project"] == "proj"
+    assert c["config_sources"] == {"files": "container", "project": "container", "env_file": "default"}
     assert world.subcommands() == ["stop", "up"]
-    assert world.calls[1][0] == ["stop", "--timeout", "60", "engine"]
+    assert world.calls[-2][0] == ["stop", "--timeout", "60", "engine"]
     after = (world.project / "docker-compose.yml").read_text()
     assert after == before.replace("engine:2.3.0  # pinned", "engine:2.3.1  # pinned")
     assert result["diff"]["before"] == "    image: engine:2.3.0  # pinned\n"
@@ -145,6 +307,8 @@ def test_switch_in_file_then_idempotent(world):
     record = json.loads(state_file.read_text())["services"]["engine"]
     assert (record["image"], record["previous_image"], record["history"][-1]["result"]) == (
         "engine:2.3.1", "engine:2.3.0", "ok")
+    assert (record["image_id"], record["previous_image_id"]) == ("sha256:231", "sha256:230")
+    assert record["project"]["files"] == [str(world.project / "docker-compose.yml")]
     world.calls.clear()
     again = run({"project_src": src, "version": "2.3.1"})
     assert again["changed"] is False and again["compose"]["actions"] == []
@@ -159,11 +323,11 @@ def test_check_mode_changes_nothing(world):
     assert result["changed"] is True and result["compose"]["actions"] == ["drain", "edit", "up"]
     assert result["diff"]["after"] == "    image: engine:2.3.1  # pinned\n"
     assert {p: p.read_bytes() for p in world.project.iterdir()} == files
-    assert world.subcommands() == [] and world.image == "engine:2.3.0"
+    assert world.subcommands() == [] and world.only()["image"] == "engine:2.3.0"
 
 
 def test_tag_in_env_file(world):
-    (world.project / "docker-compose.yml").write_text("services:\n  engine:\n    image: engine:${ENGINE_TAG}\n")
+    (world.project / "docker-compose.yml").write_text(BASE.replace("engine:2.3.0  # pinned", "engine:${ENGINE_TAG}"))
     (world.project / ".env").write_text(f"{KEY}\nENGINE_TAG=2.3.0\n")
     result = run({"project_src": str(world.project), "version": "2.3.1", "_ansible_diff": True})
     assert result["compose"]["tag_location"]["location"] == "env"
@@ -171,24 +335,21 @@ def test_tag_in_env_file(world):
     assert stat.S_IMODE((world.project / ".env").stat().st_mode) == 0o600
     assert "never-show-this-key" not in json.dumps(result)
     up = next(c for c in world.calls if c[0][0] == "up")
-    assert up[1]["ENGINE_TAG"] == "2.3.1"  # the env file's value, whatever the environment says
-    assert world.image == "engine:2.3.1"
+    assert up[2]["ENGINE_TAG"] == "2.3.1"  # the env file's value, whatever the environment says
+    assert world.only()["image"] == "engine:2.3.1"
 
 
 def test_failed_up_puts_the_previous_tag_back(world):
     world.fail_next_up = 1
-    (world.project / "docker-compose.yml").write_text("services:\n  engine:\n    image: engine:2.3.0\n")
     before = (world.project / "docker-compose.yml").read_bytes()
-    IMAGES["engine:9.9.9"] = "sha256:999"
-    try:
-        result = run({"project_src": str(world.project), "version": "9.9.9"}, expect=FailJson)
-    finally:
-        del IMAGES["engine:9.9.9"]
+    world.images["engine:9.9.9"] = "sha256:999"
+    result = run({"project_src": str(world.project), "version": "9.9.9"}, expect=FailJson)
     assert "Switching service 'engine' to engine:9.9.9 failed" in result["msg"]
     assert "pull access denied" in result["msg"] and "started it again" in result["msg"]
     assert result["changed"] is True
     assert (world.project / "docker-compose.yml").read_bytes() == before
-    assert world.subcommands() == ["stop", "up", "up"] and world.image == "engine:2.3.0"
+    assert world.subcommands() == ["stop", "up", "up"] and world.only()["image"] == "engine:2.3.0"
+    assert world.only()["status"] == "running"
     record = json.loads((world.project / ".september-engine.json").read_text())["services"]["engine"]
     assert (record["image"], record["previous_image"], record["rolled_back_from"]) == (
         "engine:2.3.0", "engine:2.3.0", "engine:9.9.9")
@@ -209,19 +370,23 @@ def test_rolled_back(world):
     assert back["changed"] is True and back["compose"]["image"] == "engine:2.3.0"
     assert back["compose"]["previous_image"] == "engine:2.3.1"
     again = run({"project_src": src, "state": "rolled_back"})
-    assert again["changed"] is False and world.image == "engine:2.3.0"
+    assert again["changed"] is False and world.only()["image"] == "engine:2.3.0"
 
 
 def test_stopped_and_started(world):
     src = str(world.project)
     assert run({"project_src": src, "state": "stopped", "stop_timeout": 5})["changed"] is True
-    assert world.status == "exited"
+    assert world.only()["status"] == "exited"
     assert run({"project_src": src, "state": "stopped"})["changed"] is False
     assert run({"project_src": src, "state": "started", "_ansible_check_mode": True})["changed"] is True
-    assert world.status == "exited"
+    assert world.only()["status"] == "exited"
     assert run({"project_src": src, "state": "started"})["changed"] is True
     assert run({"project_src": src, "state": "started"})["changed"] is False
     assert world.subcommands() == ["stop", "start"]
+    world.only()["status"] = "paused"
+    result = run({"project_src": src, "state": "started"})
+    assert result["changed"] is True and result["compose"]["actions"] == ["unpause"]
+    assert world.sdk_calls == ["unpause"] and world.only()["status"] == "running"
 
 
 def test_v2_is_detected_and_never_pulls(world):
@@ -231,6 +396,8 @@ def test_v2_is_detected_and_never_pulls(world):
     assert result["compose"]["compose_version"] == "v2"
     up = next(c[0] for c in world.calls if c[0][0] == "up")
     assert up == ["up", "-d", "--no-deps", "--no-build", "--pull", "never", "engine"]
+    # v2 is asked for the project as JSON before anything stops (the brain check)
+    assert [c[0] for c in world.calls][:2] == [["config", "--format", "json"], ["stop", "--timeout", "60", "engine"]]
 
 
 def test_bad_options(world):
@@ -239,3 +406,187 @@ def test_bad_options(world):
     assert "allow_repository_change" in result["msg"]
     result = run({"project_src": str(world.project / "nope"), "version": "2.3.1"}, expect=FailJson)
     assert "is not a directory" in result["msg"]
+    result = run({"project_src": str(world.project), "version": "2.3.1", "compose_file": ["nope.yml"]},
+                 expect=FailJson)
+    assert "nope.yml does not exist" in result["msg"]
+
+
+# --------------------------------------------------------------------------- the files the container came from
+
+
+OVERRIDE = "services:\n  engine:\n    volumes:\n      - {brain}:/data\n"
+
+
+def with_override(world, tmp_path, name="docker-compose.brain.yml", tag_here=False):
+    brain = tmp_path / "brain"
+    brain.mkdir(exist_ok=True)
+    text = OVERRIDE.format(brain=brain)
+    if tag_here:
+        text = text.replace("    volumes:", "    image: engine:2.3.0\n    volumes:")
+    (world.project / name).write_text(text)
+    world.containers.clear()
+    world.up("docker-compose.yml", name, project="eng")
+    return brain
+
+
+@pytest.mark.parametrize("generation", ["v1", "v2"])
+def test_an_override_that_mounts_the_brain_is_kept(world, tmp_path, generation):
+    world.generation = generation
+    brain = with_override(world, tmp_path)
+    result = run({"project_src": str(world.project), "version": "2.3.1"})
+    c = result["compose"]
+    assert c["compose_files"] == [str(world.project / "docker-compose.yml"),
+                                  str(world.project / "docker-compose.brain.yml")]
+    assert c["project"] == "eng" and c["brain"]["key"] == f"bind:{brain}"
+    for sub, opts, _env in world.calls:
+        assert opts["files"] == c["compose_files"] and opts["project"] == "eng", sub
+    assert world.only()["mounts"][0]["Source"] == str(brain) and world.only()["image"] == "engine:2.3.1"
+    record = json.loads((world.project / ".september-engine.json").read_text())["services"]["engine"]
+    assert record["project"]["files"] == c["compose_files"]
+
+
+def test_the_tag_is_edited_in_the_override_that_sets_it(world, tmp_path):
+    with_override(world, tmp_path, tag_here=True)
+    base = (world.project / "docker-compose.yml").read_bytes()
+    result = run({"project_src": str(world.project), "version": "2.3.1"})
+    assert result["compose"]["tag_location"]["path"] == str(world.project / "docker-compose.brain.yml")
+    assert (world.project / "docker-compose.yml").read_bytes() == base
+    assert "image: engine:2.3.1" in (world.project / "docker-compose.brain.yml").read_text()
+    assert world.only()["image"] == "engine:2.3.1"
+
+
+def test_compose_file_in_the_env_file(world, tmp_path):
+    brain = tmp_path / "brain"
+    brain.mkdir()
+    (world.project / "brain.yml").write_text(OVERRIDE.format(brain=brain))
+    (world.project / ".env").write_text(f"{KEY}\nCOMPOSE_FILE=docker-compose.yml:brain.yml\nCOMPOSE_PROJECT_NAME=eng\n")
+    world.containers.clear()  # no container yet: the env file says how the project is run
+    result = run({"project_src": str(world.project), "version": "2.3.1"})
+    c = result["compose"]
+    assert c["config_sources"]["files"] == "env_file" and c["config_sources"]["project"] == "env_file"
+    assert c["compose_files"][-1] == str(world.project / "brain.yml") and c["project"] == "eng"
+    assert world.only()["mounts"][0]["Source"] == str(brain)
+    # from now on the container's labels say the same
+    again = run({"project_src": str(world.project), "version": "2.3.1"})
+    assert again["changed"] is False and again["compose"]["config_sources"]["files"] == "container"
+
+
+def test_inventory_files_that_drop_the_brain_are_refused_before_anything_stops(world, tmp_path, warnings):
+    world.generation = "v2"
+    brain = with_override(world, tmp_path)
+    running = world.only()
+    result = run({"project_src": str(world.project), "version": "2.3.1", "compose_file": ["docker-compose.yml"],
+                  "project_name": "eng"}, expect=FailJson)
+    assert "Refusing to switch service 'engine'" in result["msg"] and "Nothing was stopped" in result["msg"]
+    assert result["brain"] == {"running": f"bind:{brain}", "planned": "volume:eng_engine_data"}
+    assert world.subcommands() == [] and world.only() is running and running["status"] == "running"
+    assert any("compose_file names" in w for w in warnings)
+
+
+def test_a_switch_that_came_back_on_another_brain_is_undone(world, tmp_path, monkeypatch):
+    monkeypatch.setattr(_compose, "HAS_YAML", False)  # v1 without PyYAML: no check before, only after
+    brain = with_override(world, tmp_path)
+    result = run({"project_src": str(world.project), "version": "2.3.1", "compose_file": ["docker-compose.yml"],
+                  "project_name": "eng"}, expect=FailJson)
+    assert "came back on another brain" in result["msg"] and "volume:eng_engine_data" in result["msg"]
+    assert "started it again" in result["msg"]
+    c = world.only()
+    assert c["status"] == "running" and c["image"] == "engine:2.3.0"
+    assert c["mounts"][0]["Source"] == str(brain)  # put back from the files it was created from
+    assert "engine:2.3.0" in (world.project / "docker-compose.yml").read_text()
+    record = json.loads((world.project / ".september-engine.json").read_text())["services"]["engine"]
+    assert record["history"][-1]["result"] == "brain changed, previous setting restored"
+
+
+def test_a_put_back_that_still_mounts_another_brain_is_stopped(world, tmp_path, monkeypatch):
+    monkeypatch.setattr(_compose, "HAS_YAML", False)
+    with_override(world, tmp_path)
+    (world.project / "docker-compose.brain.yml").write_text("services:\n  engine:\n    restart: always\n")
+    result = run({"project_src": str(world.project), "version": "2.3.1"}, expect=FailJson)
+    assert "STOPPED so that it does not serve another brain" in result["msg"]
+    assert world.only()["status"] == "exited"
+
+
+@pytest.mark.parametrize("generation", ["v1", "v2"])
+def test_profiles_are_passed_so_no_command_skips_the_service(world, generation):
+    world.generation = generation
+    (world.project / "docker-compose.yml").write_text(BASE.replace("    env_file: .env\n",
+                                                                   "    env_file: .env\n    profiles: [engine]\n"))
+    result = run({"project_src": str(world.project), "version": "2.3.1"})
+    assert result["compose"]["profiles"] == ["engine"] and result["compose"]["actions"] == ["drain", "edit", "up"]
+    assert all(opts["profiles"] == ["engine"] for _sub, opts, _env in world.calls)
+    assert world.only()["image"] == "engine:2.3.1"
+    assert run({"project_src": str(world.project), "state": "stopped"})["changed"] is True
+    assert world.only()["status"] == "exited"
+
+
+def test_two_projects_in_one_folder_must_be_named(world):
+    world.up(project="other")
+    result = run({"project_src": str(world.project), "version": "2.3.1"})  # "proj", the folder's own name, wins
+    assert result["compose"]["project"] == "proj"
+    world.up(project="third")
+    for cid, rec in list(world.containers.items()):
+        if rec["labels"]["com.docker.compose.project"] == "proj":
+            del world.containers[cid]
+    result = run({"project_src": str(world.project), "version": "2.3.1"}, expect=FailJson)
+    assert "several Compose projects" in result["msg"] and "project_name" in result["msg"]
+    third = run({"project_src": str(world.project), "version": "2.3.0", "project_name": "third"})
+    assert third["changed"] is True and third["compose"]["project"] == "third"
+    assert third["compose"]["container"]["image"] == "engine:2.3.0"
+
+
+# --------------------------------------------------------------------------- the exact image, and never stopped
+
+
+def test_rolled_back_goes_to_the_recorded_id_after_the_tag_moved(world, warnings):
+    src = str(world.project)
+    run({"project_src": src, "version": "2.3.1"})
+    world.images["engine:2.3.0"] = "sha256:rebuilt"  # a CI re-pushed 2.3.0
+    back = run({"project_src": src, "state": "rolled_back"})
+    assert back["changed"] is True and back["compose"]["actions"] == ["drain", "retag", "edit", "up"]
+    assert ("tag", "sha256:230", "engine:2.3.0", True) in world.sdk_calls
+    assert world.only()["image_id"] == "sha256:230"
+    assert any("not at the image recorded before the switch" in w for w in warnings)
+    assert run({"project_src": src, "state": "rolled_back"})["changed"] is False
+
+
+def test_the_recorded_version_label_never_makes_a_reference(world):
+    """A v-prefixed version label (v2.3.0) on a 2.3.0 tag: the rollback goes to the recorded reference."""
+    src = str(world.project)
+    run({"project_src": src, "version": "2.3.1"})
+    back = run({"project_src": src, "state": "rolled_back"})
+    assert back["compose"]["image"] == "engine:2.3.0"
+    assert not any("v2.3.0" in " ".join(c[0]) for c in world.calls)
+
+
+@pytest.mark.parametrize("stops", [True, False])
+def test_a_failing_drain_starts_the_engine_again(world, stops):
+    world.fail_stop = ("Error response from daemon: container is not running", stops)
+    before = (world.project / "docker-compose.yml").read_bytes()
+    result = run({"project_src": str(world.project), "version": "2.3.1"}, expect=FailJson)
+    assert "Draining service 'engine'" in result["msg"] and "started it again" in result["msg"]
+    assert world.only()["status"] == "running" and world.only()["image"] == "engine:2.3.0"
+    assert (world.project / "docker-compose.yml").read_bytes() == before
+    assert world.sdk_calls == (["start"] if stops else [])
+    record = json.loads((world.project / ".september-engine.json").read_text())["services"]["engine"]
+    assert record["history"][-1]["result"] == "drain failed, no change" and record["image"] == "engine:2.3.0"
+
+
+def test_a_stopped_service_on_the_target_is_started(world):
+    world.only()["status"] = "exited"
+    result = run({"project_src": str(world.project), "version": "2.3.0"})
+    assert result["changed"] is True and result["compose"]["actions"] == ["up"]
+    assert world.only()["status"] == "running"
+
+
+def test_a_docker_error_while_re_tagging_is_undone(world, monkeypatch):
+    run({"project_src": str(world.project), "version": "2.3.1"})
+    world.images["engine:2.3.0"] = "sha256:rebuilt"
+
+    def refuse(*_args, **_kwargs):
+        raise APIError("tag", explanation="no space left on device")
+
+    monkeypatch.setattr(FakeClient, "tag", refuse)
+    result = run({"project_src": str(world.project), "state": "rolled_back"}, expect=FailJson)
+    assert "no space left on device" in result["msg"] and "started it again" in result["msg"]
+    assert world.only()["status"] == "running" and world.only()["image"] == "engine:2.3.1"
