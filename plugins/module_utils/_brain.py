@@ -9,6 +9,7 @@ Everything here reads; nothing here writes to a brain.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -16,15 +17,27 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from urllib.parse import quote
 
-from ansible_collections.september.engine.plugins.module_utils._docker import NotFound, get_container
+from ansible_collections.september.engine.plugins.module_utils._docker import (
+    DockerException,
+    NotFound,
+    get_container,
+    image_version,
+)
 from ansible_collections.september.engine.plugins.module_utils._errors import (
     BrainError,
     NotFoundError,
     OptionsError,
 )
+from ansible_collections.september.engine.plugins.module_utils._fileops import hand_to_owner_of, sha256_file
+from ansible_collections.september.engine.plugins.module_utils._identity import identity_from_mount
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 LOCATION_OPTIONS = ("container", "volume", "path")
+# Side files of a database beside it: a write-ahead log, or a rollback journal.
+SIDE_SUFFIXES = ("-wal", "-journal")
+# Header bytes that change without a change of content: journal mode (18-19), file change counter
+# (24-27), version-valid-for and the writing library's version (92-99).
+MUTABLE_HEADER_RANGES = ((18, 20), (24, 28), (92, 100))
 
 
 def brain_argument_spec() -> dict:
@@ -288,23 +301,6 @@ def _migration_sort_key(value: str) -> tuple:
     return (number is None, number or 0, value)
 
 
-def sha256_file(path: str, chunk: int = 1024 * 1024) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fsync_path(path: str) -> None:
-    """fsync a file or a directory (so that a rename into it is durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ReadonlyBrain:
     """``with ReadonlyBrain(path) as conn:`` a connect_readonly() connection, closed on exit.
 
@@ -337,3 +333,207 @@ class ReadonlyBrain:
                 os.chown(side, owner.st_uid, owner.st_gid)
             except OSError:
                 pass
+
+
+# ---------------------------------------------------------------- reading a brain that may be live
+
+
+def journal_mode_in_header(path: str) -> str | None:
+    """'wal' or 'delete' as the file header says (byte 18: 1 rollback journal, 2 WAL), None when unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return None
+    if len(header) < 20:
+        return None
+    return {1: "delete", 2: "wal"}.get(header[18])
+
+
+@contextlib.contextmanager
+def reading(path: str, predict_only: bool = False):
+    """A connection that only reads a brain (BrainError when unreadable), closed on exit; leaves no side files.
+
+    A WAL brain at rest (a stopped Engine's: no -wal, no -journal) is opened immutable in check mode
+    (`predict_only`: SQLite creates nothing at all), otherwise read-write with query_only set, so that SQLite,
+    as the last connection, removes the -wal and -shm it created when it closes (a read-only connection would
+    leave them behind, owned by us). A live brain is opened read-only; side files it creates are handed to the
+    brain's owner.
+    """
+    require_sqlite_file(path)
+    sides = [path + "-wal", path + "-shm"]
+    existed = [side for side in sides if os.path.exists(side)]
+    at_rest = journal_mode_in_header(path) == "wal" and not any(
+        os.path.exists(path + suffix) for suffix in SIDE_SUFFIXES
+    )
+    if at_rest and predict_only:
+        conn = connect_readonly(path, immutable=True)
+    elif at_rest:
+        conn = _connect_query_only(path)
+    else:
+        conn = connect_readonly(path)
+    try:
+        yield conn
+    finally:
+        conn.close()
+        hand_to_owner_of(path, [side for side in sides if side not in existed and os.path.exists(side)])
+
+
+def _connect_query_only(path: str) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, timeout=30, isolation_level=None)
+    except sqlite3.OperationalError:
+        return connect_readonly(path)  # e.g. a write-protected brain
+    try:
+        conn.execute("PRAGMA query_only=1")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise BrainError(f"Cannot read the SQLite database at {path}: {exc}. It may be corrupt.") from exc
+    return conn
+
+
+def content_sha256(path: str, chunk: int = 4 * 1024 * 1024) -> str:
+    """SHA-256 of a database file with the header bytes that change without a change of content zeroed.
+
+    Two files with the same content_sha256 hold the same database, whatever their journal mode.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        header = bytearray(handle.read(100))
+        for start, end in MUTABLE_HEADER_RANGES:
+            if len(header) >= end:
+                header[start:end] = bytes(end - start)
+        digest.update(bytes(header))
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def brain_migrations(conn: sqlite3.Connection, params: dict, warnings: list) -> list[str]:
+    """Applied migrations as configured; [] and a warning when the brain does not record them that way."""
+    try:
+        return applied_migrations(conn, params)
+    except BrainError as exc:
+        warnings.append(f"applied_migrations recorded as []: {exc.msg}")
+        return []
+
+
+def brain_state(path: str, params: dict) -> dict:
+    """The brain as a diff shows it: path, sha256 and applied migrations (None where unknown); reads only."""
+    if not os.path.isfile(path):
+        return dict(path=path, sha256=None, applied_migrations=None)
+    try:
+        with reading(path, predict_only=True) as conn:
+            applied = brain_migrations(conn, params, [])
+    except BrainError:
+        applied = None
+    return dict(path=path, sha256=sha256_file(path), applied_migrations=applied)
+
+
+# ---------------------------------------------------------------- the Engine behind a brain
+
+
+def _volume_at(client, folder: str) -> str | None:
+    """The Docker volume whose mountpoint is `folder`, None when there is none (or Docker cannot say)."""
+    if client is None:
+        return None
+    try:
+        volumes = client.volumes.list()
+    except (DockerException, AttributeError):
+        return None
+    real = os.path.realpath(folder)
+    for volume in volumes:
+        mountpoint = (volume.attrs or {}).get("Mountpoint")
+        if mountpoint and os.path.realpath(mountpoint) == real:
+            return volume.name
+    return None
+
+
+def brain_identity(client, location: BrainLocation, container: str | None = None) -> dict:
+    """The identity of the Engine whose brain this is (``_identity.identity_from_mount``): the storage of /data.
+
+    Located by container or volume: its /data mount. Located by path: the mount of a container (running or not)
+    whose mount source is the brain's folder, else the Docker volume whose mountpoint it is, else the folder as a
+    bind mount. So the key is the same whichever way the same brain is located, and what engine_info returns.
+    `container` names the Engine's container when the location does not (for the record).
+    """
+    if location.mount_type:
+        mount = dict(type=location.mount_type, name=location.volume, source=location.mount_source)
+        return identity_from_mount(mount, location.container or container)
+    folder = os.path.dirname(location.path)
+    try:
+        found = containers_using(client, location, include_stopped=True)
+    except DockerException:
+        found = []
+    for candidate in found:
+        for mount in candidate.attrs.get("Mounts") or []:
+            if mount.get("Source") == folder:
+                return identity_from_mount(mount, candidate.name)
+    volume = _volume_at(client, folder)
+    if volume:
+        return identity_from_mount(dict(type="volume", name=volume, source=folder), container)
+    return identity_from_mount(dict(type="bind", source=folder), container)
+
+
+def engine_behind(client, location: BrainLocation) -> dict | None:
+    """The Engine container behind a brain: its name, image and version; None when no container mounts it."""
+    if location.container:
+        name, image_ref, image_id = location.container, location.image, location.image_id
+    else:
+        try:
+            found = containers_using(client, location, include_stopped=True)
+        except DockerException:
+            found = []
+        if not found:
+            return None
+        attrs = found[0].attrs
+        name, image_ref, image_id = found[0].name, (attrs.get("Config") or {}).get("Image"), attrs.get("Image")
+    version = None
+    if client is not None and image_id:
+        try:
+            version = image_version(client.images.get(image_id))
+        except DockerException:
+            version = None
+    return dict(container=name, image=image_ref, image_id=image_id, version=version)
+
+
+def container_pids(client, container: str | None) -> set:
+    """Host PIDs of the processes of a running container (docker top); empty when it is not running."""
+    if client is None or not container:
+        return set()
+    try:
+        top = client.containers.get(container).top()
+    except DockerException:
+        return set()
+    titles = top.get("Titles") or []
+    if "PID" not in titles:
+        return set()
+    column = titles.index("PID")
+    return {int(row[column]) for row in top.get("Processes") or [] if str(row[column]).isdigit()}
+
+
+def holders(client, location: BrainLocation, engine_container: str | None = None,
+            engine_may_run: bool = False) -> list[str]:
+    """Why the brain cannot be replaced now ([] when nothing holds it), asked of Docker and /proc right now.
+
+    `engine_container` is the Engine's own container (default: the one the brain was located through). With
+    `engine_may_run`, that container running (and its processes holding the brain) is not a reason: the caller
+    stops it before the brain is replaced. Any other running container that mounts the brain's volume or folder
+    (a sidecar), and any other process that holds the brain or its -wal / -shm open, is.
+    """
+    own = engine_container or location.container
+    running = running_containers_using(client, location)
+    own_running = own in running if client is not None else bool(own and location.container_running)
+    reasons = []
+    if own and own_running and not engine_may_run:
+        reasons.append(f"container {own} is running")
+    others = [name for name in running if name != own]
+    if others:
+        reasons.append(f"running container(s) {', '.join(others)} mount its folder")
+    pids = set(processes_holding(location.path))
+    if engine_may_run and own_running:
+        pids -= container_pids(client, own)
+    if pids:
+        reasons.append(f"process(es) {', '.join(map(str, sorted(pids)))} hold it open")
+    return reasons

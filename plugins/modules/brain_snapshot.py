@@ -11,19 +11,23 @@ short_description: Take, prune, remove and restore consistent snapshots of an En
 version_added: 0.1.0
 description:
   - V(present) takes a consistent snapshot of the brain, even while the Engine keeps writing, with SQLite's online
-    backup API (never a plain copy of a live database), in one step, to a temporary file that is verified, fsynced,
-    and renamed into O(dest). A manifest beside it (C(<name>.json)) binds the data to the code that wrote it,
-    with its size, sha256, page size, journal mode, the applied migrations, the Engine's image and version,
-    O(reason) and C(retain_until). Free space is checked before copying; a failed snapshot leaves no partial file.
-  - O(name) makes it idempotent, an existing snapshot of that name that matches its checksum is not retaken.
-  - Retention (O(keep_last), O(keep_days)) runs after a successful snapshot, or alone with V(pruned). It never
-    prunes a snapshot whose C(retain_until) is in the future, nor touches files without a valid manifest.
+    backup API (one read transaction; never a plain copy of a live database) into a temporary file that is
+    verified, hashed and fsynced in one pass over the copy, and renamed into O(dest). A manifest beside it
+    (C(<name>.json)) records the Engine it belongs to (its identity, the storage of its brain), its O(kind), the
+    release, image and migrations it was taken on, its size and sha256, the SQLite library and the brain's journal
+    mode. Free space is checked before copying; a failed snapshot leaves no partial file.
+  - One O(dest) may hold the snapshots of several Engines. A snapshot O(name) that belongs to another Engine is
+    never re-used; this Engine's snapshot is then named C(<name>-<slug>) (with a warning).
+  - Retention (O(keep_last), O(keep_days)) runs after a successful snapshot, or alone with V(pruned). It only ever
+    considers the snapshots of this Engine and of this O(kind); it never prunes a snapshot whose C(retain_until) is
+    in the future, nor touches files without a valid manifest.
   - V(absent) removes the snapshot O(name).
-  - V(restored) puts the snapshot O(snapshot) back as the brain. It refuses while the Engine's container is
-    running or any process holds the brain open, checks the snapshot's sha256 and integrity first, saves the
-    current brain as a snapshot of its own (it is never destroyed; a brain that cannot be read is kept as a byte
-    copy), then replaces the brain atomically (temporary file, fsync, rename), removes stale C(-wal) and C(-shm)
-    files, and keeps the brain's owner, mode and journal mode.
+  - V(restored) puts the snapshot O(snapshot) back as the brain. Before anything changes it refuses a snapshot of
+    another Engine (unless O(allow_other_engine)), a raw copy, a snapshot that fails its sha256 or C(quick_check),
+    a brain held by a running container or process, and a file system without room. It then copies the snapshot
+    beside the brain (hashing while copying), keeps the replaced brain as a C(pre-restore) snapshot in O(dest) (by
+    hard link when on the same file system, never destroyed), removes stale C(-wal) and C(-shm) files and renames
+    the copy over the brain; on failure the replaced brain is put back.
   - Files are mode C(0600), O(dest) is mode C(0700).
 author:
   - September Engine maintainers (@september-engine)
@@ -37,17 +41,48 @@ options:
     choices: [present, absent, pruned, restored]
     default: present
   dest:
-    description: Folder on the Docker host for this Engine's snapshots (one per Engine); created C(0700) if missing.
+    description: Folder on the Docker host for snapshots; created C(0700) if missing. Engines may share it.
     type: path
     required: true
   name:
     description:
       - Name of the snapshot (files C(<name>.sqlite) and C(<name>.json)); letters, digits, C(.), C(_) and C(-).
-      - With V(present), defaults to C(brain-<UTC time as YYYYmmddTHHMMSSZ>); give a fixed name to make the task
-        idempotent. Required with V(absent).
+      - With V(present), defaults to C(brain-<slug>-<kind>-<UTC time as YYYYmmddTHHMMSSZ>); give a fixed name to make
+        the task idempotent. Required with V(absent).
       - With V(restored), names the snapshot that keeps the replaced brain (default
-        C(brain-<UTC time>-pre-restore)).
+        C(brain-<slug>-pre-restore-<UTC time>)).
     type: str
+  kind:
+    description:
+      - What the snapshot is for, recorded in its manifest; retention only considers snapshots of this kind.
+      - A restore keeps the brain it replaces as kind C(pre-restore).
+    type: str
+    choices: [pre-upgrade, scheduled, manual]
+    default: manual
+  engine_name:
+    description: The Engine's name for people (for example its inventory name), recorded in the manifest.
+    type: str
+  engine_key:
+    description:
+      - The Engine's identity key (RV(september.engine.engine_info#module:engine.identity.key)).
+      - With a location, the task fails unless the brain found there is this Engine's.
+      - With V(pruned) and no location, the Engine whose snapshots retention considers (needed only when O(dest)
+        holds snapshots of O(kind) of several Engines).
+    type: str
+  allow_other_engine:
+    description:
+      - With V(restored), restore a snapshot whose manifest names another Engine (or an older manifest that cannot
+        tell whose it is), for a deliberate migration of a brain. A warning says whose it was.
+    type: bool
+    default: false
+  method:
+    description:
+      - How V(present) copies the brain. V(backup), SQLite's online backup API. V(reflink) clones the brain's file
+        and its C(-wal) (ioctl C(FICLONE), XFS with reflink or Btrfs, O(dest) on the brain's file system) under a
+        read transaction, then checkpoints the clone; it fails where the file system cannot clone.
+    type: str
+    choices: [backup, reflink]
+    default: backup
   reason:
     description: Why the snapshot is taken (for example C(pre-upgrade 2.3.0 -> 2.4.0)); kept in the manifest.
     type: str
@@ -62,14 +97,14 @@ options:
   retain_days:
     description:
       - Keep the new snapshot at least this many days (sets C(retain_until) in its manifest); retention and
-        V(absent) without O(force) never remove it before then. Destructive migrations call for 7 or more.
+        V(absent) without O(force) never remove it before then.
     type: int
   keep_last:
-    description: Retention, keep the newest O(keep_last) snapshots in O(dest).
+    description: Retention, keep the newest O(keep_last) snapshots of this Engine and O(kind).
     type: int
   keep_days:
     description:
-      - Retention, keep every snapshot younger than O(keep_days) days.
+      - Retention, keep every snapshot of this Engine and O(kind) younger than O(keep_days) days.
       - With both O(keep_last) and O(keep_days), a snapshot is kept if either keeps it.
     type: int
   snapshot:
@@ -98,7 +133,7 @@ attributes:
   check_mode:
     support: full
     details:
-      - Reads the brain and O(dest) and reports what would be taken, pruned, saved and restored; writes nothing.
+      - Reads the brain and O(dest) and reports what would be taken, pruned, kept and restored; writes nothing.
   diff_mode:
     support: full
     details:
@@ -110,39 +145,52 @@ attributes:
 notes:
   - A raw copy (a replaced brain that could not be read as a database) keeps its C(-wal) as C(<name>.sqlite-wal);
     copy both before opening them with SQLite.
+  - Older manifests (without C(kind) or C(engine.key)) are matched by their reason and by the volume, mount,
+    container or path they recorded; a snapshot whose kind or Engine cannot be told is never pruned.
 seealso:
   - module: september.engine.brain_snapshot_info
+  - module: september.engine.engine_info
 """
 
 EXAMPLES = r"""
+- name: Find the Engine and its identity
+  september.engine.engine_info:
+    container_name: sept-u001
+  register: engine_found
+
 - name: Snapshot the brain before an upgrade and keep it a week
   september.engine.brain_snapshot:
     container: sept-u001
-    dest: /var/backups/engine/sept-u001
-    name: pre-upgrade-2.4.0
+    dest: /var/backups/engine
+    kind: pre-upgrade
+    engine_name: "{{ inventory_hostname }}"
+    engine_key: "{{ engine_found.engine.identity.key }}"
+    name: "pre-upgrade-2.4.0-{{ engine_found.engine.identity.slug }}"
     reason: pre-upgrade 2.3.0 -> 2.4.0
     retain_days: 7
     keep_last: 5
   register: engine_snapshot
 
-- name: Nightly snapshot of a volume, full integrity check, keep two weeks
+- name: Nightly snapshot of a volume, full integrity check, keep two weeks of nightly snapshots
   september.engine.brain_snapshot:
     volume: engine-data-sept-u002
-    dest: /var/backups/engine/sept-u002
+    dest: /var/backups/engine
+    kind: scheduled
     verify: full
     keep_days: 14
 
 - name: Restore the pre-upgrade snapshot (the Engine's container is stopped)
   september.engine.brain_snapshot:
     container: sept-u001
-    dest: /var/backups/engine/sept-u001
+    dest: /var/backups/engine
     state: restored
     snapshot: "{{ engine_snapshot.snapshot.name }}"
   register: engine_restore
+  failed_when: engine_restore.failed or engine_restore.previous_brain is none
 
 - name: Remove an old snapshot, even though it is retained
   september.engine.brain_snapshot:
-    dest: /var/backups/engine/sept-u001
+    dest: /var/backups/engine
     state: absent
     name: pre-upgrade-2.3.1
     force: true
@@ -165,12 +213,12 @@ snapshot:
       description: The snapshot's database file.
       type: str
       returned: success
-      sample: /var/backups/engine/sept-u001/pre-upgrade-2.4.0.sqlite
+      sample: /var/backups/engine/pre-upgrade-2.4.0.sqlite
     manifest_path:
       description: The snapshot's manifest file.
       type: str
       returned: success
-      sample: /var/backups/engine/sept-u001/pre-upgrade-2.4.0.json
+      sample: /var/backups/engine/pre-upgrade-2.4.0.json
     sha256:
       description: SHA-256 of the database file.
       type: str
@@ -201,15 +249,35 @@ snapshot:
       type: bool
       returned: success
       sample: false
+    kind:
+      description: C(pre-upgrade), C(scheduled), C(manual) or C(pre-restore); null for an older one of unknown kind.
+      type: str
+      returned: success
+      sample: pre-upgrade
+    engine_key:
+      description: Identity key of the Engine the snapshot belongs to (null when an older manifest cannot tell).
+      type: str
+      returned: success
+      sample: volume:engine-data-sept-u001
+    engine_version:
+      description: The Engine release the snapshot was taken on, null when unknown.
+      type: str
+      returned: success
+      sample: 2.3.0
     manifest:
       description:
-        - The manifest (format C(september.engine.snapshot/v1)), the keys above plus C(backup_started_at),
-          C(backup_finished_at), C(page_size), C(page_count), C(journal_mode) (the brain's), C(applied_migrations),
-          C(engine) (C(container), C(image), C(image_id), C(version); or null), C(source) (where the brain was),
-          C(verify) (C(mode), C(result)) and C(collection_version).
+        - The manifest (format C(september.engine.snapshot/v1)), the keys above plus C(kind), C(engine)
+          (C(key), C(slug), C(inventory_name), C(container), C(volume), C(brain_source), C(image), C(image_id),
+          C(version)), C(engine_version), C(image), C(image_id), C(backup_started_at), C(backup_finished_at),
+          C(page_size), C(page_count), C(journal_mode) (the brain's), C(applied_migrations), C(sqlite_version),
+          C(method), C(source) (where the brain was), C(verify) (C(mode), C(result)), C(timings) and
+          C(collection_version).
       type: dict
       returned: success
-      sample: {"format": "september.engine.snapshot/v1", "applied_migrations": ["0001", "0002"], "journal_mode": "wal"}
+      sample: {"format": "september.engine.snapshot/v1", "kind": "pre-upgrade", "applied_migrations": ["0001", "0002"],
+               "journal_mode": "wal", "sqlite_version": "3.40.1",
+               "engine": {"key": "volume:engine-data-sept-u001", "slug": "engine-data-sept-u001",
+                          "inventory_name": "sept-u001", "container": "sept-u001"}}
 pruned:
   description: Names of the snapshots removed (or, in check mode, that would be removed) by retention.
   returned: always
@@ -225,12 +293,12 @@ previous_brain:
       description: Snapshot name of the replaced brain.
       type: str
       returned: success
-      sample: brain-20260301T031500Z-pre-restore
+      sample: brain-engine-data-sept-u001-pre-restore-20260301T031500Z
     path:
       description: Its database file.
       type: str
       returned: success
-      sample: /var/backups/engine/sept-u001/brain-20260301T031500Z-pre-restore.sqlite
+      sample: /var/backups/engine/brain-engine-data-sept-u001-pre-restore-20260301T031500Z.sqlite
     sha256:
       description: SHA-256 of that file (null in check mode).
       type: str
@@ -270,6 +338,9 @@ from ansible_collections.september.engine.plugins.module_utils._brain import (
     BRAIN_MUTUALLY_EXCLUSIVE,
     LOCATION_OPTIONS,
     brain_argument_spec,
+    brain_identity,
+    brain_state,
+    engine_behind,
     locate_brain,
     migrations_argument_spec,
 )
@@ -282,26 +353,31 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
     EngineModuleError,
     OptionsError,
 )
-from ansible_collections.september.engine.plugins.module_utils._snapshot import (
+from ansible_collections.september.engine.plugins.module_utils._identity import check_key
+from ansible_collections.september.engine.plugins.module_utils._restore import (
+    abort_restore,
+    check_restore,
+    find_snapshot,
+    install_restore,
+    predict_previous,
+    restore_data_at_risk,
+    stage_restore,
+)
+from ansible_collections.september.engine.plugins.module_utils._snapshot_store import (
+    KINDS,
     SnapshotStore,
-    brain_state,
-    busy_reasons,
     check_name,
     default_name,
     diff_after,
-    engine_info,
-    find_snapshot,
-    restore_brain,
-    restore_data_at_risk,
-    utc_now,
-    verify_for_restore,
 )
+from ansible_collections.september.engine.plugins.module_utils._snapshot_take import METHODS, take_snapshot
+from ansible_collections.september.engine.plugins.module_utils._timeutil import utc_now
 
 NUMBERS = ("retain_days", "keep_last", "keep_days", "previous_brain_retain_days", "min_free_bytes")
 
 
 class BrainSnapshot:
-    """One state of one Engine's snapshot folder: plans in check mode, acts otherwise."""
+    """One state of a snapshot folder for one Engine: plans in check mode, acts otherwise."""
 
     def __init__(self, module: AnsibleModule):
         self.module = module
@@ -311,38 +387,76 @@ class BrainSnapshot:
         self.actions: list[str] = []
         self.warnings: list[str] = []
         self.result = dict(changed=False, snapshot=None, pruned=[], actions=self.actions)
-        self.client = self.location = None
+        self.client = self.location = self.identity = self.engine = None
         for option in NUMBERS:
             if (self.params[option] or 0) < 0:
                 raise OptionsError(f"{option} must be 0 or more (got {self.params[option]}).")
+        if self.params["engine_key"]:
+            try:
+                check_key(self.params["engine_key"])
+            except ValueError as exc:
+                raise OptionsError(f"engine_key: {exc}.") from exc
 
-    def _locate(self) -> None:  # present and restored: the brain, and the Engine behind it
+    def _locate(self) -> None:  # the brain, the Engine behind it, and who that Engine is
         check_docker_sdk(self.module)
         self.client = docker_client(self.params)
         self.location = locate_brain(self.params, self.client)
+        self.engine = engine_behind(self.client, self.location) or {}
+        self.identity = brain_identity(self.client, self.location, self.engine.get("container"))
+        wanted = self.params["engine_key"]
+        if wanted and wanted != self.identity["key"]:
+            raise OptionsError(
+                f"The brain at {self.location.path} belongs to Engine {self.identity['key']}, not to "
+                f"engine_key={wanted}: check the location options and engine_key. Nothing was changed."
+            )
 
-    def _fields(self, reason: str | None) -> dict:
-        return dict(reason=reason, engine=engine_info(self.client, self.location), source=self.location.as_dict())
+    @property
+    def key(self) -> str | None:
+        return self.identity["key"] if self.identity else self.params["engine_key"]
+
+    def _fields(self, reason: str | None, kind: str | None) -> dict:
+        engine = dict(self.identity, inventory_name=self.params["engine_name"],
+                      container=self.identity.get("container") or self.engine.get("container"),
+                      image=self.engine.get("image"), image_id=self.engine.get("image_id"),
+                      version=self.engine.get("version"))
+        return dict(reason=reason, kind=kind, engine=engine, engine_version=engine["version"], image=engine["image"],
+                    image_id=engine["image_id"], source=self.location.as_dict())
 
     def present(self) -> None:
         p = self.params
-        name = check_name(p["name"] or default_name(utc_now()))
-        existing = self.store.existing(name)
+        name = check_name(p["name"] or default_name(utc_now(), self.identity["slug"], p["kind"]))
+        name, existing, warning = self.store.resolve_name(name, self.key, self.identity["slug"],
+                                                          self.identity.get("container"), self.location.path)
+        if warning:
+            self.warnings.append(warning)
         if existing is not None:
             self.store.ensure_dest(self.check_mode, self.actions)
-        self.result["snapshot"] = existing or self.store.take(
-            self.location.path, name, verify=p["verify"], fields=self._fields(p["reason"]), migrations=p,
-            min_free_bytes=p["min_free_bytes"], warnings=self.warnings, actions=self.actions,
-            check_mode=self.check_mode, retain_days=p["retain_days"],
+        self.result["snapshot"] = existing or take_snapshot(
+            self.store, self.location.path, name, verify=p["verify"], fields=self._fields(p["reason"], p["kind"]),
+            migrations=p, min_free_bytes=p["min_free_bytes"], warnings=self.warnings, actions=self.actions,
+            check_mode=self.check_mode, retain_days=p["retain_days"], method=p["method"], key=self.key,
+            slug=self.identity["slug"],
         )
-        self.pruned(protect=[name])
+        self.pruned(protect=[self.result["snapshot"]["name"]])
+
+    def _retention_key(self) -> str | None:
+        """The Engine whose snapshots retention considers: located, given, or the only one in dest."""
+        if self.key:
+            return self.key
+        keys = self.store.engine_keys(self.params["kind"]) - {None}
+        if len(keys) > 1:
+            raise OptionsError(
+                f"{self.store.dest} holds {self.params['kind']} snapshots of several Engines "
+                f"({', '.join(sorted(keys))}): say whose to prune with engine_key (or a location). Nothing was pruned."
+            )
+        return next(iter(keys), None)
 
     def pruned(self, protect=()) -> None:
         p = self.params
         if p["keep_last"] is not None or p["keep_days"] is not None:
             self.result["pruned"] = self.store.prune(
-                p["keep_last"], p["keep_days"], protect=protect, taken=self.result["snapshot"],
-                check_mode=self.check_mode, actions=self.actions,
+                p["keep_last"], p["keep_days"], kind=p["kind"], key=self._retention_key(), protect=protect,
+                taken=self.result["snapshot"], check_mode=self.check_mode, actions=self.actions,
             )
 
     def absent(self) -> None:
@@ -350,18 +464,26 @@ class BrainSnapshot:
         self.result["snapshot"] = self.store.remove(check_name(p["name"]), p["force"], self.check_mode, self.actions)
 
     def restored(self) -> None:
-        entry = find_snapshot(self.store, self.params["snapshot"])
-        verify_for_restore(entry)
-        self.result["snapshot"] = entry
         p = self.params
-        self.result["previous_brain"] = restore_brain(
-            self.store, self.location, entry, busy=busy_reasons(self.client, self.location),
-            name=p["name"] and check_name(p["name"]), reason=p["reason"], retain_days=p["previous_brain_retain_days"],
-            fields=self._fields(None), options=p, check_mode=self.check_mode, actions=self.actions,
-            warnings=self.warnings,
-        )
-        self.result["data_at_risk"] = restore_data_at_risk(entry, self.result["previous_brain"], self.location.path,
-                                                           self.warnings)
+        entry = find_snapshot(self.store, p["snapshot"])
+        plan = check_restore(self.store, self.location, entry, identity=self.identity, client=self.client,
+                             allow_other_engine=p["allow_other_engine"], min_free_bytes=p["min_free_bytes"])
+        self.result["snapshot"] = entry
+        name = p["name"] and check_name(p["name"])
+        try:
+            if self.check_mode:
+                previous = predict_previous(plan, name, p["previous_brain_retain_days"])
+            else:
+                stage_restore(plan)
+                previous = install_restore(plan, client=self.client, name=name, reason=p["reason"],
+                                           retain_days=p["previous_brain_retain_days"],
+                                           fields=self._fields(None, "pre-restore"), migrations=p)
+        finally:
+            abort_restore(plan)
+            self.actions.extend(plan.actions)
+            self.warnings.extend(plan.warnings)
+        self.result["previous_brain"] = previous
+        self.result["data_at_risk"] = restore_data_at_risk(entry, previous, self.location.path, self.warnings)
 
     def diff_state(self) -> dict:
         state = dict(snapshots=self.store.names())
@@ -388,6 +510,11 @@ def main() -> None:
         state=dict(type="str", default="present", choices=["present", "absent", "pruned", "restored"]),
         dest=dict(type="path", required=True),
         name=dict(type="str"),
+        kind=dict(type="str", default="manual", choices=list(KINDS)),
+        engine_name=dict(type="str"),
+        engine_key=dict(type="str", no_log=False),
+        allow_other_engine=dict(type="bool", default=False),
+        method=dict(type="str", default="backup", choices=list(METHODS)),
         reason=dict(type="str"),
         verify=dict(type="str", default="quick", choices=["quick", "full", "none"]),
         retain_days=dict(type="int"),

@@ -14,6 +14,8 @@ description:
     manifests (what was taken when, from which Engine image, with which migrations applied, and how long it is
     retained).
   - Only files with a valid manifest are listed; anything else in the folder is ignored.
+  - O(engine_key), O(kind) and O(version) list only the snapshots of one Engine, of one kind, taken on one release
+    (chosen by manifest, never by name); the newest of them first.
   - With O(verify_checksums=true), checks every listed snapshot's files against the sha256 in its manifest.
 author:
   - September Engine maintainers (@september-engine)
@@ -26,6 +28,19 @@ options:
     required: true
   name:
     description: List only the snapshot of this name.
+    type: str
+  engine_key:
+    description:
+      - List only the snapshots of the Engine with this identity key
+        (RV(september.engine.engine_info#module:engine.identity.key)); older manifests match through the volume or
+        bind mount they recorded.
+    type: str
+  kind:
+    description: List only the snapshots of this kind.
+    type: str
+    choices: [pre-upgrade, scheduled, manual, pre-restore]
+  version:
+    description: List only the snapshots taken on this Engine release (C(engine_version) in the manifest).
     type: str
   verify_checksums:
     description: Compute the sha256 of each listed snapshot and compare it with its manifest (reads every file).
@@ -46,12 +61,14 @@ EXAMPLES = r"""
   register: engine_snapshots
   failed_when: engine_snapshots.snapshots | rejectattr('checksum_ok') | list | length > 0
 
-- name: Find the pre-upgrade snapshot
+- name: Find the newest pre-upgrade snapshot of this Engine taken on 2.3.0, in a folder Engines share
   september.engine.brain_snapshot_info:
-    dest: /var/backups/engine/sept-u001
-    name: pre-upgrade-2.4.0
+    dest: /var/backups/engine
+    engine_key: "{{ engine_found.engine.identity.key }}"
+    kind: pre-upgrade
+    version: 2.3.0
   register: engine_pre_upgrade
-  failed_when: engine_pre_upgrade.snapshots | length != 1
+  failed_when: engine_pre_upgrade.snapshots | length == 0
 """
 
 RETURN = r"""
@@ -106,6 +123,21 @@ snapshots:
       type: bool
       returned: always
       sample: false
+    kind:
+      description: C(pre-upgrade), C(scheduled), C(manual) or C(pre-restore); null for an older one of unknown kind.
+      type: str
+      returned: always
+      sample: scheduled
+    engine_key:
+      description: Identity key of the Engine the snapshot belongs to (null when an older manifest cannot tell).
+      type: str
+      returned: always
+      sample: volume:engine-data-sept-u001
+    engine_version:
+      description: The Engine release the snapshot was taken on, null when unknown.
+      type: str
+      returned: always
+      sample: 2.3.0
     manifest:
       description: The whole manifest (see RV(september.engine.brain_snapshot#module:snapshot.manifest)).
       type: dict
@@ -127,8 +159,14 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
-from ansible_collections.september.engine.plugins.module_utils._snapshot import SnapshotStore, check_name
+from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
+from ansible_collections.september.engine.plugins.module_utils._identity import check_key
+from ansible_collections.september.engine.plugins.module_utils._snapshot_store import (
+    ALL_KINDS,
+    SnapshotStore,
+    check_name,
+    matching,
+)
 
 
 class SnapshotLister:
@@ -143,8 +181,15 @@ class SnapshotLister:
         if not os.path.isdir(self.store.dest):
             self.module.warn(f"{self.store.dest} does not exist (or is not a folder): it holds no snapshots.")
             return []
-        name = self.params["name"] and check_name(self.params["name"])
-        snapshots = [entry for entry in self.store.list() if not name or entry["name"] == name]
+        p = self.params
+        name = p["name"] and check_name(p["name"])
+        if p["engine_key"]:
+            try:
+                check_key(p["engine_key"])
+            except ValueError as exc:
+                raise OptionsError(f"engine_key: {exc}.") from exc
+        snapshots = [entry for entry in matching(self.store.list(), key=p["engine_key"], kind=p["kind"],
+                                                 version=p["version"]) if not name or entry["name"] == name]
         if self.params["verify_checksums"]:
             for entry in snapshots:
                 entry["checksum_problem"] = self.store.checksum_problem(entry)
@@ -157,6 +202,9 @@ def main() -> None:
         argument_spec=dict(
             dest=dict(type="path", required=True),
             name=dict(type="str"),
+            engine_key=dict(type="str", no_log=False),
+            kind=dict(type="str", choices=list(ALL_KINDS)),
+            version=dict(type="str"),
             verify_checksums=dict(type="bool", default=False),
         ),
         supports_check_mode=True,

@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""module_utils/_snapshot.py: retention (pure), names and times, and real snapshots of real SQLite files."""
+"""module_utils/_snapshot_store.py and _snapshot_take.py: names, retention per Engine and kind, the Engine a
+manifest names, the choice of a snapshot, and real snapshots of real SQLite files."""
 
 from __future__ import annotations
 
@@ -17,33 +18,35 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ansible_collections.september.engine.plugins.module_utils import _snapshot
-from ansible_collections.september.engine.plugins.module_utils._brain import BrainLocation, sha256_file
+from ansible_collections.september.engine.plugins.module_utils import _fileops, _snapshot_take
+from ansible_collections.september.engine.plugins.module_utils._brain import content_sha256
 from ansible_collections.september.engine.plugins.module_utils._errors import (
     BrainError,
-    EngineBusyError,
     InsufficientSpaceError,
     NotFoundError,
     OptionsError,
     SnapshotError,
 )
-from ansible_collections.september.engine.plugins.module_utils._snapshot import (
+from ansible_collections.september.engine.plugins.module_utils._fileops import check_space, sha256_file
+from ansible_collections.september.engine.plugins.module_utils._snapshot_store import (
     FORMAT,
+    OTHER,
+    SAME,
+    UNKNOWN,
     SnapshotStore,
-    brain_matches,
     check_name,
-    check_space,
-    content_sha256,
+    choose_snapshot,
     default_name,
+    describe_engine,
     diff_after,
-    find_snapshot,
-    iso,
-    parse_iso,
-    restore_brain,
-    restore_data_at_risk,
+    engine_binding,
+    manifest_kind,
+    matching,
+    recorded_key,
     select_prunable,
-    verify_for_restore,
 )
+from ansible_collections.september.engine.plugins.module_utils._snapshot_take import save_raw, take_snapshot
+from ansible_collections.september.engine.plugins.module_utils._timeutil import iso, parse_iso
 
 NOW = datetime(2026, 3, 10, 12, 0, 0, tzinfo=timezone.utc)  # noqa: UP017
 MIGRATIONS = dict(migrations_source="table", migrations_table="engine_schema_migrations", migrations_column="version")
@@ -96,28 +99,10 @@ def test_select_prunable_same_second_sorted_by_name():
     assert select_prunable(same, NOW + timedelta(days=1), 1, None) == ["b", "a"]
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2026-03-10T12:00:00Z", NOW),
-        ("2026-03-10T13:00:00+01:00", NOW),
-        ("2026-03-10T12:00:00", NOW),
-        ("2026-03-10T12:00:00.000000Z", NOW),
-        (None, None),
-        ("", None),
-        ("yesterday", None),
-    ],
-)
-def test_parse_iso(text, expected):
-    assert parse_iso(text) == expected
-
-
-def test_iso_and_default_name():
-    assert iso(NOW) == "2026-03-10T12:00:00Z"
-    assert iso(NOW, precise=True) == "2026-03-10T12:00:00.000000Z"
-    assert iso(None) is None
+def test_default_name():
     assert default_name(NOW) == "brain-20260310T120000Z"
-    assert default_name(NOW, "-pre-restore") == "brain-20260310T120000Z-pre-restore"
+    assert default_name(NOW, "engine-data-u001", "scheduled") == "brain-engine-data-u001-scheduled-20260310T120000Z"
+    assert default_name(NOW, "bind-x-3f2a9c1e", "pre-restore") == "brain-bind-x-3f2a9c1e-pre-restore-20260310T120000Z"
 
 
 @pytest.mark.parametrize("name", ["brain-20260310T120000Z", "pre-upgrade_2.4.0", "a"])
@@ -135,7 +120,7 @@ def test_check_space(monkeypatch, tmp_path):
     class FakeStat:
         f_bavail, f_frsize = 100, 10  # 1000 bytes free
 
-    monkeypatch.setattr(_snapshot.os, "statvfs", lambda path: FakeStat())
+    monkeypatch.setattr(_fileops.os, "statvfs", lambda path: FakeStat())
     check_space([(str(tmp_path / "not" / "yet"), 900, "brain")], 100)
     with pytest.raises(InsufficientSpaceError, match=r"needs 1001 bytes .* only 1000 bytes are free") as info:
         check_space([(str(tmp_path), 600, "brain"), (str(tmp_path / "x"), 400, "copy")], 1)
@@ -166,11 +151,19 @@ def task_ids(path):
         conn.close()
 
 
-def take(store, brain, name, **kwargs):
-    options = dict(verify="quick", fields=dict(reason="test", engine=None, source=None), migrations=MIGRATIONS,
-                   min_free_bytes=0, warnings=[], actions=[])
+KEY_A, KEY_B = "volume:engine-data-a", "volume:engine-data-b"
+
+
+def fields(key=KEY_A, kind="manual", version="2.3.0", **extra):
+    engine = dict(key=key, slug=key.split(":", 1)[1], container=None, version=version)
+    return dict(dict(reason="test", kind=kind, engine=engine, engine_version=version, source=None), **extra)
+
+
+def take(store, brain, name, key=KEY_A, **kwargs):
+    options = dict(verify="quick", fields=fields(key), migrations=MIGRATIONS, min_free_bytes=0, warnings=[], actions=[],
+                   key=key, slug=key.split(":", 1)[1])
     options.update(kwargs)
-    return store.take(brain, name, **options)
+    return take_snapshot(store, brain, name, **options)
 
 
 @pytest.fixture
@@ -191,13 +184,16 @@ def test_take_writes_a_verified_self_contained_snapshot(brain, store):
     assert stat.S_IMODE(os.stat(store.dest).st_mode) == 0o700
     for path in (entry["path"], entry["manifest_path"]):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert sorted(os.listdir(store.dest)) == ["s1.json", "s1.sqlite"]
+    assert sorted(os.listdir(store.dest)) == [".lock", "s1.json", "s1.sqlite"]
     manifest = json.loads(open(entry["manifest_path"], encoding="utf-8").read())
     assert manifest == entry["manifest"]
     assert manifest["format"] == FORMAT and manifest["name"] == "s1"
     assert manifest["sha256"] == sha256_file(entry["path"]) and manifest["size"] == os.path.getsize(entry["path"])
     assert manifest["journal_mode"] == "wal" and manifest["applied_migrations"] == ["0001", "0002"]
     assert manifest["verify"] == dict(mode="quick", result="ok") and manifest["raw_copy"] is False
+    assert manifest["sqlite_version"] == sqlite3.sqlite_version and manifest["method"] == "backup"
+    assert manifest["kind"] == entry["kind"] == "manual" and manifest["engine"]["key"] == entry["engine_key"] == KEY_A
+    assert entry["engine_version"] == "2.3.0" and set(manifest["timings"]) == {"copy_s", "verify_hash_fsync_s"}
     assert parse_iso(manifest["retain_until"]) - parse_iso(manifest["created_at"]) == timedelta(days=7)
     with open(entry["path"], "rb") as handle:
         assert handle.read(20)[18:20] == b"\x01\x01"  # rollback journal: no -wal needed
@@ -296,7 +292,7 @@ def test_take_of_a_file_that_is_not_sqlite(tmp_path, store):
 
 def test_take_that_runs_out_of_space_mid_copy_leaves_nothing(brain, store, monkeypatch):
     """SQLITE_FULL during the backup (the free-space check passed, then someone else filled the disk)."""
-    real_reading = _snapshot.reading
+    real_reading = _snapshot_take.reading
 
     class FullDisk:
         def __init__(self, conn):
@@ -314,7 +310,7 @@ def test_take_that_runs_out_of_space_mid_copy_leaves_nothing(brain, store, monke
         with real_reading(path, predict_only) as conn:
             yield FullDisk(conn)
 
-    monkeypatch.setattr(_snapshot, "reading", reading)
+    monkeypatch.setattr(_snapshot_take, "reading", reading)
     os.makedirs(store.dest, mode=0o700)  # an existing folder stays
     with pytest.raises(InsufficientSpaceError, match="filled up"):
         take(store, brain, "s1")
@@ -329,10 +325,10 @@ def test_insufficient_space_is_found_before_copying(brain, store):
 
 def test_stale_temp_file_is_replaced(brain, store):
     os.makedirs(store.dest)
-    with open(os.path.join(store.dest, ".s1.sqlite.tmp"), "wb") as handle:
+    with open(os.path.join(store.dest, ".s1.engine-data-a.sqlite.tmp"), "wb") as handle:
         handle.write(b"left over by a killed run")
     take(store, brain, "s1")
-    assert sorted(os.listdir(store.dest)) == ["s1.json", "s1.sqlite"]
+    assert sorted(os.listdir(store.dest)) == [".lock", "s1.json", "s1.sqlite"]
 
 
 def test_list_ignores_foreign_files_and_get_refuses_half_pairs(brain, store):
@@ -349,8 +345,8 @@ def test_list_ignores_foreign_files_and_get_refuses_half_pairs(brain, store):
             store.get(name)
     store.delete("s1")
     assert store.names() == ["s2"]
-    assert sorted(os.listdir(store.dest)) == ["README", "lonely.sqlite", "notes.json", "other.json", "s2.json",
-                                              "s2.sqlite"]
+    assert sorted(os.listdir(store.dest)) == [".lock", "README", "lonely.sqlite", "notes.json", "other.json",
+                                              "s2.json", "s2.sqlite"]
 
 
 def test_checksum_problem(brain, store):
@@ -380,136 +376,13 @@ def test_save_raw_keeps_bytes_and_wal(tmp_path, store):
     path = tmp_path / "brain.sqlite"
     path.write_bytes(b"garbage" * 100)
     (tmp_path / "brain.sqlite-wal").write_bytes(b"wal bytes")
-    entry = store.save_raw(str(path), "raw", fields=dict(reason="r"), min_free_bytes=0, actions=[], retain_days=30)
+    entry = save_raw(store, str(path), "raw", fields=dict(reason="r"), min_free_bytes=0, actions=[], retain_days=30)
     assert entry["raw_copy"] and entry["manifest"]["side_files"][0]["file"] == "raw.sqlite-wal"
     assert open(entry["path"], "rb").read() == path.read_bytes()
     assert (tmp_path / "snapshots" / "raw.sqlite-wal").read_bytes() == b"wal bytes"
     assert store.checksum_problem(entry) is None
-    with pytest.raises(SnapshotError, match="raw copy"):
-        verify_for_restore(entry)
     store.delete("raw")
-    assert os.listdir(store.dest) == []
-
-
-# ---------------------------------------------------------------- restore
-
-
-def restore(store, brain, entry, check_mode=False, busy=(), name=None):
-    actions, warnings = [], []
-    previous = restore_brain(
-        store, BrainLocation(path=brain, source="path"), entry, busy=list(busy), name=name, reason=None,
-        retain_days=30, fields=dict(engine=None, source=None), options=dict(MIGRATIONS, min_free_bytes=0),
-        check_mode=check_mode, actions=actions, warnings=warnings,
-    )
-    return previous, actions, warnings
-
-
-def test_find_snapshot_by_name_or_path(brain, store):
-    entry = take(store, brain, "s1")
-    assert find_snapshot(store, "s1")["path"] == entry["path"]
-    assert find_snapshot(store, "s1.sqlite")["path"] == entry["path"]
-    assert find_snapshot(SnapshotStore("/nowhere"), entry["path"])["name"] == "s1"
-    with pytest.raises(NotFoundError, match="no snapshot nope"):
-        find_snapshot(store, "nope")
-
-
-def test_restore_replaces_the_brain_and_keeps_the_old_one(brain, store):
-    os.chmod(brain, 0o640)
-    entry = take(store, brain, "s1")
-    snapshot_ids = task_ids(brain)
-    make_brain(brain, rows=20)  # written after the snapshot
-    newer_ids = task_ids(brain)
-    open(brain + "-wal", "ab").close()
-    verify_for_restore(entry)
-
-    previous, actions, _warnings = restore(store, brain, entry, check_mode=True)
-    assert previous["sha256"] is None and task_ids(brain) == newer_ids and store.names() == ["s1"]
-    assert any(action.startswith("replace") for action in actions)
-
-    previous, actions, warnings = restore(store, brain, entry)
-    assert sorted(os.listdir(os.path.dirname(brain))) == ["brain.sqlite"]  # no stale -wal / -shm, no temp file
-    assert not warnings
-    assert task_ids(brain) == snapshot_ids
-    assert task_ids(previous["path"]) == newer_ids
-    assert previous["name"].endswith("-pre-restore") and not previous["raw_copy"]
-    saved = store.get(previous["name"])
-    assert saved["reason"] == "pre-restore: brain replaced by restore of s1"
-    assert parse_iso(saved["retain_until"]) > parse_iso(saved["created_at"]) + timedelta(days=29)
-    assert stat.S_IMODE(os.stat(brain).st_mode) == 0o640
-    with open(brain, "rb") as handle:
-        assert handle.read(20)[18:20] == b"\x02\x02"  # back in WAL mode, like the Engine left it
-    assert brain_matches(brain, entry)
-
-    again, actions, _warnings = restore(store, brain, entry)
-    assert again is None and actions == []
-
-
-def test_restore_refuses_while_busy(brain, store):
-    entry = take(store, brain, "s1")
-    digest = sha256_file(brain)
-    with pytest.raises(EngineBusyError, match="container sept-u001 is running"):
-        restore(store, brain, entry, busy=["container sept-u001 is running"])
-    assert sha256_file(brain) == digest and store.names() == ["s1"]
-
-
-def test_restore_over_a_corrupt_brain_keeps_a_raw_copy(brain, store):
-    entry = take(store, brain, "s1")
-    make_brain(brain, rows=300)
-    conn = sqlite3.connect(brain, isolation_level=None)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    corrupt(brain)
-    corrupt_bytes = open(brain, "rb").read()
-    previous, _actions, warnings = restore(store, brain, entry, name="bad-window")
-    assert previous["raw_copy"] and previous["name"] == "bad-window"
-    assert open(previous["path"], "rb").read() == corrupt_bytes
-    assert "raw copy" in warnings[0]
-    assert task_ids(brain) == task_ids(entry["path"])
-
-
-def test_restore_into_an_empty_volume(brain, store, tmp_path):
-    entry = take(store, brain, "s1")
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    previous, actions, _warnings = restore(store, str(empty / "brain.sqlite"), entry)
-    assert previous is None and any("empty volume" in action for action in actions)
-    assert task_ids(str(empty / "brain.sqlite")) == task_ids(brain)
-
-
-def test_restore_counts_the_data_at_risk(brain, store):
-    entry = take(store, brain, "s1")
-    make_brain(brain, rows=7)  # written after the snapshot
-    conn = sqlite3.connect(brain, isolation_level=None)
-    conn.execute("CREATE TABLE memory_tags (tag TEXT)")
-    conn.executemany("INSERT INTO memory_tags VALUES (?)", [("a",), ("b",)])
-    conn.execute("CREATE TABLE unused (x)")
-    conn.close()
-    expected = {"memory_tags": 2, "tasks": 7}
-    planned, _actions, warnings = restore(store, brain, entry, check_mode=True)
-    assert restore_data_at_risk(entry, planned, brain, warnings) == expected  # counted in the brain itself
-    previous, _actions, warnings = restore(store, brain, entry)
-    assert task_ids(brain) == task_ids(entry["path"])  # the brain is the snapshot again: counted in the saved copy
-    assert restore_data_at_risk(entry, previous, brain, warnings) == expected and not warnings
-    assert restore_data_at_risk(entry, None, brain, warnings) is None
-    raw = dict(previous, raw_copy=True)
-    assert restore_data_at_risk(entry, raw, brain, warnings) is None and "raw copy" in warnings[0]
-
-
-def test_restore_refuses_a_tampered_snapshot(brain, store):
-    entry = take(store, brain, "s1")
-    data = bytearray(open(entry["path"], "rb").read())
-    data[-10] ^= 0xFF
-    with open(entry["path"], "wb") as handle:
-        handle.write(data)
-    with pytest.raises(SnapshotError, match="fails its checksum"):
-        verify_for_restore(store.get("s1"))
-
-
-def test_restore_refuses_an_existing_previous_name(brain, store):
-    entry = take(store, brain, "s1")
-    make_brain(brain, rows=1)
-    with pytest.raises(SnapshotError, match="already exists"):
-        restore(store, brain, entry, name="s1")
+    assert os.listdir(store.dest) == [".lock"]
 
 
 SNAP = dict(name="new", sha256="ab" * 32, manifest=dict(applied_migrations=["0001"]))
@@ -541,3 +414,167 @@ BRAIN = dict(path="/data/brain.sqlite", sha256="cd" * 32, applied_migrations=["0
 )
 def test_diff_after(state, before, result, after):
     assert diff_after(state, before, result) == after
+
+
+# ---------------------------------------------------------------- which Engine and kind a snapshot belongs to
+
+
+def manifest_of(key=None, kind=None, reason=None, name="s", source=None, container=None, inventory_name=None):
+    engine = {k: v for k, v in dict(key=key, container=container, inventory_name=inventory_name).items() if v}
+    return dict(format=FORMAT, name=name, kind=kind, reason=reason, engine=engine or None, source=source)
+
+
+LEGACY_VOLUME = dict(source="container", container="sept-u001", volume="engine-data-a", mount_type="volume",
+                     mount_source="/var/lib/docker/volumes/engine-data-a/_data", path="/v/a/brain.sqlite")
+LEGACY_BIND = dict(source="container", container="sept-u009", mount_type="bind", mount_source="/srv/engine/u009/",
+                   path="/srv/engine/u009/brain.sqlite")
+LEGACY_PATH = dict(source="path", path="/srv/x/brain.sqlite")
+
+
+@pytest.mark.parametrize(
+    ("manifest", "key", "container", "path", "expected"),
+    [
+        pytest.param(manifest_of(KEY_A), KEY_A, None, None, SAME, id="recorded-same"),
+        pytest.param(manifest_of(KEY_B), KEY_A, "sept-u001", None, OTHER, id="recorded-other-even-same-container"),
+        pytest.param(manifest_of(source=LEGACY_VOLUME), KEY_A, None, None, SAME, id="legacy-volume-same"),
+        pytest.param(manifest_of(source=LEGACY_VOLUME), KEY_B, None, None, OTHER, id="legacy-volume-other"),
+        pytest.param(manifest_of(source=LEGACY_BIND), "bind:/srv/engine/u009", None, None, SAME, id="legacy-bind"),
+        pytest.param(manifest_of(source=LEGACY_PATH), KEY_A, None, "/srv/x/brain.sqlite", SAME, id="legacy-path"),
+        pytest.param(manifest_of(source=LEGACY_PATH, container="c1"), KEY_A, "c1", "/y", SAME,
+                     id="legacy-container-same"),
+        pytest.param(manifest_of(source=LEGACY_PATH, container="c1"), KEY_A, "c2", "/y", OTHER,
+                     id="legacy-container-other"),
+        pytest.param(manifest_of(source=LEGACY_PATH), KEY_A, "c2", "/y", UNKNOWN, id="legacy-cannot-tell"),
+        pytest.param(manifest_of(), KEY_A, None, None, UNKNOWN, id="nothing-recorded"),
+    ],
+)
+def test_engine_binding(manifest, key, container, path, expected):
+    assert engine_binding(manifest, key, container, path) == expected
+
+
+def test_recorded_key_kind_and_description():
+    assert recorded_key(manifest_of(source=LEGACY_BIND)) == "bind:/srv/engine/u009"
+    assert recorded_key(manifest_of(source=LEGACY_PATH)) is None
+    assert manifest_kind(manifest_of(kind="scheduled", reason="pre-upgrade x")) == "scheduled"
+    assert manifest_kind(manifest_of(reason="pre-upgrade: 2.3.0 -> 2.4.0 (run 7)")) == "pre-upgrade"
+    assert manifest_kind(manifest_of(reason="scheduled")) == "scheduled"
+    assert manifest_kind(manifest_of(name="brain-20260301T000000Z-pre-restore")) == "pre-restore"
+    assert manifest_kind(manifest_of(name="pre-upgrade-2.3.0-to-2.4.0-x")) == "pre-upgrade"
+    assert manifest_kind(manifest_of(reason="before my experiment")) is None
+    text = describe_engine(manifest_of(KEY_B, container="sept-u002", inventory_name="u002"))
+    assert text == "Engine volume:engine-data-b (inventory name u002, container sept-u002)"
+    assert "cannot" not in describe_engine(manifest_of(source=LEGACY_VOLUME))
+    assert "an unknown Engine" in describe_engine(manifest_of())
+
+
+def write_pair(store, name, hours_old, kind="scheduled", key=KEY_A, version="2.3.0", retain_hours=None,
+               legacy_source=None, raw=False):
+    """A snapshot pair written directly (tiny data file, real manifest) `hours_old` hours before NOW."""
+    os.makedirs(store.dest, exist_ok=True)
+    data = f"snapshot {name}".encode()
+    with open(store.data_path(name), "wb") as handle:
+        handle.write(data)
+    created = NOW - timedelta(hours=hours_old)
+    manifest = dict(format=FORMAT, name=name, created_at=iso(created), size=len(data), raw_copy=raw,
+                    sha256=__import__("hashlib").sha256(data).hexdigest(),
+                    retain_until=iso(NOW + timedelta(hours=retain_hours)) if retain_hours is not None else None)
+    if legacy_source is None:
+        manifest.update(kind=kind, engine=dict(key=key), engine_version=version)
+    else:
+        manifest.update(reason=kind, source=legacy_source, engine=dict(container=legacy_source.get("container"),
+                                                                       version=version))
+    with open(store.manifest_path(name), "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle)
+
+
+def test_upgrade_retention_never_prunes_scheduled_snapshots(store):
+    """Issue 10.4: keep_last 5 of the upgrade, in the folder snapshot.yml fills hourly (two Engines share it)."""
+    for hour in range(72):  # three days of hourly snapshots of Engine A, and of Engine B
+        write_pair(store, f"a-scheduled-{hour:02d}", hour + 0.5, "scheduled", KEY_A)
+        write_pair(store, f"b-scheduled-{hour:02d}", hour + 0.5, "scheduled", KEY_B)
+    for number in range(8):  # eight upgrades of A, and three of B; one of A's retained for a week
+        write_pair(store, f"a-pre-upgrade-{number}", 24 * number + 1, "pre-upgrade", KEY_A,
+                   retain_hours=7 * 24 if number == 6 else None)
+    for number in range(3):
+        write_pair(store, f"b-pre-upgrade-{number}", 24 * number + 1, "pre-upgrade", KEY_B)
+    write_pair(store, "legacy-upgrade", 500, "pre-upgrade: 2.2.0 -> 2.3.0", legacy_source=LEGACY_VOLUME)
+    write_pair(store, "legacy-mine", 600, "before my experiment", legacy_source=LEGACY_VOLUME)
+    before = set(store.names())
+    actions = []
+    pruned = store.prune(5, None, kind="pre-upgrade", key=KEY_A, now=NOW, actions=actions)
+    assert sorted(pruned) == ["a-pre-upgrade-5", "a-pre-upgrade-7", "legacy-upgrade"]
+    after = set(store.names())
+    assert before - after == set(pruned)
+    assert {name for name in after if "scheduled" in name} == {n for n in before if "scheduled" in n}  # all 144
+    assert {f"b-pre-upgrade-{n}" for n in range(3)} <= after and "legacy-mine" in after
+    assert "a-pre-upgrade-6" in after  # retained until next week
+    # the scheduled policy prunes only scheduled snapshots of its Engine, by its own days
+    pruned = store.prune(None, 2, kind="scheduled", key=KEY_A, now=NOW, actions=actions)
+    assert sorted(pruned) == [f"a-scheduled-{hour:02d}" for hour in range(48, 72)]
+    assert {n for n in store.names() if n.startswith("b-")} == {n for n in before if n.startswith("b-")}
+
+
+def test_prune_without_a_key_prunes_nothing(store):
+    write_pair(store, "old", 100, "manual", KEY_A)
+    assert store.prune(0, None, kind="manual", key=None, now=NOW, actions=[]) == []
+    assert store.names() == ["old"]
+
+
+def test_choose_snapshot_by_manifest(store):
+    write_pair(store, "a-223-old", 50, "pre-upgrade", KEY_A, "2.3.0")
+    write_pair(store, "a-230-new", 10, "pre-upgrade", KEY_A, "2.3.0")
+    write_pair(store, "a-240", 5, "pre-upgrade", KEY_A, "2.4.0")
+    write_pair(store, "a-raw", 1, "pre-upgrade", KEY_A, "2.3.0", raw=True)
+    write_pair(store, "a-sched", 2, "scheduled", KEY_A, "2.3.0")
+    write_pair(store, "b-newest", 0.5, "pre-upgrade", KEY_B, "2.3.0")
+    write_pair(store, "pre-upgrade-2.3.0-to-2.4.0-run1", 0.1, "pre-upgrade: 2.3.0 -> 2.4.0",
+               legacy_source=dict(LEGACY_VOLUME, volume="engine-data-b"))
+    assert choose_snapshot(store, KEY_A, "2.3.0")["name"] == "a-230-new"
+    assert choose_snapshot(store, KEY_A)["name"] == "a-240"
+    assert choose_snapshot(store, KEY_A, "2.3.0", kind="scheduled")["name"] == "a-sched"
+    assert choose_snapshot(store, KEY_B, "2.3.0")["name"] == "pre-upgrade-2.3.0-to-2.4.0-run1"  # legacy, B's volume
+    assert choose_snapshot(store, KEY_A, "9.9.9") is None
+    assert choose_snapshot(store, "volume:nobody") is None
+    assert [e["name"] for e in matching(store.list(), key=KEY_A, kind="pre-upgrade")] == [
+        "a-raw", "a-240", "a-230-new", "a-223-old"]
+    assert [e["name"] for e in matching(store.list(), version="2.4.0")] == ["a-240"]
+
+
+def test_a_name_of_another_engine_is_never_reused(brain, store, tmp_path):
+    other = make_brain(tmp_path / "other.sqlite", rows=3)
+    first = take(store, brain, "pre-upgrade-2.3.0-to-2.4.0-run7", key=KEY_A)
+    name, existing, warning = store.resolve_name("pre-upgrade-2.3.0-to-2.4.0-run7", KEY_B, "engine-data-b")
+    assert name == "pre-upgrade-2.3.0-to-2.4.0-run7-engine-data-b" and existing is None
+    assert "belongs to Engine volume:engine-data-a" in warning and "left alone" in warning
+    second = take(store, other, name, key=KEY_B)
+    assert task_ids(second["path"]) == task_ids(other) != task_ids(first["path"])
+    assert store.resolve_name("pre-upgrade-2.3.0-to-2.4.0-run7", KEY_B, "engine-data-b")[1]["name"] == name
+    assert store.resolve_name("pre-upgrade-2.3.0-to-2.4.0-run7", KEY_A, "engine-data-a")[1]["sha256"] == first["sha256"]
+    assert store.get(first["name"])["sha256"] == first["sha256"]  # A's is untouched
+
+
+def test_a_name_committed_meanwhile_by_another_engine(brain, store, tmp_path, monkeypatch):
+    """Engines sharing a folder in parallel: B committed `name` while A was copying: A commits as name-slug."""
+    other = make_brain(tmp_path / "other.sqlite", rows=3)
+    real_finish = _snapshot_take.finish_copy
+
+    def finish_then_race(path, verify):
+        result = real_finish(path, verify)
+        monkeypatch.setattr(_snapshot_take, "finish_copy", real_finish)
+        take(store, other, "shared", key=KEY_B)  # B wins the race
+        return result
+
+    monkeypatch.setattr(_snapshot_take, "finish_copy", finish_then_race)
+    mine = take(store, brain, "shared", key=KEY_A)
+    assert mine["name"] == "shared-engine-data-a" and mine["engine_key"] == KEY_A
+    assert store.get("shared")["engine_key"] == KEY_B and task_ids(store.get("shared")["path"]) == task_ids(other)
+    assert [f for f in os.listdir(store.dest) if f.endswith(".tmp")] == []
+
+
+def test_legacy_name_of_the_same_container_is_reused(brain, store):
+    entry = take(store, brain, "s1", fields=dict(reason="old", engine=dict(container="sept-u001"),
+                                                  source=dict(source="container", container="sept-u001")))
+    name, existing, warning = store.resolve_name("s1", KEY_A, "engine-data-a", container="sept-u001")
+    assert (name, existing["sha256"], warning) == ("s1", entry["sha256"], None)
+    name, existing, _warning = store.resolve_name("s1", KEY_A, "engine-data-a", container="sept-u002")
+    assert name == "s1-engine-data-a" and existing is None

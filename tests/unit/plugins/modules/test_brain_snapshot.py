@@ -11,6 +11,7 @@ import sqlite3
 import stat
 
 import pytest
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.september.engine.plugins.module_utils._errors import DockerUnavailableError
@@ -39,10 +40,16 @@ class FakeImages:
         return FakeImage()
 
 
+class FakeVolumes:
+    def list(self):
+        return []
+
+
 class FakeClient:
     def __init__(self, running=()):
         self.containers = FakeContainers(running)
         self.images = FakeImages()
+        self.volumes = FakeVolumes()
 
 
 class FakeContainer:
@@ -65,11 +72,18 @@ def run(module, args, check=False, diff=False):
         args["_ansible_check_mode"] = True
     if diff:
         args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises((ExitJson, FailJson)) as info:
-            module.main()
+    warned = []
+    original = AnsibleModule.warn
+    AnsibleModule.warn = lambda self, message: warned.append(message)
+    try:
+        with patch_module_args(args):
+            with pytest.raises((ExitJson, FailJson)) as info:
+                module.main()
+    finally:
+        AnsibleModule.warn = original
     result = info.value.args[0]
     result["failed"] = info.type is FailJson
+    result["warnings"] = warned
     return result
 
 
@@ -97,7 +111,9 @@ def test_present_apply_again_check_diff(brain, tmp_path, client):
     args = dict(path=brain, dest=dest, name="s1", reason="unit", retain_days=3)
     first = run(brain_snapshot, args)
     assert first["changed"] and not first["failed"], first
-    assert first["snapshot"]["manifest"]["reason"] == "unit" and first["snapshot"]["manifest"]["engine"] is None
+    manifest = first["snapshot"]["manifest"]
+    assert manifest["reason"] == "unit" and manifest["kind"] == "manual" and manifest["engine"]["container"] is None
+    assert manifest["engine"]["key"] == f"bind:{os.path.dirname(brain)}" == first["snapshot"]["engine_key"]
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(first["snapshot"]["path"]).st_mode) == 0o600
     again = run(brain_snapshot, args)
@@ -109,7 +125,7 @@ def test_present_apply_again_check_diff(brain, tmp_path, client):
     assert listing(dest) == before
     diff = run(brain_snapshot, dict(args, name="s2"), diff=True)
     assert diff["diff"]["after"] == dict(snapshots=["s1", "s2"]) and listing(dest) == sorted(
-        ["s1.json", "s1.sqlite", "s2.json", "s2.sqlite"])
+        [".lock", "s1.json", "s1.sqlite", "s2.json", "s2.sqlite"])
     same = run(brain_snapshot, dict(args, name="s2"), diff=True)
     assert not same["changed"] and same["diff"]["before"] == same["diff"]["after"]
 
@@ -117,7 +133,8 @@ def test_present_apply_again_check_diff(brain, tmp_path, client):
 def test_check_mode_writes_no_folder(brain, tmp_path, client):
     dest = str(tmp_path / "snaps")
     result = run(brain_snapshot, dict(path=brain, dest=dest), check=True)
-    assert result["changed"] and result["snapshot"]["name"].startswith("brain-")
+    assert result["changed"] and result["snapshot"]["name"].startswith("brain-bind-data-")
+    assert "-manual-" in result["snapshot"]["name"]
     assert not os.path.exists(dest)
     assert result["actions"][0] == f"create folder {dest} (mode 0700)"
 
@@ -128,10 +145,10 @@ def test_retention_after_snapshot_and_pruned_alone(brain, tmp_path, client):
         run(brain_snapshot, dict(path=brain, dest=dest, name=name))
     result = run(brain_snapshot, dict(path=brain, dest=dest, name="d", keep_last=2))
     assert result["changed"] and sorted(result["pruned"]) == ["a", "b"]
-    assert listing(dest) == ["c.json", "c.sqlite", "d.json", "d.sqlite"]
+    assert listing(dest) == [".lock", "c.json", "c.sqlite", "d.json", "d.sqlite"]
     check = run(brain_snapshot, dict(dest=dest, state="pruned", keep_last=1), check=True, diff=True)
     assert check["pruned"] == ["c"] and check["diff"]["after"] == dict(snapshots=["d"])
-    assert listing(dest) == ["c.json", "c.sqlite", "d.json", "d.sqlite"]
+    assert listing(dest) == [".lock", "c.json", "c.sqlite", "d.json", "d.sqlite"]
     pruned = run(brain_snapshot, dict(dest=dest, state="pruned", keep_last=1))
     assert pruned["changed"] and pruned["pruned"] == ["c"]
     assert not run(brain_snapshot, dict(dest=dest, state="pruned", keep_last=1))["changed"]
@@ -142,11 +159,11 @@ def test_absent_respects_retain_until(brain, tmp_path, client):
     run(brain_snapshot, dict(path=brain, dest=dest, name="kept", retain_days=7))
     refused = run(brain_snapshot, dict(dest=dest, state="absent", name="kept"))
     assert refused["failed"] and "retained until" in refused["msg"] and "force=true" in refused["msg"]
-    assert listing(dest) == ["kept.json", "kept.sqlite"]
+    assert listing(dest) == [".lock", "kept.json", "kept.sqlite"]
     check = run(brain_snapshot, dict(dest=dest, state="absent", name="kept", force=True), check=True)
-    assert check["changed"] and listing(dest) == ["kept.json", "kept.sqlite"]
+    assert check["changed"] and listing(dest) == [".lock", "kept.json", "kept.sqlite"]
     removed = run(brain_snapshot, dict(dest=dest, state="absent", name="kept", force=True))
-    assert removed["changed"] and listing(dest) == []
+    assert removed["changed"] and listing(dest) == [".lock"]
     assert not run(brain_snapshot, dict(dest=dest, state="absent", name="kept"))["changed"]
 
 
@@ -160,7 +177,7 @@ def test_restore_whole_module(brain, tmp_path, client):
     check = run(brain_snapshot, args, check=True, diff=True)
     assert check["changed"] and check["previous_brain"]["sha256"] is None and check["data_at_risk"] == {"tasks": 1}
     assert check["diff"]["after"]["brain"]["sha256"] == taken["sha256"]
-    assert listing(dest) == ["s1.json", "s1.sqlite"]
+    assert listing(dest) == [".lock", "s1.json", "s1.sqlite"]
     restored = run(brain_snapshot, args, diff=True)
     assert restored["changed"] and restored["snapshot"]["name"] == "s1" and restored["data_at_risk"] == {"tasks": 1}
     assert restored["previous_brain"]["name"] in restored["diff"]["after"]["snapshots"]
@@ -172,11 +189,13 @@ def test_restore_whole_module(brain, tmp_path, client):
 def test_restore_refused_while_a_container_mounts_the_folder(brain, tmp_path, client):
     dest = str(tmp_path / "snaps")
     run(brain_snapshot, dict(path=brain, dest=dest, name="s1"))
-    client.containers.running.append(FakeContainer("engine-x", os.path.dirname(brain)))
+    client.containers.running.append(FakeContainer("engine-x", os.path.dirname(brain)))  # the Engine, running
+    client.containers.running.append(FakeContainer("sidecar", os.path.dirname(brain)))
     result = run(brain_snapshot, dict(path=brain, dest=dest, state="restored", snapshot="s1"))
     assert result["failed"] and "Refusing to restore" in result["msg"]
-    assert result["failed"] and "running container(s) engine-x" in result["msg"] and "Stop the Engine" in result["msg"]
-    assert listing(dest) == ["s1.json", "s1.sqlite"]
+    assert "container engine-x is running" in result["msg"]
+    assert "running container(s) sidecar mount its folder" in result["msg"] and "Stop the Engine" in result["msg"]
+    assert result["holders"] and listing(dest) == [".lock", "s1.json", "s1.sqlite"]
 
 
 @pytest.mark.parametrize(
@@ -226,3 +245,100 @@ def test_info_lists_newest_first_and_verifies(brain, tmp_path, client):
     taken_again = run(brain_snapshot, dict(path=brain, dest=dest, name="a"))
     assert taken_again["failed"] and "fails its checksum" in taken_again["msg"]
     assert "kept as evidence" in taken_again["msg"]
+
+
+def second_brain(tmp_path, rows=5):
+    folder = tmp_path / "data-b"
+    folder.mkdir()
+    path = str(folder / "brain.sqlite")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE engine_schema_migrations(version TEXT PRIMARY KEY)")
+    conn.execute("CREATE TABLE tasks(task_id TEXT PRIMARY KEY)")
+    conn.executemany("INSERT INTO tasks VALUES (?)", [(f"b{i}",) for i in range(rows)])
+    conn.close()
+    return path
+
+
+def rows(path):
+    conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    try:
+        return {row[0] for row in conn.execute("SELECT task_id FROM tasks")}
+    finally:
+        conn.close()
+
+
+def test_two_engines_share_a_folder_and_one_name(brain, tmp_path, client):
+    """Issue 10.1: Engine B never re-uses Engine A's snapshot, and each restore gets its own brain back."""
+    other = second_brain(tmp_path)
+    dest = str(tmp_path / "shared")
+    common = dict(dest=dest, name="pre-upgrade-2.3.0-to-2.4.0-run7", kind="pre-upgrade")
+    a = run(brain_snapshot, dict(common, path=brain, engine_name="u001"))
+    b = run(brain_snapshot, dict(common, path=other, engine_name="u002"))
+    assert a["snapshot"]["name"] == "pre-upgrade-2.3.0-to-2.4.0-run7" and b["changed"]
+    assert b["snapshot"]["name"].startswith("pre-upgrade-2.3.0-to-2.4.0-run7-bind-data-b-")
+    assert any("belongs to Engine bind:" in w for w in b["warnings"])
+    again = run(brain_snapshot, dict(common, path=other))
+    assert not again["changed"] and again["snapshot"]["name"] == b["snapshot"]["name"]
+    a_rows, b_rows = rows(brain), rows(other)
+    for path, extra in ((brain, "a-late"), (other, "b-late")):
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("INSERT INTO tasks VALUES (?)", (extra,))
+        conn.close()
+    wrong = run(brain_snapshot, dict(dest=dest, path=other, state="restored", snapshot=a["snapshot"]["name"]))
+    assert wrong["failed"] and "belongs to Engine bind:" in wrong["msg"] and "inventory name u001" in wrong["msg"]
+    assert "allow_other_engine=true" in wrong["msg"] and rows(other) == b_rows | {"b-late"}
+    for path, taken, expected in ((brain, a, a_rows), (other, b, b_rows)):
+        restored = run(brain_snapshot, dict(dest=dest, path=path, state="restored", snapshot=taken["snapshot"]["name"]))
+        assert restored["changed"] and rows(path) == expected and restored["data_at_risk"] == {"tasks": 1}
+    moved = run(brain_snapshot, dict(dest=dest, path=other, state="restored", snapshot=a["snapshot"]["name"],
+                                     allow_other_engine=True))
+    assert moved["changed"] and rows(other) == a_rows and "restored anyway" in moved["warnings"][0]
+
+
+def test_engine_key_must_match_the_location(brain, tmp_path, client):
+    dest = str(tmp_path / "snaps")
+    result = run(brain_snapshot, dict(path=brain, dest=dest, engine_key="volume:someone-else"))
+    assert result["failed"] and "not to engine_key=volume:someone-else" in result["msg"]
+    bad = run(brain_snapshot, dict(path=brain, dest=dest, engine_key="nonsense"))
+    assert bad["failed"] and "is not an Engine identity key" in bad["msg"] and not os.path.exists(dest)
+    key = f"bind:{os.path.dirname(brain)}"
+    assert not run(brain_snapshot, dict(path=brain, dest=dest, engine_key=key))["failed"]
+
+
+def test_retention_by_kind_and_engine(brain, tmp_path, client):
+    other = second_brain(tmp_path)
+    dest = str(tmp_path / "shared")
+    for number in range(4):
+        run(brain_snapshot, dict(path=brain, dest=dest, name=f"a-sched-{number}", kind="scheduled"))
+        run(brain_snapshot, dict(path=other, dest=dest, name=f"b-sched-{number}", kind="scheduled"))
+    result = run(brain_snapshot, dict(path=brain, dest=dest, name="a-up", kind="pre-upgrade", keep_last=1))
+    assert result["changed"] and result["pruned"] == []  # no scheduled snapshot is the upgrade's to prune
+    alone = run(brain_snapshot, dict(dest=dest, state="pruned", kind="scheduled", keep_last=1))
+    assert alone["failed"] and "several Engines" in alone["msg"]
+    key_b = f"bind:{os.path.dirname(other)}"
+    pruned = run(brain_snapshot, dict(dest=dest, state="pruned", kind="scheduled", keep_last=1, engine_key=key_b))
+    assert sorted(pruned["pruned"]) == ["b-sched-0", "b-sched-1", "b-sched-2"]
+    names = run(brain_snapshot_info, dict(dest=dest))["snapshots"]
+    assert sorted(s["name"] for s in names) == ["a-sched-0", "a-sched-1", "a-sched-2", "a-sched-3", "a-up", "b-sched-3"]
+
+
+def test_info_filters_by_engine_kind_and_version(brain, tmp_path, client):
+    other = second_brain(tmp_path)
+    client.containers.running.append(FakeContainer("engine-a", os.path.dirname(brain)))
+    dest = str(tmp_path / "shared")
+    run(brain_snapshot, dict(path=brain, dest=dest, name="a1", kind="pre-upgrade"))
+    run(brain_snapshot, dict(path=brain, dest=dest, name="a2", kind="scheduled"))
+    run(brain_snapshot, dict(path=other, dest=dest, name="b1", kind="pre-upgrade"))
+    key_a = f"bind:{os.path.dirname(brain)}"
+    listed = run(brain_snapshot_info, dict(dest=dest, engine_key=key_a))["snapshots"]
+    assert [s["name"] for s in listed] == ["a2", "a1"] and {s["engine_key"] for s in listed} == {key_a}
+    chosen = run(brain_snapshot_info, dict(dest=dest, engine_key=key_a, kind="pre-upgrade", version="2.3.0"))
+    assert [s["name"] for s in chosen["snapshots"]] == ["a1"] and chosen["snapshots"][0]["engine_version"] == "2.3.0"
+    manifest = chosen["snapshots"][0]["manifest"]
+    assert manifest["engine"]["container"] == "engine-a" and manifest["image"] == "engine:2.3.0"
+    assert manifest["image_id"] == "sha256:1" and manifest["sqlite_version"] == sqlite3.sqlite_version
+    assert run(brain_snapshot_info, dict(dest=dest, version="9.9.9"))["snapshots"] == []
+    assert [s["name"] for s in run(brain_snapshot_info, dict(dest=dest, kind="pre-upgrade"))["snapshots"]] == [
+        "b1", "a1"]
+    bad = run(brain_snapshot_info, dict(dest=dest, engine_key="x"))
+    assert bad["failed"] and "identity key" in bad["msg"]
