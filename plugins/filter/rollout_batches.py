@@ -2,57 +2,10 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
+"""Rollout filters (documented in the sidecar files rollout_batches.yml, rollout_batch_of.yml, rollout_engines.yml and
+rollout_settings.yml): the stage math is in module_utils/_plan.py, the settings' names in module_utils/_settings.py."""
+
 from __future__ import annotations
-
-DOCUMENTATION = r"""
-name: rollout_batches
-short_description: Turn cumulative rollout stages into C(serial) batch sizes
-version_added: 0.1.0
-description:
-  - The runbook's stages are cumulative shares of the fleet (canary V(5%), then V(10%), V(50%), V(100%) of all
-    Engines upgraded). Ansible's C(serial) wants the size of each batch. This filter converts the former into
-    the latter for a fleet of a given size.
-  - A stage is a percentage (V(5%)) or an absolute number of Engines (V(1)). Each stage's cumulative count is
-    rounded up, so the canary is always at least one Engine; stages that add no Engine are dropped; the last
-    stage is raised to the whole fleet.
-  - The stages may also be one comma-separated string (V(5%,10%,50%,100%)), as an AWX survey gives them (a survey
-    has no list type).
-  - The playbook C(september.engine.upgrade) does not size its batches with this filter directly: the module
-    M(september.engine.rollout_plan) plans the whole run (same stage rules, plus the order of the Engines).
-options:
-  _input:
-    description: The stages, in order, each larger than the one before; a list, or a comma-separated string.
-    type: raw
-    required: true
-  total:
-    description: Number of Engines in the fleet.
-    type: int
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: Batches of a fleet of 40 Engines
-  ansible.builtin.debug:
-    msg: "{{ ['5%', '10%', '50%', '100%'] | september.engine.rollout_batches(40) }}"
-  # -> [2, 2, 16, 20]
-
-- name: The same stages from an AWX survey (a text answer)
-  ansible.builtin.debug:
-    msg: "{{ '5%, 10%, 50%, 100%' | september.engine.rollout_batches(40) }}"
-  # -> [2, 2, 16, 20]
-
-- name: In a play
-  hosts: engines
-  serial: "{{ engine_rollout_stages | september.engine.rollout_batches(ansible_play_hosts_all | length) }}"
-  tasks: []
-"""
-
-RETURN = r"""
-_value:
-  description: Batch sizes, summing to O(total).
-  type: list
-  elements: int
-"""
 
 from ansible.errors import AnsibleFilterError
 

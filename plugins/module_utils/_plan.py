@@ -173,7 +173,7 @@ def _spread(engines: list[dict], placed: dict[str, int]) -> list[tuple[dict, str
     heapq.heapify(heap)
     out = []
     while heap:
-        count, _, host = heapq.heappop(heap)
+        count, _hash, host = heapq.heappop(heap)
         engine = queues[host].pop(0)
         hosts_total = len(queues)
         if count == 0:
@@ -240,7 +240,7 @@ def check_engines(engines) -> list[dict]:
 def make_plan(engines: list[dict], stages, run_id: str, controls: int = DEFAULT_CONTROLS) -> dict:
     """The plan of a rollout of ``engines`` (checked by :func:`check_engines`), as the module returns it."""
     ordered = rollout_order(engines)
-    order = [engine["name"] for engine, _ in ordered]
+    order = [engine["name"] for engine, _why in ordered]
     serial = batch_sizes(stages, len(order))
     batches, start = [], 0
     for size in serial:

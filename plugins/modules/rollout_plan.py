@@ -23,7 +23,7 @@ description:
     the next slices of the same order. RV(plan.canaries) says why each canary was chosen.
   - The controls of a batch are Engines of later batches (not upgraded while the batch is watched), one per Docker
     host in turn, the hosts where the batch has Engines first; the last batch has none.
-  - Before planning, checks the upgrade's settings (O(settings)): types, ranges and combinations a user can get
+  - Before planning, checks the upgrade's settings (O(settings)) - types, ranges and combinations a user can get
     wrong (a target version that is empty or looks like a stage, stages that do not grow, a bake interval longer
     than the bake, a health timeout no Engine can meet, a lock TTL shorter than one Engine's upgrade, thresholds out
     of range, evals set twice, a webhook URL that is not http(s), a report folder the controller cannot write, a
@@ -35,7 +35,7 @@ author:
 options:
   engines:
     description:
-      - The Engines of the run, after C(--limit): one entry each, in inventory order.
+      - The Engines of the run, after C(--limit), one entry each, in inventory order.
       - The filter P(september.engine.rollout_engines#filter) builds this list from C(ansible_play_hosts_all) and
         C(hostvars).
     type: list
@@ -260,7 +260,8 @@ class RolloutPlanner:
     def _warn_counts(self, stages, total: int) -> None:
         """Stages that are all plain numbers ending at 100 were most likely meant as percentages."""
         parsed = [_plan.parse_stage(stage) for stage in _plan.stage_list(stages)]
-        if len(parsed) > 1 and all(kind == "count" for kind, _ in parsed) and parsed[-1][1] == 100 and total != 100:
+        counts_only = all(kind == "count" for kind, _value in parsed)
+        if len(parsed) > 1 and counts_only and parsed[-1][1] == 100 and total != 100:
             self.module.warn(
                 f"The rollout stages {_plan.stage_list(stages)} are numbers of Engines, not percentages (the run has "
                 f"{total}); write them with % (5%,10%,50%,100%) if you meant shares of the fleet."

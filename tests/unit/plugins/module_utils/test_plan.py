@@ -16,7 +16,7 @@ import pytest
 from ansible_collections.september.engine.plugins.module_utils import _plan
 from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
 
-DEFAULT = ["5%", "10%", "50%", "100%"]
+DEFAULT = ("5%", "10%", "50%", "100%")
 
 
 def fleet(count: int, hosts: int = 3, prefix: str = "sept-u", canary=()) -> list[dict]:
@@ -235,7 +235,7 @@ def test_new_run_id():
     run_id = _plan.new_run_id(1_800_000_000)
     assert re.fullmatch(r"20270115T080000Z-\d{6}", run_id)
     assert _plan.RUN_ID_RE.match(run_id)
-    assert len({_plan.new_run_id(1_800_000_000) for _ in range(5)}) > 1
+    assert len({_plan.new_run_id(1_800_000_000) for _i in range(5)}) > 1
 
 
 def test_docker_hosts_are_counted():

@@ -195,7 +195,7 @@ def test_a_good_webhook_and_eval_set_pass(env, tmp_path):
 def test_the_roles_own_name_wins_over_the_short_one(env):
     s, problems = _settings.validate({"engine_target_version": "2.3.0", "engine_upgrade_target_version": "2.4.0"}, env)
     assert problems == [] and s.values["engine_upgrade_target_version"] == "2.4.0"
-    s, _ = _settings.validate({"engine_target_version": "2.3.0"}, env)
+    s = _settings.validate({"engine_target_version": "2.3.0"}, env)[0]
     assert s.values["engine_upgrade_target_version"] == "2.3.0" and s.cite["engine_upgrade_target_version"] == (
         "engine_target_version")
 
@@ -210,9 +210,9 @@ def test_command_line_strings_are_read_like_the_role_reads_them(env):
 
 
 def test_the_report_dir_default_follows_the_environment(tmp_path):
-    s, _ = _settings.validate({}, {"HOME": str(tmp_path)})
+    s = _settings.validate({}, {"HOME": str(tmp_path)})[0]
     assert s.values["engine_upgrade_report_dir"] == str(tmp_path / "september-engine-reports")
-    s, _ = _settings.validate({}, {"HOME": "/x", "SEPTEMBER_ENGINE_REPORT_DIR": "/r"})
+    s = _settings.validate({}, {"HOME": "/x", "SEPTEMBER_ENGINE_REPORT_DIR": "/r"})[0]
     assert s.values["engine_upgrade_report_dir"] == "/r"
 
 
@@ -246,7 +246,7 @@ def test_the_settings_follow_the_roles_defaults():
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     for name, value in defaults.items():
         assert name in _settings.SETTINGS, f"{name} (roles/engine_upgrade/defaults) is missing from _settings.SETTINGS"
-        _, default, alias = _settings.SETTINGS[name]
+        default, alias = _settings.SETTINGS[name][1:]
         if isinstance(value, str) and "{{" in value:
             assert name in DERIVED, f"{name}: the role's default became an expression; teach _settings its value"
             if alias:
