@@ -7,8 +7,12 @@
 #
 #   tests/harness/bootstrap.sh [docker|venv|base|images|sanity-pip|all]...
 #
-#   docker      a Docker engine that answers `docker info`, and Docker Compose (v2 plugin or v1).
-#               As root without one: installs Debian's docker.io / docker-compose and starts dockerd.
+#   docker      a Docker engine that answers `docker info`, and Docker Compose: v1 (`docker-compose`) and the
+#               v2 CLI plugin (`docker compose`, the `compose` step). As root without one: installs Debian's
+#               docker.io / docker-compose and starts dockerd.
+#   compose     the Compose v2 CLI plugin from Debian's packages (trixie's docker-compose 2.26.x, which holds
+#               only a static binary): fetched with apt from a sources list kept apart from the system's,
+#               unpacked with dpkg -x, put in the CLI plugin folder. Nothing is installed with dpkg.
 #   venv        .venv with requirements-dev.txt (re-installed only when that file changes).
 #   base        the reference Engine's base image ($ENGINE_BASE_IMAGE): kept if present, else pulled
 #               ($ENGINE_BASE_PULL), else built offline with debootstrap + `docker import`.
@@ -23,6 +27,15 @@ ENGINE_BASE_IMAGE=${ENGINE_BASE_IMAGE:-localhost/september-engine-base:bookworm}
 ENGINE_BASE_PULL=${ENGINE_BASE_PULL:-python:3.11-slim-bookworm}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/september-dockerd.log}
+# Compose v2: the Debian suite that ships it as the package docker-compose, and where its CLI plugin goes.
+COMPOSE_V2_SUITE=${COMPOSE_V2_SUITE:-trixie}
+if [ "$(id -u)" -eq 0 ]; then
+  COMPOSE_V2_CACHE=${COMPOSE_V2_CACHE:-/var/cache/september-engine/compose-v2}
+  COMPOSE_PLUGIN_DIR=${COMPOSE_PLUGIN_DIR:-/usr/local/lib/docker/cli-plugins}
+else
+  COMPOSE_V2_CACHE=${COMPOSE_V2_CACHE:-$HOME/.cache/september-engine/compose-v2}
+  COMPOSE_PLUGIN_DIR=${COMPOSE_PLUGIN_DIR:-$HOME/.docker/cli-plugins}
+fi
 
 log() { printf '==> %s\n' "$*"; }
 die() { printf 'bootstrap: %s\n' "$*" >&2; exit 1; }
@@ -37,15 +50,62 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-compose_present() {
-  docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1
+# Compose v2 from Debian: the docker-compose package of $COMPOSE_V2_SUITE holds the CLI plugin
+# usr/libexec/docker/cli-plugins/docker-compose (a static Go binary, it needs only libc). apt reads a sources
+# list of its own (and no preferences) and keeps its lists and downloads in $COMPOSE_V2_CACHE, so the system's
+# apt state is never touched; the .deb is only unpacked (dpkg -x), never installed.
+ensure_compose_v2() {
+  if docker compose version >/dev/null 2>&1; then
+    log "compose v2: $(docker compose version --short 2>/dev/null) (present)"
+    return
+  fi
+  command -v apt-get >/dev/null && command -v dpkg >/dev/null \
+    || die "no 'docker compose' (v2) and no apt-get/dpkg to fetch Debian's: install the Compose v2 plugin yourself"
+  local cache=$COMPOSE_V2_CACHE deb version
+  mkdir -p "$cache/lists/partial" "$cache/archives/partial"
+  local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  [ -r "$keyring" ] || die "cannot verify Debian's $COMPOSE_V2_SUITE packages: $keyring is missing (apt-get install debian-archive-keyring)"
+  echo "deb [signed-by=$keyring] $DEBIAN_MIRROR $COMPOSE_V2_SUITE main" >"$cache/sources.list"
+  local apt_opts=(
+    -o "Dir::Etc::SourceList=$cache/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
+    -o "Dir::State::Lists=$cache/lists" -o "Dir::Cache=$cache" -o "Dir::Cache::archives=$cache/archives"
+  )
+  is_root && apt_opts+=(-o APT::Sandbox::User=root)
+  deb=$(ls "$cache"/docker-compose_2.*.deb 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$deb" ]; then
+    log "fetching Compose v2 (docker-compose from Debian $COMPOSE_V2_SUITE)"
+    apt-get "${apt_opts[@]}" -qq update >/dev/null || die "apt-get update of $COMPOSE_V2_SUITE failed ($DEBIAN_MIRROR)"
+    version=$(apt-cache "${apt_opts[@]}" madison docker-compose | awk -F'|' '$2 ~ /^ *2\./ {gsub(/ /, "", $2); print $2; exit}')
+    [ -n "$version" ] || die "Debian $COMPOSE_V2_SUITE has no docker-compose 2.x"
+    (cd "$cache" && apt-get "${apt_opts[@]}" -qq download "docker-compose=$version" >/dev/null) \
+      || die "apt-get download docker-compose=$version failed"
+    deb=$(ls "$cache"/docker-compose_2.*.deb | sort -V | tail -n 1)
+  fi
+  rm -rf "$cache/unpacked" && mkdir -p "$cache/unpacked"
+  dpkg -x "$deb" "$cache/unpacked"
+  mkdir -p "$COMPOSE_PLUGIN_DIR"
+  install -m 0755 "$cache/unpacked/usr/libexec/docker/cli-plugins/docker-compose" "$COMPOSE_PLUGIN_DIR/docker-compose.new"
+  mv -f "$COMPOSE_PLUGIN_DIR/docker-compose.new" "$COMPOSE_PLUGIN_DIR/docker-compose"
+  rm -rf "$cache/unpacked"
+  docker compose version >/dev/null 2>&1 \
+    || die "installed $COMPOSE_PLUGIN_DIR/docker-compose but 'docker compose version' does not work"
+  log "compose v2: $(docker compose version --short) ($COMPOSE_PLUGIN_DIR/docker-compose, from $(basename "$deb"))"
+}
+
+ensure_compose() {
+  # v1 stays installed next to v2: the collection detects both, and the Compose tests run against both.
+  if ! command -v docker-compose >/dev/null 2>&1; then
+    if is_root; then apt_install docker-compose; else log "compose v1: not installed (needs root); v2 only"; fi
+  fi
+  ensure_compose_v2
 }
 
 ensure_docker() {
   if ! command -v dockerd >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then
     apt_install docker.io
   fi
-  compose_present || apt_install docker-compose
+  ensure_compose
   if docker info >/dev/null 2>&1; then
     log "docker engine: $(docker version --format '{{.Server.Version}}' 2>/dev/null) (running)"
     return
@@ -169,12 +229,13 @@ main() {
   for step in "$@"; do
     case "$step" in
       docker) ensure_docker ;;
+      compose) ensure_compose ;;
       venv) ensure_venv ;;
       base) ensure_base_image ;;
       images) ensure_images ;;
       sanity-pip) ensure_sanity_pip ;;
       all) ensure_docker; ensure_venv; ensure_base_image; ensure_images; ensure_sanity_pip ;;
-      *) die "unknown step '$step' (docker, venv, base, images, sanity-pip, all)" ;;
+      *) die "unknown step '$step' (docker, compose, venv, base, images, sanity-pip, all)" ;;
     esac
   done
 }
