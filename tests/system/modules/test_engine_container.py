@@ -20,6 +20,7 @@ import contextlib
 import io
 import json
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -34,6 +35,9 @@ from engine_testkit import brain, sweep
 from engine_testkit.ansible import run_playbook
 from engine_testkit.fleet import LABEL_ENGINE_ID, LABEL_FLEET, LABEL_MODEL, LABEL_TESTKIT, Engine
 from engine_testkit.loadgen import iter_stream_lines, parse_sse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docker_fault import STOP, DockerFaultProxy  # a helper beside the tests (importlib mode: not on the path)
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 PLAYBOOK = PLAYBOOKS / "engine_container.yml"
@@ -91,7 +95,7 @@ class Orchestrator:
             labels.update({LABEL_ENGINE_ID: engine_id, LABEL_MODEL: "container"})
         return labels
 
-    def up(self, version: str = "2.3.0", extra_env: dict | None = None) -> Engine:
+    def up(self, version: str = "2.3.0", extra_env: dict | None = None, image: str | None = None) -> Engine:
         self.count += 1
         engine_id = f"{self.fleet}-u{self.count:03d}"
         volume = f"engine-data-{engine_id}"
@@ -111,7 +115,7 @@ class Orchestrator:
         )
         env = {"ENGINE_API_KEY": self.api_key, "ORCHESTRATOR_TENANT": f"tenant-{engine_id}", **(extra_env or {})}
         cid = api.create_container(
-            f"engine:{version}",
+            image or f"engine:{version}",
             name=engine_id,
             environment=env,
             labels={**self.labels(engine_id), TENANT_LABEL: f"tenant-{engine_id}"},
@@ -131,12 +135,25 @@ class Orchestrator:
             port=port,
             url=f"http://127.0.0.1:{port}",
             api_key=self.api_key,
-            image=f"engine:{version}",
+            image=image or f"engine:{version}",
             fleet=self.fleet,
             client=self.client,
         )
         wait_healthy(engine)
         return engine
+
+    def own_tags(self) -> str:
+        """A repository of this fleet's own (other tests keep using engine:*), tagged 2.3.0 and 2.3.1.
+
+        Its 2.3.0 carries the version label ``v2.3.0``, as some release pipelines write it.
+        """
+        repository = f"{self.fleet}-engine"
+        dockerfile = "FROM engine:2.3.0\nLABEL org.opencontainers.image.version=v2.3.0\n"
+        # No fleet labels on the image: a label equal to the old image's is not copied onto the new container.
+        self.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=f"{repository}:2.3.0", rm=True)
+        self.client.images.get("engine:2.3.1").tag(repository, "2.3.1")
+        self.images += [f"{repository}:2.3.0", f"{repository}:2.3.1"]
+        return repository
 
     def broken_image(self) -> str:
         """An image whose entrypoint does not exist: its container is created, but cannot start."""
@@ -204,9 +221,9 @@ def switch(name: str, state: str, image: str | None = None, **expect) -> dict:
     return run.result("Apply with diff")
 
 
-def fail_switch(name: str, image: str, expected_msg: str, state: str = "present") -> dict:
+def fail_switch(name: str, image: str, expected_msg: str, state: str = "present", **extra) -> dict:
     run = run_playbook(BAD, extra_vars={"ctr_name": name, "ctr_image": image, "ctr_state": state,
-                                        "expected_msg": expected_msg})
+                                        "expected_msg": expected_msg, **{f"ctr_{k}": v for k, v in extra.items()}})
     assert run.rc == 0, run.stdout[-6000:] + run.stderr[-2000:]
     result = run.result("Switch the container")
     assert result.get("failed") and not result.get("changed")
@@ -378,3 +395,55 @@ def test_drain_lets_the_turn_in_flight_finish(orchestrator, docker_client):
     assert env_map(new)["ENGINE_TURN_LATENCY_MS"] == "10000"
     wait_healthy(engine)
     assert task(engine, events["task"]["task_id"])["status"] == "completed"
+
+
+def test_a_failed_stop_leaves_the_engine_running(orchestrator, docker_client):
+    """Docker stops the Engine but answers the drain's stop with an error: the module must start it again."""
+    engine = orchestrator.up("2.3.0")
+    name = engine.container_name
+    task_id = turn(engine, "echo: written before the failed drain")["done"]["task_id"]
+    before = inspect(docker_client, name)
+    with DockerFaultProxy() as proxy:
+        proxy.fail("POST", STOP, after=True)
+        fail_switch(name, "engine:2.3.1", r"Could not drain-stop .*injected fault.*put back.*started again",
+                    docker_host=proxy.url)
+        assert proxy.calls("POST", STOP) == [(proxy.calls("POST", STOP)[0][0], True)]
+        assert proxy.calls("POST", r"/containers/[^/]+/start") != [], "the Engine was started again"
+    after = inspect(docker_client, name)
+    assert after["Id"] == before["Id"] and after["State"]["Status"] == "running"
+    assert after["State"]["StartedAt"] != before["State"]["StartedAt"], "it really was stopped, and started again"
+    assert after["Config"]["Image"] == "engine:2.3.0"
+    assert inspect(docker_client, f"{name}--previous") is None
+    wait_healthy(engine)
+    assert task(engine, task_id)["status"] == "completed"
+
+    # a rollback on an Engine that is stopped but already on its image starts it
+    docker_client.api.stop(name, timeout=10)
+    switch(name, "rolled_back", "engine:2.3.0", expect_image="engine:2.3.0", expect_previous=False)
+    assert inspect(docker_client, name)["State"]["Status"] == "running"
+    wait_healthy(engine)
+
+
+def test_rollback_goes_to_the_recorded_image_after_its_tag_moved(orchestrator, docker_client):
+    repository = orchestrator.own_tags()
+    good = docker_client.images.get(f"{repository}:2.3.0")
+    engine = orchestrator.up(image=f"{repository}:2.3.0")
+    name = engine.container_name
+    task_id = turn(engine, "echo: on the good build")["done"]["task_id"]
+    switch(name, "present", f"{repository}:2.3.1", expect_image=f"{repository}:2.3.1", expect_previous=True)
+    labels = inspect(docker_client, name)["Config"]["Labels"]
+    assert labels["io.september.engine.previous-image"] == f"{repository}:2.3.0"
+    assert labels["io.september.engine.previous-image-id"] == good.id
+    switch(name, "finalized", expect_previous=False)
+
+    # the tag is moved to another build (a re-pushed tag); the old build stays on the host, untagged
+    docker_client.images.get("engine:2.4.0").tag(repository, "2.3.0", force=True)
+    assert docker_client.images.get(f"{repository}:2.3.0").id != good.id
+    rolled = switch(name, "rolled_back", expect_image=f"{repository}:2.3.0", expect_previous=False)
+    after = inspect(docker_client, name)
+    assert after["Image"] == good.id, "the recorded image id, not what the tag points at now"
+    assert docker_client.images.get(f"{repository}:2.3.0").id == good.id, "tagged again"
+    assert f"tag {good.id[:19]} as {repository}:2.3.0" in rolled["container"]["actions"]
+    assert rolled["container"]["version"] == "v2.3.0"  # the label, shown; never used to make a reference
+    wait_healthy(engine)
+    assert task(engine, task_id)["status"] == "completed"
