@@ -104,8 +104,9 @@ class Preflight:
         if not spec:
             return None
         identity = engine.get("identity") or {}
-        # The lock is keyed by the Engine's identity (its brain's storage), shown under its inventory name.
-        self.lock = EngineLock(spec["dir"], identity.get("slug") or self.name)
+        # The lock is keyed by the Engine's identity (its brain's storage): two inventories naming the Engine
+        # differently, or a second run, collide on it.
+        self.lock = EngineLock(spec["dir"], self.name, key=identity.get("key"))
         plan = self.lock.acquire(spec["owner"], spec["run_id"], int(spec.get("ttl") or 1200), self.check_mode)
         self.lock_plan = plan
         self.changed = self.changed or (not self.check_mode and plan["action"] != "refresh")

@@ -21,6 +21,8 @@ description:
     M(september.engine.engine_metrics), M(september.engine.engine_container) or M(september.engine.engine_compose)).
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._engine
+  - september.engine._engine.COMPOSE_PROJECT
   - september.engine._docker
   - september.engine._engine_api
   - september.engine._brain.MIGRATIONS
@@ -36,33 +38,6 @@ attributes:
     details:
       - The lock is re-taken by the same O(lock.run_id) without change; an image already present is not pulled.
 options:
-  deployment:
-    description: The hosting model of the Engine.
-    type: str
-    choices: [container, compose]
-    required: true
-  container_name:
-    description: The per-user Engine's container (O(deployment=container)).
-    type: str
-  compose_dir:
-    description: The Compose project's folder (O(deployment=compose)).
-    type: path
-  compose_service:
-    description: The Engine's service in the Compose project.
-    type: str
-    default: engine
-  data_dir:
-    description: Where the brain's volume is mounted in the container.
-    type: str
-    default: /data
-  previous_suffix:
-    description: Suffix of the previous container a switch keeps until the Engine is verified.
-    type: str
-    default: --previous
-  failed_suffix:
-    description: Suffix of the failed container a rollback keeps for diagnostics.
-    type: str
-    default: --failed
   inventory_name:
     description: The Engine's name in the inventory, used in messages and shown to a run that collides on its lock.
     type: str
