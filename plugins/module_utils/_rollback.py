@@ -27,6 +27,7 @@ from ansible_collections.september.engine.plugins.module_utils._engine import re
 from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
 from ansible_collections.september.engine.plugins.module_utils._health import EngineHealth
 from ansible_collections.september.engine.plugins.module_utils._image_ref import parse_image_ref
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_keeper
 from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
 from ansible_collections.september.engine.plugins.module_utils._restore import (
     abort_restore,
@@ -201,6 +202,18 @@ class Rollback:
 
     def run(self) -> dict:
         self.engine = resolve_engine(self.client, self.p)
+        spec = self.p.get("lock")
+        if not spec:
+            return self._run()
+        # The Engine's lock, keyed by its identity: held (and refreshed) while the rollback works; a lock this run
+        # held before (the upgrade's) stays held, one taken here is released at the end.
+        key = (self.engine.get("identity") or {}).get("key")
+        options = dict(spec, key=key or f"container:{self.engine.get('container')}",
+                       engine=self.p.get("inventory_name"))
+        with lock_keeper(options, self.check_mode, self.warnings.append):
+            return self._run()
+
+    def _run(self) -> dict:
         target, exact_id = choose_target(self.engine, self.p["version"], self.p["image"])
         result = dict(engine=self.p.get("inventory_name") or self.engine.get("container"), rolled_back=False,
                       from_version=self.engine.get("version"), to_version=None, image=target, image_id=exact_id,

@@ -32,7 +32,6 @@ extends_documentation_fragment:
   - september.engine._engine
   - september.engine._engine.COMPOSE_PROJECT
   - september.engine._engine_api
-  - september.engine._lock
   - september.engine._brain.MIGRATIONS
   - september.engine._docker
 attributes:
@@ -127,6 +126,30 @@ options:
     description: Why the rollback happens; recorded in the kept brain's manifest and returned.
     type: str
     default: requested
+  lock:
+    description:
+      - The Engine's lock, keyed by its identity (the storage of its brain, see M(september.engine.engine_lock)),
+        held and refreshed while the rollback works. A lock this run holds already (the upgrade's) stays held; one
+        taken here is released at the end. Another run's lock refuses the rollback before anything changes.
+      - Without it no lock is taken.
+    type: dict
+    suboptions:
+      dir:
+        description: Folder of the lock files on the Docker host.
+        type: path
+        default: /var/lib/september-engine/locks
+      owner:
+        description: Who takes it (shown to a run that collides with it).
+        type: str
+        required: true
+      run_id:
+        description: The run that takes it.
+        type: str
+        required: true
+      ttl:
+        description: Seconds each refresh extends the lock by.
+        type: int
+        default: 1200
 author:
   - September Engine maintainers
 """
@@ -238,7 +261,6 @@ from ansible_collections.september.engine.plugins.module_utils._docker import (
 from ansible_collections.september.engine.plugins.module_utils._engine import ENGINE_REQUIRED_IF, engine_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_api_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
-from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
 from ansible_collections.september.engine.plugins.module_utils._rollback import Rollback, check_options
 
 
@@ -263,9 +285,14 @@ def main() -> None:
         health_timeout=dict(type="int", default=120),
         healthy_streak=dict(type="int", default=3),
         reason=dict(type="str", default="requested"),
+        lock=dict(type="dict", options=dict(
+            dir=dict(type="path", default="/var/lib/september-engine/locks"),
+            owner=dict(type="str", required=True),
+            run_id=dict(type="str", required=True),
+            ttl=dict(type="int", default=1200),
+        )),
         **migrations_argument_spec(),
         **engine_api_argument_spec(),
-        **lock_argument_spec(),
         **docker_argument_spec(),
     )
     module = AnsibleModule(argument_spec=argument_spec, required_if=ENGINE_REQUIRED_IF,
@@ -275,8 +302,7 @@ def main() -> None:
     try:
         check_options(module.params)
         rollback = Rollback(module, docker_client(module.params))
-        with lock_keeper(module.params["lock"], module.check_mode, module.warn):
-            result = rollback.run()
+        result = rollback.run()
     except EngineModuleError as exc:
         details = dict(exc.details)
         if rollback is not None:
