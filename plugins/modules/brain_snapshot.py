@@ -155,6 +155,7 @@ seealso:
 EXAMPLES = r"""
 - name: Find the Engine and its identity
   september.engine.engine_info:
+    deployment: container
     container_name: sept-u001
   register: engine_found
 

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
+import json
 import os
 import socket
 import sqlite3
 import stat
 import subprocess
+import sys
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import docker
@@ -28,7 +31,7 @@ import pytest
 import requests
 
 from engine_testkit import LoadGenerator, task_ids
-from engine_testkit.ansible import run_playbook
+from engine_testkit.ansible import COLLECTIONS_PATH, ensure_collection_link, run_playbook
 from engine_testkit.fleet import LABEL_FLEET, LABEL_TESTKIT, Fleet
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
@@ -36,8 +39,18 @@ PRESENT = PLAYBOOKS / "brain_snapshot.yml"
 RESTORE = PLAYBOOKS / "brain_snapshot_restore.yml"
 RETENTION = PLAYBOOKS / "brain_snapshot_retention.yml"
 BAD_INPUT = PLAYBOOKS / "brain_snapshot_bad_input.yml"
+ENGINES = PLAYBOOKS / "brain_snapshot_engines.yml"
+SNAPSHOT_PLAYBOOK = Path(__file__).resolve().parents[3] / "playbooks" / "snapshot.yml"
 BASE_PORT = 9200
 LAST_PORT = 9299
+
+
+def collection(module: str):
+    """A module_utils module of the collection (the python API the rollback calls), imported from build/."""
+    ensure_collection_link()
+    if str(COLLECTIONS_PATH) not in sys.path:
+        sys.path.insert(0, str(COLLECTIONS_PATH))
+    return importlib.import_module(f"ansible_collections.september.engine.plugins.module_utils.{module}")
 
 
 @pytest.fixture
@@ -83,7 +96,8 @@ def take(**extra) -> dict:
 
 def check_files(dest: Path, names: list[str]) -> None:
     assert mode(dest) == 0o700
-    assert listing(dest) == sorted([f"{n}.json" for n in names] + [f"{n}.sqlite" for n in names])
+    assert [n for n in listing(dest) if not n.startswith(".")] == sorted(
+        [f"{n}.json" for n in names] + [f"{n}.sqlite" for n in names])
     for name in os.listdir(dest):
         assert mode(dest / name) == 0o600, name
 
@@ -341,3 +355,167 @@ def test_restore_refused_while_running_and_on_a_bad_checksum(fleet, dest):
     bad_input("already exists but fails its checksum", snap_container=engine.container_name, snap_dest=str(dest),
               snap_name="s")
     assert snapshot_state(dest) == tampered
+
+
+# ---------------------------------------------------------------- Engines that share a snapshot folder (issue 10)
+
+
+def wait_for(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def acked_more_than(load: LoadGenerator, engines, counts: dict) -> bool:
+    return all(len(load.acks(e.engine_id)) > counts.get(e.engine_id, 0) + 3 for e in engines)
+
+
+def test_engines_sharing_a_folder_each_get_their_own_brain_back(fleet, tmp_path):
+    """Issue 10.1: one folder, one name, two Engines in one run; B never re-uses A's snapshot, a restore of A's
+    snapshot onto B is refused with B untouched, and each restore brings back that Engine's own brain."""
+    engines = fleet.up(2, "2.3.0")
+    inventory = fleet.write_inventory(tmp_path / "inventory.yml")
+    shared = tmp_path / "shared"
+    name = "pre-upgrade-2.3.0-to-2.4.0-run1"
+    load = LoadGenerator(engines, rate=8, feedback_ratio=0, workers_per_engine=2).start()
+    try:
+        wait_for(lambda: acked_more_than(load, engines, {}), "turns on both Engines")
+        run = run_playbook(ENGINES, inventory=inventory, extra_vars=dict(
+            snap_dest=str(shared), snap_name=name, snap_keep_last=1, snap_version="2.3.0"))
+        assert run.rc == 0, run.stdout[-5000:] + run.stderr[-2000:]
+        counts = {e.engine_id: len(load.acks(e.engine_id)) for e in engines}
+        wait_for(lambda: acked_more_than(load, engines, counts), "turns after the snapshots (the bad window)")
+    finally:
+        load.stop()
+    taken = {e.engine_id: run.result("Take the pre-upgrade snapshot", host=e.engine_id)["snapshot"] for e in engines}
+    a, b = engines
+    assert sorted(s["name"] for s in taken.values())[0] == name, "one Engine keeps the name it asked for"
+    assert taken[a.engine_id]["name"] != taken[b.engine_id]["name"], "B re-used A's snapshot"
+    ids = {e.engine_id: task_ids(taken[e.engine_id]["path"], status=None) for e in engines}
+    assert ids[a.engine_id] and ids[b.engine_id] and not ids[a.engine_id] & ids[b.engine_id]
+    for engine in engines:
+        manifest = json.loads(Path(taken[engine.engine_id]["manifest_path"]).read_text())
+        assert manifest["engine"]["key"] == f"volume:{engine.volume}" and manifest["kind"] == "pre-upgrade"
+        assert manifest["engine"]["inventory_name"] == engine.engine_id and manifest["engine_version"] == "2.3.0"
+
+    # A's snapshot onto B, while B runs: refused before anything, B untouched and still serving.
+    folder_before = snapshot_state(shared)
+    b_ids, b_brain = task_ids(b.brain_path(), status=None), sha256(b.brain_path())
+    bad_input(f"belongs to Engine volume:{a.volume} .*not to this Engine \\(volume:{b.volume}\\)",
+              snap_container=b.container_name, snap_dest=str(shared), snap_state="restored",
+              snap_snapshot=taken[a.engine_id]["name"])
+    container = b.container()
+    container.reload()
+    assert container.status == "running" and sha256(b.brain_path()) == b_brain
+    assert task_ids(b.brain_path(), status=None) == b_ids and snapshot_state(shared) == folder_before
+
+    # Each Engine, stopped, gets its own brain back.
+    for engine in engines:
+        engine.container().stop(timeout=30)
+    for engine in engines:
+        brain = engine.brain_path()
+        before = task_ids(brain, status=None)
+        run = run_playbook(RESTORE, extra_vars=dict(
+            snap_container=engine.container_name, snap_dest=str(shared), snap_snapshot=taken[engine.engine_id]["name"],
+            snap_brain_path=str(brain), snap_brain_sha256=sha256(brain)))
+        assert run.rc == 0, run.stdout[-5000:] + run.stderr[-2000:]
+        assert task_ids(brain, status=None) == ids[engine.engine_id] != before
+        previous = run.result("Restore with diff")["previous_brain"]
+        assert task_ids(previous["path"], status=None) == before
+    for engine in engines:
+        engine.container().start()
+        wait_healthy(engine.url)
+
+
+def test_restore_checks_before_the_engine_is_stopped(fleet, dest, docker_client):
+    """Issue 10.5, the rollback's python API on a real Engine: a sidecar that mounts the volume makes the restore
+    refuse while the Engine still runs; without it, check and stage run beside the live Engine, install after."""
+    restore_api, brain_api = collection("_restore"), collection("_brain")
+    errors, store_api = collection("_errors"), collection("_snapshot_store")
+    engine = fleet.up(1, "2.3.0")[0]
+    load = LoadGenerator([engine], rate=8, feedback_ratio=0, workers_per_engine=2).start()
+    try:
+        wait_for(lambda: len(load.acks(engine.engine_id)) > 3, "turns")
+        taken = take(snap_container=engine.container_name, snap_dest=str(dest), snap_name="good")
+        counts = {engine.engine_id: len(load.acks(engine.engine_id))}
+        wait_for(lambda: acked_more_than(load, [engine], counts), "turns after the snapshot")
+    finally:
+        load.stop()
+    snapshot_ids = task_ids(taken["Take a snapshot"]["snapshot"]["path"], status=None)
+    location = brain_api.locate_brain(dict(container=engine.container_name, brain_file="brain.sqlite",
+                                           data_dir="/data"), docker_client)
+    identity = brain_api.brain_identity(docker_client, location)
+    assert identity["key"] == f"volume:{engine.volume}"
+    store = store_api.SnapshotStore(str(dest))
+    entry = store.get("good")
+    sidecar = docker_client.containers.run(
+        "engine:2.3.0", command=["sleep", "600"], name=f"{fleet.name}-sidecar", detach=True,
+        volumes={engine.volume: {"bind": "/data", "mode": "rw"}},
+        labels={LABEL_FLEET: fleet.name, LABEL_TESTKIT: "engine_testkit"})
+    try:
+        wait_for(lambda: sidecar.reload() or sidecar.status == "running", "the sidecar to run")
+        with pytest.raises(errors.EngineBusyError, match=f"running container\\(s\\) {sidecar.name} mount its"):
+            restore_api.check_restore(store, location, entry, identity=identity, client=docker_client,
+                                      engine_may_run=True)
+    finally:
+        sidecar.remove(force=True)
+    container = engine.container()
+    container.reload()
+    assert container.status == "running", "the Engine was stopped although the restore was refused"
+    assert sorted(p.name for p in engine.brain_path().parent.iterdir() if p.name.startswith(".")) == []
+    plan = restore_api.check_restore(store, location, entry, identity=identity, client=docker_client,
+                                     engine_may_run=True)  # the Engine's own process holding its brain is no reason
+    try:
+        restore_api.stage_restore(plan)  # beside the live Engine
+        assert Path(plan.staged).is_file()
+        with pytest.raises(errors.EngineBusyError, match=f"container {engine.container_name} is running"):
+            restore_api.install_restore(plan, client=docker_client)
+        bad_window = task_ids(engine.brain_path(), status=None)
+        container.stop(timeout=30)
+        previous = restore_api.install_restore(plan, client=docker_client, migrations={},
+                                               fields=dict(engine=identity))
+    finally:
+        restore_api.abort_restore(plan)
+    assert task_ids(engine.brain_path(), status=None) == snapshot_ids
+    assert task_ids(previous["path"], status=None) == bad_window
+    assert sorted(p.name for p in engine.brain_path().parent.iterdir()) == ["brain.sqlite"]
+    assert store.get(previous["name"])["kind"] == "pre-restore"
+    container.start()
+    wait_healthy(engine.url)
+
+
+def test_upgrade_retention_leaves_every_scheduled_snapshot(fleet, tmp_path):
+    """Issue 10.4: snapshot.yml fills a shared folder (kind scheduled, under each Engine's lock); the upgrade's
+    keep_last then prunes only its own Engine's pre-upgrade snapshots."""
+    engines = fleet.up(2, "2.3.0")
+    inventory = fleet.write_inventory(tmp_path / "inventory.yml")
+    shared, state = tmp_path / "shared", tmp_path / "state"
+    extra = {"engine_state_dir": str(state), "engine_snapshot_dir": str(shared), "engine_snapshot_keep_last": 10,
+             "engine_snapshot_keep_days": 0}
+    for _ in range(3):
+        second = datetime.now(timezone.utc).replace(microsecond=0)  # noqa: UP017
+        run = run_playbook(SNAPSHOT_PLAYBOOK, extra_vars=extra, inventory=inventory)
+        assert run.rc == 0, run.stdout[-5000:] + run.stderr[-2000:]
+        wait_for(lambda second=second: datetime.now(timezone.utc).replace(microsecond=0) > second,  # noqa: UP017
+                 "the next second (names carry the second)")
+
+    def manifests():
+        return {p.stem: json.loads(p.read_text()) for p in shared.glob("*.json")}
+
+    scheduled = {name for name, m in manifests().items() if m["kind"] == "scheduled"}
+    for engine in engines:
+        mine = [n for n in scheduled if manifests()[n]["engine"]["key"] == f"volume:{engine.volume}"]
+        assert len(mine) == 3 and all(n.startswith(f"brain-{engine.volume}-scheduled-") for n in mine)
+    assert not [p for p in (state / "locks").glob("*.lock")
+                if json.loads(p.read_text() or "{}").get("run_id")], "a lock was left held"
+    for number in range(3):
+        run = run_playbook(ENGINES, inventory=inventory, extra_vars=dict(
+            snap_dest=str(shared), snap_name=f"pre-upgrade-run{number}", snap_keep_last=1, snap_version="2.3.0"))
+        assert run.rc == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    after = manifests()
+    assert {n for n, m in after.items() if m["kind"] == "scheduled"} == scheduled, "a scheduled snapshot was pruned"
+    upgrades = sorted(n for n, m in after.items() if m["kind"] == "pre-upgrade")
+    assert len(upgrades) == 2 and all(n.startswith("pre-upgrade-run2") for n in upgrades), upgrades
