@@ -578,3 +578,53 @@ def test_legacy_name_of_the_same_container_is_reused(brain, store):
     assert (name, existing["sha256"], warning) == ("s1", entry["sha256"], None)
     name, existing, _warning = store.resolve_name("s1", KEY_A, "engine-data-a", container="sept-u002")
     assert name == "s1-engine-data-a" and existing is None
+
+
+# ---------------------------------------------------------------- method reflink
+
+
+def test_reflink_where_the_file_system_cannot_clone(brain, store):
+    """tmp is not XFS with reflink nor Btrfs here (or the clone would cross file systems): refused, nothing kept."""
+    with pytest.raises(SnapshotError, match="method=reflink: the file system cannot clone"):
+        take(store, brain, "s1", method="reflink")
+    assert not os.path.exists(store.dest)
+
+
+def test_reflink_clone_of_a_live_brain_is_consistent(brain, store, monkeypatch):
+    """The clone (a plain copy stands in for FICLONE) of the brain and its -wal under a read transaction, then
+    checkpointed: every commit acknowledged before the snapshot began is in it, and it is self-contained."""
+
+    def clone(source, target, mode=0o600):
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with open(source, "rb") as reader:
+            os.write(fd, reader.read())
+        os.close(fd)
+
+    monkeypatch.setattr(_snapshot_take, "clone_file", clone)
+    stop, committed = threading.Event(), []
+
+    def writer():
+        conn = sqlite3.connect(brain, isolation_level=None, timeout=10)
+        number = 0
+        while not stop.is_set():
+            conn.execute("INSERT INTO tasks VALUES (?, ?)", (f"live{number}", "y" * 300))
+            committed.append((f"live{number}", time.monotonic()))
+            number += 1
+        conn.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        wait = time.monotonic() + 5
+        while len(committed) < 50 and time.monotonic() < wait:
+            time.sleep(0.01)
+        started = time.monotonic()
+        entry = take(store, brain, "clone", method="reflink", verify="full")
+    finally:
+        stop.set()
+        thread.join()
+    assert {task for task, at in committed if at < started} <= task_ids(entry["path"])
+    assert entry["manifest"]["method"] == "reflink" and entry["manifest"]["verify"]["result"] == "ok"
+    with open(entry["path"], "rb") as handle:
+        assert handle.read(20)[18:20] == b"\x01\x01"
+    assert sorted(os.listdir(store.dest)) == [".lock", "clone.json", "clone.sqlite"]
