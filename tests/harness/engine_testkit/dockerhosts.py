@@ -476,6 +476,11 @@ class LabHost:
             self._compose = ["docker", "compose"] if v2 else ["docker-compose"]
         return list(self._compose)
 
+    @property
+    def compose_version(self) -> str:
+        """``v2`` or ``v1``: the Compose the lab host has (and that the test kit and the modules use there)."""
+        return "v2" if self.compose_command() == ["docker", "compose"] else "v1"
+
     def compose(self, cdir: PurePosixPath, project: str, args: Sequence[str]) -> RunResult:
         """Run Compose on the lab host for the project in ``cdir`` (``-p``, ``-f``, ``--project-directory``)."""
         return self.exec(
@@ -734,15 +739,22 @@ class DockerLab:
 
     # ------------------------------------------------------------------ hosts
 
-    def up(self, count: int = 2, *, timeout: float = 120) -> list[LabHost]:
-        """Start ``count`` more lab hosts and wait until each runs dockerd (its API answers) and takes SSH logins."""
+    def up(self, count: int = 2, *, compose_v2: bool | Sequence[bool] = True, timeout: float = 120) -> list[LabHost]:
+        """Start ``count`` more lab hosts and wait until each runs dockerd (its API answers) and takes SSH logins.
+
+        :param compose_v2: ``False`` (or one boolean per new host) gives hosts with Compose v1 only; with ``True``
+            a host has the v2 plugin when the image has it (:attr:`LabHost.compose_version` says which it has).
+        """
         try:
             self.client.images.get(self.image)
         except docker.errors.ImageNotFound as exc:
             raise LabError(f"image {self.image} not found: run `bash tests/harness/lab/build-image.sh`") from exc
         new: list[LabHost] = []
-        for _ in range(count):
-            new.append(self._start_host(f"lab-{self.name}-h{len(self.hosts) + 1}"))
+        v2 = [compose_v2] * count if isinstance(compose_v2, bool) else list(compose_v2)
+        if len(v2) != count:
+            raise LabError(f"compose_v2: one boolean per host ({count}), not {len(v2)}")
+        for i in range(count):
+            new.append(self._start_host(f"lab-{self.name}-h{len(self.hosts) + 1}", compose_v2=v2[i]))
             self.hosts.append(new[-1])
         for host in new:
             host.wait_ready(timeout)
@@ -750,7 +762,7 @@ class DockerLab:
             host.wait_ssh(timeout)
         return new
 
-    def _start_host(self, name: str) -> LabHost:
+    def _start_host(self, name: str, compose_v2: bool = True) -> LabHost:
         labels = _labels(self.name, name)
         volume = f"{name}-docker"
         with contextlib.suppress(docker.errors.NotFound):
@@ -770,6 +782,7 @@ class DockerLab:
                 "LAB_STORAGE_DRIVER": self.storage_driver,
                 "LAB_DOCKERD_TCP": "1",
                 "LAB_CGROUP_PARENT": name,
+                "LAB_COMPOSE_V2": "1" if compose_v2 else "0",
             },
             volumes={
                 "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
@@ -865,8 +878,9 @@ class DockerLab:
             hv["engine_container_name"] = engine.container_name
         return hv
 
-    def inventory(self, local: Sequence[Fleet] = ()) -> dict[str, Any]:
-        """An inventory with one host per Engine: the lab's (over SSH) and, when given, local fleets' Engines.
+    def inventory(self, local: Sequence[Fleet] = (), local_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An inventory with one host per Engine: the lab's (over SSH) and, when given, local fleets' Engines
+        (``ansible_connection: local``, plus ``local_vars``, e.g. an ``engine_state_dir`` of the test's own).
 
         Groups: ``engines`` (all), ``engines_container`` / ``engines_compose`` (hosting model), ``engines_lab`` /
         ``engines_local``, and ``docker_host_<host>`` per Docker host (``-`` as ``_``; ``docker_host_localhost``).
@@ -884,18 +898,23 @@ class DockerLab:
             member(f"docker_host_{engine.docker_host.replace('-', '_')}", engine.engine_id)
         for fleet in local:
             for engine_id, hv in fleet.inventory()["all"]["children"]["engines"]["hosts"].items():
-                hosts[engine_id] = {**hv, "engine_docker_host": "localhost"}
+                hosts[engine_id] = {**hv, "engine_docker_host": "localhost", **(local_vars or {})}
                 member(f"engines_{hv['engine_deployment']}", engine_id)
                 member("engines_local", engine_id)
                 member("docker_host_localhost", engine_id)
         return {"all": {"children": {"engines": {"hosts": hosts}, **dict(sorted(groups.items()))}}}
 
-    def write_inventory(self, path: str | os.PathLike[str] | None = None, local: Sequence[Fleet] = ()) -> Path:
+    def write_inventory(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        local: Sequence[Fleet] = (),
+        local_vars: dict[str, Any] | None = None,
+    ) -> Path:
         """Write :meth:`inventory` as YAML, mode 0600 (it holds the key); ``<workdir>/inventory.yml`` by default."""
         path = Path(path) if path is not None else self.workdir / "inventory.yml"
         path.parent.mkdir(parents=True, exist_ok=True)
         text = "# Written by engine_testkit.dockerhosts; holds the Engines' API key.\n" + yaml.safe_dump(
-            self.inventory(local), sort_keys=False, default_flow_style=False
+            self.inventory(local, local_vars), sort_keys=False, default_flow_style=False
         )
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

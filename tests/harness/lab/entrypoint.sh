@@ -2,7 +2,8 @@
 # Entrypoint of a lab Docker host (tests/harness/lab), run by tini as PID 1's child.
 #
 # 1. root's authorized key from $LAB_AUTHORIZED_KEY (the lab's public key; login by key only);
-# 2. fresh SSH host keys (none are baked into the image: every lab host has its own);
+# 2. fresh SSH host keys (none are baked into the image: every lab host has its own); LAB_COMPOSE_V2=0 removes
+#    the Compose v2 plugin (a host with Compose v1 only);
 # 3. dockerd with $LAB_STORAGE_DRIVER (default vfs), --iptables=false, logging to /var/log/dockerd.log;
 #    when another driver than vfs does not come up, vfs is tried once (recorded in /run/lab/storage-driver);
 # 4. sshd (daemon, pid in /run/sshd.pid): `lab-sshd stop|start` takes SSH away and brings it back;
@@ -15,7 +16,9 @@ if [ -n "${LAB_AUTHORIZED_KEY:-}" ]; then
   printf '%s\n' "$LAB_AUTHORIZED_KEY" >/root/.ssh/authorized_keys
   chmod 0600 /root/.ssh/authorized_keys
 fi
-ssh-keygen -A >/dev/null 2>&1
+[ -s /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+# A Docker host with Compose v1 only (the v2 plugin is in the image when the machine that built it had one).
+if [ "${LAB_COMPOSE_V2:-1}" = 0 ]; then rm -f /usr/libexec/docker/cli-plugins/docker-compose; fi
 
 start_dockerd() {
   # A cgroup parent of its own: the Engines' cgroups are easy to find (and clean) per lab host.
