@@ -69,9 +69,9 @@ SETTINGS: dict[str, tuple] = {
     "engine_upgrade_write_report": ("bool", True, None),
     "engine_upgrade_checks": ("bool", True, None),
     "engine_upgrade_baseline_seconds": ("int", 300, None),
-    "engine_upgrade_baseline_max_seconds": ("int", 3600, None),
+    "engine_upgrade_baseline_max_seconds": ("int", 86400, None),
     "engine_upgrade_bake_seconds": ("int", 0, None),
-    "engine_upgrade_bake_max_seconds": ("int", 300, None),
+    "engine_upgrade_bake_max_seconds": ("int", 0, None),
     "engine_upgrade_metrics_slices": ("int", 3, None),
     "engine_upgrade_metrics_min_turns": ("int", 20, None),
     "engine_upgrade_error_rate_max_increase": ("float", 0.10, None),
@@ -274,9 +274,10 @@ def _bakes(s: Settings) -> list[str]:
     for short, long in (("engine_upgrade_canary_bake_seconds", "engine_upgrade_canary_max_bake_seconds"),
                         ("engine_upgrade_bake_seconds", "engine_upgrade_bake_max_seconds"),
                         ("engine_upgrade_baseline_seconds", "engine_upgrade_baseline_max_seconds")):
-        if v[long] < v[short]:
+        # 0 means "no longer than the usual"; any other value shorter than the usual is a mistake.
+        if v[long] != 0 and v[long] < v[short]:
             out.append(f"{s.show(long)} is shorter than {s.show(short)}: the longest may not be shorter than the "
-                       f"usual; raise {s.cite[long]} to at least {v[short]}.")
+                       f"usual; raise {s.cite[long]} to at least {v[short]} (or 0: no longer than the usual).")
     return out
 
 

@@ -80,8 +80,8 @@ ONE_PROBLEM = [
     ({"engine_upgrade_bake_seconds": -5}, "a bake cannot be negative"),
     ({"engine_upgrade_canary_max_bake_seconds": 30}, "engine_upgrade_canary_max_bake_seconds=30 is shorter than "
                                                      "engine_upgrade_canary_bake_seconds=60 (the default)"),
-    ({"engine_upgrade_bake_seconds": 400}, "engine_upgrade_bake_max_seconds=300 (the default) is shorter than "
-                                           "engine_upgrade_bake_seconds=400"),
+    ({"engine_upgrade_bake_seconds": 400, "engine_upgrade_bake_max_seconds": 300},
+     "engine_upgrade_bake_max_seconds=300 is shorter than engine_upgrade_bake_seconds=400"),
     ({"engine_upgrade_baseline_max_seconds": 100}, "raise engine_upgrade_baseline_max_seconds to at least 300"),
     # health and lock
     ({"engine_upgrade_health_timeout": 5}, "engine_upgrade_health_timeout=5 is shorter than "
