@@ -621,6 +621,10 @@ def verdict(canary_items: list, control_items: list, thresholds: dict | None = N
     missing += eval_missing
     if not eval_given:
         missing.append("no eval set")
+    if window["warning_kinds"] is None:
+        missing.append("no log kinds of the canaries (measured from the brain): new ERROR kinds were not checked")
+    elif not any(r["warning_kinds"] is not None for r in kind_refs):
+        missing.append("no baseline or control with log kinds: new ERROR kinds were not checked")
 
     engines = {}
     for c in canaries:
@@ -636,9 +640,9 @@ def verdict(canary_items: list, control_items: list, thresholds: dict | None = N
         gaps += _missing_refs(dict(control=control, baseline=c["baseline"]), t, c["name"])
         if eval_gap:
             gaps.append(eval_gap)
-        engines[c["name"]] = _decide(own, gaps, bool(eval_gap), outage, t, c["window"]["turns"])
+        engines[c["name"]] = _decide(own, gaps, bool(eval_gap), outage, c["window"]["turns"])
 
-    result = _decide(cohort, missing, bool(eval_missing), outage, t, window["turns"])
+    result = _decide(cohort, missing, bool(eval_missing), outage, window["turns"])
     failing = [(name, e) for name, e in engines.items() if e["decision"] == "fail"]
     if failing and result["decision"] != "fail":
         result.update(decision="fail", rule=failing[0][1]["rule"],
@@ -656,7 +660,7 @@ def verdict(canary_items: list, control_items: list, thresholds: dict | None = N
     return result
 
 
-def _decide(scope: dict, missing: list[str], eval_gap: bool, outage: dict, t: dict, turns: int) -> dict:
+def _decide(scope: dict, missing: list[str], eval_gap: bool, outage: dict, turns: int) -> dict:
     reasons = list(scope["reasons"])
     if outage["reason"]:
         reasons.append(outage["reason"])

@@ -7,7 +7,8 @@ One fleet for the module: engine:2.3.0 (the baseline, a per-user container), eng
 service) and engine:2.4.2 (healthy but failing and slow), all under the same LoadGenerator traffic for
 ~20 s. Each case runs playbooks/engine_metrics.yml: measure the 2.3.0 baseline over that window, then
 measure an Engine against it four times (run, again, check mode, diff; changed=false throughout, same
-verdict). Fleets are named ``met-<8 hex>`` and use host ports 9550-9599.
+verdict), by its container or as the inventory names it (deployment). At the end, 200 s after the load, a thin
+recent window reaches back to the turns. Fleets are named ``met-<8 hex>`` and use host ports 9550-9599.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from engine_testkit.loadgen import LoadGenerator
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 PLAYBOOK = PLAYBOOKS / "engine_metrics.yml"
 BAD_INPUT = PLAYBOOKS / "engine_metrics_bad_input.yml"
-OUTAGE = PLAYBOOKS / "engine_metrics_outage.yml"
+LOOKBACK = PLAYBOOKS / "engine_metrics_lookback.yml"
 BASE_PORT = 9550
 LOAD_SECONDS = 20
 TASKS = ("Measure the Engine", "Measure the Engine again", "Measure the Engine in check mode",
@@ -128,6 +129,20 @@ def test_too_few_turns_decide_nothing(loaded):
     assert metrics["verdict"]["enough_turns"] is False
 
 
+@pytest.mark.parametrize("how", ["deployment=container", "deployment=compose"])
+def test_an_engine_located_as_the_inventory_names_it(loaded, how):
+    if how == "deployment=container":
+        engine, extra = loaded.bad, dict(metrics_deployment="container",
+                                         metrics_container_name=loaded.bad.container_name)
+        expected = "rollback"
+    else:
+        engine, extra = loaded.healthy, dict(metrics_deployment="compose", metrics_compose_dir=str(
+            loaded.healthy.compose_dir))
+        expected = "ok"
+    metrics = measure(loaded, engine, expected, metrics_container=None, **extra)[0]
+    assert metrics["container"] == engine.container().name and metrics["measures"]["turns"] >= 40
+
+
 def brain_digest(engine: Engine) -> str:
     digest = hashlib.sha256()
     for suffix in ("", "-wal"):
@@ -183,27 +198,6 @@ def test_an_outage_that_ends_is_not_a_rollback(make_fleet):
     assert any("but improving: 0.0% in the last slice" in r for r in metrics["verdict"]["reasons"])
 
 
-def test_outage_or_bad_release_from_real_health_probes(make_fleet):
-    fleet = make_fleet(name=f"met-{uuid.uuid4().hex[:8]}", base_port=BASE_PORT)
-    canary, *controls = fleet.up(3, "2.3.0")
-    names = [engine.container_name for engine in controls]
-
-    def classify(expected: str) -> dict:
-        run = run_playbook(OUTAGE, extra_vars=dict(canary_container=canary.container_name,
-                                                   control_containers=names, expected_kind=expected))
-        assert run.rc == 0, run.stdout[-6000:] + run.stderr[-2000:]
-        return run.result("Classify")["outage"]
-
-    assert classify("none")["upgraded_unhealthy"] == 0
-    canary.set_llm_outage(True)
-    alone = classify("bad_release")
-    assert canary.container_name in alone["reason"] and alone["control_unhealthy"] == 0
-    for engine in controls:
-        engine.set_llm_outage(True)
-    everyone = classify("provider_outage")
-    assert everyone["reason"].startswith("LLM provider outage") and everyone["control_unhealthy"] == 2
-
-
 @pytest.mark.parametrize("case", ["missing container", "start after end", "baseline not measures"])
 def test_bad_input(loaded, case):
     options = {
@@ -217,3 +211,31 @@ def test_bad_input(loaded, case):
     options.setdefault("metrics_container", loaded.baseline.container_name)
     run = run_playbook(BAD_INPUT, extra_vars=options)
     assert run.rc == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+@pytest.mark.timeout(600)
+def test_a_thin_window_reaches_back_200_seconds(loaded):
+    """The load ended 200 s ago: the last minute is empty; doubling (to 240 s) finds the turns, in the log and brain."""
+    deadline = loaded.end + 200
+    while time.time() < deadline:  # the condition is the age of the last turns
+        time.sleep(min(5.0, max(deadline - time.time(), 0.1)))
+    for args in (dict(deployment="container", container_name=loaded.baseline.container_name, source="both"),
+                 dict(deployment="compose", compose_dir=str(loaded.healthy.compose_dir))):
+        run = run_playbook(LOOKBACK, extra_vars=dict(lookback_args=dict(
+            args, window_seconds=60, baseline_max_seconds=900, min_turns=20)))
+        assert run.rc == 0, run.stdout[-6000:] + run.stderr[-2000:]
+        metrics = run.result("Measure the last window, reaching back")["metrics"]
+        window, measures = metrics["window"], metrics["measures"]
+        assert window["requested_seconds"] == 60 and window["extended"] is True, window
+        # 60 -> 120 -> 240 s (more when the earlier tests took long): the first length that reaches the load.
+        assert window["seconds"] in (240.0, 480.0, 900.0), window
+        assert datetime.fromisoformat(window["start"].replace("Z", "+00:00")).timestamp() <= loaded.end
+        assert measures["turns"] >= 20 and measures["source"] == "logs", measures
+        if args.get("source") == "both":
+            assert metrics["by_source"]["brain"]["turns"] >= 20
+    # Without baseline_max_seconds the same window stays thin.
+    run = run_playbook(LOOKBACK, extra_vars=dict(lookback_args=dict(container=loaded.bad.container_name,
+                                                                    window_seconds=60)))
+    assert run.rc == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    metrics = run.result("Measure the last window, reaching back")["metrics"]
+    assert metrics["window"]["extended"] is False and metrics["measures"]["turns"] == 0

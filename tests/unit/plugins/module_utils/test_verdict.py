@@ -242,7 +242,8 @@ def test_no_control_and_no_baseline_are_named():
     got = v.verdict([canary(window=healthy(40), baseline=None)], [])
     assert got["decision"] == "undecided"
     assert got["missing"] == ["no control Engine was measured over the same window",
-                              "no baseline of the canaries before the switch", "no eval set"]
+                              "no baseline of the canaries before the switch", "no eval set",
+                              "no baseline or control with log kinds: new ERROR kinds were not checked"]
     assert got["engines"]["u1"]["missing"] == ["no control Engine was measured over the same window",
                                                "no baseline of u1"]
     assert got["evidence"]["control"] is None and got["evidence"]["baseline"] is None
@@ -262,6 +263,13 @@ def test_a_pass_still_says_what_was_missing():
     got = v.verdict([canary(window=healthy(40), baseline=healthy(5))], controls(healthy(40)))
     assert got["decision"] == "pass"
     assert got["missing"] == ["the canaries' baselines saw 5 turns before the switch (20 needed)", "no eval set"]
+
+
+def test_canaries_measured_from_the_brain_say_the_kinds_were_not_checked():
+    brain = dict(with_failures(30, 10, error="NEW_CODE"), warning_kinds=None, log_lines=None, source="brain")
+    got = v.verdict([canary(window=brain, baseline=healthy())], controls(healthy()))
+    assert not rule_tests(got, "new_error_kind") and got["decision"] == "fail" and got["rule"] == "error_rate"
+    assert "no log kinds of the canaries (measured from the brain): new ERROR kinds were not checked" in got["missing"]
 
 
 def test_min_turns_is_a_threshold():
