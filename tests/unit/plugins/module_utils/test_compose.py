@@ -228,7 +228,7 @@ def test_resolve_config_defaults_env_file_labels_and_options(proj):
                                      env_file="other.env", labels=from_labels, warn=warned.append)
     assert (config.files, config.project, config.env_path) == ([str(proj / "brain.yml")], "x", str(proj / "other.env"))
     assert "compose_file names" in warned[-1]
-    with pytest.raises(_compose.NotFoundError, match="gone.yml does not exist"):
+    with pytest.raises(_compose.NotFoundError, match=r"gone\.yml does not exist"):
         _compose.resolve_config(str(proj), "engine", labels=labels("e", proj, files=str(proj / "gone.yml")))
 
 

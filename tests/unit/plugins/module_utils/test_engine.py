@@ -125,7 +125,7 @@ def test_compose_project_comes_from_the_labels_and_the_options(tmp_path):
                                             "compose_file": ["docker-compose.yml"], "project_name": "e"})
     assert named["compose"]["files"] == [str(tmp_path / "docker-compose.yml")]
     assert named["compose"]["config_sources"]["files"] == "option"
-    with pytest.raises(NotFoundError, match="nope.yml does not exist"):
+    with pytest.raises(NotFoundError, match=r"nope\.yml does not exist"):
         _engine.resolve_engine(client, {"deployment": "compose", "compose_dir": str(tmp_path),
                                         "compose_file": ["nope.yml"]})
 
