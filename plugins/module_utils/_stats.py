@@ -89,7 +89,7 @@ def weighted_percentile(items: list[tuple[float, float]], q: float) -> float | N
     With every weight 1 it is the nearest-rank percentile of the values.
     """
     items = sorted((value, weight) for value, weight in items if weight > 0)
-    total = sum(weight for _, weight in items)
+    total = sum(item[1] for item in items)
     if not items or total <= 0:
         return None
     target = q / 100 * total - 1e-9 * total  # the tolerance keeps float sums from skipping a rank

@@ -102,8 +102,8 @@ def _measures(value, what: str) -> tuple[dict, dict | None]:
     measures, metrics = _unwrap(value)
     check_measures(measures, what)
     lat = measures.get("latencies_ms")
-    if lat is not None and (not isinstance(lat, list) or any(isinstance(v, bool) or not isinstance(v, (int, float))
-                                                              for v in lat)):
+    numbers = isinstance(lat, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in lat)
+    if lat is not None and not numbers:
         raise ValueError(f"{what}.latencies_ms must be a list of numbers or null")
     if measures.get("errors_by_code") is not None and not isinstance(measures["errors_by_code"], dict):
         raise ValueError(f"{what}.errors_by_code must be a dict of counts")
@@ -151,7 +151,7 @@ def read_canary(item, index: int, default_slices: int) -> dict:
     window, metrics = _measures(item["window"], f"{where}.window")
     last, slices = item.get("last_slice"), default_slices
     if last is not None:
-        last, _ = _measures(last, f"{where}.last_slice")
+        last = _measures(last, f"{where}.last_slice")[0]
     elif metrics and isinstance(metrics.get("slices"), list) and len(metrics["slices"]) > 1:
         last, slices = _measures(metrics["slices"][-1], f"{where}.window.slices[-1]")[0], len(metrics["slices"])
     baseline = None
@@ -528,12 +528,13 @@ def judge(c: dict, last: dict | None, slices: int, refs: list[tuple[str, dict | 
             else:
                 fired.append((rule, text, _text(lead, labels, t)))
 
-    reasons = [text for _, text, _ in fired]
-    reasons += [f"{text}: the references disagree" for _, text in disputed]
-    reasons += [f"{text} (improving: does not decide)" for _, text in improving]
-    reasons += [f"{text} (reported; does not decide alone)" for _, text in reported]
+    reasons = [item[1] for item in fired]
+    reasons += [f"{item[1]}: the references disagree" for item in disputed]
+    reasons += [f"{item[1]} (improving: does not decide)" for item in improving]
+    reasons += [f"{item[1]} (reported; does not decide alone)" for item in reported]
     reasons += weak
-    enough = c["turns"] >= t["min_turns"] and any(r is not None and r["turns"] >= t["min_turns"] for _, r in refs)
+    references = [ref[1] for ref in refs if ref[1] is not None]
+    enough = c["turns"] >= t["min_turns"] and any(r["turns"] >= t["min_turns"] for r in references)
     return dict(fired=fired, disputed=disputed, reasons=reasons, tests=tests, enough_turns=enough)
 
 
@@ -668,7 +669,7 @@ def _decide(scope: dict, missing: list[str], eval_gap: bool, outage: dict, turns
                 turns=turns, tests=scope["tests"])
     if scope["fired"]:
         rule = scope["fired"][0][0]
-        return dict(base, decision="fail", rule=rule, symptom="; ".join(short for _, _, short in scope["fired"]),
+        return dict(base, decision="fail", rule=rule, symptom="; ".join(item[2] for item in scope["fired"]),
                     reasons=reasons)
     if outage["outage"]:
         return dict(base, decision="undecided", rule="provider_outage", reasons=reasons)

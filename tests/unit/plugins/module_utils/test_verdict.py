@@ -600,251 +600,75 @@ def test_classify_outage_refuses(canary_health, control_healths, extra, message)
 
 # ---------------------------------------------------------------- recorded measures (real reference Engines)
 
-RECORDED = {'control_a': {'first': {'source': 'logs',
-                         'turns': 30,
-                         'completed_turns': 30,
-                         'failed_turns': 0,
-                         'refused_turns': 0,
-                         'error_rate': 0.0,
-                         'errors_by_code': {},
-                         'latency_samples': 30,
-                         'latency_p50_ms': 249.0,
-                         'latency_p95_ms': 276.0,
-                         'latency_p99_ms': 276.0,
-                         'latency_max_ms': 276.0,
-                         'latencies_ms': [230.0, 232.0, 235.0, 238.0, 239.0, 240.0, 241.0, 241.0, 242.0, 242.0,
-                                          242.0, 246.0, 246.0, 247.0, 249.0, 254.0, 255.0, 256.0, 256.0, 256.0,
-                                          259.0, 259.0, 261.0, 263.0, 266.0, 266.0, 267.0, 273.0, 276.0, 276.0],
-                         'input_tokens': 12150,
-                         'output_tokens': 186,
-                         'cache_hit_tokens': 9090,
-                         'cache_hit_ratio': 0.7481,
-                         'log_lines': 60,
-                         'warning_kinds': {}},
-               'second': {'source': 'logs',
-                          'turns': 30,
-                          'completed_turns': 30,
-                          'failed_turns': 0,
-                          'refused_turns': 0,
-                          'error_rate': 0.0,
-                          'errors_by_code': {},
-                          'latency_samples': 30,
-                          'latency_p50_ms': 263.0,
-                          'latency_p95_ms': 289.0,
-                          'latency_p99_ms': 300.0,
-                          'latency_max_ms': 300.0,
-                          'latencies_ms': [231.0, 235.0, 238.0, 239.0, 241.0, 248.0, 250.0, 251.0, 251.0, 254.0,
-                                           255.0, 257.0, 262.0, 262.0, 263.0, 265.0, 266.0, 268.0, 268.0, 270.0,
-                                           270.0, 271.0, 274.0, 278.0, 278.0, 278.0, 282.0, 283.0, 289.0, 300.0],
-                          'input_tokens': 12150,
-                          'output_tokens': 194,
-                          'cache_hit_tokens': 9090,
-                          'cache_hit_ratio': 0.7481,
-                          'log_lines': 60,
-                          'warning_kinds': {}},
-               'outage': {'source': 'logs',
-                          'turns': 21,
-                          'completed_turns': 0,
-                          'failed_turns': 1,
-                          'refused_turns': 20,
-                          'error_rate': 1.0,
-                          'errors_by_code': {'HTTP_502': 20, 'LLM_PROVIDER_ERROR': 1},
-                          'latency_samples': 1,
-                          'latency_p50_ms': 266.0,
-                          'latency_p95_ms': 266.0,
-                          'latency_p99_ms': 266.0,
-                          'latency_max_ms': 266.0,
-                          'latencies_ms': [266.0],
-                          'input_tokens': 405,
-                          'output_tokens': 9,
-                          'cache_hit_tokens': 303,
-                          'cache_hit_ratio': 0.7481,
-                          'log_lines': 22,
-                          'warning_kinds': {'ERROR agent: turn failed: LLM_PROVIDER_ERROR': 1}}},
- 'control_b': {'first': {'source': 'logs',
-                         'turns': 30,
-                         'completed_turns': 30,
-                         'failed_turns': 0,
-                         'refused_turns': 0,
-                         'error_rate': 0.0,
-                         'errors_by_code': {},
-                         'latency_samples': 30,
-                         'latency_p50_ms': 250.0,
-                         'latency_p95_ms': 280.0,
-                         'latency_p99_ms': 281.0,
-                         'latency_max_ms': 281.0,
-                         'latencies_ms': [230.0, 231.0, 235.0, 236.0, 237.0, 238.0, 239.0, 239.0, 240.0, 240.0,
-                                          244.0, 244.0, 247.0, 247.0, 250.0, 253.0, 255.0, 255.0, 257.0, 258.0,
-                                          259.0, 262.0, 262.0, 265.0, 267.0, 271.0, 274.0, 275.0, 280.0, 281.0],
-                         'input_tokens': 12150,
-                         'output_tokens': 186,
-                         'cache_hit_tokens': 9090,
-                         'cache_hit_ratio': 0.7481,
-                         'log_lines': 60,
-                         'warning_kinds': {}},
-               'second': {'source': 'logs',
-                          'turns': 30,
-                          'completed_turns': 30,
-                          'failed_turns': 0,
-                          'refused_turns': 0,
-                          'error_rate': 0.0,
-                          'errors_by_code': {},
-                          'latency_samples': 30,
-                          'latency_p50_ms': 255.0,
-                          'latency_p95_ms': 280.0,
-                          'latency_p99_ms': 290.0,
-                          'latency_max_ms': 290.0,
-                          'latencies_ms': [231.0, 235.0, 240.0, 241.0, 241.0, 243.0, 243.0, 244.0, 244.0, 244.0,
-                                           246.0, 247.0, 250.0, 252.0, 255.0, 260.0, 261.0, 261.0, 263.0, 264.0,
-                                           266.0, 267.0, 268.0, 270.0, 274.0, 274.0, 276.0, 279.0, 280.0, 290.0],
-                          'input_tokens': 12150,
-                          'output_tokens': 194,
-                          'cache_hit_tokens': 9090,
-                          'cache_hit_ratio': 0.7481,
-                          'log_lines': 60,
-                          'warning_kinds': {}},
-               'outage': {'source': 'logs',
-                          'turns': 21,
-                          'completed_turns': 0,
-                          'failed_turns': 1,
-                          'refused_turns': 20,
-                          'error_rate': 1.0,
-                          'errors_by_code': {'HTTP_502': 20, 'LLM_PROVIDER_ERROR': 1},
-                          'latency_samples': 1,
-                          'latency_p50_ms': 234.0,
-                          'latency_p95_ms': 234.0,
-                          'latency_p99_ms': 234.0,
-                          'latency_max_ms': 234.0,
-                          'latencies_ms': [234.0],
-                          'input_tokens': 405,
-                          'output_tokens': 9,
-                          'cache_hit_tokens': 303,
-                          'cache_hit_ratio': 0.7481,
-                          'log_lines': 22,
-                          'warning_kinds': {'ERROR agent: turn failed: LLM_PROVIDER_ERROR': 1}}},
- 'v240': {'first': {'source': 'logs',
-                    'turns': 30,
-                    'completed_turns': 30,
-                    'failed_turns': 0,
-                    'refused_turns': 0,
-                    'error_rate': 0.0,
-                    'errors_by_code': {},
-                    'latency_samples': 30,
-                    'latency_p50_ms': 254.0,
-                    'latency_p95_ms': 280.0,
-                    'latency_p99_ms': 280.0,
-                    'latency_max_ms': 280.0,
-                    'latencies_ms': [230.0, 231.0, 232.0, 235.0, 237.0, 238.0, 241.0, 244.0, 244.0, 246.0, 247.0,
-                                     247.0, 249.0, 254.0, 254.0, 256.0, 258.0, 260.0, 261.0, 263.0, 263.0, 266.0,
-                                     267.0, 267.0, 268.0, 270.0, 270.0, 279.0, 280.0, 280.0],
-                    'input_tokens': 12150,
-                    'output_tokens': 186,
-                    'cache_hit_tokens': 9090,
-                    'cache_hit_ratio': 0.7481,
-                    'log_lines': 60,
-                    'warning_kinds': {}},
-          'second': {'source': 'logs',
-                     'turns': 30,
-                     'completed_turns': 30,
-                     'failed_turns': 0,
-                     'refused_turns': 0,
-                     'error_rate': 0.0,
-                     'errors_by_code': {},
-                     'latency_samples': 30,
-                     'latency_p50_ms': 251.0,
-                     'latency_p95_ms': 288.0,
-                     'latency_p99_ms': 303.0,
-                     'latency_max_ms': 303.0,
-                     'latencies_ms': [229.0, 229.0, 235.0, 237.0, 242.0, 243.0, 245.0, 249.0, 249.0, 249.0, 250.0,
-                                      251.0, 251.0, 251.0, 251.0, 251.0, 255.0, 259.0, 260.0, 261.0, 262.0, 267.0,
-                                      276.0, 277.0, 277.0, 279.0, 280.0, 282.0, 288.0, 303.0],
-                     'input_tokens': 12150,
-                     'output_tokens': 194,
-                     'cache_hit_tokens': 9090,
-                     'cache_hit_ratio': 0.7481,
-                     'log_lines': 60,
-                     'warning_kinds': {}},
-          'outage': {'source': 'logs',
-                     'turns': 21,
-                     'completed_turns': 0,
-                     'failed_turns': 1,
-                     'refused_turns': 20,
-                     'error_rate': 1.0,
-                     'errors_by_code': {'HTTP_502': 20, 'LLM_PROVIDER_ERROR': 1},
-                     'latency_samples': 1,
-                     'latency_p50_ms': 293.0,
-                     'latency_p95_ms': 293.0,
-                     'latency_p99_ms': 293.0,
-                     'latency_max_ms': 293.0,
-                     'latencies_ms': [293.0],
-                     'input_tokens': 405,
-                     'output_tokens': 9,
-                     'cache_hit_tokens': 303,
-                     'cache_hit_ratio': 0.7481,
-                     'log_lines': 22,
-                     'warning_kinds': {'ERROR agent: turn failed: LLM_PROVIDER_ERROR': 1}}},
- 'v242': {'first': {'source': 'logs',
-                    'turns': 31,
-                    'completed_turns': 23,
-                    'failed_turns': 8,
-                    'refused_turns': 0,
-                    'error_rate': 0.2581,
-                    'errors_by_code': {'TOOL_EXECUTION_FAILED': 8},
-                    'latency_samples': 31,
-                    'latency_p50_ms': 1015.0,
-                    'latency_p95_ms': 1082.0,
-                    'latency_p99_ms': 1083.0,
-                    'latency_max_ms': 1083.0,
-                    'latencies_ms': [906.0, 911.0, 931.0, 932.0, 933.0, 941.0, 949.0, 953.0, 959.0, 976.0, 991.0,
-                                     993.0, 999.0, 1000.0, 1002.0, 1015.0, 1022.0, 1024.0, 1031.0, 1032.0, 1041.0,
-                                     1043.0, 1045.0, 1046.0, 1048.0, 1050.0, 1063.0, 1070.0, 1082.0, 1082.0,
-                                     1083.0],
-                    'input_tokens': 12555,
-                    'output_tokens': 187,
-                    'cache_hit_tokens': 1240,
-                    'cache_hit_ratio': 0.0988,
-                    'log_lines': 93,
-                    'warning_kinds': {'ERROR agent: turn failed: TOOL_EXECUTION_FAILED': 8,
-                                      'WARNING llm: prompt cache miss: system prompt changed': 31}},
-          'second': {'source': 'logs',
-                     'turns': 30,
-                     'completed_turns': 21,
-                     'failed_turns': 9,
-                     'refused_turns': 0,
-                     'error_rate': 0.3,
-                     'errors_by_code': {'TOOL_EXECUTION_FAILED': 9},
-                     'latency_samples': 30,
-                     'latency_p50_ms': 1020.0,
-                     'latency_p95_ms': 1092.0,
-                     'latency_p99_ms': 1095.0,
-                     'latency_max_ms': 1095.0,
-                     'latencies_ms': [907.0, 920.0, 922.0, 922.0, 926.0, 928.0, 933.0, 941.0, 951.0, 953.0, 983.0,
-                                      992.0, 1000.0, 1011.0, 1020.0, 1024.0, 1025.0, 1025.0, 1027.0, 1039.0, 1046.0,
-                                      1052.0, 1052.0, 1054.0, 1056.0, 1072.0, 1076.0, 1086.0, 1092.0, 1095.0],
-                     'input_tokens': 12150,
-                     'output_tokens': 195,
-                     'cache_hit_tokens': 1200,
-                     'cache_hit_ratio': 0.0988,
-                     'log_lines': 90,
-                     'warning_kinds': {'ERROR agent: turn failed: TOOL_EXECUTION_FAILED': 9,
-                                       'WARNING llm: prompt cache miss: system prompt changed': 30}},
-          'outage': {'source': 'logs',
-                     'turns': 21,
-                     'completed_turns': 0,
-                     'failed_turns': 1,
-                     'refused_turns': 20,
-                     'error_rate': 1.0,
-                     'errors_by_code': {'HTTP_502': 20, 'LLM_PROVIDER_ERROR': 1},
-                     'latency_samples': 1,
-                     'latency_p50_ms': 1107.0,
-                     'latency_p95_ms': 1107.0,
-                     'latency_p99_ms': 1107.0,
-                     'latency_max_ms': 1107.0,
-                     'latencies_ms': [1107.0],
-                     'input_tokens': 405,
-                     'output_tokens': 9,
-                     'cache_hit_tokens': 40,
-                     'cache_hit_ratio': 0.0988,
-                     'log_lines': 23,
-                     'warning_kinds': {'ERROR agent: turn failed: LLM_PROVIDER_ERROR': 1,
-                                       'WARNING llm: prompt cache miss: system prompt changed': 1}}}}
+RECORDED = json.loads(
+    '{"control_a": {"first": {"source": "logs", "turns": 30, "completed_turns": 30, "failed_turns": 0, "refused_t'
+    'urns": 0, "error_rate": 0.0, "errors_by_code": {}, "latency_samples": 30, "latency_p50_ms": 249.0, "latency_'
+    'p95_ms": 276.0, "latency_p99_ms": 276.0, "latency_max_ms": 276.0, "latencies_ms": [230.0, 232.0, 235.0, 238.'
+    '0, 239.0, 240.0, 241.0, 241.0, 242.0, 242.0, 242.0, 246.0, 246.0, 247.0, 249.0, 254.0, 255.0, 256.0, 256.0, '
+    '256.0, 259.0, 259.0, 261.0, 263.0, 266.0, 266.0, 267.0, 273.0, 276.0, 276.0], "input_tokens": 12150, "output'
+    '_tokens": 186, "cache_hit_tokens": 9090, "cache_hit_ratio": 0.7481, "log_lines": 60, "warning_kinds": {}}, "'
+    'second": {"source": "logs", "turns": 30, "completed_turns": 30, "failed_turns": 0, "refused_turns": 0, "erro'
+    'r_rate": 0.0, "errors_by_code": {}, "latency_samples": 30, "latency_p50_ms": 263.0, "latency_p95_ms": 289.0,'
+    ' "latency_p99_ms": 300.0, "latency_max_ms": 300.0, "latencies_ms": [231.0, 235.0, 238.0, 239.0, 241.0, 248.0'
+    ', 250.0, 251.0, 251.0, 254.0, 255.0, 257.0, 262.0, 262.0, 263.0, 265.0, 266.0, 268.0, 268.0, 270.0, 270.0, 2'
+    '71.0, 274.0, 278.0, 278.0, 278.0, 282.0, 283.0, 289.0, 300.0], "input_tokens": 12150, "output_tokens": 194, '
+    '"cache_hit_tokens": 9090, "cache_hit_ratio": 0.7481, "log_lines": 60, "warning_kinds": {}}, "outage": {"sour'
+    'ce": "logs", "turns": 21, "completed_turns": 0, "failed_turns": 1, "refused_turns": 20, "error_rate": 1.0, "'
+    'errors_by_code": {"HTTP_502": 20, "LLM_PROVIDER_ERROR": 1}, "latency_samples": 1, "latency_p50_ms": 266.0, "'
+    'latency_p95_ms": 266.0, "latency_p99_ms": 266.0, "latency_max_ms": 266.0, "latencies_ms": [266.0], "input_to'
+    'kens": 405, "output_tokens": 9, "cache_hit_tokens": 303, "cache_hit_ratio": 0.7481, "log_lines": 22, "warnin'
+    'g_kinds": {"ERROR agent: turn failed: LLM_PROVIDER_ERROR": 1}}}, "control_b": {"first": {"source": "logs", "'
+    'turns": 30, "completed_turns": 30, "failed_turns": 0, "refused_turns": 0, "error_rate": 0.0, "errors_by_code'
+    '": {}, "latency_samples": 30, "latency_p50_ms": 250.0, "latency_p95_ms": 280.0, "latency_p99_ms": 281.0, "la'
+    'tency_max_ms": 281.0, "latencies_ms": [230.0, 231.0, 235.0, 236.0, 237.0, 238.0, 239.0, 239.0, 240.0, 240.0,'
+    ' 244.0, 244.0, 247.0, 247.0, 250.0, 253.0, 255.0, 255.0, 257.0, 258.0, 259.0, 262.0, 262.0, 265.0, 267.0, 27'
+    '1.0, 274.0, 275.0, 280.0, 281.0], "input_tokens": 12150, "output_tokens": 186, "cache_hit_tokens": 9090, "ca'
+    'che_hit_ratio": 0.7481, "log_lines": 60, "warning_kinds": {}}, "second": {"source": "logs", "turns": 30, "co'
+    'mpleted_turns": 30, "failed_turns": 0, "refused_turns": 0, "error_rate": 0.0, "errors_by_code": {}, "latency'
+    '_samples": 30, "latency_p50_ms": 255.0, "latency_p95_ms": 280.0, "latency_p99_ms": 290.0, "latency_max_ms": '
+    '290.0, "latencies_ms": [231.0, 235.0, 240.0, 241.0, 241.0, 243.0, 243.0, 244.0, 244.0, 244.0, 246.0, 247.0, '
+    '250.0, 252.0, 255.0, 260.0, 261.0, 261.0, 263.0, 264.0, 266.0, 267.0, 268.0, 270.0, 274.0, 274.0, 276.0, 279'
+    '.0, 280.0, 290.0], "input_tokens": 12150, "output_tokens": 194, "cache_hit_tokens": 9090, "cache_hit_ratio":'
+    ' 0.7481, "log_lines": 60, "warning_kinds": {}}, "outage": {"source": "logs", "turns": 21, "completed_turns":'
+    ' 0, "failed_turns": 1, "refused_turns": 20, "error_rate": 1.0, "errors_by_code": {"HTTP_502": 20, "LLM_PROVI'
+    'DER_ERROR": 1}, "latency_samples": 1, "latency_p50_ms": 234.0, "latency_p95_ms": 234.0, "latency_p99_ms": 23'
+    '4.0, "latency_max_ms": 234.0, "latencies_ms": [234.0], "input_tokens": 405, "output_tokens": 9, "cache_hit_t'
+    'okens": 303, "cache_hit_ratio": 0.7481, "log_lines": 22, "warning_kinds": {"ERROR agent: turn failed: LLM_PR'
+    'OVIDER_ERROR": 1}}}, "v240": {"first": {"source": "logs", "turns": 30, "completed_turns": 30, "failed_turns"'
+    ': 0, "refused_turns": 0, "error_rate": 0.0, "errors_by_code": {}, "latency_samples": 30, "latency_p50_ms": 2'
+    '54.0, "latency_p95_ms": 280.0, "latency_p99_ms": 280.0, "latency_max_ms": 280.0, "latencies_ms": [230.0, 231'
+    '.0, 232.0, 235.0, 237.0, 238.0, 241.0, 244.0, 244.0, 246.0, 247.0, 247.0, 249.0, 254.0, 254.0, 256.0, 258.0,'
+    ' 260.0, 261.0, 263.0, 263.0, 266.0, 267.0, 267.0, 268.0, 270.0, 270.0, 279.0, 280.0, 280.0], "input_tokens":'
+    ' 12150, "output_tokens": 186, "cache_hit_tokens": 9090, "cache_hit_ratio": 0.7481, "log_lines": 60, "warning'
+    '_kinds": {}}, "second": {"source": "logs", "turns": 30, "completed_turns": 30, "failed_turns": 0, "refused_t'
+    'urns": 0, "error_rate": 0.0, "errors_by_code": {}, "latency_samples": 30, "latency_p50_ms": 251.0, "latency_'
+    'p95_ms": 288.0, "latency_p99_ms": 303.0, "latency_max_ms": 303.0, "latencies_ms": [229.0, 229.0, 235.0, 237.'
+    '0, 242.0, 243.0, 245.0, 249.0, 249.0, 249.0, 250.0, 251.0, 251.0, 251.0, 251.0, 251.0, 255.0, 259.0, 260.0, '
+    '261.0, 262.0, 267.0, 276.0, 277.0, 277.0, 279.0, 280.0, 282.0, 288.0, 303.0], "input_tokens": 12150, "output'
+    '_tokens": 194, "cache_hit_tokens": 9090, "cache_hit_ratio": 0.7481, "log_lines": 60, "warning_kinds": {}}, "'
+    'outage": {"source": "logs", "turns": 21, "completed_turns": 0, "failed_turns": 1, "refused_turns": 20, "erro'
+    'r_rate": 1.0, "errors_by_code": {"HTTP_502": 20, "LLM_PROVIDER_ERROR": 1}, "latency_samples": 1, "latency_p5'
+    '0_ms": 293.0, "latency_p95_ms": 293.0, "latency_p99_ms": 293.0, "latency_max_ms": 293.0, "latencies_ms": [29'
+    '3.0], "input_tokens": 405, "output_tokens": 9, "cache_hit_tokens": 303, "cache_hit_ratio": 0.7481, "log_line'
+    's": 22, "warning_kinds": {"ERROR agent: turn failed: LLM_PROVIDER_ERROR": 1}}}, "v242": {"first": {"source":'
+    ' "logs", "turns": 31, "completed_turns": 23, "failed_turns": 8, "refused_turns": 0, "error_rate": 0.2581, "e'
+    'rrors_by_code": {"TOOL_EXECUTION_FAILED": 8}, "latency_samples": 31, "latency_p50_ms": 1015.0, "latency_p95_'
+    'ms": 1082.0, "latency_p99_ms": 1083.0, "latency_max_ms": 1083.0, "latencies_ms": [906.0, 911.0, 931.0, 932.0'
+    ', 933.0, 941.0, 949.0, 953.0, 959.0, 976.0, 991.0, 993.0, 999.0, 1000.0, 1002.0, 1015.0, 1022.0, 1024.0, 103'
+    '1.0, 1032.0, 1041.0, 1043.0, 1045.0, 1046.0, 1048.0, 1050.0, 1063.0, 1070.0, 1082.0, 1082.0, 1083.0], "input'
+    '_tokens": 12555, "output_tokens": 187, "cache_hit_tokens": 1240, "cache_hit_ratio": 0.0988, "log_lines": 93,'
+    ' "warning_kinds": {"ERROR agent: turn failed: TOOL_EXECUTION_FAILED": 8, "WARNING llm: prompt cache miss: sy'
+    'stem prompt changed": 31}}, "second": {"source": "logs", "turns": 30, "completed_turns": 21, "failed_turns":'
+    ' 9, "refused_turns": 0, "error_rate": 0.3, "errors_by_code": {"TOOL_EXECUTION_FAILED": 9}, "latency_samples"'
+    ': 30, "latency_p50_ms": 1020.0, "latency_p95_ms": 1092.0, "latency_p99_ms": 1095.0, "latency_max_ms": 1095.0'
+    ', "latencies_ms": [907.0, 920.0, 922.0, 922.0, 926.0, 928.0, 933.0, 941.0, 951.0, 953.0, 983.0, 992.0, 1000.'
+    '0, 1011.0, 1020.0, 1024.0, 1025.0, 1025.0, 1027.0, 1039.0, 1046.0, 1052.0, 1052.0, 1054.0, 1056.0, 1072.0, 1'
+    '076.0, 1086.0, 1092.0, 1095.0], "input_tokens": 12150, "output_tokens": 195, "cache_hit_tokens": 1200, "cach'
+    'e_hit_ratio": 0.0988, "log_lines": 90, "warning_kinds": {"ERROR agent: turn failed: TOOL_EXECUTION_FAILED": '
+    '9, "WARNING llm: prompt cache miss: system prompt changed": 30}}, "outage": {"source": "logs", "turns": 21, '
+    '"completed_turns": 0, "failed_turns": 1, "refused_turns": 20, "error_rate": 1.0, "errors_by_code": {"HTTP_50'
+    '2": 20, "LLM_PROVIDER_ERROR": 1}, "latency_samples": 1, "latency_p50_ms": 1107.0, "latency_p95_ms": 1107.0, '
+    '"latency_p99_ms": 1107.0, "latency_max_ms": 1107.0, "latencies_ms": [1107.0], "input_tokens": 405, "output_t'
+    'okens": 9, "cache_hit_tokens": 40, "cache_hit_ratio": 0.0988, "log_lines": 23, "warning_kinds": {"ERROR agen'
+    't: turn failed: LLM_PROVIDER_ERROR": 1, "WARNING llm: prompt cache miss: system prompt changed": 1}}}}'
+)

@@ -34,8 +34,8 @@ def run(args, expect=ExitJson):
 
 
 def test_most_controls_down_with_the_provider_is_an_outage():
-    result = run({"canary": health(False, "error"), "control": [health(False, "error", "u2"),
-                                                                 health(False, "error", "u3"), health(name="u4")]})
+    controls = [health(False, "error", "u2"), health(False, "error", "u3"), health(name="u4")]
+    result = run({"canary": health(False, "error"), "control": controls})
     assert result["changed"] is False and result["outage"]["kind"] == "provider_outage"
     assert result["outage"]["counts"]["control_provider"] == 2 and result["outage"]["evidence"] == ["health"]
 
