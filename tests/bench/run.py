@@ -30,7 +30,7 @@ from typing import Any
 
 import bench_fleet
 import bench_rollback
-from benchlib import BUILD_DIR, HERE, REPO_ROOT, collection_root, dig, loadavg, log, ratio, tail, timed
+from benchlib import BUILD_DIR, HERE, collection_root, dig, loadavg, log, ratio, tail, timed
 
 SNAPSHOT_SCRIPT = HERE / "bench_snapshot.py"
 BENCHES = ("snapshot", "rollback", "fleet")
@@ -166,7 +166,8 @@ def targets(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append(_row(f"  --limit {lim.get('engines')} of {size}: wall / ideal", lim.get("ratio"), 1.5, "x",
                              f"wall {lim.get('wall_seconds')} s, ideal {lim.get('ideal_seconds')} s, "
                              f"{lim.get('cpu_per_engine')} CPU-s per Engine, batches {lim.get('batch_sizes')} "
-                             f"(canary {lim.get('canary_size')})", info=True))
+                             f"(canary {lim.get('canary_size')}; the report's plan {lim.get('batches_planned')})",
+                             info=True))
     growth = {(g["from"], g["to"]): g["wall_ratio"] for g in fleet.get("growth") or []}
     w50, w100 = dig(sizes, "50", "full", "wall_seconds"), dig(sizes, "100", "full", "wall_seconds")
     rows.append(_row("100 Engines wall / 50 Engines wall", ratio(w100, w50), 1.3, "x",
@@ -199,15 +200,19 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _git_head() -> str | None:
+def _git_head(root: Path) -> str | None:
+    """The commit of the collection under test (and whether its tracked files differ from it); None outside git."""
     try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=False, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "--short", "HEAD"],
+                             capture_output=True, text=True, check=False, timeout=10)
+        top, _sep, head = out.stdout.strip().partition("\n")
+        if out.returncode != 0 or Path(top).resolve() != root:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, check=False, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    return head + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
 def main() -> None:
@@ -224,6 +229,8 @@ def main() -> None:
                         help="comma-separated subset of snapshot,rollback,fleet (BENCH_ONLY)")
     parser.add_argument("--collection-root", default=os.environ.get("BENCH_COLLECTION_ROOT") or "",
                         help="measure another tree of the collection (e.g. an export of an older commit)")
+    parser.add_argument("--label", default=os.environ.get("BENCH_LABEL") or "",
+                        help="what is measured, printed and recorded (e.g. 'before: 053b8d3')")
     args = parser.parse_args()
     if args.collection_root:
         os.environ["BENCH_COLLECTION_ROOT"] = str(Path(args.collection_root).resolve())
@@ -234,7 +241,8 @@ def main() -> None:
 
     started = time.time()
     meta = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "cpus": os.cpu_count(),
-            "load_start": loadavg(), "collection_root": str(collection_root()), "git_head": _git_head(),
+            "load_start": loadavg(), "collection_root": str(collection_root()),
+            "git_head": _git_head(collection_root()), "label": args.label,
             "settings": {"sizes": args.sizes, "repeat": args.repeat, "brain_mb": args.brain_mb, "forks": args.forks,
                          "only": only}}
     log(f"bench: {meta}")
@@ -253,9 +261,11 @@ def main() -> None:
     meta.update(load_end=loadavg(), seconds=round(time.time() - started, 1))
     errors = [f"{name}: {e}" for name, res in results.items() for e in res.get("errors", [])]
     failed = [name for name, res in results.items() if not res.get("ok")]
-    print(f"Targets of issue 11 (figures, not assertions); collection {meta['collection_root']} at "
-          f"{meta['git_head']}; {meta['cpus']} CPUs, load average {meta['load_start']} at start, "
-          f"{meta['load_end']} at end; {meta['seconds']:.0f} s")
+    what = f"{args.label}: " if args.label else ""
+    head = f" at {meta['git_head']}" if meta["git_head"] else ""
+    print(f"Targets of issue 11 (figures, not assertions); {what}collection {meta['collection_root']}{head}; "
+          f"{meta['cpus']} CPUs, load average {meta['load_start']} at start, {meta['load_end']} at end; "
+          f"{meta['seconds']:.0f} s")
     print(render_table(rows))
     for err in errors:
         print(f"ERROR {err.splitlines()[0]}")
