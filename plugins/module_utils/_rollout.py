@@ -45,15 +45,16 @@ def engine_decision(engine: str, health: dict | None, verdict: dict | None, poli
     if not verdict:
         return dict(decision="keep", evidence="off", reason="", must_fail=False, policy=None)
     mine = (verdict.get("engines") or {}).get(engine) or {}
-    if verdict.get("outage"):
-        why = _text(verdict.get("symptom")) or "; ".join(verdict.get("reasons") or []) or "provider outage"
-        return dict(decision="stop_outage", evidence="outage", reason=f"verify: {why}", must_fail=True, policy=None)
+    # A rule that fired decides first: a bad release during a provider outage is still a bad release.
     for scope, found in (("cohort", verdict), ("engine", mine)):
         if found.get("decision") == "fail":
             symptom = _text(found.get("symptom")) or "; ".join(found.get("reasons") or []) or found.get("rule")
             where = "" if scope == "engine" else "the batch: "
             return dict(decision="rollback", evidence="fail", reason=f"verify: {where}{symptom}", must_fail=True,
                         policy=None)
+    if verdict.get("outage"):
+        why = _text(verdict.get("symptom")) or "; ".join(verdict.get("reasons") or []) or "provider outage"
+        return dict(decision="stop_outage", evidence="outage", reason=f"verify: {why}", must_fail=True, policy=None)
     # The cohort's pooled evidence judges the release: an idle canary in a cohort that passed passes with it.
     if verdict.get("decision") == "pass" or mine.get("decision") == "pass":
         return dict(decision="keep", evidence="pass", reason="", must_fail=False, policy=None)
@@ -176,22 +177,21 @@ def cohort_health(hosts: list) -> list:
 
 
 def cohort_evidence(hosts: list) -> list:
-    """engine_verdict's ``canary`` list: each healthy switched Engine's baseline, window, last slice and evals."""
+    """engine_verdict's ``canary`` list: each healthy switched Engine's window since its switch and its baseline
+    (whole engine_metrics ``metrics``, so that the verdict names the windows and finds the last slice), and evals."""
     evidence = []
     for host in _switched(hosts):
         window = _get(host, "__engine_upgrade_metrics_after", "metrics")
         if window is None or _get(host, "__engine_upgrade_health", "health", "is_healthy") is False:
             continue  # an unhealthy Engine is decided by its health, not by its measures
-        slices = window.get("slices") or []
         evals_after = _get(host, "__engine_upgrade_eval_after", "eval")
-        evidence.append(dict(
-            engine=host.get("inventory_hostname"),
-            baseline=_get(host, "__engine_upgrade_metrics_before", "metrics", "measures"),
-            window=window.get("measures"),
-            last_slice=slices[-1] if len(slices) > 1 else None,
-            evals=dict(before=_get(host, "__engine_upgrade_eval_before", "eval"), after=evals_after)
-            if evals_after is not None else None,
-        ))
+        entry = dict(name=host.get("inventory_hostname"), window=window)
+        baseline = _get(host, "__engine_upgrade_metrics_before", "metrics")
+        if baseline is not None:
+            entry["baseline"] = baseline
+        if evals_after is not None:
+            entry["evals"] = dict(before=_get(host, "__engine_upgrade_eval_before", "eval"), after=evals_after)
+        evidence.append(entry)
     return evidence
 
 
@@ -199,9 +199,9 @@ def control_evidence(results) -> list:
     """engine_verdict's ``control`` list from the looped engine_metrics results of the control Engines."""
     controls = []
     for item in (_get(results, "results") or []):
-        measures = _get(item, "metrics", "measures")
-        if measures is not None and not item.get("failed"):
-            controls.append(dict(engine=item.get("__engine_control") or _get(item, "item"), window=measures))
+        metrics = _get(item, "metrics")
+        if metrics is not None and not item.get("failed"):
+            controls.append(dict(name=item.get("__engine_control") or _get(item, "item"), window=metrics))
     return controls
 
 

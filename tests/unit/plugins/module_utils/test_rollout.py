@@ -55,6 +55,11 @@ def test_an_outage_seen_in_both_cohorts_is_not_rolled_back() -> None:
     assert out["decision"] == "stop_outage" and out["must_fail"]
 
 
+def test_a_bad_release_during_an_outage_is_still_rolled_back() -> None:
+    out = engine_decision("u1", HEALTHY, verdict("fail", outage=True, symptom="p99 latency 4x"))
+    assert out["decision"] == "rollback" and out["evidence"] == "fail"
+
+
 @pytest.mark.parametrize(
     ("policy", "decision", "must_fail"),
     [("rollback", "rollback", True), ("hold", "hold", True), ("proceed", "keep", False)],
@@ -175,18 +180,21 @@ def host(name: str, switched_at: float | None = 100.0, healthy: bool = True, sli
 def test_cohort_takes_only_switched_healthy_engines() -> None:
     hosts = [host("a"), host("b", healthy=False), host("c", switched_at=None), host("d", evals=True)]
     evidence = cohort_evidence(hosts)
-    assert [e["engine"] for e in evidence] == ["a", "d"]
-    assert evidence[0]["baseline"] == {"turns": 40} and evidence[0]["window"] == MEASURES
-    assert evidence[0]["last_slice"] == {"turns": 2} and evidence[0]["evals"] is None
+    assert [e["name"] for e in evidence] == ["a", "d"]
+    assert evidence[0]["baseline"] == {"measures": {"turns": 40}}
+    assert evidence[0]["window"]["measures"] == MEASURES and len(evidence[0]["window"]["slices"]) == 3
+    assert "evals" not in evidence[0]
     assert evidence[1]["evals"] == {"before": {"passed": 3}, "after": {"passed": 2}}
     assert [h["engine"] for h in cohort_health(hosts)] == ["a", "b", "d"]
 
 
-def test_one_slice_has_no_last_slice_and_a_skipped_result_is_no_evidence() -> None:
-    lone = host("a", slices=1)
+def test_a_skipped_result_is_no_evidence_and_no_baseline_is_left_out() -> None:
+    lone = host("a")
+    del lone["__engine_upgrade_metrics_before"]
     skipped = host("b")
     skipped["__engine_upgrade_metrics_after"] = {"skipped": True}
-    assert [e["last_slice"] for e in cohort_evidence([lone, skipped])] == [None]
+    (only,) = cohort_evidence([lone, skipped])
+    assert only["name"] == "a" and "baseline" not in only
 
 
 def test_cohort_start_is_the_first_switch() -> None:
@@ -200,7 +208,7 @@ def test_control_evidence_skips_failed_or_empty_controls() -> None:
         {"__engine_control": "u8", "failed": True, "msg": "unreachable"},
         {"__engine_control": "u9", "skipped": True},
     ]}
-    assert control_evidence(results) == [{"engine": "u7", "window": MEASURES}]
+    assert control_evidence(results) == [{"name": "u7", "window": {"measures": MEASURES}}]
     assert control_evidence({"skipped": True}) == []
 
 
