@@ -390,9 +390,8 @@ def _keep_replaced(plan: RestorePlan, kept: _Kept, *, reason: str | None, retain
     store, brain, slug = plan.store, plan.brain, plan.identity.get("slug") or ""
     store.ensure_dest(False, [])
     started = utc_now()
-    fields = dict(fields, kind="pre-restore",
-                  reason=f"pre-restore: brain replaced by restore of {plan.entry['name']}" + (f": {reason}" if reason
-                                                                                             else ""))
+    why = f"pre-restore: brain replaced by restore of {plan.entry['name']}" + (f": {reason}" if reason else "")
+    fields = dict(fields, kind="pre-restore", reason=why)
     facts = _self_contained(brain, migrations, warnings)
     kept.made_self_contained = facts is not None
     data_temp = store.temp(kept.name, DATA_SUFFIX, slug)

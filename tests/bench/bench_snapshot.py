@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) 2026 September Engine maintainers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -55,7 +54,7 @@ def now_text() -> str:
 
 
 def sentence(rng: random.Random, words: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(words))
+    return " ".join(rng.choice(WORDS) for _word in range(words))
 
 
 # ---------------------------------------------------------------- the brain
@@ -85,7 +84,7 @@ def build_brain(path: Path, size_mb: int) -> None:
     turn = 0
     while os.path.getsize(path) < target:
         conn.execute("BEGIN")
-        for _ in range(2000):
+        for _turn in range(2000):
             insert_turn(conn, rng, turn, embedding=True)
             turn += 1
         conn.execute("COMMIT")
@@ -198,7 +197,7 @@ def describe(values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--size-mb", type=int, default=500)
     parser.add_argument("--rate", type=float, default=100.0, help="writer inserts per second")
     parser.add_argument("--runs", type=int, default=2)
@@ -222,9 +221,9 @@ def main() -> None:
     try:
         time.sleep(2)
         results.append(measure("idle (writer alone)", lambda: time.sleep(2) or {}))
-        for _ in range(args.runs):
-            results.append(measure("snapshot (python path)", lambda: python_path(brain, dest, args.verify,
-                                                                                  args.method)))
+        for _run in range(args.runs):
+            results.append(measure("snapshot (python path)",
+                                   lambda: python_path(brain, dest, args.verify, args.method)))
             shutil.rmtree(dest, ignore_errors=True)
             subprocess.run(["sync"], check=True)
             results.append(measure("cp --reflink=never + sync", lambda: cp_sync(brain, dest)))

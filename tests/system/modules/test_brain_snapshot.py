@@ -495,7 +495,7 @@ def test_upgrade_retention_leaves_every_scheduled_snapshot(fleet, tmp_path):
     shared, state = tmp_path / "shared", tmp_path / "state"
     extra = {"engine_state_dir": str(state), "engine_snapshot_dir": str(shared), "engine_snapshot_keep_last": 10,
              "engine_snapshot_keep_days": 0}
-    for _ in range(3):
+    for _run in range(3):
         second = datetime.now(timezone.utc).replace(microsecond=0)  # noqa: UP017
         run = run_playbook(SNAPSHOT_PLAYBOOK, extra_vars=extra, inventory=inventory)
         assert run.rc == 0, run.stdout[-5000:] + run.stderr[-2000:]

@@ -572,8 +572,8 @@ def test_a_name_committed_meanwhile_by_another_engine(brain, store, tmp_path, mo
 
 
 def test_legacy_name_of_the_same_container_is_reused(brain, store):
-    entry = take(store, brain, "s1", fields=dict(reason="old", engine=dict(container="sept-u001"),
-                                                  source=dict(source="container", container="sept-u001")))
+    old = dict(reason="old", engine=dict(container="sept-u001"), source=dict(source="container", container="sept-u001"))
+    entry = take(store, brain, "s1", fields=old)
     name, existing, warning = store.resolve_name("s1", KEY_A, "engine-data-a", container="sept-u001")
     assert (name, existing["sha256"], warning) == ("s1", entry["sha256"], None)
     name, existing, _warning = store.resolve_name("s1", KEY_A, "engine-data-a", container="sept-u002")
