@@ -1029,7 +1029,9 @@ def leftovers(name: str, client: docker.DockerClient | None = None) -> dict[str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine_testkit.dockerhosts", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m engine_testkit.dockerhosts", description="A lab of real Docker hosts reached over SSH."
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the lab host image (kept when its recipe is unchanged)")
     b.add_argument("--force", action="store_true")

@@ -21,11 +21,14 @@ fi
 if [ "${LAB_COMPOSE_V2:-1}" = 0 ]; then rm -f /usr/libexec/docker/cli-plugins/docker-compose; fi
 
 start_dockerd() {
-  # A cgroup parent of its own: the Engines' cgroups are easy to find (and clean) per lab host.
-  dockerd --storage-driver="$1" --iptables=false --ip6tables=false \
-    --cgroup-parent="${LAB_CGROUP_PARENT:-lab-$(hostname)}" \
-    --host=unix:///var/run/docker.sock ${LAB_DOCKERD_TCP:+--host=tcp://0.0.0.0:2375 --tls=false} \
-    >>/var/log/dockerd.log 2>&1 &
+  # Address ranges of their own (clear of this machine's Docker networks, which the lab host sits on), and a cgroup
+  # parent of their own: the Engines' cgroups are easy to find (and clean) per lab host.
+  set -- --storage-driver="$1" --iptables=false --ip6tables=false \
+    --bip=10.213.0.1/24 --default-address-pool=base=10.214.0.0/16,size=24 \
+    --cgroup-parent="${LAB_CGROUP_PARENT:-lab-$(hostname)}" --host=unix:///var/run/docker.sock
+  # The API on TCP too (published on this machine's loopback for the test kit); no TLS, and no 15 s warning pause.
+  if [ -n "${LAB_DOCKERD_TCP:-}" ]; then set -- "$@" --host=tcp://0.0.0.0:2375 --tls=false; fi
+  dockerd "$@" >>/var/log/dockerd.log 2>&1 &
   echo $! >/run/lab/dockerd.pid
 }
 
