@@ -12,6 +12,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import threading
 
 from ansible_collections.september.engine.plugins.module_utils._errors import InsufficientSpaceError
@@ -117,9 +118,28 @@ def existing_ancestor(path: str) -> str:
     return path
 
 
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
+
+
+def mount_point(path: str) -> str | None:
+    """The mount point `path` (or its nearest existing parent) is under, from /proc/self/mounts; None if unknown."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as handle:
+            points = [_unescape(line.split()[1]) for line in handle if len(line.split()) > 1]
+    except OSError:
+        return None
+    real = os.path.realpath(existing_ancestor(path))
+    under = [point for point in points if real == point or real.startswith(point.rstrip("/") + "/")]
+    return max(under, key=len) if under else None
+
+
 def same_filesystem(first: str, second: str) -> bool:
-    """Whether two paths (or their nearest existing parents) are on one file system (a rename works)."""
-    return os.stat(existing_ancestor(first)).st_dev == os.stat(existing_ancestor(second)).st_dev
+    """Whether a rename or a hard link works between two paths (or their nearest existing parents): one file
+    system and one mount of it (a bind mount of the same disk is another mount: Linux refuses links across)."""
+    if os.stat(existing_ancestor(first)).st_dev != os.stat(existing_ancestor(second)).st_dev:
+        return False
+    return mount_point(first) == mount_point(second)
 
 
 def check_space(needs, margin: int) -> None:

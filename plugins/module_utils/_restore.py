@@ -91,6 +91,8 @@ class RestorePlan:
     noop: bool = False
     same_filesystem: bool = True
     staged: str | None = None
+    verified: bool = False
+    pending_keep: object = None
     actions: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
 
@@ -160,8 +162,8 @@ def _check_binding(entry: dict, identity: dict, container: str | None, path: str
     )
 
 
-def _verify_snapshot(entry: dict) -> None:
-    problem = SnapshotStore.checksum_problem(entry)
+def _verify_snapshot(entry: dict, checksum: bool = True) -> None:
+    problem = SnapshotStore.checksum_problem(entry) if checksum else None
     if problem:
         raise SnapshotError(
             f"Snapshot {entry['name']} fails its checksum: {problem}. It is damaged or was altered, and was not "
@@ -213,7 +215,9 @@ def check_restore(store: SnapshotStore, location: BrainLocation, entry: dict, *,
                                   on another file system, to copy the replaced brain there), plus `min_free_bytes`.
     `identity`: the target Engine's (_brain.brain_identity, or engine_info's engine.identity). `engine_container`:
     its container (default: the one the brain was located through). `verify`: check the snapshot's sha256 and
-    quick_check (reads it twice). Returns the plan; plan.noop when the brain already holds the snapshot.
+    quick_check here (reads it twice); with verify=False, stage_restore() checks both on its copy instead (one read
+    of the snapshot less; still before anything is stopped). Returns the plan; plan.noop when the brain already
+    holds the snapshot.
     """
     brain, folder = location.path, os.path.dirname(location.path)
     if not os.path.isdir(folder):
@@ -242,6 +246,7 @@ def check_restore(store: SnapshotStore, location: BrainLocation, entry: dict, *,
                 min_free_bytes)
     if verify:
         _verify_snapshot(entry)
+        plan.verified = True
     return plan
 
 
@@ -249,8 +254,9 @@ def stage_restore(plan: RestorePlan) -> None:
     """Copy the snapshot beside the brain as a hidden temporary file, hashing while copying (one pass), fsync.
 
     Safe while the Engine runs. SnapshotError when the copy does not match the manifest's sha256 (the snapshot
-    changed since it was checked), InsufficientSpaceError when the file system fills up; the staged file is
-    removed then. Sets the brain's journal mode (as the manifest records it), owner and mode on the copy.
+    changed since it was checked, or was never checked), or, when check_restore() did not verify it, when the copy
+    fails quick_check; InsufficientSpaceError when the file system fills up; the staged file is removed then. Sets
+    the brain's journal mode (as the manifest records it), owner and mode on the copy.
     """
     if plan.noop or plan.staged:
         return
@@ -269,9 +275,13 @@ def stage_restore(plan: RestorePlan) -> None:
         digest, _size = copy_with_sha256(entry["path"], temp)
         if digest != entry["manifest"]["sha256"]:
             raise SnapshotError(
-                f"The copy of snapshot {entry['name']} in {plan.folder} does not match its sha256 (it changed since it "
-                "was checked); nothing was changed. Check the snapshot folder."
+                f"Snapshot {entry['name']} fails its checksum: its copy in {plan.folder} has sha256 {digest}, the "
+                f"manifest says {entry['manifest']['sha256']}. It is damaged or was altered, and was not restored; "
+                "nothing was changed. Choose another snapshot."
             )
+        if not plan.verified:
+            _verify_snapshot(dict(entry, path=temp), checksum=False)
+            plan.verified = True
         if str(entry["manifest"].get("journal_mode") or "delete").lower() == "wal":
             _set_journal_mode(temp, "WAL")
         os.chown(temp, *owner)
@@ -334,12 +344,18 @@ def _link_or_copy(source: str, target: str) -> str | None:
 
 
 class _Kept:
-    """The replaced brain kept in the snapshot folder, and how to undo that."""
+    """The replaced brain being kept in the snapshot folder: where it is on the way, and how to undo that."""
 
-    def __init__(self, plan: RestorePlan, name: str):
+    def __init__(self, plan: RestorePlan, name: str, reason: str | None, retain_days: int | None, fields: dict):
         self.plan, self.name, self.committed = plan, name, None
+        self.retain_days, self.started = retain_days, utc_now()
+        why = f"pre-restore: brain replaced by restore of {plan.entry['name']}" + (f": {reason}" if reason else "")
+        self.fields = dict(fields, kind="pre-restore", reason=why)
         self.was_wal = journal_mode_in_header(plan.brain) == "wal"
-        self.made_self_contained = False
+        self.facts = None  # the brain's facts once it is self-contained; None: kept as a raw copy
+        self.renames = []  # (temporary path in the snapshot folder, suffix), the data file first
+        self.digest = None  # sha256 of the data file, when known (a copy hashes while copying)
+        self.linked = False
         self.side_copies = []  # (kept copy, original path) of side files of a raw copy
 
     def undo(self) -> None:
@@ -348,9 +364,11 @@ class _Kept:
             if not os.path.exists(original):
                 with contextlib.suppress(OSError):
                     _link_or_copy(kept, original)
-        if self.made_self_contained and self.was_wal and os.path.isfile(self.plan.brain):
+        if self.facts is not None and self.was_wal and os.path.isfile(self.plan.brain):
             with contextlib.suppress(sqlite3.DatabaseError, OSError):
                 _set_journal_mode(self.plan.brain, "WAL")
+        for temp, _suffix in self.renames:
+            remove(temp)
         if self.committed:
             with contextlib.suppress(OSError):
                 self.plan.store.delete(self.committed)
@@ -383,59 +401,68 @@ def _self_contained(brain: str, migrations: dict, warnings: list) -> dict | None
     return facts
 
 
-def _keep_replaced(plan: RestorePlan, kept: _Kept, *, reason: str | None, retain_days: int | None, fields: dict,
-                   migrations: dict, warnings: list) -> dict:
-    """Keep the brain about to be replaced as a pre-restore snapshot: by hard link (no copy) when the snapshot
-    folder is on the brain's file system, else by a copy; the brain itself stays in place until the swap."""
+def _prepare_keep(plan: RestorePlan, kept: _Kept, migrations: dict, warnings: list) -> None:
+    """Put the brain about to be replaced into the snapshot folder under hidden temporary names: by hard link (no
+    copy) when the folder is on the brain's file system, else by a copy; the brain itself stays in place."""
     store, brain, slug = plan.store, plan.brain, plan.identity.get("slug") or ""
     store.ensure_dest(False, [])
-    started = utc_now()
-    why = f"pre-restore: brain replaced by restore of {plan.entry['name']}" + (f": {reason}" if reason else "")
-    fields = dict(fields, kind="pre-restore", reason=why)
-    facts = _self_contained(brain, migrations, warnings)
-    kept.made_self_contained = facts is not None
+    kept.facts = _self_contained(brain, migrations, warnings)
     data_temp = store.temp(kept.name, DATA_SUFFIX, slug)
-    renames = [(data_temp, DATA_SUFFIX)]
-    try:
-        digest = _link_or_copy(brain, data_temp)
-        linked = digest is None
-        digest = digest or sha256_file(data_temp)
-        if facts is not None:
-            manifest = dict(
-                fields, format=FORMAT, name=kept.name, created_at=iso(started),
-                retain_until=retain_until(started, retain_days), size=os.path.getsize(data_temp), sha256=digest,
-                page_size=facts["page_size"], page_count=facts["page_count"],
-                journal_mode="wal" if kept.was_wal else str(facts["journal_mode"]).lower(),
-                applied_migrations=facts["applied_migrations"], sqlite_version=sqlite3.sqlite_version,
-                method="link" if linked else "copy", verify=dict(mode="none", result="skipped"), raw_copy=False,
-                collection_version=COLLECTION_VERSION,
-            )
-        else:
-            warnings.append(f"The replaced brain at {brain} cannot be read as a database: it is kept as a raw copy.")
-            side_files = []
-            for suffix in SIDE_SUFFIXES:
-                if file_size(brain + suffix):
-                    temp = store.temp(kept.name, DATA_SUFFIX + suffix, slug)
-                    side_digest = _link_or_copy(brain + suffix, temp) or sha256_file(temp)
-                    renames.append((temp, DATA_SUFFIX + suffix))
-                    side_files.append(dict(file=kept.name + DATA_SUFFIX + suffix, size=os.path.getsize(temp),
-                                           sha256=side_digest))
-            manifest = raw_manifest(fields, kept.name, started, retain_days, os.path.getsize(data_temp), digest,
-                                    journal_mode_in_header(brain), side_files)
-        kept.committed = store.commit(kept.name, renames, manifest, tag=slug)
-        kept.side_copies = [(os.path.join(store.dest, kept.committed + suffix), brain + suffix[len(DATA_SUFFIX):])
-                            for _temp, suffix in renames[1:]]
-    finally:
-        for temp, _suffix in renames:
-            remove(temp)
+    kept.renames.append((data_temp, DATA_SUFFIX))
+    kept.digest = _link_or_copy(brain, data_temp)
+    kept.linked = kept.digest is None
+    if kept.facts is not None:
+        return
+    warnings.append(f"The replaced brain at {brain} cannot be read as a database: it is kept as a raw copy.")
+    for suffix in SIDE_SUFFIXES:
+        if file_size(brain + suffix):
+            temp = store.temp(kept.name, DATA_SUFFIX + suffix, slug)
+            kept.renames.append((temp, DATA_SUFFIX + suffix))
+            _link_or_copy(brain + suffix, temp)
+
+
+def _commit_keep(plan: RestorePlan, kept: _Kept) -> dict:
+    """Hash the kept brain (unless a copy already did), write its manifest and commit it as a snapshot."""
+    store, (data_temp, _suffix) = plan.store, kept.renames[0]
+    digest = kept.digest or sha256_file(data_temp)
+    if kept.facts is not None:
+        facts = kept.facts
+        manifest = dict(
+            kept.fields, format=FORMAT, name=kept.name, created_at=iso(kept.started),
+            retain_until=retain_until(kept.started, kept.retain_days), size=os.path.getsize(data_temp), sha256=digest,
+            page_size=facts["page_size"], page_count=facts["page_count"],
+            journal_mode="wal" if kept.was_wal else str(facts["journal_mode"]).lower(),
+            applied_migrations=facts["applied_migrations"], sqlite_version=sqlite3.sqlite_version,
+            method="link" if kept.linked else "copy", verify=dict(mode="none", result="skipped"), raw_copy=False,
+            collection_version=COLLECTION_VERSION,
+        )
+    else:
+        side_files = [dict(file=kept.name + suffix, size=os.path.getsize(temp), sha256=sha256_file(temp))
+                      for temp, suffix in kept.renames[1:]]
+        manifest = raw_manifest(kept.fields, kept.name, kept.started, kept.retain_days, os.path.getsize(data_temp),
+                                digest, journal_mode_in_header(data_temp), side_files)
+    kept.committed = store.commit(kept.name, kept.renames, manifest, tag=plan.identity.get("slug") or "")
+    kept.renames = []
+    kept.side_copies = [(os.path.join(store.dest, kept.committed + side["file"][len(kept.name):]),
+                         plan.brain + side["file"][len(kept.name) + len(DATA_SUFFIX):])
+                        for side in manifest.get("side_files") or []]
     plan.actions.append(f"keep the replaced brain as snapshot {kept.committed} "
-                        f"({'hard link' if manifest['method'] == 'link' else 'copy'}, kind pre-restore)")
+                        f"({'hard link' if kept.linked else 'copy'}, kind pre-restore)")
     return manifest
+
+
+def _summary(plan: RestorePlan, kept: _Kept, manifest: dict) -> dict:
+    kept_path = plan.store.data_path(kept.committed)
+    with contextlib.suppress(OSError):  # the kept inode is the snapshot folder's alone now
+        os.chown(kept_path, os.getuid(), os.getgid())
+        os.chmod(kept_path, 0o600)
+    return dict(name=kept.committed, path=kept_path, sha256=manifest["sha256"], raw_copy=manifest["raw_copy"],
+                retain_until=manifest["retain_until"])
 
 
 def install_restore(plan: RestorePlan, *, client, name: str | None = None, reason: str | None = None,
                     retain_days: int | None = 30, fields: dict | None = None, migrations: dict | None = None,
-                    warnings: list | None = None) -> dict | None:
+                    warnings: list | None = None, defer_keep: bool = False) -> dict | None:
     """Replace the brain with the staged snapshot; call it with the Engine stopped. Returns where the replaced
     brain was kept ({name, path, sha256, raw_copy, retain_until}), None when there was no brain (or plan.noop).
 
@@ -446,6 +473,11 @@ def install_restore(plan: RestorePlan, *, client, name: str | None = None, reaso
     removed; the staged copy is renamed over the brain (atomic: the brain path never misses); the folder fsynced.
     On any failure the replaced brain is put back as it was and SnapshotError / InsufficientSpaceError is raised.
     `fields` (engine, source ...) go into the kept brain's manifest; `migrations`: how applied migrations are read.
+
+    `defer_keep`: hash the kept brain and commit its manifest only in complete_restore(), so that the Engine can
+    be started right after this returns (the kept brain is linked into the snapshot folder before the swap, under
+    a hidden name, and nothing touches it afterwards); the returned sha256 is None until then. A raw copy, or a
+    copy across file systems, is always committed before the swap.
     """
     if plan.noop:
         return None
@@ -455,12 +487,16 @@ def install_restore(plan: RestorePlan, *, client, name: str | None = None, reaso
     reasons = holders(client, plan.location, plan.engine_container, engine_may_run=False)
     if reasons:
         raise busy_error(plan.brain, reasons, engine_may_run=False)
-    kept = _Kept(plan, previous_name(plan.store, name, plan.identity.get("slug"))) if plan.brain_exists else None
+    kept = None
+    if plan.brain_exists:
+        kept = _Kept(plan, previous_name(plan.store, name, plan.identity.get("slug")), reason, retain_days,
+                     dict(fields or {}))
     manifest = None
     try:
         if kept is not None:
-            manifest = _keep_replaced(plan, kept, reason=reason, retain_days=retain_days, fields=dict(fields or {}),
-                                      migrations=migrations or {}, warnings=warnings)
+            _prepare_keep(plan, kept, migrations or {}, warnings)
+            if not (defer_keep and kept.linked and kept.facts is not None):
+                manifest = _commit_keep(plan, kept)
         else:
             plan.actions.append(f"no brain at {plan.brain} (empty volume): nothing to keep before the restore")
         for suffix in ("-wal", "-shm", "-journal"):
@@ -486,12 +522,30 @@ def install_restore(plan: RestorePlan, *, client, name: str | None = None, reaso
     plan.actions.append(f"replace {plan.brain} with snapshot {plan.entry['name']} (rename of the staged copy)")
     if kept is None:
         return None
-    kept_path = plan.store.data_path(kept.committed)
-    with contextlib.suppress(OSError):  # the kept inode is the snapshot folder's alone now
-        os.chown(kept_path, os.getuid(), os.getgid())
-        os.chmod(kept_path, 0o600)
-    return dict(name=kept.committed, path=kept_path, sha256=manifest["sha256"], raw_copy=manifest["raw_copy"],
-                retain_until=manifest["retain_until"])
+    if manifest is None:
+        plan.pending_keep = kept
+        return dict(name=kept.name, path=plan.store.data_path(kept.name), sha256=None, raw_copy=False,
+                    retain_until=retain_until(kept.started, kept.retain_days))
+    return _summary(plan, kept, manifest)
+
+
+def complete_restore(plan: RestorePlan) -> dict | None:
+    """Finish what install_restore(defer_keep=True) left: hash the kept brain, write its manifest, commit it.
+
+    Safe while the Engine runs (the kept brain is a file of the snapshot folder alone). Returns the kept brain as
+    install_restore() does, None when nothing was deferred. SnapshotError when it cannot be committed: the kept
+    brain then stays in the snapshot folder under its hidden temporary name (named in the message), never deleted.
+    """
+    kept = plan.pending_keep
+    if kept is None:
+        return None
+    try:
+        manifest = _commit_keep(plan, kept)
+    except OSError as exc:
+        raise SnapshotError(f"The replaced brain could not be committed as snapshot {kept.name} ({exc}); it is kept "
+                            f"as {kept.renames[0][0]}.") from exc
+    plan.pending_keep = None
+    return _summary(plan, kept, manifest)
 
 
 def predict_previous(plan: RestorePlan, name: str | None, retain_days: int | None) -> dict | None:

@@ -468,7 +468,8 @@ class BrainSnapshot:
         p = self.params
         entry = find_snapshot(self.store, p["snapshot"])
         plan = check_restore(self.store, self.location, entry, identity=self.identity, client=self.client,
-                             allow_other_engine=p["allow_other_engine"], min_free_bytes=p["min_free_bytes"])
+                             allow_other_engine=p["allow_other_engine"], min_free_bytes=p["min_free_bytes"],
+                             verify=self.check_mode)  # else staging verifies its copy: one read of the snapshot less
         self.result["snapshot"] = entry
         name = p["name"] and check_name(p["name"])
         try:

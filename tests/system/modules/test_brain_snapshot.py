@@ -467,7 +467,7 @@ def test_restore_checks_before_the_engine_is_stopped(fleet, dest, docker_client)
     assert container.status == "running", "the Engine was stopped although the restore was refused"
     assert sorted(p.name for p in engine.brain_path().parent.iterdir() if p.name.startswith(".")) == []
     plan = restore_api.check_restore(store, location, entry, identity=identity, client=docker_client,
-                                     engine_may_run=True)  # the Engine's own process holding its brain is no reason
+                                     engine_may_run=True, verify=False)  # the Engine's own process is no reason
     try:
         restore_api.stage_restore(plan)  # beside the live Engine
         assert Path(plan.staged).is_file()
@@ -475,16 +475,22 @@ def test_restore_checks_before_the_engine_is_stopped(fleet, dest, docker_client)
             restore_api.install_restore(plan, client=docker_client)
         bad_window = task_ids(engine.brain_path(), status=None)
         container.stop(timeout=30)
-        previous = restore_api.install_restore(plan, client=docker_client, migrations={},
-                                               fields=dict(engine=identity))
+        installed = restore_api.install_restore(plan, client=docker_client, migrations={},
+                                                fields=dict(engine=identity), defer_keep=True)
     finally:
         restore_api.abort_restore(plan)
-    assert task_ids(engine.brain_path(), status=None) == snapshot_ids
-    assert task_ids(previous["path"], status=None) == bad_window
     assert sorted(p.name for p in engine.brain_path().parent.iterdir()) == ["brain.sqlite"]
-    assert store.get(previous["name"])["kind"] == "pre-restore"
-    container.start()
+    container.start()  # before the replaced brain is hashed and committed (when it was linked, not copied)
+    linked = collection("_fileops").same_filesystem(str(dest), str(engine.brain_path()))
+    assert (installed["sha256"] is None) == linked
+    previous = restore_api.complete_restore(plan) or installed
     wait_healthy(engine.url)
+    assert task_ids(engine.brain_path(), status=None) >= snapshot_ids
+    assert task_ids(previous["path"], status=None) == bad_window
+    kept = store.get(previous["name"])
+    assert kept["kind"] == "pre-restore" and kept["engine_key"] == identity["key"]
+    assert kept["manifest"]["method"] == ("link" if linked else "copy")
+    assert store.checksum_problem(kept) is None
 
 
 def test_upgrade_retention_leaves_every_scheduled_snapshot(fleet, tmp_path):

@@ -29,6 +29,7 @@ from ansible_collections.september.engine.plugins.module_utils._restore import (
     abort_restore,
     brain_matches,
     check_restore,
+    complete_restore,
     find_snapshot,
     install_restore,
     predict_previous,
@@ -366,3 +367,45 @@ def test_restore_refuses_an_existing_previous_name(brain, store):
         install_restore(plan, client=None, name="s1")
     abort_restore(plan)
     assert sorted(os.listdir(os.path.dirname(brain))) == ["brain.sqlite"]
+
+
+def damage(entry, agree=False):
+    """Overwrite the snapshot's pages; with `agree`, make its manifest say the damaged sha256 (an altered copy)."""
+    with open(entry["path"], "r+b") as handle:
+        handle.seek(4096)
+        handle.write(b"\xa5" * (entry["size"] - 4096))
+    if agree:
+        manifest = dict(entry["manifest"], sha256=sha256_file(entry["path"]))
+        with open(entry["manifest_path"], "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle)
+
+
+@pytest.mark.parametrize(("agree", "message"), [(False, "fails its checksum"), (True, "fails quick_check")])
+def test_staging_verifies_its_copy_when_the_check_did_not(brain, store, agree, message):
+    entry = take(store, brain, "s1")
+    make_brain(brain, rows=3, start=1000)
+    damage(entry, agree)
+    digest = sha256_file(brain)
+    plan = check_restore(store, location(brain), store.get("s1"), identity=IDENTITY_A, client=None, verify=False)
+    with pytest.raises(SnapshotError, match=message):
+        stage_restore(plan)
+    assert plan.staged is None and sorted(os.listdir(os.path.dirname(brain))) == ["brain.sqlite"]
+    assert sha256_file(brain) == digest
+
+
+def test_deferred_keep_lets_the_engine_start_before_the_old_brain_is_hashed(brain, store):
+    entry = take(store, brain, "s1")
+    make_brain(brain, rows=9, start=1000)
+    newer, inode = task_ids(brain), os.stat(brain).st_ino
+    plan = check_restore(store, location(brain), entry, identity=IDENTITY_A, client=None, verify=False)
+    stage_restore(plan)
+    previous = install_restore(plan, client=None, migrations=MIGRATIONS, defer_keep=True)
+    assert previous["sha256"] is None and store.names() == ["s1"]  # not committed yet ...
+    hidden = [name for name in os.listdir(store.dest) if name.endswith(".sqlite.tmp")]
+    assert len(hidden) == 1 and os.stat(os.path.join(store.dest, hidden[0])).st_ino == inode  # ... but kept
+    assert sorted(os.listdir(os.path.dirname(brain))) == ["brain.sqlite"]
+    assert task_ids(brain) == task_ids(entry["path"])  # the Engine could start now
+    done = complete_restore(plan)
+    assert done["name"] == previous["name"] and len(done["sha256"]) == 64 and task_ids(done["path"]) == newer
+    assert store.checksum_problem(store.get(done["name"])) is None and complete_restore(plan) is None
+    assert [name for name in os.listdir(store.dest) if name.endswith(".tmp")] == []
