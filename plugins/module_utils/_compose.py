@@ -41,7 +41,11 @@ from ansible_collections.september.engine.plugins.module_utils._compose_file imp
     target_ref,
     verify_edit,
 )
-from ansible_collections.september.engine.plugins.module_utils._docker import DOCKER_ERRORS, get_image
+from ansible_collections.september.engine.plugins.module_utils._docker import (
+    DockerException,
+    RequestException,
+    get_image,
+)
 from ansible_collections.september.engine.plugins.module_utils._errors import (
     ComposeError,
     ComposeFileError,
@@ -543,10 +547,6 @@ def explain(exc: BaseException) -> str:
     return str(getattr(exc, "msg", None) or getattr(exc, "explanation", None) or exc)
 
 
-#: What can interrupt a switch once the service is stopped: this collection's errors, Docker's, the file system's.
-SWITCH_ERRORS = (EngineModuleError, OSError, *DOCKER_ERRORS)
-
-
 class ComposeSwitch:
     """Reads the project, plans the switch, and carries it out (or only predicts it in check mode)."""
 
@@ -746,7 +746,7 @@ class ComposeSwitch:
             if rc != 0:
                 raise ComposeError(f"'up' said: {(err or out).strip()[-800:]}")
             self.timings["switch_seconds"] = round(time.monotonic() - started, 3)
-        except SWITCH_ERRORS as exc:
+        except (EngineModuleError, OSError, DockerException, RequestException) as exc:  # all of them: undo
             self.restore(stage, explain(exc))
         before, now = self.attempt["brain"], (self.container() or {}).get("brain")
         if before is not None and not same_brain(before, now):
@@ -773,7 +773,7 @@ class ComposeSwitch:
                 container.unpause()
             elif container.status != "running":
                 container.start()
-        except DOCKER_ERRORS as exc:
+        except (DockerException, RequestException) as exc:
             return f"but starting it again failed too: {explain(exc)}"
         return "and started it again"
 

@@ -25,9 +25,10 @@ import copy
 import time
 
 from ansible_collections.september.engine.plugins.module_utils._docker import (
-    DOCKER_ERRORS,
+    DockerException,
     ImageNotFound,
     NotFound,
+    RequestException,
     image_version,
 )
 from ansible_collections.september.engine.plugins.module_utils._errors import (
@@ -59,8 +60,6 @@ ENDPOINT_KEYS = ("IPAMConfig", "Links", "DriverOpts")
 UP_STATES = ("running", "restarting", "paused")
 #: States of a container that a start brings up.
 STARTABLE_STATES = ("created", "exited")
-#: What can interrupt a switch half-way: an error of this collection, or of the Docker API or its HTTP layer.
-SWITCH_ERRORS = (EngineModuleError, *DOCKER_ERRORS)
 NO_RESTART = {"Name": "no", "MaximumRetryCount": 0}
 #: The contract's restart policy, used only when the original one cannot be known.
 CONTRACT_RESTART = {"Name": "unless-stopped", "MaximumRetryCount": 0}
@@ -354,7 +353,7 @@ class EngineContainer:
             return None
         try:
             return call(*args, **kwargs)
-        except DOCKER_ERRORS as exc:
+        except (DockerException, RequestException) as exc:
             raise ContainerError(f"Could not {action}: {explain(exc)}") from exc
 
     def _drain_stop(self, container, name: str) -> None:
@@ -582,7 +581,7 @@ class EngineContainer:
             if self.params.get("start", True):
                 self._do(f"start {self.name}", self.api.start, undo.new_id)
             self._set_restart(current, keep_as, NO_RESTART)
-        except SWITCH_ERRORS as exc:
+        except (EngineModuleError, DockerException, RequestException) as exc:
             self._put_back(undo, exc)
         if not self.check_mode:
             self.timings["switch_seconds"] = round(time.monotonic() - started, 3)
@@ -624,7 +623,7 @@ class EngineContainer:
             try:
                 call(*args, **kwargs)
                 self.actions.append(f"undo: {what}")
-            except DOCKER_ERRORS as exc:
+            except (DockerException, RequestException) as exc:
                 problems.append(f"could not {what}: {explain(exc)}")
         if problems:
             raise ContainerError(
@@ -680,7 +679,7 @@ class EngineContainer:
             self._set_restart(previous, self.name, policy)
             if self.params.get("start", True):
                 self._do(f"start {self.name}", self.api.start, previous.id)
-        except SWITCH_ERRORS as exc:
+        except (EngineModuleError, DockerException, RequestException) as exc:
             self._undo_back(undo, exc)
         if not self.check_mode:
             self.timings["switch_seconds"] = round(time.monotonic() - started, 3)
@@ -712,7 +711,7 @@ class EngineContainer:
             try:
                 call(*args, **kwargs)
                 self.actions.append(f"undo: {what}")
-            except DOCKER_ERRORS as exc:
+            except (DockerException, RequestException) as exc:
                 problems.append(f"could not {what}: {explain(exc)}")
         if problems:
             raise ContainerError(
@@ -797,7 +796,7 @@ class EngineImage:
                 if error:
                     self._fail(error)
             return self.client.images.get(self.ref)
-        except DOCKER_ERRORS as exc:
+        except (DockerException, RequestException) as exc:
             self._fail(explain(exc))
         return None  # not reached: _fail raises
 

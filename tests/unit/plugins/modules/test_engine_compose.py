@@ -132,7 +132,7 @@ class World:
         self.calls: list = []
         self.sdk_calls: list = []
         self.fail_next_up = 0
-        self.fail_stop = None  # (message, whether the container is stopped all the same)
+        self.fail_stop: tuple | None = None  # (message, whether the container is stopped all the same)
 
     # ------------------------------------------------------------------ the project as Compose reads it
     def merged(self, opts):
@@ -196,8 +196,8 @@ class World:
     def do_stop(self, opts, _sub):
         if self.skipped(opts):
             return 0, "", ""
-        if self.fail_stop:
-            message, stops = self.fail_stop
+        if self.fail_stop is not None:
+            message, stops = self.fail_stop[0], self.fail_stop[1]
             for cid in self.ids(opts):
                 if stops:
                     self.containers[cid]["status"] = "exited"
@@ -241,8 +241,9 @@ class World:
         return [c[0][0] for c in self.calls if c[0][0] not in ("ps", "config")]
 
     def only(self):
-        (rec,) = self.containers.values()
-        return rec
+        recs = list(self.containers.values())
+        assert len(recs) == 1, recs
+        return recs[0]
 
 
 @pytest.fixture
