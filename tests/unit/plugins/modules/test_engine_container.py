@@ -598,3 +598,17 @@ def test_rolled_back_when_nothing_recorded_is_left_fails_before_stopping(fake):
     result = run({"state": "rolled_back"})
     assert result["_failed"] and "not present on this Docker host" in result["msg"]
     assert fake.mutations() == [] and fake.container(NAME)["State"]["Status"] == "running"
+
+
+def test_the_lock_option_refuses_before_anything_changes(fake, tmp_path):
+    fake.orchestrate()
+    lock = {"dir": str(tmp_path), "key": "volume:engine-data-ctr-u001", "run_id": "run-b", "owner": "alice"}
+    (tmp_path / "engine-data-ctr-u001.lock").write_text(
+        '{"owner": "awx job 42", "run_id": "run-a", "acquired_at": "2099-01-01T00:00:00Z", '
+        '"expires_at": "2099-01-01T01:00:00Z"}')
+    result = run({"image": "engine:2.3.1", "lock": lock})
+    assert result["_failed"] and "is locked by awx job 42 (run run-a)" in result["msg"]
+    assert fake.mutations() == []
+    held = run({"image": "engine:2.3.1", "lock": dict(lock, run_id="run-a", owner="awx job 42")})
+    assert not held["_failed"] and held["changed"] is True
+    assert '"run_id": "run-a"' in (tmp_path / "engine-data-ctr-u001.lock").read_text()
