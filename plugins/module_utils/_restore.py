@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from ansible_collections.september.engine.plugins.module_utils._brain import (
+    MUTABLE_HEADER_RANGES,
     SIDE_SUFFIXES,
     BrainLocation,
     brain_migrations,
@@ -127,11 +128,31 @@ def find_snapshot(store: SnapshotStore, snapshot: str) -> dict:
     return entry
 
 
+def _samples_differ(first: str, second: str, size: int, block: int = 65536) -> bool:
+    """Whether blocks at the start (header masked), middle and end of two files of `size` bytes differ."""
+    with open(first, "rb") as one, open(second, "rb") as two:
+        for offset in sorted({0, max(0, size // 2 - block // 2), max(0, size - block)}):
+            one.seek(offset)
+            two.seek(offset)
+            left, right = bytearray(one.read(block)), bytearray(two.read(block))
+            if offset == 0:
+                for start, end in MUTABLE_HEADER_RANGES:
+                    left[start:end] = right[start:end] = bytes(end - start)
+            if left != right:
+                return True
+    return False
+
+
 def brain_matches(brain_path: str, entry: dict) -> bool:
-    """True when the brain already holds exactly the snapshot's database (and no pending WAL)."""
+    """True when the brain already holds exactly the snapshot's database (and no pending WAL).
+
+    Cheap first (sizes, three sampled blocks), a full comparison of content hashes only when those agree.
+    """
     if not os.path.isfile(brain_path) or file_size(brain_path + "-wal") or file_size(brain_path + "-journal"):
         return False
-    if entry["size"] is None or file_size(brain_path) != entry["size"]:
+    if entry["size"] is None or file_size(brain_path) != entry["size"] or not os.path.isfile(entry["path"]):
+        return False
+    if _samples_differ(brain_path, entry["path"], entry["size"]):
         return False
     return content_sha256(brain_path) == content_sha256(entry["path"])
 

@@ -409,3 +409,18 @@ def test_deferred_keep_lets_the_engine_start_before_the_old_brain_is_hashed(brai
     assert done["name"] == previous["name"] and len(done["sha256"]) == 64 and task_ids(done["path"]) == newer
     assert store.checksum_problem(store.get(done["name"])) is None and complete_restore(plan) is None
     assert [name for name in os.listdir(store.dest) if name.endswith(".tmp")] == []
+
+
+def test_brain_matches_looks_past_its_samples(tmp_path, store):
+    brain = make_brain(tmp_path / "big.sqlite", rows=3000)  # about 1 MB: blocks between the samples
+    entry = take(store, brain, "s1")
+    copy = str(tmp_path / "copy.sqlite")
+    with open(entry["path"], "rb") as reader, open(copy, "wb") as writer:
+        writer.write(reader.read())
+    assert brain_matches(copy, entry)
+    with open(copy, "r+b") as handle:  # a byte that none of the three sampled blocks holds
+        handle.seek(200 * 1024)
+        byte = handle.read(1)
+        handle.seek(200 * 1024)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    assert not brain_matches(copy, entry)
