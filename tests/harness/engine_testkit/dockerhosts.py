@@ -242,6 +242,16 @@ class LabFleet(Fleet):
         )
         self.host = host
 
+    def _require_image(self, version: str) -> str:
+        ref = self.image_ref(version)
+        try:
+            self.client.images.get(ref)
+        except docker.errors.ImageNotFound as exc:
+            raise fleet_mod.ImageMissingError(
+                f"image {ref} is not on lab host {self.host.name}: load it first (DockerLab.load_images)"
+            ) from exc
+        return ref
+
     def ensure_workdir(self) -> Path:
         self.host.exec(["mkdir", "-p", str(COMPOSE_ROOT)]).check("mkdir")
         return Path(str(COMPOSE_ROOT))
@@ -523,6 +533,20 @@ class LabHost:
         """Start sshd again and wait until an SSH login works."""
         self.exec(["lab-sshd", "start"], check=True)
         self.wait_ssh(timeout)
+
+    def stop_dockerd(self) -> None:
+        """Stop the lab host's Docker daemon as a service manager would (its Engines stop with it)."""
+        self.exec(["lab-dockerd", "stop"], check=True)
+
+    def start_dockerd(self, timeout: float = 60) -> None:
+        """Start the Docker daemon again (Engines with a restart policy come back) and wait for its API."""
+        self.exec(["lab-dockerd", "start"], check=True)
+        self.wait_docker_api(timeout)
+
+    def restart_dockerd(self, timeout: float = 60) -> None:
+        """``systemctl restart docker`` on the lab host: stop, start, wait for the API."""
+        self.exec(["lab-dockerd", "restart"], check=True)
+        self.wait_docker_api(timeout)
 
     @contextlib.contextmanager
     def unreachable(self, how: str = "pause") -> Iterator[LabHost]:

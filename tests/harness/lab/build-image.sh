@@ -9,7 +9,7 @@
 #   tests/harness/lab/build-image.sh [--force]
 #
 # Built once and kept: the image carries the hash of its recipe (this script, the entrypoint, the sshd
-# configuration, the package list and the Compose v2 plugin copied in, if any) in the label
+# configuration, the lab-sshd / lab-dockerd fault scripts, the package list and the Compose v2 plugin copied in, if any) in the label
 # io.september.lab.recipe, and is rebuilt only when that hash changes (or with --force).
 #
 # Environment: LAB_IMAGE (localhost/september-engine-dockerhost:bookworm), DEBIAN_MIRROR,
@@ -36,7 +36,7 @@ done
 
 recipe_hash() {
   {
-    cat "$HERE/build-image.sh" "$HERE/entrypoint.sh" "$HERE/sshd_config" "$HERE/lab-sshd.sh"
+    cat "$HERE/build-image.sh" "$HERE/entrypoint.sh" "$HERE/sshd_config" "$HERE/lab-sshd.sh" "$HERE/lab-dockerd.sh"
     echo "$PACKAGES"
     if [ -n "$compose_v2" ]; then sha256sum <"$compose_v2"; else echo "no compose v2"; fi
   } | sha256sum | cut -c1-16
@@ -70,6 +70,7 @@ debootstrap --variant=minbase "${cache_args[@]}" --include="$PACKAGES" \
 
 install -m 0755 "$HERE/entrypoint.sh" "$rootfs/usr/local/sbin/lab-entrypoint"
 install -m 0755 "$HERE/lab-sshd.sh" "$rootfs/usr/local/sbin/lab-sshd"
+install -m 0755 "$HERE/lab-dockerd.sh" "$rootfs/usr/local/sbin/lab-dockerd"
 install -m 0644 "$HERE/sshd_config" "$rootfs/etc/ssh/sshd_config.d/lab.conf"
 if [ -n "$compose_v2" ]; then
   install -D -m 0755 "$compose_v2" "$rootfs/usr/libexec/docker/cli-plugins/docker-compose"

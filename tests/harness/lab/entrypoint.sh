@@ -4,8 +4,9 @@
 # 1. root's authorized key from $LAB_AUTHORIZED_KEY (the lab's public key; login by key only);
 # 2. fresh SSH host keys (none are baked into the image: every lab host has its own); LAB_COMPOSE_V2=0 removes
 #    the Compose v2 plugin (a host with Compose v1 only);
-# 3. dockerd with $LAB_STORAGE_DRIVER (default vfs), --iptables=false, logging to /var/log/dockerd.log;
-#    when another driver than vfs does not come up, vfs is tried once (recorded in /run/lab/storage-driver);
+# 3. dockerd (lab-dockerd) with $LAB_STORAGE_DRIVER (default vfs), --iptables=false, logging to
+#    /var/log/dockerd.log; when another driver than vfs does not come up, vfs is tried once (recorded in
+#    /run/lab/storage-driver);
 # 4. sshd (daemon, pid in /run/sshd.pid): `lab-sshd stop|start` takes SSH away and brings it back;
 # 5. /run/lab/ready once `docker info` answers (what the test kit waits for), /run/lab/failed otherwise.
 set -u
@@ -20,39 +21,13 @@ fi
 # A Docker host with Compose v1 only (the v2 plugin is in the image when the machine that built it had one).
 if [ "${LAB_COMPOSE_V2:-1}" = 0 ]; then rm -f /usr/libexec/docker/cli-plugins/docker-compose; fi
 
-start_dockerd() {
-  # Address ranges of their own (clear of this machine's Docker networks, which the lab host sits on), and a cgroup
-  # parent of their own: the Engines' cgroups are easy to find (and clean) per lab host.
-  set -- --storage-driver="$1" --iptables=false --ip6tables=false \
-    --bip=10.213.0.1/24 --default-address-pool=base=10.214.0.0/16,size=24 \
-    --cgroup-parent="${LAB_CGROUP_PARENT:-lab-$(hostname)}" --host=unix:///var/run/docker.sock
-  # The API on TCP too (published on this machine's loopback for the test kit); no TLS, and no 15 s warning pause.
-  if [ -n "${LAB_DOCKERD_TCP:-}" ]; then set -- "$@" --host=tcp://0.0.0.0:2375 --tls=false; fi
-  dockerd "$@" >>/var/log/dockerd.log 2>&1 &
-  echo $! >/run/lab/dockerd.pid
-}
-
-wait_docker() {  # $1: seconds; fails early when dockerd exited
-  i=0
-  while [ "$i" -lt "$(( $1 * 4 ))" ]; do
-    docker info >/dev/null 2>&1 && return 0
-    kill -0 "$(cat /run/lab/dockerd.pid)" 2>/dev/null || return 1
-    sleep 0.25
-    i=$((i + 1))
-  done
-  return 1
-}
-
 driver=${LAB_STORAGE_DRIVER:-vfs}
-echo "lab: dockerd --storage-driver=$driver" >>/var/log/dockerd.log
-start_dockerd "$driver"
-if ! wait_docker 60 && [ "$driver" != vfs ]; then
+lab-dockerd start "$driver"
+if ! lab-dockerd wait 60 && [ "$driver" != vfs ]; then
   echo "lab: dockerd did not come up with $driver, trying vfs" >>/var/log/dockerd.log
-  kill "$(cat /run/lab/dockerd.pid)" 2>/dev/null
-  while kill -0 "$(cat /run/lab/dockerd.pid)" 2>/dev/null; do sleep 0.2; done
+  lab-dockerd stop
   driver=vfs
-  start_dockerd vfs
-  wait_docker 60
+  lab-dockerd start vfs
 fi
 if docker info >/dev/null 2>&1; then
   echo "$driver" >/run/lab/storage-driver

@@ -237,6 +237,22 @@ def test_a_host_lost_in_the_middle_of_a_task_ends_unreachable_not_hung(standard_
     down.fleet(std.lab.api_key).wait_healthy(down.engines, 60)
 
 
+def test_docker_daemon_restart_on_a_lab_host_brings_its_engines_back(standard_lab):
+    std = standard_lab
+    host = std.lab.hosts[0]
+    started = {e.engine_id: e.container().attrs["State"]["StartedAt"] for e in host.engines}
+    host.stop_dockerd()
+    assert host.exec(["lab-dockerd", "status"]).rc == 3
+    assert host.probe_health([e.url for e in host.engines], 0)["pending"]  # down with their daemon
+    host.start_dockerd()
+    host.fleet(std.lab.api_key).wait_healthy(host.engines, 60)
+    host.restart_dockerd()
+    host.fleet(std.lab.api_key).wait_healthy(host.engines, 60)
+    for engine in host.engines:
+        assert engine.container().attrs["State"]["StartedAt"] != started[engine.engine_id]
+    assert host.is_reachable()
+
+
 def test_lab_down_removes_everything_even_a_paused_host(make_lab):
     lab = make_lab(hosts=1)
     host = lab.hosts[0]
