@@ -271,6 +271,41 @@ def check_restore(store: SnapshotStore, location: BrainLocation, entry: dict, *,
     return plan
 
 
+def _remove_temp(temp: str) -> None:
+    for path in (temp, temp + "-wal", temp + "-shm", temp + "-journal"):
+        remove(path)
+
+
+def _owner_and_mode(plan: RestorePlan) -> tuple:
+    """The brain's owner and mode, for its replacement (a new brain: the folder's owner, mode 0600)."""
+    if os.path.exists(plan.brain):
+        ref = os.stat(plan.brain)
+        return (ref.st_uid, ref.st_gid), stat.S_IMODE(ref.st_mode)
+    ref = os.stat(plan.folder)
+    return (ref.st_uid, ref.st_gid), 0o600
+
+
+def _write_staged(plan: RestorePlan, temp: str) -> None:
+    entry = plan.entry
+    owner, mode = _owner_and_mode(plan)
+    digest, _size = copy_with_sha256(entry["path"], temp)
+    if digest != entry["manifest"]["sha256"]:
+        raise SnapshotError(
+            f"Snapshot {entry['name']} fails its checksum: its copy in {plan.folder} has sha256 {digest}, the "
+            f"manifest says {entry['manifest']['sha256']}. It is damaged or was altered, and was not restored; "
+            "nothing was changed. Choose another snapshot."
+        )
+    if not plan.verified:
+        _verify_snapshot(dict(entry, path=temp), checksum=False)
+        plan.verified = True
+    if str(entry["manifest"].get("journal_mode") or "delete").lower() == "wal":
+        _set_journal_mode(temp, "WAL")
+    os.chown(temp, *owner)
+    os.chmod(temp, mode)
+    fsync_path(temp)
+    fsync_path(plan.folder)
+
+
 def stage_restore(plan: RestorePlan) -> None:
     """Copy the snapshot beside the brain as a hidden temporary file, hashing while copying (one pass), fsync.
 
@@ -281,52 +316,29 @@ def stage_restore(plan: RestorePlan) -> None:
     """
     if plan.noop or plan.staged:
         return
-    entry, temp = plan.entry, plan.staging_path
+    temp = plan.staging_path
     if os.path.exists(temp) and processes_holding(temp):
         raise SnapshotError(f"{temp} is in use: another restore of this brain is running right now.")
-    for path in (temp, temp + "-wal", temp + "-shm", temp + "-journal"):
-        remove(path)
-    if os.path.exists(plan.brain):
-        ref = os.stat(plan.brain)
-        owner, mode = (ref.st_uid, ref.st_gid), stat.S_IMODE(ref.st_mode)
-    else:
-        ref = os.stat(plan.folder)
-        owner, mode = (ref.st_uid, ref.st_gid), 0o600
+    _remove_temp(temp)
     try:
-        digest, _size = copy_with_sha256(entry["path"], temp)
-        if digest != entry["manifest"]["sha256"]:
-            raise SnapshotError(
-                f"Snapshot {entry['name']} fails its checksum: its copy in {plan.folder} has sha256 {digest}, the "
-                f"manifest says {entry['manifest']['sha256']}. It is damaged or was altered, and was not restored; "
-                "nothing was changed. Choose another snapshot."
-            )
-        if not plan.verified:
-            _verify_snapshot(dict(entry, path=temp), checksum=False)
-            plan.verified = True
-        if str(entry["manifest"].get("journal_mode") or "delete").lower() == "wal":
-            _set_journal_mode(temp, "WAL")
-        os.chown(temp, *owner)
-        os.chmod(temp, mode)
-        fsync_path(temp)
-        fsync_path(plan.folder)
-    except (OSError, sqlite3.DatabaseError, SnapshotError) as exc:
-        for path in (temp, temp + "-wal", temp + "-shm", temp + "-journal"):
-            remove(path)
-        if isinstance(exc, SnapshotError):
-            raise
+        _write_staged(plan, temp)
+    except SnapshotError:
+        _remove_temp(temp)
+        raise
+    except (OSError, sqlite3.DatabaseError) as exc:
+        _remove_temp(temp)
         if is_disk_full(exc):
             raise InsufficientSpaceError(f"The file system of {plan.folder} filled up while staging the restore "
                                          f"({exc}); nothing was changed.") from exc
         raise SnapshotError(f"Cannot stage the restore in {plan.folder}: {exc}. Nothing was changed.") from exc
     plan.staged = temp
-    plan.actions.append(f"stage snapshot {entry['name']} as {temp} (copy, sha256 while copying, fsync)")
+    plan.actions.append(f"stage snapshot {plan.entry['name']} as {temp} (copy, sha256 while copying, fsync)")
 
 
 def abort_restore(plan: RestorePlan) -> None:
     """Remove a staged copy that was not installed (call it at the end of every path; harmless after install)."""
     if plan.staged:
-        for path in (plan.staged, plan.staged + "-wal", plan.staged + "-shm", plan.staged + "-journal"):
-            remove(path)
+        _remove_temp(plan.staged)
         plan.staged = None
 
 
@@ -512,30 +524,12 @@ def install_restore(plan: RestorePlan, *, client, name: str | None = None, reaso
     if plan.brain_exists:
         kept = _Kept(plan, previous_name(plan.store, name, plan.identity.get("slug")), reason, retain_days,
                      dict(fields or {}))
-    manifest = None
     try:
-        if kept is not None:
-            _prepare_keep(plan, kept, migrations or {}, warnings)
-            if not (defer_keep and kept.linked and kept.facts is not None):
-                manifest = _commit_keep(plan, kept)
-        else:
-            plan.actions.append(f"no brain at {plan.brain} (empty volume): nothing to keep before the restore")
-        for suffix in ("-wal", "-shm", "-journal"):
-            if os.path.exists(plan.brain + suffix):
-                remove(plan.brain + suffix)
-                plan.actions.append(f"remove stale {plan.brain + suffix}")
-        os.replace(plan.staged, plan.brain)
-        plan.staged = None
+        manifest = _swap(plan, kept, migrations or {}, warnings, defer_keep)
     except (OSError, sqlite3.DatabaseError, SnapshotError) as exc:
         if kept is not None:
             kept.undo()
-        if isinstance(exc, SnapshotError):
-            raise SnapshotError(f"{exc.msg} The replaced brain was put back as it was.") from exc
-        if is_disk_full(exc):
-            raise InsufficientSpaceError(f"A file system filled up during the restore ({exc}); the brain was not "
-                                         "replaced (it was put back as it was).") from exc
-        raise SnapshotError(f"Cannot replace the brain at {plan.brain}: {exc}. The brain was not replaced (it was "
-                            "put back as it was).") from exc
+        raise _put_back_error(plan, exc) from exc
     try:
         fsync_path(plan.folder)
     except OSError as exc:  # the rename is done; only its durability is in doubt
@@ -548,6 +542,35 @@ def install_restore(plan: RestorePlan, *, client, name: str | None = None, reaso
         return dict(name=kept.name, path=plan.store.data_path(kept.name), sha256=None, raw_copy=False,
                     retain_until=retain_until(kept.started, kept.retain_days))
     return _summary(plan, kept, manifest)
+
+
+def _swap(plan: RestorePlan, kept: _Kept | None, migrations: dict, warnings: list, defer_keep: bool):
+    """Keep the replaced brain (committed now unless deferred), remove stale side files, rename the staged copy
+    over the brain. Returns the kept brain's manifest (None: nothing kept, or its commit deferred)."""
+    manifest = None
+    if kept is not None:
+        _prepare_keep(plan, kept, migrations, warnings)
+        if not (defer_keep and kept.linked and kept.facts is not None):
+            manifest = _commit_keep(plan, kept)
+    else:
+        plan.actions.append(f"no brain at {plan.brain} (empty volume): nothing to keep before the restore")
+    for suffix in ("-wal", "-shm", "-journal"):
+        if remove(plan.brain + suffix):
+            plan.actions.append(f"remove stale {plan.brain + suffix}")
+    os.replace(plan.staged, plan.brain)
+    plan.staged = None
+    return manifest
+
+
+def _put_back_error(plan: RestorePlan, exc: BaseException):
+    """The error of a failed install, once the replaced brain was put back."""
+    if isinstance(exc, SnapshotError):
+        return SnapshotError(f"{exc.msg} The replaced brain was put back as it was.")
+    if is_disk_full(exc):
+        return InsufficientSpaceError(f"A file system filled up during the restore ({exc}); the brain was not "
+                                      "replaced (it was put back as it was).")
+    return SnapshotError(f"Cannot replace the brain at {plan.brain}: {exc}. The brain was not replaced (it was put "
+                         "back as it was).")
 
 
 def complete_restore(plan: RestorePlan) -> dict | None:
