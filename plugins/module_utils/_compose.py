@@ -716,7 +716,9 @@ class ComposeSwitch:
             base=load_state(self.state_path), old=old, old_id=old_id, target=target, target_id=target_id,
             where=self.setting.as_dict(), previous=recorded if rolled_back else (old, old_id), edit=edit,
             written=False, brain=before_brain,
-            history={"action": action, "from": old, "to": target, "at": now_iso(), "result": "in progress"},
+            # Not verified until state=finalized says so: a re-run then knows the switch still needs verifying.
+            history={"action": action, "from": old, "to": target, "at": now_iso(), "result": "in progress",
+                     "verified": False},
         )
         after = (target, target_id)
         self.remember(after, after if rolled_back else (old, old_id), rolled_back_from=old if rolled_back else None)
@@ -850,6 +852,30 @@ class ComposeSwitch:
             else:
                 self.project().up(self.service, self.p["pull"])
             self.timings["switch_seconds"] = round(time.monotonic() - started, 3)
+        return True
+
+    def finalized(self) -> bool:
+        """Mark the last switch as verified (the upgrade's checks passed): nothing else changes.
+
+        A switch that is not marked so (``verified: false`` in the state file's history) is one that a re-run
+        verifies again, to the same standard as a fresh switch, and rolls back if it fails.
+        """
+        state = load_state(self.state_path)
+        entry = service_record(state, self.service)
+        history = entry.get("history") or []
+        if not history or history[-1].get("verified") is not False:
+            return False
+        if history[-1].get("result") != "ok":
+            raise ComposeError(
+                f"The last switch of '{self.service}' ({history[-1].get('from')} -> {history[-1].get('to')}) did not "
+                f"end ({history[-1].get('result')}): it cannot be marked verified. Roll it back, or switch again."
+            )
+        self.actions = ["mark the switch verified"]
+        if not self.module.check_mode:
+            history[-1] = dict(history[-1], verified=True, verified_at=now_iso())
+            entry["history"] = history
+            state.setdefault("services", {})[self.service] = entry
+            self.save(state)
         return True
 
     def save(self, state: dict) -> None:

@@ -51,8 +51,11 @@ options:
       - V(stopped) drains the service (C(stop --timeout O(stop_timeout))); V(started) starts it again (C(start), an
         unpause, or C(up -d --no-deps) when it has no container).
       - V(present) and V(rolled_back) start a stopped service that is on the right image already.
+      - V(finalized) marks the last switch as verified in O(state_file) (the upgrade's checks passed) and changes
+        nothing else. A switch not marked so is verified again by the next upgrade run (a run that died or stopped
+        before its checks ended), and rolled back if it fails.
     type: str
-    choices: [present, rolled_back, stopped, started]
+    choices: [present, rolled_back, stopped, started, finalized]
     default: present
   version:
     description:
@@ -295,7 +298,8 @@ from ansible_collections.september.engine.plugins.module_utils._lock import lock
 def main() -> None:
     argument_spec = compose_argument_spec()
     argument_spec.update(
-        state=dict(type="str", default="present", choices=["present", "rolled_back", "stopped", "started"]),
+        state=dict(type="str", default="present",
+                   choices=["present", "rolled_back", "stopped", "started", "finalized"]),
         version=dict(type="str"),
         image=dict(type="str"),
         allow_repository_change=dict(type="bool", default=False),

@@ -591,3 +591,32 @@ def test_a_docker_error_while_re_tagging_is_undone(world, monkeypatch):
     result = run({"project_src": str(world.project), "state": "rolled_back"}, expect=FailJson)
     assert "no space left on device" in result["msg"] and "started it again" in result["msg"]
     assert world.only()["status"] == "running" and world.only()["image"] == "engine:2.3.1"
+
+
+def test_finalized_marks_the_last_switch_verified_once(world):
+    src = str(world.project)
+    run({"project_src": src, "version": "2.3.1"})
+    state_file = world.project / ".september-engine.json"
+    last = json.loads(state_file.read_text())["services"]["engine"]["history"][-1]
+    assert (last["result"], last["verified"]) == ("ok", False)  # a re-run would verify this switch again
+    world.calls.clear()
+    checked = run({"project_src": src, "state": "finalized", "_ansible_check_mode": True})
+    assert checked["changed"] is True
+    assert json.loads(state_file.read_text())["services"]["engine"]["history"][-1]["verified"] is False
+    done = run({"project_src": src, "state": "finalized"})
+    assert done["changed"] is True and done["compose"]["actions"] == ["mark the switch verified"]
+    last = json.loads(state_file.read_text())["services"]["engine"]["history"][-1]
+    assert last["verified"] is True and last["verified_at"]
+    assert world.subcommands() == []  # nothing stopped, started or pulled
+    assert run({"project_src": src, "state": "finalized"})["changed"] is False
+
+
+def test_finalized_refuses_a_switch_that_never_ended(world):
+    src = str(world.project)
+    run({"project_src": src, "version": "2.3.1"})
+    state_file = world.project / ".september-engine.json"
+    data = json.loads(state_file.read_text())
+    data["services"]["engine"]["history"][-1]["result"] = "in progress"
+    state_file.write_text(json.dumps(data))
+    failed = run({"project_src": src, "state": "finalized"}, expect=FailJson)
+    assert "did not end (in progress)" in failed["msg"]
