@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_NOCOLOR := 1
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap images collection lint sanity units system molecule test ee demo demo-down clean
+.PHONY: help bootstrap images collection lint sanity units system lab lab-image molecule test bench ee demo demo-down clean
 
 help:
 	@echo "make demo    build everything, bring up a local fleet of Engines and show its health"
@@ -60,22 +60,32 @@ SYSTEM_LOG := build/system-rollout.log
 system: collection
 	docker network inspect engine_net >/dev/null 2>&1 || docker network create engine_net >/dev/null
 ifeq ($(SYSTEM_SERIAL),1)
-	$(BIN)/pytest tests/system $(PYTEST_ARGS)
+	$(BIN)/pytest tests/system --ignore=tests/system/lab $(PYTEST_ARGS)
 else
 	@mkdir -p build
 	@echo "==> tests/system/rollout runs alongside (its output: $(SYSTEM_LOG), shown at the end)"
 	@$(BIN)/pytest tests/system/rollout $(PYTEST_ARGS) > $(SYSTEM_LOG) 2>&1 & roll=$$!; \
-	  $(BIN)/pytest tests/system --ignore=tests/system/rollout $(PYTEST_ARGS); rest=$$?; \
+	  $(BIN)/pytest tests/system --ignore=tests/system/rollout --ignore=tests/system/lab $(PYTEST_ARGS); rest=$$?; \
 	  wait $$roll; rollrc=$$?; \
 	  echo "==> tests/system/rollout (ran alongside), exit $$rollrc:"; cat $(SYSTEM_LOG); \
 	  for rc in $$rest $$rollrc; do [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit 1; done
 endif
 
+# The lab of Docker hosts over SSH (tests/system/lab, tests/harness/lab): two lab hosts, each a container running
+# its own dockerd and sshd with Engines of both hosting models inside, plus local Engines; the playbooks reach them
+# over SSH as users do. The image is built once (debootstrap, about a minute) and kept while its recipe is unchanged.
+lab-image:
+	bash tests/harness/bootstrap.sh lab-image
+
+lab: collection lab-image
+	docker network inspect engine_net >/dev/null 2>&1 || docker network create engine_net >/dev/null
+	$(BIN)/pytest tests/system/lab $(PYTEST_ARGS)
+
 # The roles' Molecule scenarios (extensions/molecule/: default, rollback, check_mode) on real reference Engines.
 molecule: collection
 	$(BIN)/molecule test --all
 
-test: bootstrap lint sanity units system molecule
+test: bootstrap lint sanity units system lab molecule
 	@echo "make test: every gate passed"
 
 # The AWX / Tower execution environment (execution-environment.yml): the collection tarball, then the build context.
@@ -103,4 +113,5 @@ demo-down:
 
 clean:
 	-$(PY) -m engine_testkit sweep
+	-$(PY) -m engine_testkit.dockerhosts sweep
 	rm -rf build tests/output

@@ -5,7 +5,7 @@
 #
 # Make this machine ready for `make test` and `make demo`. Idempotent, and fast when already done.
 #
-#   tests/harness/bootstrap.sh [docker|venv|base|images|sanity-pip|all]...
+#   tests/harness/bootstrap.sh [docker|compose|venv|base|images|sanity-pip|lab-image|all]...
 #
 #   docker      a Docker engine that answers `docker info`, and Docker Compose: v1 (`docker-compose`) and the
 #               v2 CLI plugin (`docker compose`, the `compose` step). As root without one: installs Debian's
@@ -18,6 +18,8 @@
 #               ($ENGINE_BASE_PULL), else built offline with debootstrap + `docker import`.
 #   images      every engine:<tag> of tests/reference_engine/releases.json (docker's cache makes it quick).
 #   sanity-pip  ansible-test's pip bootstrap script, for machines that cannot download it.
+#   lab-image   the lab's Docker host image (tests/harness/lab: docker.io, sshd, python3 on Debian, built with
+#               debootstrap), kept while its recipe is unchanged: the system tests over SSH run on it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -224,6 +226,12 @@ EOF
   fi
 }
 
+# The lab's Docker host image (tests/harness/lab): Debian with docker.io, sshd and python3, built with debootstrap
+# once and kept while its recipe is unchanged. After ensure_docker: it copies the Compose v2 plugin in.
+ensure_lab_image() {
+  bash "$ROOT/tests/harness/lab/build-image.sh"
+}
+
 main() {
   [ $# -gt 0 ] || set -- all
   for step in "$@"; do
@@ -234,8 +242,9 @@ main() {
       base) ensure_base_image ;;
       images) ensure_images ;;
       sanity-pip) ensure_sanity_pip ;;
-      all) ensure_docker; ensure_venv; ensure_base_image; ensure_images; ensure_sanity_pip ;;
-      *) die "unknown step '$step' (docker, compose, venv, base, images, sanity-pip, all)" ;;
+      lab-image) ensure_lab_image ;;
+      all) ensure_docker; ensure_venv; ensure_base_image; ensure_images; ensure_sanity_pip; ensure_lab_image ;;
+      *) die "unknown step '$step' (docker, compose, venv, base, images, sanity-pip, lab-image, all)" ;;
     esac
   done
 }
