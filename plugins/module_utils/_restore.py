@@ -509,8 +509,9 @@ def install_restore(plan: RestorePlan, *, client, name: str | None = None, reaso
 
     `defer_keep`: hash the kept brain and commit its manifest only in complete_restore(), so that the Engine can
     be started right after this returns (the kept brain is linked into the snapshot folder before the swap, under
-    a hidden name, and nothing touches it afterwards); the returned sha256 is None until then. A raw copy, or a
-    copy across file systems, is always committed before the swap.
+    a hidden name, and nothing touches it afterwards); the returned sha256 is None and path that hidden file until
+    then (restore_data_at_risk() can count it either way). A raw copy, or a copy across file systems, is always
+    committed before the swap.
     """
     if plan.noop:
         return None
@@ -537,9 +538,9 @@ def install_restore(plan: RestorePlan, *, client, name: str | None = None, reaso
     plan.actions.append(f"replace {plan.brain} with snapshot {plan.entry['name']} (rename of the staged copy)")
     if kept is None:
         return None
-    if manifest is None:
+    if manifest is None:  # deferred: the kept brain waits under its hidden name (path), committed by complete
         plan.pending_keep = kept
-        return dict(name=kept.name, path=plan.store.data_path(kept.name), sha256=None, raw_copy=False,
+        return dict(name=kept.name, path=kept.renames[0][0], sha256=None, raw_copy=False,
                     retain_until=retain_until(kept.started, kept.retain_days))
     return _summary(plan, kept, manifest)
 

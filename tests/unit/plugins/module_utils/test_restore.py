@@ -405,6 +405,8 @@ def test_deferred_keep_lets_the_engine_start_before_the_old_brain_is_hashed(brai
     assert len(hidden) == 1 and os.stat(os.path.join(store.dest, hidden[0])).st_ino == inode  # ... but kept
     assert sorted(os.listdir(os.path.dirname(brain))) == ["brain.sqlite"]
     assert task_ids(brain) == task_ids(entry["path"])  # the Engine could start now
+    assert task_ids(previous["path"]) == newer
+    assert restore_data_at_risk(entry, previous, brain, []) == {"tasks": 9}
     done = complete_restore(plan)
     assert done["name"] == previous["name"] and len(done["sha256"]) == 64 and task_ids(done["path"]) == newer
     assert store.checksum_problem(store.get(done["name"])) is None and complete_restore(plan) is None
