@@ -360,6 +360,7 @@ from ansible_collections.september.engine.plugins.module_utils._brain import (
     LOCATION_OPTIONS,
     brain_argument_spec,
     locate_brain,
+    reading,
 )
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     DockerException,
@@ -391,7 +392,6 @@ from ansible_collections.september.engine.plugins.module_utils._metrics import (
     reach_back,
     slice_bounds,
 )
-from ansible_collections.september.engine.plugins.module_utils._snapshot import reading
 
 LOG_MARGIN = 2  # seconds around the window asked of Docker; each line is then placed by its own timestamp
 ENGINE_OPTIONS = ("deployment", "container_name", "compose_dir")

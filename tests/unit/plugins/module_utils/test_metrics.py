@@ -419,18 +419,7 @@ def test_reach_back_stops_at_the_first_window_with_enough_turns():
     assert m.reach_back(turns, until, 300, 1000, 40) == until - 1000
 
 
-# ---------------------------------------------------------------- brain rows and data at risk
-
-
-@pytest.mark.parametrize("snapshot, bad_window, expected", [
-    ({}, {}, {}),
-    ({"tasks": 10}, {"tasks": 10}, {}),
-    ({"tasks": 10, "episodes": 5}, {"tasks": 14, "episodes": 5}, {"tasks": 4}),
-    ({"tasks": 10}, {"tasks": 12, "memory_tags": 3, "turn_metrics": 0}, {"memory_tags": 3, "tasks": 2}),
-    ({"tasks": 10, "channel_state_snapshots": 4}, {"tasks": 9}, {}),
-])
-def test_data_at_risk(snapshot, bad_window, expected):
-    assert m.data_at_risk(snapshot, bad_window) == expected
+# ---------------------------------------------------------------- brain rows
 
 
 def events_db(rows, columns="event_type, task_id, latency_ms, input_tokens, output_tokens, cache_hit_tokens, "
@@ -476,11 +465,3 @@ def test_brain_turns_with_other_names():
 def test_brain_turns_missing_table_or_column(events, message):
     with pytest.raises(LookupError, match=message):
         m.brain_turns(events_db([]), events, T0, T0 + 1)
-
-
-def test_table_row_counts_leaves_sqlite_tables_out():
-    conn = sqlite3.connect(":memory:")
-    conn.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY AUTOINCREMENT, x)")
-    conn.execute("CREATE TABLE empty (x)")
-    conn.executemany("INSERT INTO tasks (x) VALUES (?)", [(1,), (2,)])
-    assert m.table_row_counts(conn) == {"empty": 0, "tasks": 2}
