@@ -32,6 +32,7 @@ from ansible_collections.september.engine.plugins.module_utils._migration_check 
 from ansible_collections.september.engine.plugins.module_utils._restore import (
     abort_restore,
     check_restore,
+    complete_restore,
     find_snapshot,
     install_restore,
     predict_previous,
@@ -193,9 +194,12 @@ class Rollback:
                     f"snapshot of this Engine ({identity['key']}) taken on {version or 'that release'} is in "
                     f"{store.dest}: give one with engine_rollback_snapshot=<name or path>. Nothing was changed."
                 )
+        # Outside check mode the staging copy is verified while it is made (its sha256, then quick_check on it):
+        # one read of the snapshot instead of two.
         plan = check_restore(store, location, entry, identity=identity, client=self.client,
                              allow_other_engine=self.p["allow_other_engine"], engine_may_run=True,
-                             engine_container=self.engine["container"], min_free_bytes=self.p["min_free_bytes"])
+                             engine_container=self.engine["container"], min_free_bytes=self.p["min_free_bytes"],
+                             verify=self.check_mode)
         return plan, location, identity
 
     # ------------------------------------------------------------------ run
@@ -246,6 +250,7 @@ class Rollback:
             self._stop_restore_switch(result, plan, target, exact_id)
         finally:
             if plan is not None:
+                self._complete(plan)  # a kept brain whose commit waited is committed, whatever happened after
                 self.actions.extend(plan.actions)
                 self.warnings.extend(plan.warnings)
                 abort_restore(plan)
@@ -262,9 +267,10 @@ class Rollback:
                 if self.check_mode:
                     previous = predict_previous(plan, None, self.p["previous_brain_retain_days"])
                 else:
+                    # The replaced brain's hash and manifest wait until the old release is back (complete_restore).
                     previous = install_restore(plan, client=self.client, reason=self.p["reason"],
                                                retain_days=self.p["previous_brain_retain_days"],
-                                               fields=self._fields(), migrations=self.p)
+                                               fields=self._fields(), migrations=self.p, defer_keep=True)
                 self._timed("restore_seconds", started)
                 result.update(brain_restored=not plan.noop, previous_brain=previous,
                               data_at_risk=restore_data_at_risk(plan.entry, previous, plan.brain, self.warnings))
@@ -281,6 +287,16 @@ class Rollback:
         body = switched.get("container") or switched.get("compose") or {}
         result.update(rolled_back=True, kind="image+brain" if result["brain_restored"] else "image",
                       failed_container=body.get("failed_container"))
+        if plan is not None and not self.check_mode:
+            kept = complete_restore(plan)  # the Engine is starting meanwhile: hash and manifest of the kept brain
+            if kept is not None:
+                result["previous_brain"] = kept
+
+    def _complete(self, plan) -> None:
+        try:
+            complete_restore(plan)
+        except EngineModuleError as exc:
+            self.warnings.append(exc.msg)
 
     def _bring_back(self) -> str:
         """Start what was serving again (never leave the Engine down); say what was done."""

@@ -129,6 +129,7 @@ extends_documentation_fragment:
   - september.engine._docker
   - september.engine._brain
   - september.engine._brain.MIGRATIONS
+  - september.engine._lock
 attributes:
   check_mode:
     support: full
@@ -355,6 +356,7 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
     OptionsError,
 )
 from ansible_collections.september.engine.plugins.module_utils._identity import check_key
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
 from ansible_collections.september.engine.plugins.module_utils._restore import (
     abort_restore,
     check_restore,
@@ -530,6 +532,7 @@ def main() -> None:
     argument_spec.update(brain_argument_spec())
     argument_spec.update(migrations_argument_spec())
     argument_spec.update(docker_argument_spec())
+    argument_spec.update(lock_argument_spec())
     module = AnsibleModule(
         argument_spec=argument_spec,
         mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
@@ -543,7 +546,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     try:
-        result = BrainSnapshot(module).run()
+        # A multi-GB snapshot or restore keeps the Engine's lock alive while it works.
+        with lock_keeper(module.params["lock"], module.check_mode, module.warn):
+            result = BrainSnapshot(module).run()
     except EngineModuleError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     module.exit_json(**result)
