@@ -84,6 +84,12 @@ SETTINGS: dict[str, tuple] = {
     "engine_upgrade_new_error_kind_share": ("float", 0.05, None),
     "engine_upgrade_new_error_kind_min_count": ("int", 3, None),
     "engine_upgrade_probe_turns": ("int", 0, None),
+    "engine_upgrade_probe_cases": ("cases", [
+        {"name": "probe-sum", "message": "what is 17 + 25", "checks": [{"equals": "42"}]},
+        {"name": "probe-product", "message": "what is 6 * 7", "checks": [{"equals": "42"}]},
+        {"name": "probe-difference", "message": "what is 50 - 8", "checks": [{"equals": "42"}]},
+        {"name": "probe-echo", "message": "echo: september probe", "checks": [{"equals": "september probe"}]},
+    ], None),
     "engine_upgrade_control_engines": ("int", _plan.DEFAULT_CONTROLS, None),
     "engine_upgrade_undecided": (UNDECIDED_POLICIES, "rollback", None),
     "engine_upgrade_undecided_later": (UNDECIDED_POLICIES, "proceed", None),
@@ -110,7 +116,8 @@ ALIASES = {spec[2]: name for name, spec in SETTINGS.items() if spec[2]}
 NAME_RE = re.compile(r"^engine_(upgrade_|rollout_)|^(" + "|".join([*sorted(ALIASES), "engine_hosts", "engine_run_id"])
                      + ")$")
 _KIND = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",
-         "stages": "a list of stages or a comma-separated string", "command": "a list or a string"}
+         "stages": "a list of stages or a comma-separated string", "command": "a list or a string",
+         "cases": "a non-empty list of eval cases, each with a name and a message (docs/evals.md)"}
 
 
 class Settings:
@@ -185,6 +192,12 @@ def _coerce(kind, raw):
         if not isinstance(raw, (str, list, tuple)):
             raise TypeError(raw)
         return raw
+    if kind == "cases":
+        if not isinstance(raw, (list, tuple)) or not raw or not all(
+                isinstance(case, dict) and isinstance(case.get("name"), str) and case["name"]
+                and isinstance(case.get("message"), str) and case["message"] for case in raw):
+            raise ValueError(raw)
+        return list(raw)
     if kind == "command":
         if raw is None:
             return []

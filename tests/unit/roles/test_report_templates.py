@@ -52,7 +52,9 @@ def engine(status: str, **extra: object) -> dict:
 def report(outcome: str, engines: list, **extra: object) -> dict:
     out = {"run_id": "r1", "target_version": "2.4.2", "check_mode": False, "batches": [1, 1, 2], "batches_run": 1,
            "stopped": outcome.startswith("stopped"), "unwound": False, "outcome": outcome, "outage": None,
-           "written_at": "2026-11-21T23:15:38Z", "engines": engines, "untouched": ["c001", "u002"]}
+           "written_at": "2026-11-21T23:15:38Z", "engines": engines, "untouched": ["c001", "u002"],
+           "plan": {"canaries": []}, "undecided_policy": {"canary": "rollback", "later": "proceed"}, "lost": [],
+           "promoted_undecided": []}
     out.update(extra)
     return out
 
@@ -71,18 +73,39 @@ def test_a_rolled_back_canary_shows_its_measures_evals_rollback_and_data_at_risk
 
 
 @pytest.mark.parametrize("status", ["upgraded", "verified", "failed", "rollback_failed", "unwound", "stopped_outage",
-                                    "planned"])
+                                    "planned", "held", "rolled_back"])
 def test_every_status_renders_even_without_measures(status: str) -> None:
     bare = engine(status, snapshot=None, rollback=None, rollback_kind="none", data_at_risk=None, timings={},
                   measures={"before": None, "after": None, "verdict": None},
                   evals={"before": None, "after": None, "verdict": None}, diagnostics=None, reason="")
-    for outcome in ("completed", "in_progress", "stopped_rolled_back", "stopped_outage", "stopped_failed"):
-        outage = {"kind": "provider_outage", "reason": "LLM provider outage on 2 of 2"} if "outage" in outcome else None
+    for outcome in ("completed", "in_progress", "stopped_rolled_back", "stopped_outage", "stopped_failed", "undecided",
+                    "held", "stopped_unreachable"):
+        outage = "LLM provider outage on 2 of 2" if "outage" in outcome else None
+        lost = ["u009"] if outcome == "stopped_unreachable" else []
         text = render("engine_upgrade", "report.md.j2",
-                      __engine_upgrade_report=report(outcome, [bare], outage=outage, unwound=status == "unwound"))
+                      __engine_upgrade_report=report(outcome, [bare], outage=outage, lost=lost,
+                                                     unwound=status == "unwound"))
         assert f"| u001 | 1 | 2.3.0 | 2.4.2 | {status} |" in text
         assert f"**{outcome}**" in text
         assert ("Outage: LLM provider outage" in text) is (outage is not None)
+        assert ("Lost mid-upgrade" in text and "u009" in text) is bool(lost)
+
+
+def test_an_undecided_canary_says_what_evidence_was_missing_and_the_policy() -> None:
+    verdict = {"decision": "undecided", "rule": None, "missing": ["the canary cohort saw 3 turns (20 needed)"],
+               "evidence": {"canary": {"engines": 1, "turns": 3, "error_rate": 0.0},
+                            "control": {"engines": 5, "turns": 0, "error_rate": None}, "baseline": None}}
+    entry = engine("rolled_back", evidence="undecided", verdict=verdict, measures={"before": None, "after": None,
+                                                                                   "verdict": None})
+    plan = {"canaries": [{"engine": "u001", "why": "allowlisted (group engine_canary)"}]}
+    text = render("engine_upgrade", "report.md.j2", __engine_upgrade_report=report(
+        "undecided", [entry], plan=plan, undecided_policy={"canary": "rollback", "later": "proceed"},
+        promoted_undecided=[]))
+    assert "Canary u001: allowlisted (group engine_canary)" in text
+    assert "If the canary is undecided: rollback; a later batch:\n  proceed" in text
+    assert "**undecided**: STOPPED in batch 1: not enough evidence" in text
+    assert "- Missing evidence: the canary cohort saw 3 turns (20 needed)" in text
+    assert "Verdict of its batch: **undecided**: 3 turns in 1 upgraded Engines (0.0% errors) vs 0 turns in 5 controls" in text
 
 
 def test_the_rollback_report_lists_rollbacks_failures_and_engines_not_reached() -> None:

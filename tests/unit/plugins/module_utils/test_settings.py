@@ -17,12 +17,7 @@ from ansible_collections.september.engine.plugins.module_utils import _settings
 ROLE = Path(__file__).resolve().parents[4] / "roles" / "engine_upgrade"
 #: Variables the role's restructure adds (issues 9, 10, 11, 13); they are checked against the role's defaults as
 #: soon as they are there. Remove a name from here when roles/engine_upgrade/defaults/main.yml holds it.
-PENDING = {
-    "engine_upgrade_canary_max_bake_seconds", "engine_upgrade_bake_max_seconds", "engine_upgrade_undecided",
-    "engine_upgrade_undecided_later", "engine_upgrade_control_engines", "engine_upgrade_baseline_max_seconds",
-    "engine_upgrade_probe_turns", "engine_upgrade_significance", "engine_upgrade_new_error_kind_share",
-    "engine_upgrade_new_error_kind_min_count",
-}
+PENDING: set = set()
 #: Role defaults that are expressions: what they fall back to is in SETTINGS (alias) or computed (report dir).
 DERIVED = {
     "engine_upgrade_target_version", "engine_upgrade_image_repository", "engine_upgrade_rollout_stages",
@@ -80,6 +75,9 @@ ONE_PROBLEM = [
     ({"engine_upgrade_bake_seconds": -5}, "a bake cannot be negative"),
     ({"engine_upgrade_canary_max_bake_seconds": 30}, "engine_upgrade_canary_max_bake_seconds=30 is shorter than "
                                                      "engine_upgrade_canary_bake_seconds=60 (the default)"),
+    ({"engine_upgrade_probe_cases": [{"name": "x"}]}, "engine_upgrade_probe_cases=[{'name': 'x'}]: must be a "
+                                                     "non-empty list of eval cases, each with a name and a message"),
+    ({"engine_upgrade_probe_cases": []}, "engine_upgrade_probe_cases=[]: must be a non-empty list of eval cases"),
     ({"engine_upgrade_bake_seconds": 400, "engine_upgrade_bake_max_seconds": 300},
      "engine_upgrade_bake_max_seconds=300 is shorter than engine_upgrade_bake_seconds=400"),
     ({"engine_upgrade_baseline_max_seconds": 100}, "raise engine_upgrade_baseline_max_seconds to at least 300"),
@@ -265,7 +263,9 @@ def test_the_settings_follow_the_roles_argument_specs():
              "raw": "command"}
     for name, option in spec.items():
         kind = _settings.SETTINGS[name][0]
-        if "choices" in option:
+        if option["type"] == "list" and option.get("elements") == "dict":
+            assert kind == "cases", name
+        elif "choices" in option:
             assert kind == tuple(option["choices"]), name
         else:
             assert kind == types[option["type"]], f"{name}: {option['type']} in argument_specs, {kind} here"
