@@ -24,6 +24,15 @@ def _text(value) -> str:
     return "" if value is None else str(value)
 
 
+def short_symptom(symptom, rules: int = 3, width: int = 200) -> str:
+    """A verdict's symptom ("rule text; rule text; ...") cut to its first ``rules`` rules of at most ``width``
+    characters each: what a webhook line and a log line can carry. The report keeps the whole verdict."""
+    parts = [part.strip() for part in _text(symptom).split("; ") if part.strip()]
+    cut = [part if len(part) <= width else part[: width - 3].rstrip() + "..." for part in parts[:rules]]
+    more = len(parts) - len(cut)
+    return "; ".join(cut) + (f" (and {more} more)" if more else "")
+
+
 def engine_decision(engine: str, health: dict | None, verdict: dict | None, policy: str = "rollback",
                     canary: bool = True) -> dict:
     """What to do with one switched Engine, from its health after the switch and the bake, and the verdict.
@@ -48,7 +57,7 @@ def engine_decision(engine: str, health: dict | None, verdict: dict | None, poli
     # A rule that fired decides first: a bad release during a provider outage is still a bad release.
     for scope, found in (("cohort", verdict), ("engine", mine)):
         if found.get("decision") == "fail":
-            symptom = _text(found.get("symptom")) or "; ".join(found.get("reasons") or []) or found.get("rule")
+            symptom = short_symptom(found.get("symptom") or "; ".join(found.get("reasons") or []) or found.get("rule"))
             where = "" if scope == "engine" else "the batch: "
             return dict(decision="rollback", evidence="fail", reason=f"verify: {where}{symptom}", must_fail=True,
                         policy=None)
@@ -230,7 +239,7 @@ def verdict_summary(verdict: dict | None) -> str:
     text = (f"{verdict.get('decision')}: {_cohort_text(evidence.get('canary'), 'upgraded')} vs "
             f"{_cohort_text(evidence.get('control'), 'controls')}")
     if verdict.get("symptom"):
-        text += f"; {verdict['symptom']}"
+        text += f"; {short_symptom(verdict['symptom'])}"
     elif verdict.get("decision") == "undecided" and verdict.get("missing"):
         text += f"; missing: {'; '.join(verdict['missing'])}"
     return text

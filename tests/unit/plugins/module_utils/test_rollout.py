@@ -355,3 +355,14 @@ def test_rollout_messages() -> None:
     assert "b lost mid-upgrade" in lost
     outage = rollout_message(report("stopped_outage", [], outage="LLM provider outage"), "/r")
     assert "Nothing was rolled back" in outage
+
+
+def test_short_symptom_keeps_the_first_rules_and_bounds_them() -> None:
+    from ansible_collections.september.engine.plugins.module_utils._rollout import short_symptom
+
+    long_rule = "5 eval cases fail: " + ", ".join(f"case-{i} (failed with TOOL_EXECUTION_FAILED)" for i in range(9))
+    text = short_symptom(f"new ERROR kind X in 20%; error rate 21% vs 0%; {long_rule}; p99 4x; p50 4x")
+    parts = text.split("; ")
+    assert parts[0] == "new ERROR kind X in 20%" and parts[1] == "error rate 21% vs 0%"
+    assert len(parts[2]) <= 200 + len(" (and 2 more)") and parts[2].endswith("... (and 2 more)")
+    assert short_symptom(None) == "" and short_symptom("one rule") == "one rule"
