@@ -40,6 +40,7 @@ from benchlib import (
     NETWORK,
     dig,
     ensure_network,
+    exit_on_sigterm,
     loadavg,
     log,
     median,
@@ -68,6 +69,8 @@ SETUP_VARS = {
     "engine_target_version": TO,
     "engine_rollout_stages": ["100%"],
     "engine_upgrade_canary_bake_seconds": 0,
+    "engine_upgrade_canary_max_bake_seconds": 0,
+    "engine_upgrade_undecided": "proceed",
     "engine_upgrade_checks": False,
     "engine_upgrade_healthy_streak": 1,
     "engine_upgrade_drain_timeout": 10,
@@ -282,6 +285,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--brain-mb", type=float, default=500)

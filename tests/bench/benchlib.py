@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -147,12 +148,17 @@ def timed(label: str, command: list[str], *, env: dict[str, str] | None = None, 
     with open(log_path, "w", encoding="utf-8") as out:
         out.write(f"$ {' '.join(command)}\n")
         out.flush()
+        # A session of its own: on a timeout or an interruption the command goes with every process it started.
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            proc = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False)
-            rc = proc.returncode
+            rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            _stop_group(proc)
             rc = -9
             out.write(f"\n[bench] timed out after {timeout:g} s\n")
+        except BaseException:
+            _stop_group(proc)
+            raise
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return TimedRun(
@@ -160,6 +166,23 @@ def timed(label: str, command: list[str], *, env: dict[str, str] | None = None, 
         cpu_user=round(after.ru_utime - before.ru_utime, 3), cpu_sys=round(after.ru_stime - before.ru_stime, 3),
         log=str(log_path), started_at=started_at, load_before=load_before, load_after=loadavg(),
     )
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group of ``proc`` (a session this module started), SIGKILL after 10 s; reaped."""
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the benchmark like Ctrl-C: the ``finally`` blocks run, the fleets are torn down."""
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
 
 
 def playbook(label: str, name: str, *, inventory: Path, extra_vars: dict[str, Any], log_path: Path,

@@ -30,7 +30,7 @@ from typing import Any
 
 import bench_fleet
 import bench_rollback
-from benchlib import BUILD_DIR, HERE, collection_root, dig, loadavg, log, ratio, tail, timed
+from benchlib import BUILD_DIR, HERE, collection_root, dig, exit_on_sigterm, loadavg, log, ratio, tail, timed
 
 SNAPSHOT_SCRIPT = HERE / "bench_snapshot.py"
 BENCHES = ("snapshot", "rollback", "fleet")
@@ -216,6 +216,7 @@ def _git_head(root: Path) -> str | None:
 
 
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES") or "20 50 100",
                         help="fleet sizes (BENCH_SIZES)")
