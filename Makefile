@@ -23,6 +23,7 @@ help:
 	@echo "make test    every test and lint gate (what CI runs)"
 	@echo "make images  the reference Engine images only (engine:2.3.0 ... engine:3.0.0)"
 	@echo "make ee      the AWX execution environment's build context (build/ee/context, see docs/awx.md)"
+	@echo "make bench   the scale benchmarks of issue 11 (not part of make test; BENCH_SIZES=\"20 50 100\")"
 	@echo "steps: bootstrap collection lint sanity units system molecule demo-down clean"
 
 bootstrap:
@@ -87,6 +88,18 @@ molecule: collection
 
 test: bootstrap lint sanity units system lab molecule
 	@echo "make test: every gate passed"
+
+# The benchmarks of issue 11 (tests/bench/README.md): figures and ratios measured side by side in one run, next to
+# the scale targets, also in build/bench/results.json. Not part of `make test`, asserts no timing; long (about half
+# an hour at the default sizes): run it on a quiet machine. BENCH_FORKS overrides min(50, fleet size).
+BENCH_SIZES ?= 20 50 100
+BENCH_REPEAT ?= 3
+BENCH_BRAIN_MB ?= 500
+BENCH_ONLY ?= snapshot,rollback,fleet
+bench: bootstrap collection
+	docker network inspect engine_net >/dev/null 2>&1 || docker network create engine_net >/dev/null
+	$(PY) tests/bench/run.py --sizes "$(BENCH_SIZES)" --repeat $(BENCH_REPEAT) --brain-mb $(BENCH_BRAIN_MB) \
+	  --only $(BENCH_ONLY) $(if $(BENCH_FORKS),--forks $(BENCH_FORKS))
 
 # The AWX / Tower execution environment (execution-environment.yml): the collection tarball, then the build context.
 # Offline: nothing is fetched. Build the image with `docker build -t september-engine-ee build/ee/context`.
