@@ -54,6 +54,12 @@ options:
         description: Seconds each refresh extends the lock by; it is refreshed every O(lock.ttl)/3 seconds.
         type: int
         default: 3600
+      release:
+        description:
+          - Release the lock when the module succeeds, even when the run held it before: the run's last step on this
+            Engine (an upgrade's finalize). After a failure the lock stays with the run (for its rollback).
+        type: bool
+        default: false
       dir:
         description: Directory of the lock files, the same for every run on this host.
         type: path

@@ -299,7 +299,7 @@ class LockKeeper:
     """
 
     def __init__(self, lock: EngineLock, owner: str, run_id: str, ttl: int = DEFAULT_TTL, *,
-                 interval: float | None = None, check_mode: bool = False, warn=None):
+                 interval: float | None = None, check_mode: bool = False, warn=None, release: bool = False):
         if ttl < 1:
             raise OptionsError(f"the lock's ttl must be at least 1 second, not {ttl}.")
         self.lock = lock
@@ -309,6 +309,7 @@ class LockKeeper:
         self.interval = interval if interval is not None else ttl / 3.0
         self.check_mode = check_mode
         self.warn = warn or (lambda msg: None)
+        self.release = release
         self.entry: dict | None = None
         self.refreshes = 0
         self.error: Exception | None = None
@@ -351,7 +352,9 @@ class LockKeeper:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.stop()
-        if self.took_it and not self.check_mode:
+        # `release`: the run's work on this Engine ends with this module (its last step succeeded): release the
+        # lock whoever of the run took it. After a failure the run keeps it, for its rollback.
+        if not self.check_mode and (self.took_it or (self.release and exc_type is None)):
             self.lock.release(self.run_id)
         if self.error is not None and exc_type is None:
             msg = getattr(self.error, "msg", None) or str(self.error)
@@ -373,6 +376,7 @@ def lock_argument_spec() -> dict:
                 run_id=dict(type="str", required=True),
                 owner=dict(type="str", required=True),
                 ttl=dict(type="int", default=DEFAULT_TTL),
+                release=dict(type="bool", default=False),
             ),
         ),
     )
@@ -384,4 +388,5 @@ def lock_keeper(options: dict | None, check_mode: bool = False, warn=None):
         return contextlib.nullcontext()
     lock = EngineLock(options.get("dir") or DEFAULT_LOCK_DIR, options.get("engine"), key=options["key"])
     ttl = options.get("ttl") or DEFAULT_TTL
-    return LockKeeper(lock, options["owner"], options["run_id"], ttl, check_mode=check_mode, warn=warn)
+    return LockKeeper(lock, options["owner"], options["run_id"], ttl, check_mode=check_mode, warn=warn,
+                      release=bool(options.get("release")))

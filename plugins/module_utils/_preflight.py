@@ -25,9 +25,11 @@ from ansible_collections.september.engine.plugins.module_utils._docker import Do
 from ansible_collections.september.engine.plugins.module_utils._engine import resolve_engine, split_repository
 from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
 from ansible_collections.september.engine.plugins.module_utils._health import EngineHealth
-from ansible_collections.september.engine.plugins.module_utils._lock import EngineLock
+from ansible_collections.september.engine.plugins.module_utils._lock import EngineLock, LockKeeper
+from ansible_collections.september.engine.plugins.module_utils._measure import EngineMetrics, metrics_defaults
 from ansible_collections.september.engine.plugins.module_utils._metrics import parse_time
 from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
+from ansible_collections.september.engine.plugins.module_utils._snapshot_manager import BrainSnapshot, snapshot_defaults
 
 NOTHING_CHANGED = "Nothing was changed."
 
@@ -95,6 +97,7 @@ class Preflight:
         self.lock: EngineLock | None = None
         self.lock_plan: dict | None = None
         self.changed = False
+        self.warnings: list[str] = []
         self.name = params.get("inventory_name") or params.get("container_name") or params.get("compose_dir")
 
     # ------------------------------------------------------------------ lock
@@ -215,10 +218,12 @@ class Preflight:
         health = self._health(engine)
         result["health"] = health
         if action == "verify":
-            # Verify to the same standard as a fresh switch: the role measures since the switch, against the
-            # history of the previous container (kept) or the brain's events before the switch.
+            # Verify to the same standard as a fresh switch: measured since the switch, against the history of
+            # the previous container (kept) or the brain's events before the switch.
             result["switched_at"] = switched_at(engine, self.client)
             result["baseline_container"] = previous.get("container")
+            result["baseline"] = self._baseline(engine, end=result["switched_at"],
+                                                previous=previous.get("container"))
             return result
         result["target"] = self._image(image)
         migration = None
@@ -226,7 +231,59 @@ class Preflight:
             migration = self._migration(engine, image, engine.get("image"))
         result["migration"] = migration
         self._gates(engine, health, migration, image)
+        result["baseline"] = self._baseline(engine)
+        result["snapshot"] = self._snapshot(engine, origin, migration)
         return result
+
+    # ------------------------------------------------------------------ the baseline and the snapshot, in-process
+
+    def _baseline(self, engine: dict, end: float | None = None, previous: str | None = None) -> dict | None:
+        """The Engine's measures before its switch (engine_metrics' work): its recent turns, reaching further back
+        while they are too few. For an unverified switch: the kept previous container's log, else the brain's
+        events, up to the switch."""
+        spec = self.p.get("baseline")
+        if not spec:
+            return None
+        params = dict(metrics_defaults(), window_seconds=spec["window_seconds"],
+                      baseline_max_seconds=spec["max_seconds"], min_turns=spec["min_turns"], slices=1,
+                      source=spec["source"],
+                      container=previous or engine.get("container"),
+                      **{k: v for k, v in self.p.items() if k.startswith("docker_")})
+        if end is not None:
+            params["end"] = end
+            if not previous:
+                params["source"] = "brain"  # the old container is gone: its turns are in the brain's events
+        return EngineMetrics(params, client=self.client).measure()
+
+    def _snapshot(self, engine: dict, origin: dict, migration: dict | None) -> dict | None:
+        """The pre-upgrade snapshot (brain_snapshot's work), bound to this Engine, while its lock is kept alive."""
+        spec = self.p.get("snapshot")
+        if not spec:
+            return None
+        identity = engine.get("identity") or {}
+        run_id = (self.p.get("lock") or {}).get("run_id") or spec.get("run_id") or "manual"
+        name = spec.get("name") or (f"pre-upgrade-{identity.get('slug')}-{origin.get('version')}-to-"
+                                    f"{self.p['target_version']}-{run_id}")
+        retain = spec["retain_days"]
+        if (migration or {}).get("needs_acknowledgement"):
+            retain = max(retain or 0, spec["destructive_retain_days"])
+        params = dict(snapshot_defaults(), state="present", dest=spec["dest"], name=name, kind="pre-upgrade",
+                      engine_name=self.p.get("inventory_name"), engine_key=identity.get("key"),
+                      reason=spec.get("reason") or (f"pre-upgrade: {origin.get('version')} -> "
+                                                    f"{self.p['target_version']} (run {run_id})"),
+                      verify=spec["verify"], retain_days=retain, keep_last=spec["keep_last"],
+                      container=engine["container"],
+                      **{k: self.p[k] for k in ("migrations_source", "migrations_table", "migrations_column")},
+                      **{k: v for k, v in self.p.items() if k.startswith("docker_")})
+        manager = BrainSnapshot(params, self.check_mode, warn=self.warnings.append, client=self.client)
+        if self.lock is not None and not self.check_mode:
+            lock = self.p["lock"]
+            with LockKeeper(self.lock, lock["owner"], lock["run_id"], int(lock.get("ttl") or 1200)):
+                done = manager.run()
+        else:
+            done = manager.run()
+        self.changed = self.changed or (done["changed"] and not self.check_mode)
+        return dict(done["snapshot"] or {}, pruned=done.get("pruned") or [])
 
     def _resume_plan(self, engine: dict, image: str) -> dict:
         """How to bring back an Engine a dead run left down (the role does it, then runs the pre-flight again)."""

@@ -77,6 +77,66 @@ options:
     description: The image label that holds the release.
     type: str
     default: org.opencontainers.image.version
+  baseline:
+    description:
+      - Measure the Engine's baseline once the gates passed (V(upgrade)), as M(september.engine.engine_metrics) does,
+        from its turns of the last O(baseline.window_seconds), reaching further back, doubling, up to
+        O(baseline.max_seconds) while they are fewer than O(baseline.min_turns). For V(verify), the turns before the
+        unverified switch (the kept previous container's log, else the brain's events).
+      - Omitted, no baseline is measured (the role measures it after probe turns, when it sends them).
+    type: dict
+    suboptions:
+      window_seconds:
+        description: Seconds of the Engine's recent past measured.
+        type: int
+        default: 300
+      max_seconds:
+        description: How far back the baseline may reach when the window is thin (0, not further).
+        type: int
+        default: 0
+      min_turns:
+        description: Turns that make the window thick enough.
+        type: int
+        default: 20
+      source:
+        description: Where the turns are read, as in M(september.engine.engine_metrics).
+        type: str
+        choices: [logs, brain, both]
+        default: logs
+  snapshot:
+    description:
+      - Once the gates passed (V(upgrade)), take the pre-upgrade snapshot of the brain as
+        M(september.engine.brain_snapshot) does (online backup API, verified, kind V(pre-upgrade), bound to this
+        Engine), keeping the lock alive while it copies; retention then prunes this Engine's pre-upgrade snapshots.
+      - Omitted, no snapshot is taken here.
+    type: dict
+    suboptions:
+      dest:
+        description: The folder of the Engine's snapshots on the Docker host.
+        type: path
+        required: true
+      name:
+        description: The snapshot's name; default C(pre-upgrade-<identity slug>-<from>-to-<to>-<run id>).
+        type: str
+      reason:
+        description: Why it is taken (in its manifest); default says the upgrade and the run.
+        type: str
+      verify:
+        description: How the copy is verified, as in M(september.engine.brain_snapshot).
+        type: str
+        choices: [quick, full, none]
+        default: quick
+      retain_days:
+        description: Days the snapshot is never pruned.
+        type: int
+        default: 2
+      destructive_retain_days:
+        description: Days it is kept at least when a pending migration is destructive or unclassified.
+        type: int
+        default: 7
+      keep_last:
+        description: This Engine's pre-upgrade snapshots kept by the retention after it (retained ones never go).
+        type: int
   lock:
     description:
       - The Engine's lock; without it no lock is taken.
@@ -182,6 +242,16 @@ preflight:
       description: The kept previous container, whose logs hold the Engine's history before the switch (V(verify)).
       type: str
       sample: engine-u042--previous
+    baseline:
+      description: The baseline's measures, as M(september.engine.engine_metrics) returns them (with O(baseline)).
+      type: dict
+      sample: {"window": {"seconds": 300, "extended": false}, "measures": {"turns": 42, "error_rate": 0.0}}
+    snapshot:
+      description: The pre-upgrade snapshot, as M(september.engine.brain_snapshot) returns it, and what retention
+        C(pruned) (with O(snapshot) and V(upgrade)).
+      type: dict
+      sample: {"name": "pre-upgrade-engine-data-u042-2.3.0-to-2.4.0-20260504T020000Z-123456", "sha256": "9f2c...",
+               "kind": "pre-upgrade", "pruned": []}
     resume:
       description: How to bring the Engine back (V(resume) only).
       type: dict
@@ -215,6 +285,21 @@ def main() -> None:
         allow_destructive=dict(type="bool", default=False),
         migrations_dir=dict(type="str", default="/app/migrations"),
         version_label=dict(type="str", default="org.opencontainers.image.version"),
+        baseline=dict(type="dict", options=dict(
+            window_seconds=dict(type="int", default=300),
+            max_seconds=dict(type="int", default=0),
+            min_turns=dict(type="int", default=20),
+            source=dict(type="str", choices=["logs", "brain", "both"], default="logs"),
+        )),
+        snapshot=dict(type="dict", options=dict(
+            dest=dict(type="path", required=True),
+            name=dict(type="str"),
+            reason=dict(type="str"),
+            verify=dict(type="str", choices=["quick", "full", "none"], default="quick"),
+            retain_days=dict(type="int", default=2),
+            destructive_retain_days=dict(type="int", default=7),
+            keep_last=dict(type="int"),
+        )),
         lock=dict(type="dict", options=dict(
             dir=dict(type="path", required=True),
             owner=dict(type="str", required=True),
@@ -233,6 +318,8 @@ def main() -> None:
         result = preflight.run()
     except EngineModuleError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
+    for warning in preflight.warnings:
+        module.warn(warning)
     module.exit_json(changed=preflight.changed, preflight=result)
 
 

@@ -228,6 +228,17 @@ def test_keeper_takes_a_free_lock_and_releases_it_after(tmp_path):
     assert not os.path.exists(lk.path)
 
 
+def test_keeper_with_release_frees_a_held_lock_only_after_success(tmp_path):
+    lk = EngineLock(str(tmp_path), "u001", key="volume:engine-data-u001")
+    lk.acquire("awx job 1", "run-1", 60)
+    with pytest.raises(RuntimeError), LockKeeper(lk, "awx job 1", "run-1", 60, release=True):
+        raise RuntimeError("the finalize failed")
+    assert content(lk)["run_id"] == "run-1"  # kept for the run's rollback
+    with LockKeeper(lk, "awx job 1", "run-1", 60, release=True) as keeper:
+        assert not keeper.took_it
+    assert not os.path.exists(lk.path)  # the run's last step on this Engine succeeded
+
+
 def test_keeper_refuses_a_lock_another_run_holds(tmp_path):
     lk = EngineLock(str(tmp_path), "u001", key="volume:engine-data-u001")
     lk.acquire("awx job 1", "run-1", 60)
@@ -263,7 +274,7 @@ def test_keeper_in_check_mode_writes_nothing(tmp_path):
 def test_lock_option_spec_and_factory(tmp_path):
     spec = lock_argument_spec()["lock"]
     assert spec["type"] == "dict" and spec["options"]["key"]["required"] is True
-    assert sorted(spec["options"]) == ["dir", "engine", "key", "owner", "run_id", "ttl"]
+    assert sorted(spec["options"]) == ["dir", "engine", "key", "owner", "release", "run_id", "ttl"]
     with lock_keeper(None) as nothing:
         assert nothing is None
     options = {"dir": str(tmp_path), "key": "volume:engine-data-u001", "engine": None, "run_id": "r", "owner": "o",

@@ -14,6 +14,7 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.september.engine.plugins.module_utils import _snapshot_manager
 from ansible_collections.september.engine.plugins.module_utils._errors import DockerUnavailableError
 from ansible_collections.september.engine.plugins.modules import brain_snapshot, brain_snapshot_info
 from engine_testkit.module_runner import ExitJson, FailJson
@@ -62,7 +63,7 @@ class FakeContainer:
 @pytest.fixture
 def client(monkeypatch):
     fake = FakeClient()
-    monkeypatch.setattr(brain_snapshot, "docker_client", lambda params: fake)
+    monkeypatch.setattr(_snapshot_manager, "docker_client", lambda params: fake)
     return fake
 
 
@@ -221,7 +222,7 @@ def test_unreachable_docker(brain, tmp_path, monkeypatch):
     def unreachable(params):
         raise DockerUnavailableError("Cannot reach the Docker daemon at tcp://127.0.0.1:1: refused.")
 
-    monkeypatch.setattr(brain_snapshot, "docker_client", unreachable)
+    monkeypatch.setattr(_snapshot_manager, "docker_client", unreachable)
     result = run(brain_snapshot, dict(path=brain, dest=str(tmp_path / "d")))
     assert result["failed"] and "Cannot reach the Docker daemon" in result["msg"]
 

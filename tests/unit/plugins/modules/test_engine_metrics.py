@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.september.engine.plugins.module_utils import _metrics
+from ansible_collections.september.engine.plugins.module_utils import _measure, _metrics
 from ansible_collections.september.engine.plugins.module_utils._errors import NotFoundError
 from ansible_collections.september.engine.plugins.modules import engine_metrics
 from engine_testkit.module_runner import ExitJson, FailJson
@@ -64,7 +64,7 @@ class FakeContainer:
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch):
-    monkeypatch.setattr(engine_metrics.time, "time", lambda: NOW)
+    monkeypatch.setattr(_measure.time, "time", lambda: NOW)
 
 
 @pytest.fixture
@@ -77,8 +77,8 @@ def engine(monkeypatch):
             raise NotFoundError(f"No container named or identified by '{name}' on this Docker host")
         return container
 
-    monkeypatch.setattr(engine_metrics, "docker_client", lambda params: object())
-    monkeypatch.setattr(engine_metrics, "get_container", get_container)
+    monkeypatch.setattr(_measure, "docker_client", lambda params: object())
+    monkeypatch.setattr(_measure, "get_container", get_container)
     return container
 
 
@@ -168,7 +168,7 @@ def test_both_sources_side_by_side(engine, monkeypatch, tmp_path):
         assert params["container"] == "met-u001"
         return type("Loc", (), {"path": path, "container": "met-u001"})()
 
-    monkeypatch.setattr(engine_metrics, "locate_brain", locate)
+    monkeypatch.setattr(_measure, "locate_brain", locate)
     metrics = run({"container": "met-u001", "source": "both", "since": T0, "until": T0 + 10})["metrics"]
     assert metrics["by_source"]["logs"]["turns"] == 20 and metrics["by_source"]["brain"]["turns"] == 10
     assert metrics["measures"]["source"] == "logs" and metrics["brain"] == path
@@ -202,7 +202,7 @@ def resolved(engine, monkeypatch):
             return dict(deployment="compose", exists=False, container=None)
         raise NotFoundError(f"No container named '{params['container_name']}'")
 
-    monkeypatch.setattr(engine_metrics, "resolve_engine", resolve)
+    monkeypatch.setattr(_measure, "resolve_engine", resolve)
     return calls
 
 
@@ -225,7 +225,7 @@ def test_deployment_finds_the_brain_through_the_resolved_container(resolved, mon
         seen.append(params["container"])
         return type("Loc", (), {"path": path, "container": params["container"]})()
 
-    monkeypatch.setattr(engine_metrics, "locate_brain", locate)
+    monkeypatch.setattr(_measure, "locate_brain", locate)
     metrics = run({"deployment": "compose", "compose_dir": "/srv/team-a", "source": "brain", "since": T0,
                    "until": T0 + 10, "slices": 1})["metrics"]
     assert seen == ["met-u001"] and metrics["measures"]["turns"] == 4 and metrics["container"] == "met-u001"
@@ -282,7 +282,7 @@ def test_reaching_back_through_the_brain_when_the_log_is_short(engine, monkeypat
     engine.text = "\n".join(healthy(2, start=NOW - 10))
     rows = [("turn_completed", 250, None, _metrics.iso(NOW - 600 + i)) for i in range(25)]
     path = brain(tmp_path / "brain.sqlite", rows)
-    monkeypatch.setattr(engine_metrics, "locate_brain",
+    monkeypatch.setattr(_measure, "locate_brain",
                         lambda params, client: type("Loc", (), {"path": path, "container": "met-u001"})())
     metrics = run({"container": "met-u001", "source": "both", "window_seconds": 60, "baseline_max_seconds": 3600,
                    "slices": 1})["metrics"]
