@@ -1,0 +1,333 @@
+#!/usr/bin/python
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: brain_replay
+short_description: Find what a rolled back release wrote in its bad window, and replay it onto the restored brain
+version_added: 0.4.0
+description:
+  - A rollback with a brain restore puts back the pre-upgrade snapshot and keeps the brain it replaced (everything
+    the failed release wrote during the bad window) as a C(pre-restore) snapshot. This module compares that kept
+    brain (O(bad_window)) with the snapshot it was restored from (O(baseline)) and, per table, finds the rows
+    inserted, updated and deleted during the bad window, by primary key (by rowid for a table without one), with
+    each table's real schema read from both files. They are opened read only (immutable when nothing writes them).
+  - With O(mode=replay) it writes onto the restored brain what the old schema can hold, in one transaction, while
+    the Engine is stopped. Inserted rows of tables the old schema has, without the columns it lacks (columns the rows
+    lack get their defaults); updates of rows the restored brain still holds as the snapshot had them. It never
+    deletes. A row already there with the same values is counted C(already_there), so a second replay writes
+    nothing; a row whose key the restored brain holds with other values (or that changed there since the snapshot)
+    is a conflict and is not overwritten.
+  - Constraints of the old schema hold (C(PRAGMA foreign_keys=ON), NOT NULL, CHECK, UNIQUE); each row is written
+    under its own savepoint, and a row that violates one is skipped and listed with SQLite's reason while the rest
+    commits. Rows refused for a foreign key are tried again after the other rows are in.
+  - What is not replayed is listed per table with the reason and sample keys, among them tables the old schema does
+    not have, rows deleted in the bad window, tables the bad release dropped, the bad release's own record of its
+    migrations (replaying it would make the old release refuse the brain), conflicts and constraint violations.
+    It stays in the bad-window brain (RV(replay.bad_window.path)).
+  - O(mode=report) compares and lists only (the Engine may run). O(mode=off) does nothing.
+author:
+  - September Engine maintainers (@september-engine)
+options:
+  mode:
+    description:
+      - V(replay) writes onto the restored brain (its Engine must be stopped; the module refuses with nothing changed
+        while a running container mounts the brain or a process holds it open). V(report) only compares and lists.
+        V(off) does nothing (for a role variable that turns the step off).
+    type: str
+    choices: [replay, report, "off"]
+    default: replay
+  bad_window:
+    description:
+      - The kept bad-window brain, a snapshot name in O(dest) or the path of its C(.sqlite) file. A path without a
+        manifest beside it is used as a plain SQLite file (with a warning, since whose brain it is cannot be
+        checked).
+      - Default, the newest C(pre-restore) snapshot of this Engine in O(dest).
+    type: str
+  baseline:
+    description:
+      - The pre-upgrade snapshot the brain was restored from, a snapshot name in O(dest) or a path.
+      - Default, the snapshot the bad-window brain's restore came from (its manifest records it), else the newest
+        C(pre-upgrade) snapshot of this Engine in O(dest) taken before the bad-window brain was kept.
+    type: str
+  dest:
+    description: The snapshot folder on the Docker host; needed unless both O(bad_window) and O(baseline) are paths.
+    type: path
+  tables:
+    description: Which tables to replay; the others are compared and listed as excluded. Shell patterns (C(*_vec)).
+    type: dict
+    suboptions:
+      include:
+        description: Replay only the tables that match one of these (default every table).
+        type: list
+        elements: str
+      exclude:
+        description: Never replay the tables that match one of these.
+        type: list
+        elements: str
+        default: []
+  allow_other_engine:
+    description:
+      - Use a bad-window brain or baseline whose manifest names another Engine (a deliberate migration). Without it
+        they are refused, so that no Engine ever gets another user's rows.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - september.engine._attributes
+  - september.engine._docker
+  - september.engine._brain
+  - september.engine._brain.MIGRATIONS
+  - september.engine._lock
+attributes:
+  check_mode:
+    support: full
+    details:
+      - With O(mode=replay), does the whole replay in a transaction that is rolled back, so the counts (constraint
+        violations included) are what a real run would do; the brain is not changed. The same refusals apply.
+  diff_mode:
+    support: full
+    details:
+      - Rows per table of the restored brain, before and after, for the tables the bad window wrote to.
+  idempotent:
+    support: full
+    details:
+      - Rows already replayed are C(already_there); a second replay writes nothing.
+notes:
+  - The table that records migrations (O(migrations_table)) is never replayed.
+  - A table whose primary key differs between the two schemas, a virtual table, and a table without a key or usable
+    rowid cannot be matched row by row; their rows are listed as not replayable.
+  - Deferred foreign keys (C(DEFERRABLE INITIALLY DEFERRED)) are checked only when the transaction commits; a
+    violation there fails the whole replay (nothing changed).
+seealso:
+  - module: september.engine.brain_snapshot
+  - module: september.engine.engine_rollback
+"""
+
+EXAMPLES = r"""
+- name: Stop the Engine the rollback brought back (before it takes new turns)
+  september.engine.engine_container:
+    name: sept-u001
+    state: stopped
+
+- name: Replay what the bad release wrote, as far as the old schema holds it
+  september.engine.brain_replay:
+    container: sept-u001
+    dest: /var/backups/engine
+  register: engine_replay
+  failed_when: engine_replay.failed or engine_replay.replay.totals.not_replayable > 100
+
+- name: Start it again
+  september.engine.engine_container:
+    name: sept-u001
+    state: started
+
+- name: Only list what a destructive release wrote, from named snapshots
+  september.engine.brain_replay:
+    volume: engine-data-sept-u002
+    dest: /var/backups/engine
+    mode: report
+    bad_window: brain-engine-data-sept-u002-pre-restore-20260301T031500Z
+    baseline: pre-upgrade-2.3.0-to-3.0.0
+    tables:
+      exclude: ["observability_events"]
+  register: engine_bad_window
+"""
+
+RETURN = r"""
+replay:
+  description: What the bad window wrote, what was replayed, what could not be and why.
+  returned: always
+  type: dict
+  contains:
+    mode:
+      description: V(replay), V(report) or V(off).
+      type: str
+      returned: always
+      sample: replay
+    brain:
+      description: The restored brain (written to with V(replay)); null with V(off).
+      type: str
+      returned: always
+      sample: /var/lib/docker/volumes/engine-data-sept-u001/_data/brain.sqlite
+    bad_window:
+      description: The bad-window brain (C(name), C(path)); what was not replayed stays there.
+      type: dict
+      returned: unless mode is off
+      sample: {"name": "brain-engine-data-sept-u001-pre-restore-20260301T031500Z", "path": "/var/backups/x.sqlite"}
+    baseline:
+      description: The snapshot compared with (C(name), C(path)).
+      type: dict
+      returned: unless mode is off
+      sample: {"name": "pre-upgrade-2.3.0-to-2.4.2", "path": "/var/backups/engine/pre-upgrade-2.3.0-to-2.4.2.sqlite"}
+    predicted:
+      description: Nothing was written (check mode, or V(report)); the counts say what a replay does or would do.
+      type: bool
+      returned: unless mode is off
+      sample: false
+    tables:
+      description:
+        - Per table the bad window wrote to (or that could not be compared), C(written_in_bad_window) (C(inserted),
+          C(updated), C(deleted)), C(replayable) (C(inserted), C(updated), what the old schema can hold and the
+          restored brain lacks), C(replayed) (C(inserted), C(updated); zero with V(report)), C(already_there),
+          C(not_replayable) (a list of C(reason), C(count), C(sample) keys), C(dropped_columns) (columns of the new
+          schema the old one lacks, not replayed) and C(defaulted_columns) (columns the rows lack, left to their
+          default).
+      type: dict
+      returned: unless mode is off
+      sample:
+        tasks:
+          written_in_bad_window: {"inserted": 120, "updated": 2, "deleted": 0}
+          replayable: {"inserted": 120, "updated": 2}
+          replayed: {"inserted": 120, "updated": 2}
+          already_there: 0
+          not_replayable: []
+          dropped_columns: []
+          defaulted_columns: []
+        memory_tags:
+          written_in_bad_window: {"inserted": 80, "updated": 0, "deleted": 0}
+          replayable: {"inserted": 0, "updated": 0}
+          replayed: {"inserted": 0, "updated": 0}
+          already_there: 0
+          not_replayable:
+            - {"reason": "table not in the old schema", "count": 80, "sample": [["5f0c1e2a", "arithmetic"]]}
+          dropped_columns: []
+          defaulted_columns: []
+    totals:
+      description: The sums over the tables (C(not_replayable) a count), and C(tables), the number compared.
+      type: dict
+      returned: unless mode is off
+      sample: {"written_in_bad_window": {"inserted": 900, "updated": 40, "deleted": 0},
+               "replayable": {"inserted": 820, "updated": 40}, "replayed": {"inserted": 820, "updated": 40},
+               "already_there": 0, "not_replayable": 81, "tables": 24}
+    seconds:
+      description: How long the comparison and replay took.
+      type: float
+      returned: unless mode is off
+      sample: 0.42
+actions:
+  description: What was written (or, in check mode, would be).
+  returned: always
+  type: list
+  elements: str
+  sample: ["insert 120 row(s) of tasks", "update 2 row(s) of skill_library"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.september.engine.plugins.module_utils._bad_window import (
+    check_order,
+    check_owner,
+    find_bad_window,
+    find_baseline,
+    require_stopped,
+)
+from ansible_collections.september.engine.plugins.module_utils._brain import (
+    BRAIN_MUTUALLY_EXCLUSIVE,
+    BRAIN_REQUIRED_ONE_OF,
+    brain_argument_spec,
+    brain_identity,
+    locate_brain,
+    migrations_argument_spec,
+    reading,
+)
+from ansible_collections.september.engine.plugins.module_utils._brain_rows import table_row_counts
+from ansible_collections.september.engine.plugins.module_utils._docker import (
+    check_docker_sdk,
+    docker_argument_spec,
+    docker_client,
+)
+from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
+from ansible_collections.september.engine.plugins.module_utils._replay import MODES, BrainReplay
+from ansible_collections.september.engine.plugins.module_utils._snapshot_store import SnapshotStore
+
+
+class BrainReplayModule:
+    """Find the bad-window brain and its baseline for one Engine's restored brain; compare; replay."""
+
+    def __init__(self, module: AnsibleModule):
+        self.module = module
+        self.params = module.params
+        self.warnings: list[str] = []
+
+    def run(self) -> dict:
+        p = self.params
+        if p["mode"] == "off":
+            return dict(changed=False, replay=dict(mode="off", brain=None), actions=[])
+        check_docker_sdk(self.module)
+        client = docker_client(p)
+        location = locate_brain(p, client)
+        key = brain_identity(client, location)["key"]
+        store = SnapshotStore(p["dest"]) if p["dest"] else None
+        bad = find_bad_window(store, p["bad_window"], key, self.warnings)
+        base = find_baseline(store, p["baseline"], bad, key, self.warnings)
+        for option, entry in (("bad_window", bad), ("baseline", base)):
+            check_owner(entry, key, option, p["allow_other_engine"], self.warnings)
+        check_order(bad, base)
+        if p["mode"] == "replay":
+            require_stopped(client, location)
+        before = self._rows(location.path) if self.module._diff else None  # before anything is written
+        replay = BrainReplay(location.path, bad["path"], base["path"], mode=p["mode"], dry_run=self.module.check_mode,
+                             tables=p["tables"], migrations=p, warnings=self.warnings)
+        result = replay.run()
+        result.update(bad_window=dict(name=bad["name"], path=bad["path"]),
+                      baseline=dict(name=base["name"], path=base["path"]))
+        replayed = result["totals"]["replayed"]
+        out = dict(changed=p["mode"] == "replay" and bool(replayed["inserted"] + replayed["updated"]),
+                   replay=result, actions=replay.actions)
+        if before is not None:
+            out["diff"] = self._diff(location.path, before, result)
+        return out
+
+    @staticmethod
+    def _rows(path: str) -> dict:
+        with reading(path, predict_only=True) as conn:
+            return table_row_counts(conn)
+
+    @staticmethod
+    def _diff(path: str, rows: dict, result: dict) -> dict:
+        """Rows of the tables the bad window wrote to, before and after (the tables the restored brain has)."""
+        names = [name for name in result["tables"] if name in rows]
+        inserted = {name: result["tables"][name]["replayed"]["inserted"] for name in names}
+        return dict(before=dict(brain=path, rows={name: rows[name] for name in names}),
+                    after=dict(brain=path, rows={name: rows[name] + inserted[name] for name in names}))
+
+
+def main() -> None:
+    argument_spec = dict(
+        mode=dict(type="str", default="replay", choices=list(MODES)),
+        bad_window=dict(type="str"),
+        baseline=dict(type="str"),
+        dest=dict(type="path"),
+        tables=dict(type="dict", options=dict(
+            include=dict(type="list", elements="str"),
+            exclude=dict(type="list", elements="str", default=[]),
+        )),
+        allow_other_engine=dict(type="bool", default=False),
+    )
+    argument_spec.update(brain_argument_spec())
+    argument_spec.update(migrations_argument_spec())
+    argument_spec.update(docker_argument_spec())
+    argument_spec.update(lock_argument_spec())
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
+        required_one_of=BRAIN_REQUIRED_ONE_OF,
+        supports_check_mode=True,
+    )
+    manager = BrainReplayModule(module)
+    try:
+        with lock_keeper(module.params["lock"], module.check_mode, module.warn):
+            result = manager.run()
+    except EngineModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    for warning in manager.warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
