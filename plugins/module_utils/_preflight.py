@@ -154,12 +154,15 @@ class Preflight:
                       api_key_env="ENGINE_API_KEY", env=None)
         return MigrationCheck(params, hide=self.hide, client=self.client).run()
 
-    def _gates(self, engine: dict, health: dict, migration: dict | None, image: str) -> None:
+    def _health_gate(self, health: dict) -> None:
         if not health.get("is_healthy") and self.p["require_healthy"]:
             self._refuse(
                 f"it is not healthy before the upgrade ({health.get('failure')}: {health.get('failure_detail')}). "
                 "Repair it first, or set engine_upgrade_require_healthy=false."
             )
+
+    def _gates(self, engine: dict, health: dict, migration: dict | None, image: str) -> None:
+        self._health_gate(health)
         if migration is None:
             return
         if migration["is_downgrade"]:
@@ -225,6 +228,7 @@ class Preflight:
             result["baseline"] = self._baseline(engine, end=result["switched_at"],
                                                 previous=previous.get("container"))
             return result
+        self._health_gate(health)  # before a pull: an Engine that is not healthy is not upgraded anyway
         result["target"] = self._image(image)
         migration = None
         if result["target"]["present"]:

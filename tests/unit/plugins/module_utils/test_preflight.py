@@ -1,0 +1,120 @@
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""engine_preflight's decisions: what a run does with an Engine, the target image, the gates that refuse."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.september.engine.plugins.module_utils import _preflight
+from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
+from ansible_collections.september.engine.plugins.module_utils._preflight import (
+    Preflight,
+    PreflightRefused,
+    decide_action,
+    target_image,
+    unverified_switch,
+)
+
+RUNNING = {"deployment": "container", "running": True, "exists": True, "image": "engine:2.3.0",
+           "repository": "engine", "previous": None, "container": "u1"}
+
+
+def engine(**changes) -> dict:
+    return {**RUNNING, **changes}
+
+
+@pytest.mark.parametrize(("facts", "dead_run", "action"), [
+    (engine(), False, "upgrade"),
+    (engine(image="engine:2.4.0"), False, "none"),
+    (engine(image="engine:2.4.0", previous={"container": "u1--previous"}), False, "verify"),
+    (engine(running=False), False, "upgrade"),                 # an operator stopped it: the health gate says so
+    (engine(running=False), True, "resume"),                   # a dead run left it down
+    (engine(running=False, previous={"container": "u1--previous"}), False, "resume"),
+    (engine(image="engine:2.3.1", previous={"container": "u1--previous"}), False, "resume"),  # other target
+])
+def test_decide_action(facts: dict, dead_run: bool, action: str) -> None:
+    assert decide_action(facts, "engine:2.4.0", dead_run) == action
+
+
+@pytest.mark.parametrize(("last", "unverified"), [
+    (None, False),
+    ({"result": "ok"}, False),                          # an older record: verified
+    ({"result": "ok", "verified": True}, False),
+    ({"result": "ok", "verified": False}, True),
+    ({"result": "in progress"}, True),
+])
+def test_a_compose_switch_is_unverified_until_finalized(last, unverified: bool) -> None:
+    facts = engine(deployment="compose", compose={"last_switch": last})
+    assert unverified_switch(facts) is unverified
+
+
+def test_target_image_from_the_engine_or_the_recorded_previous() -> None:
+    assert target_image(engine(), None, "2.4.0") == "engine:2.4.0"
+    assert target_image(engine(), "registry:5000/team/engine", "2.4.0") == "registry:5000/team/engine:2.4.0"
+    gone = engine(repository=None, image=None, previous={"image": "registry:5000/team/engine:2.3.0"})
+    assert target_image(gone, None, "2.4.0") == "registry:5000/team/engine:2.4.0"
+    with pytest.raises(OptionsError, match="engine_image_repository"):
+        target_image(engine(repository=None, image=None), None, "2.4.0")
+
+
+def gates(migration: dict | None, healthy: bool = True, allow: bool = False, require_healthy: bool = True):
+    pre = Preflight({"inventory_name": "u1", "require_healthy": require_healthy, "allow_destructive": allow},
+                    client=None)
+    pre._gates(engine(), {"is_healthy": healthy, "failure": "unhealthy", "failure_detail": "HTTP 503"}, migration,
+               "engine:3.0.0")
+
+
+def migration(**changes) -> dict:
+    base = {"is_downgrade": False, "needs_acknowledgement": False, "not_shipped": [], "pending": [],
+            "unclassified": [], "snapshot_retention_days": None}
+    return {**base, **changes}
+
+
+def test_gates_refuse_an_unhealthy_engine_unless_told() -> None:
+    with pytest.raises(PreflightRefused, match=r"u1: it is not healthy .*HTTP 503.*Nothing was changed"):
+        gates(migration(), healthy=False)
+    gates(migration(), healthy=False, require_healthy=False)
+
+
+def test_gates_refuse_a_downgrade() -> None:
+    with pytest.raises(PreflightRefused, match="MIGRATION_REQUIRED"):
+        gates(migration(is_downgrade=True, not_shipped=["0008"]))
+
+
+def test_gates_refuse_destructive_and_unclassified_migrations_until_acknowledged() -> None:
+    destructive = migration(needs_acknowledgement=True, snapshot_retention_days=7,
+                            pending=[{"name": "0008_memory_v3", "classification": "destructive"}])
+    with pytest.raises(PreflightRefused, match=r"destructive migrations 0008_memory_v3 .*at least 7 days"):
+        gates(destructive)
+    unknown = migration(needs_acknowledgement=True, unclassified=["0009_vec"],
+                        pending=[{"name": "0009_vec", "classification": "unknown"}])
+    with pytest.raises(PreflightRefused, match=r"0009_vec that this host's SQLite could not classify"):
+        gates(unknown)
+    gates(destructive, allow=True)
+    gates(unknown, allow=True)
+
+
+def test_a_refusal_releases_the_lock_the_preflight_took(monkeypatch, tmp_path) -> None:
+    facts = engine(identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"})
+    monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
+    params = {"inventory_name": "u1", "target_version": "2.4.0", "image_repository": None, "pull": "never",
+              "require_healthy": True, "allow_destructive": False, "url": None,
+              "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60}}
+    pre = Preflight(params, client=None)
+    monkeypatch.setattr(pre, "_health", lambda e: {"is_healthy": False, "failure": "unreachable",
+                                                   "failure_detail": "nothing answered"})
+    with pytest.raises(PreflightRefused, match="not healthy"):
+        pre.run()
+    assert list(tmp_path.iterdir()) == []  # the lock file is gone: nothing was left behind
+
+
+def test_an_engine_already_on_the_target_releases_its_lock_and_does_nothing(monkeypatch, tmp_path) -> None:
+    facts = engine(image="engine:2.4.0", identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"})
+    monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
+    params = {"inventory_name": "u1", "target_version": "2.4.0", "image_repository": None,
+              "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60}}
+    result = Preflight(params, client=None).run()
+    assert result["action"] == "none" and result["lock"]["action"] == "released"
+    assert list(tmp_path.iterdir()) == []
