@@ -22,7 +22,9 @@ What protects each older version, recorded the way an upgrade records it, by the
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
+import sys
 import uuid
 from pathlib import Path
 
@@ -32,7 +34,7 @@ import pytest
 import yaml
 
 from engine_testkit import Fleet, sweep
-from engine_testkit.ansible import run_playbook
+from engine_testkit.ansible import COLLECTIONS_PATH, ensure_collection_link, run_playbook
 from engine_testkit.fleet import LABEL_FLEET, LABEL_TESTKIT, TEST_BASE_PORT
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
@@ -42,6 +44,14 @@ VERSIONS = ["1.8.0", "1.9.0", "2.0.0", "2.1.0", "2.2.0", "2.3.0", "2.4.0", "2.5.
 KEPT = ["2.9.0", "2.8.0", "2.7.0", "2.6.0", "2.5.0"]
 
 pytestmark = pytest.mark.timeout(900)
+
+
+def collection(module: str):
+    """A module_utils module of the collection, imported from build/ (the pre-flight's Python API)."""
+    ensure_collection_link()
+    if str(COLLECTIONS_PATH) not in sys.path:
+        sys.path.insert(0, str(COLLECTIONS_PATH))
+    return importlib.import_module(f"ansible_collections.september.engine.plugins.module_utils.{module}")
 
 
 def build(client: docker.DockerClient, repo: str, tag: str, version: str) -> str:
@@ -221,3 +231,25 @@ def test_the_playbook_runs_once_per_docker_host(world):
     assert not any(r.get("changed") for r in again.task_results(task))
     assert again.stats and all(s.get("changed", 0) == 0 for s in again.stats.values())
     world.check_real_images_untouched()
+
+
+def test_the_preflight_check_on_real_images(world):
+    """rollback_image_problem (what the pre-flight calls) against this Docker host: an Engine as engine_info resolves
+    it has its rollback image; a removed one, with no registry reachable from here, is a problem that says so."""
+    _images, _engine = collection("_images"), collection("_engine")
+    engine = _engine.resolve_engine(world.client, dict(deployment="container", container_name=world.a.container_name))
+    assert engine["image"] == ref(world, "2.8.0")
+    assert _images.rollback_image_problem(world.client, engine) is None
+    # Its recorded previous image (2.4.0: only its labels keep it) is present too.
+    assert _images.rollback_image_problem(world.client, engine["previous"]) is None
+
+    gone_id = build(world.client, world.repo, "0.0.1", "0.0.1")
+    world.client.images.remove(ref(world, "0.0.1"))
+    gone = dict(image=ref(world, "0.0.1"), image_id=gone_id)
+    problem = _images.rollback_image_problem(world.client, gone)
+    assert problem.startswith(f"its rollback image {ref(world, '0.0.1')} ({gone_id[:19]}) is not on this Docker host, "
+                              "and the registry cannot give it back (")
+    assert "pull=never" in _images.rollback_image_problem(world.client, gone, pull="never")
+    # The tag is gone but the exact image is here under another tag: a rollback tags it again.
+    moved = dict(image=ref(world, "0.0.1"), image_id=world.ids["2.9.0"])
+    assert _images.rollback_image_problem(world.client, moved) is None
