@@ -25,6 +25,7 @@ from ansible_collections.september.engine.plugins.module_utils._docker import Do
 from ansible_collections.september.engine.plugins.module_utils._engine import resolve_engine, split_repository
 from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
 from ansible_collections.september.engine.plugins.module_utils._health import EngineHealth
+from ansible_collections.september.engine.plugins.module_utils._images import rollback_image_problem
 from ansible_collections.september.engine.plugins.module_utils._lock import EngineLock, LockKeeper
 from ansible_collections.september.engine.plugins.module_utils._measure import EngineMetrics, metrics_defaults
 from ansible_collections.september.engine.plugins.module_utils._metrics import parse_time
@@ -148,6 +149,11 @@ class Preflight:
         self.changed = self.changed or (result["changed"] and not self.check_mode)
         return result["image"]
 
+    def _registry_auth(self) -> dict | None:
+        if not self.p.get("registry_username"):
+            return None
+        return dict(username=self.p["registry_username"], password=self.p.get("registry_password"))
+
     def _migration(self, engine: dict, image: str, current_image: str | None) -> dict:
         params = dict(self.p, target_image=image, current_image=current_image, container=engine["container"],
                       volume=None, path=None, boot_test=False, boot_timeout=120, boot_test_dir=None,
@@ -229,6 +235,11 @@ class Preflight:
                                                 previous=previous.get("container"))
             return result
         self._health_gate(health)  # before a pull: an Engine that is not healthy is not upgraded anyway
+        # What a rollback would go back to must be there (or pullable) before anything stops.
+        problem = rollback_image_problem(self.client, origin, pull=self.p["pull"],
+                                         registry_auth=self._registry_auth())
+        if problem:
+            self._refuse(problem)
         result["target"] = self._image(image)
         migration = None
         if result["target"]["present"]:

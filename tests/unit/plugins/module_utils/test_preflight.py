@@ -118,3 +118,19 @@ def test_an_engine_already_on_the_target_releases_its_lock_and_does_nothing(monk
     result = Preflight(params, client=None).run()
     assert result["action"] == "none" and result["lock"]["action"] == "released"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_upgrade_without_its_rollback_image_is_refused_before_anything_stops(monkeypatch, tmp_path) -> None:
+    facts = engine(identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"}, image_id="sha256:230")
+    monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
+    monkeypatch.setattr(_preflight, "rollback_image_problem",
+                        lambda client, origin, pull, registry_auth: f"its rollback image {origin['image']} is gone")
+    params = {"inventory_name": "u1", "target_version": "2.4.0", "image_repository": None, "pull": "missing",
+              "require_healthy": True, "allow_destructive": False, "url": None,
+              "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60}}
+    pre = Preflight(params, client=None)
+    monkeypatch.setattr(pre, "_health", lambda e: {"is_healthy": True, "failure": "none"})
+    monkeypatch.setattr(pre, "_image", lambda image: pytest.fail("no pull before the rollback image is known"))
+    with pytest.raises(PreflightRefused, match=r"u1: its rollback image engine:2.3.0 is gone\. Nothing was changed"):
+        pre.run()
+    assert list(tmp_path.iterdir()) == []
