@@ -124,7 +124,7 @@ def test_an_upgrade_without_its_rollback_image_is_refused_before_anything_stops(
     facts = engine(identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"}, image_id="sha256:230")
     monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
     monkeypatch.setattr(_preflight, "rollback_image_problem",
-                        lambda client, origin, pull, registry_auth: f"its rollback image {origin['image']} is gone")
+                        lambda client, origin, pull, registry_auth: f"its rollback image {origin['image']} is gone.")
     params = {"inventory_name": "u1", "target_version": "2.4.0", "image_repository": None, "pull": "missing",
               "require_healthy": True, "allow_destructive": False, "url": None,
               "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60}}
