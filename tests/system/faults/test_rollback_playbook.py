@@ -1,0 +1,119 @@
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""rollback.yml (and snapshot.yml) under faults, on an Engine whose brain is on a bind mount of a small disk.
+
+One per-user container Engine, its ``/data`` a bind mount of a 96 MiB tmpfs on this host (no Docker volume: its
+identity is ``bind:<path>``), under load throughout. upgrade.yml takes it to 2.4.0 (migration 0006); then, in turn:
+
+1. upgrade.yml to 2.3.1 (older than its brain) is refused, nothing changed;
+2. the disk is filled: rollback.yml refuses before the Engine stops (no room to stage the snapshot);
+3. a sidecar container mounts the brain's folder: rollback.yml refuses before the Engine stops;
+4. the Engine is killed (SIGKILL: its brain is a 12 KiB file and a hot ``-wal`` that holds every recent write);
+   snapshot.yml snapshots it with the WAL's rows (nothing acknowledged missing from the snapshot);
+5. rollback.yml on the killed Engine: back on 2.3.0 with the pre-upgrade brain; the replaced brain, WAL and all,
+   is kept; no acknowledged write is in neither brain; no -wal or -shm of the replaced brain is left to the
+   restored one;
+6. the operator stops the Engine (now on 2.3.0); rollback.yml to 2.3.0 starts it again (it is never left down).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from engine_testkit import brain
+
+from .conftest import Faults, failure_messages, wait_for
+
+pytestmark = pytest.mark.timeout(420)
+
+
+def die_events(f: Faults, container_id: str, since: float) -> list[str]:
+    events = f.client.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+                             filters={"type": "container", "container": container_id, "event": ["die", "kill"]})
+    return [e.get("Action", "") for e in events]
+
+
+def test_rollback_faults_on_a_bind_mounted_brain(faults: Faults) -> None:
+    data = faults.tmpfs(faults.tmp / "brain-disk", "96m")
+    engine = faults.up_bind_engine(data)
+    eid = engine.engine_id
+    with faults.load() as lg:
+        run = faults.run("upgrade.yml", label="to 2.4.0", engine_target_version="2.4.0")
+        assert run.rc == 0, run.stdout[-3000:]
+        entry = faults.entry(engine)
+        assert entry["identity"] == f"bind:{data}", entry["identity"]
+        assert entry["status"] == "upgraded" and entry["verdict"]["decision"] == "pass", entry
+        upgraded = engine.container().id
+
+        # 1. A target older than the brain.
+        run = faults.run("upgrade.yml", label="to 2.3.1", engine_target_version="2.3.1")
+        assert run.rc == 2, run.stdout[-3000:]
+        assert any("0006" in m and "does not ship" in m and "rollback playbook" in m for m in failure_messages(run))
+        assert engine.container().id == upgraded and engine.image_version() == "2.4.0"
+
+        # 2. The disk is full: refused before the stop.
+        filler = faults.fill(data, leave=4 * 1024 * 1024)
+        since = time.time()
+        try:
+            run = faults.run("rollback.yml", label="rollback, disk full")
+        finally:
+            filler.unlink()
+        assert run.rc == 2, run.stdout[-3000:]
+        assert any("Not enough free space" in m for m in failure_messages(run)), failure_messages(run)
+        assert die_events(faults, upgraded, since) == [], "the Engine was stopped though the restore could not be done"
+        assert engine.container().id == upgraded and engine.is_healthy()
+
+        # 3. A sidecar holds the brain's folder: refused before the stop.
+        sidecar = faults.sidecar(engine)
+        since = time.time()
+        try:
+            run = faults.run("rollback.yml", label="rollback, sidecar")
+        finally:
+            sidecar.remove(force=True)
+        assert run.rc == 2, run.stdout[-3000:]
+        assert any(sidecar.name in m and "The Engine was not stopped" in m for m in failure_messages(run)), (
+            failure_messages(run))
+        assert die_events(faults, upgraded, since) == []
+        assert engine.container().id == upgraded and engine.is_healthy()
+        assert faults.lock_files() == [] and faults.temp_files() == []
+
+        # 4. The Engine is killed: a hot WAL holds its recent writes.
+        engine.container().kill()
+    wait_for(lambda: engine.container().status == "exited", "the Engine to be down")
+    wal = Path(f"{engine.brain_path()}-wal")
+    assert wal.exists() and wal.stat().st_size > 0, "no hot WAL to test with"
+    run = faults.run("snapshot.yml", label="snapshot of the killed Engine")
+    assert run.rc == 0, run.stdout[-3000:]
+    scheduled = [m for m in faults.snapshots(eid).values() if m["kind"] == "scheduled"]
+    (taken,) = scheduled
+    missing = brain.missing_acknowledged_detail(lg, engine, faults.snapshot_dir(eid) / f"{taken['name']}.sqlite")
+    assert missing == {"tasks": set(), "signals": set()}, f"the snapshot lacks what only the WAL held: {missing}"
+    assert engine.container().status == "exited", "snapshot.yml started an Engine"
+
+    # 5. The rollback of the killed Engine: the replaced brain is kept with its WAL's rows.
+    backup = faults.tmp / "before-rollback"
+    shutil.copytree(data, backup, ignore=shutil.ignore_patterns(".filler"))
+    run = faults.run("rollback.yml", label="rollback of the killed Engine")
+    assert run.rc == 0, run.stdout[-3000:]
+    (report,) = faults.reports("rollback")[-1:]
+    (result,) = report["engines"]
+    assert result["rolled_back"] and result["brain_restored"] and result["kind"] == "image+brain", result
+    snaps = faults.snapshots(eid)
+    pre = next(m for m in snaps.values() if m["kind"] == "pre-upgrade")
+    kept = next(m for m in snaps.values() if m["kind"] == "pre-restore")
+    assert result["previous_brain"]["name"] == kept["name"]
+    faults.assert_writes_kept_restored(engine, pre, kept, lg)
+    assert brain.applied_migrations(engine.brain_path())[-1] == "0005"
+    faults.settled({eid: "2.3.0"})
+
+    # 6. Stopped by its operator on the release to go back to: rollback.yml starts it, nothing else.
+    engine.container().stop(timeout=10)
+    run = faults.run("rollback.yml", label="rollback of a stopped Engine on 2.3.0", engine_rollback_version="2.3.0")
+    assert run.rc == 0, run.stdout[-3000:]
+    faults.settled({eid: "2.3.0"})
+    assert brain.applied_migrations(engine.brain_path())[-1] == "0005"
