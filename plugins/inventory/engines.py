@@ -32,6 +32,8 @@ description:
     when a host failed); the host variables, names and groups are made from them again at every run, so a change
     to this file's variables or groups takes effect at once, a change to the Docker hosts or the rules of discovery
     makes the cache miss.
+  - Values read from Docker (labels, names, image references) are data, never templates; one that holds C({) or
+    C(}) is marked unsafe.
   - Nothing secret is read from Docker (not the containers' environment, where the Engine key lives). Give
     C(engine_api_key) in a Docker host's O(docker_hosts[].vars) only if you must (from a vault or a lookup), better
     as a credential or extra variable (see C(docs/awx.md)).
@@ -111,13 +113,15 @@ options:
         type: bool
         default: false
       ca_path:
-        description: CA certificate on the controller, for C(tls_verify).
+        description:
+          - CA certificate on the controller, for C(tls_verify). C(~) and C($VARIABLES) are expanded, so that a
+            credential's files can be named, e.g. V($DOCKER_TLS_CA) (see C(docs/inventory.md), AWX).
         type: path
       client_cert:
-        description: Client certificate on the controller.
+        description: Client certificate on the controller (expanded as C(ca_path)).
         type: path
       client_key:
-        description: Client key on the controller.
+        description: Client key on the controller (expanded as C(ca_path)).
         type: path
       use_ssh_client:
         description: For V(ssh://) URLs, run the controller's C(ssh) client (V(true)) or use C(paramiko) (V(false)).
@@ -222,6 +226,7 @@ seealso:
 """
 
 EXAMPLES = r"""
+---
 # engines.yml: two Docker hosts reached over SSH, their Docker APIs over TLS, and this machine's own Docker.
 plugin: september.engine.engines
 docker_hosts:
@@ -242,6 +247,7 @@ docker_hosts:
   - name: local
     docker_host: unix:///var/run/docker.sock
 
+---
 # prod.engines.yml: only the production fleet's containers, recognised by image as well as by volume name,
 # named by Engine id alone, grouped by the orchestrator's tier label, the discovery cached for ten minutes.
 plugin: september.engine.engines
@@ -268,6 +274,7 @@ cache_timeout: 600
 strict: true
 """
 
+import os  # noqa: E402
 import re  # noqa: E402
 
 from ansible.errors import AnsibleError, AnsibleParserError  # noqa: E402
@@ -305,12 +312,35 @@ CACHE_FORMAT = 1
 DEFAULT_HOSTNAME_TEMPLATE = "{{ engine_docker_host }}-{{ engine_id }}"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _GROUP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+_TEMPLATE_CHARS = re.compile(r"[{}]")
 _ENTRY_KEYS = {
     "name", "docker_host", "ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file",
     "ansible_connection", "vars", "required_labels", "timeout", "api_version", "tls", "tls_verify", "ca_path",
     "client_cert", "client_key", "use_ssh_client",
 }  # fmt: skip
+TLS_FILES = ("ca_path", "client_cert", "client_key")
 _SSH_KEYS = ("ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file")
+
+
+def as_data(value):
+    """A value read from Docker, as an inventory value that is never rendered as a template.
+
+    A string that holds ``{`` or ``}`` is marked unsafe. Any other string cannot render anything; it stays a plain
+    (trusted) string, so that ``ansible-inventory`` shows it as such and AWX imports it as a string, not as an
+    ``{"__ansible_unsafe": ...}`` mapping (the way community.docker's inventory marks data, for the same reason).
+    """
+    if isinstance(value, dict):
+        return {k: as_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_data(v) for v in value]
+    if isinstance(value, str):
+        return wrap_var(value) if _TEMPLATE_CHARS.search(value) else trust_as_template(value)
+    return value
+
+
+def local_path(path):
+    """A path on the controller as given: ``~`` and ``$VARIABLES`` expanded (an AWX credential's files)."""
+    return os.path.expanduser(os.path.expandvars(path)) if path else None
 
 
 def group_part(text) -> str:
@@ -442,13 +472,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 if url.startswith("ssh://"):
                     kwargs["use_ssh_client"] = entry.get("use_ssh_client", True)
                 if entry.get("tls") or entry.get("tls_verify"):
-                    cert = None
-                    if entry.get("client_cert") or entry.get("client_key"):
-                        cert = (entry.get("client_cert"), entry.get("client_key"))
+                    ca_path, client_cert, client_key = (local_path(entry.get(k)) for k in TLS_FILES)
+                    cert = (client_cert, client_key) if client_cert or client_key else None
                     kwargs["tls"] = docker.tls.TLSConfig(
                         client_cert=cert,
-                        ca_cert=entry.get("ca_path"),
-                        verify=(entry.get("ca_path") or True) if entry.get("tls_verify") else False,
+                        ca_cert=ca_path,
+                        verify=(ca_path or True) if entry.get("tls_verify") else False,
                     )
             else:
                 env = docker.utils.kwargs_from_env()
@@ -524,7 +553,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     @staticmethod
     def _engine_vars(entry: dict, record: dict) -> dict:
-        """The host variables of one Engine: discovered (untrusted: never templated), then its Docker host's."""
+        """The host variables of one Engine: discovered (data, never templates), then its Docker host's."""
         found = {
             "engine_id": record["engine_id"],
             "engine_deployment": record["deployment"],
@@ -545,9 +574,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 engine_compose_files=record.get("compose_files") or None,
                 engine_compose_env_file=record.get("compose_env_file"),
             )
-        hostvars = {k: wrap_var(v) for k, v in found.items() if v is not None}
+        hostvars = {k: as_data(v) for k, v in found.items() if v is not None}
         if is_local(entry):
-            hostvars["ansible_connection"] = "local"
+            hostvars["ansible_connection"] = trust_as_template("local")
             hostvars["ansible_python_interpreter"] = trust_as_template("{{ ansible_playbook_python }}")
         else:
             hostvars.update({k: entry[k] for k in _SSH_KEYS if entry.get(k) is not None})
@@ -594,8 +623,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 hostvars = self._engine_vars(entry, record)
                 context = {
                     **hostvars,
-                    "engine_labels": wrap_var(record.get("labels") or {}),
-                    "engine_container": wrap_var(record.get("container")),
+                    "engine_labels": as_data(record.get("labels") or {}),
+                    "engine_container": as_data(record.get("container")),
                 }
                 name = self._host_name(template, context)
                 if name in planned:

@@ -143,7 +143,7 @@ class FakeApi:
                 continue
             ok = True
             for selector in wanted:
-                key, _, value = selector.partition("=")
+                key, _sep, value = selector.partition("=")
                 if key not in box.labels or ("=" in selector and box.labels[key] != value):
                     ok = False
             if ok:

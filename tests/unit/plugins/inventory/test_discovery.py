@@ -134,7 +134,7 @@ def test_nothing_secret_is_read(fake):
     """The Engine key lives in the containers' environment: discovery never returns it, stopped or running."""
     api = fake.FakeApi([fake.engine_container("u001"), fake.engine_container("u002", state="exited", port=9003),
                         fake.compose_engine("c1")])  # fmt: skip
-    engines, _ = run(api, fake=fake)
+    engines, _problems = run(api, fake=fake)
     assert len(engines) == 3
     assert "sk-unit-secret" not in repr(engines)
     assert "ENGINE_API_KEY" not in repr(engines)
@@ -143,7 +143,7 @@ def test_nothing_secret_is_read(fake):
 def test_compose_v1_labels(fake):
     """Compose v1 writes config files relative to the folder and no environment_file label."""
     api = fake.FakeApi([fake.compose_engine("legacy", v2=False, files=("docker-compose.yml", "override.yml"))])
-    (engine,), _ = run(api, fake=fake)
+    (engine,), _problems = run(api, fake=fake)
     assert engine["container"] == "legacy_engine_1"
     assert engine["compose_files"] == ["/srv/september/legacy/docker-compose.yml", "/srv/september/legacy/override.yml"]
     assert engine["compose_env_file"] is None
@@ -165,7 +165,7 @@ def test_compose_service_is_configurable_and_a_scaled_service_is_read_once(fake)
         [fake.compose_engine("p", service="agent", number=2, state="exited", port=9010),
          fake.compose_engine("p", service="agent", number=1, port=9011)]
     )  # fmt: skip
-    (engine,), _ = run(api, Rules(compose_service="agent"), fake=fake)
+    (engine,), _problems = run(api, Rules(compose_service="agent"), fake=fake)
     assert engine["container"] == "p-agent-1"  # the running one
     assert engine["url"] == "http://127.0.0.1:9011"
     assert "2 containers" in engine["note"]
@@ -266,7 +266,7 @@ def test_a_bind_mounted_brain_and_the_engine_id_label(fake):
     box = fake.Box("alice", "engine:2.3.0", labels={"io.september.engine_id": "user-alice"},
                    mounts=[fake.bind_mount("/srv/brains/alice")], port=9001)  # fmt: skip
     rules = Rules(container_labels=("io.september.engine_id",), engine_id_label="io.september.engine_id")
-    (engine,), _ = run(fake.FakeApi([box]), rules, fake=fake)
+    (engine,), _problems = run(fake.FakeApi([box]), rules, fake=fake)
     assert (engine["engine_id"], engine["volume"], engine["brain_source"]) == ("user-alice", None, "/srv/brains/alice")
 
 

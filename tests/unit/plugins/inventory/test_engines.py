@@ -193,7 +193,7 @@ def test_one_host_per_engine_with_what_the_roles_need(fake, daemons, inventory_o
 def test_the_key_only_as_configured_and_never_rendered_here(fake, daemons, inventory_of, monkeypatch):
     monkeypatch.setenv("UNIT_ENGINE_KEY", "from-the-environment")
     daemons["h1"] = fake.FakeApi([fake.engine_container("u001")])
-    inventory, _ = inventory_of(
+    inventory, _plugin = inventory_of(
         """
         plugin: september.engine.engines
         docker_hosts:
@@ -214,7 +214,7 @@ def test_discovered_values_are_never_templates(fake, daemons, inventory_of):
     evil = "{{ lookup('pipe', 'id') }}"
     box = fake.engine_container("u001", labels={"tier": evil})
     daemons["h1"] = fake.FakeApi([box], [fake.image("engine:2.3.0", evil)])
-    inventory, _ = inventory_of(
+    inventory, _plugin = inventory_of(
         """
         plugin: september.engine.engines
         docker_hosts: [{name: h1, docker_host: "tcp://h1:2375", ansible_host: h1}]
@@ -226,12 +226,15 @@ def test_discovered_values_are_never_templates(fake, daemons, inventory_of):
     assert hv["engine_version"] == evil and not is_trusted_as_template(hv["engine_version"])
     assert not is_trusted_as_template(hv["engine_tier"])
     assert Templar(loader=DataLoader(), variables={}).template(hv["engine_version"]) == evil
+    # a value that cannot render anything stays a plain string: ansible-inventory and AWX show it as such
+    assert is_trusted_as_template(hv["engine_url"]) and is_trusted_as_template(hv["engine_id"])
     assert members(inventory, "engine_version_" + engines_mod.group_part(evil)) == ["h1-u001"]  # the text, as such
 
 
 def test_hostname_template(fake, daemons, inventory_of):
     daemons.update(fleet(fake))
-    inventory, _ = inventory_of(CONFIG + '    hostname_template: "{{ engine_id }}.{{ engine_docker_host }}.engines"\n')
+    template = '    hostname_template: "{{ engine_id }}.{{ engine_docker_host }}.engines"\n'
+    inventory, _plugin = inventory_of(CONFIG + template)
     assert sorted(inventory.hosts) == ["c1.local.engines", "shop.h1.engines", "u001.h1.engines", "u001.h2.engines"]
 
 
@@ -252,7 +255,7 @@ def test_hostname_template_errors(fake, daemons, inventory_of, template, error):
 
 def test_keyed_groups_groups_and_compose(fake, daemons, inventory_of):
     daemons.update(fleet(fake))
-    inventory, _ = inventory_of(
+    inventory, _plugin = inventory_of(
         CONFIG
         + """
     keyed_groups:
@@ -285,7 +288,7 @@ def test_keyed_groups_groups_and_compose(fake, daemons, inventory_of):
 def test_strict_makes_a_bad_expression_an_error(fake, daemons, inventory_of):
     daemons.update(fleet(fake))
     loose = CONFIG + "    compose:\n      broken: no_such_variable + 1\n"
-    inventory, _ = inventory_of(loose)
+    inventory, _plugin = inventory_of(loose)
     assert "broken" not in hostvars(inventory, "h1-u001")
     with pytest.raises(AnsibleError, match="Could not set broken"):
         inventory_of(loose + "    strict: true\n")
@@ -350,13 +353,13 @@ def test_the_inventory_cache(fake, daemons, inventory_of, tmp_path):
     def list_calls() -> int:
         return sum(1 for name in ("h1", "h2") for call in daemons[name].calls if call[0] == "containers")
 
-    first, _ = inventory_of(config)
+    first, _plugin = inventory_of(config)
     assert list_calls() == 2
     assert list((tmp_path / "cache").iterdir()), "the jsonfile cache holds the discovery"
     assert SECRET not in "".join(p.read_text() for p in (tmp_path / "cache").iterdir())
 
     # a new run (a new plugin, as a new ansible-playbook): from the cache, no Docker host asked
-    second, _ = inventory_of(config + "    keyed_groups: [{key: engine_deployment, prefix: model}]\n")
+    second, _plugin = inventory_of(config + "    keyed_groups: [{key: engine_deployment, prefix: model}]\n")
     assert list_calls() == 2
     assert sorted(second.hosts) == sorted(first.hosts) == ["h1-shop", "h1-u001", "h2-u001"]
     assert hostvars(second, "h1-shop") == hostvars(first, "h1-shop")
@@ -373,7 +376,7 @@ def test_the_inventory_cache(fake, daemons, inventory_of, tmp_path):
     config = config.replace("cache_timeout: 600", "cache_timeout: 601")
     (tmp_path / "cache2").mkdir()
     config = config.replace(str(tmp_path / "cache"), str(tmp_path / "cache2"))
-    _, plugin = inventory_of(config)
+    _inventory, plugin = inventory_of(config)
     assert any("not caching this discovery: h2 did not answer" in w for w in plugin.display.warnings)
     assert list((tmp_path / "cache2").iterdir()) == []
 
@@ -448,6 +451,12 @@ def test_the_docker_clients_the_plugin_makes(monkeypatch, tmp_path):
                      "client_cert": str(cert), "client_key": str(key)})(3)  # fmt: skip
     tls = made[-1]["tls"]
     assert (made[-1]["base_url"], tls.verify, tls.cert) == ("tcp://h:2376", str(ca), (str(cert), str(key)))
+    monkeypatch.setenv("UNIT_TLS_DIR", str(tmp_path))  # an AWX credential's files, named by its variables
+    plugin._connect({"name": "c", "docker_host": "tcp://h:2376", "tls_verify": True, "ca_path": "$UNIT_TLS_DIR/ca.pem",
+                     "client_cert": "${UNIT_TLS_DIR}/c.pem", "client_key": "$UNIT_TLS_DIR/k.pem"})(3)  # fmt: skip
+    assert (made[-1]["tls"].verify, made[-1]["tls"].cert) == (str(ca), (str(cert), str(key)))
+    plugin._connect({"name": "d", "docker_host": "tcp://h:2376", "tls": True})(3)
+    assert (made[-1]["tls"].verify, made[-1]["tls"].cert) == (False, None)
     monkeypatch.setenv("DOCKER_HOST", "tcp://from-env:2375")
     plugin._connect({"name": "local"})(2)
     assert made[-1] == {"version": "auto", "timeout": 2, "base_url": "tcp://from-env:2375"}
