@@ -472,8 +472,8 @@ class BrainReplay:
         if report.written["inserted"]:
             new_columns = {name.lower() for name in new.values}
             report.defaulted_columns = [name for name in main.values if name.lower() not in new_columns]
-        updated = sql.updated(", ".join(part for part in (_columns("n", new.key + new_values),
-                                                           _columns("o", old_values)) if part))
+        parts = [_columns("n", new.key + new_values), _columns("o", old_values)]
+        updated = sql.updated(", ".join(part for part in parts if part))
         for row in self.conn.execute(updated) if updated else ():
             report.written["updated"] += 1
             values = dict(zip(new_values, row[width:width + len(new_values)], strict=True))
@@ -501,7 +501,7 @@ class BrainReplay:
             return
         names = [*main.key, *values]
         statement = (f"INSERT OR ABORT INTO main.{_q(main.name)} ({', '.join(_q(n) for n in names)}) "
-                     f"VALUES ({', '.join('?' for _ in names)})")
+                     f"VALUES ({', '.join(['?'] * len(names))})")
         self._write(report, "inserted", statement, (*key, *values.values()), key)
 
     def _updated(self, report: TableReport, main: Shape, lookup: str, key: tuple, values: dict,
@@ -548,7 +548,8 @@ class BrainReplay:
         """Rows refused for a foreign key whose parent came later: again, while that lets more rows in."""
         while self._pending:
             pending, self._pending = self._pending, []
-            if not any([self._write(*item) for item in pending]):
+            done = [self._write(*item) for item in pending]  # every one is tried (no short cut)
+            if not any(done):
                 for report, _kind, _statement, _params, key in self._pending:
                     report.skip(CONSTRAINT.format("FOREIGN KEY constraint failed"), 1, [key])
                 self._pending = []

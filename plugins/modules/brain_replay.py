@@ -153,15 +153,35 @@ replay:
       returned: always
       sample: /var/lib/docker/volumes/engine-data-sept-u001/_data/brain.sqlite
     bad_window:
-      description: The bad-window brain (C(name), C(path)); what was not replayed stays there.
+      description: The bad-window brain; what was not replayed stays there.
       type: dict
       returned: unless mode is off
-      sample: {"name": "brain-engine-data-sept-u001-pre-restore-20260301T031500Z", "path": "/var/backups/x.sqlite"}
+      contains:
+        name:
+          description: Its snapshot name (null for a plain file given by path).
+          type: str
+          returned: success
+          sample: brain-engine-data-sept-u001-pre-restore-20260301T031500Z
+        path:
+          description: Its database file.
+          type: str
+          returned: success
+          sample: /var/backups/engine/brain-engine-data-sept-u001-pre-restore-20260301T031500Z.sqlite
     baseline:
-      description: The snapshot compared with (C(name), C(path)).
+      description: The snapshot compared with.
       type: dict
       returned: unless mode is off
-      sample: {"name": "pre-upgrade-2.3.0-to-2.4.2", "path": "/var/backups/engine/pre-upgrade-2.3.0-to-2.4.2.sqlite"}
+      contains:
+        name:
+          description: Its snapshot name (null for a plain file given by path).
+          type: str
+          returned: success
+          sample: pre-upgrade-2.3.0-to-2.4.2
+        path:
+          description: Its database file.
+          type: str
+          returned: success
+          sample: /var/backups/engine/pre-upgrade-2.3.0-to-2.4.2.sqlite
     predicted:
       description: Nothing was written (check mode, or V(report)); the counts say what a replay does or would do.
       type: bool

@@ -196,8 +196,8 @@ def test_the_rollbacks_python_api_replays_between_restore_and_start(fleet, tmp_p
     # nothing but what the old schema cannot hold was left out: no conflict, no constraint refused
     reasons = {(table, entry["reason"]) for table, t in result["tables"].items() for entry in t["not_replayable"]}
     replay_api = collection("_replay")
-    assert reasons == {("memory_tags", replay_api.NEW_TABLE), ("engine_schema_migrations",
-                                                                replay_api.MIGRATIONS_RECORD)}
+    expected = {("memory_tags", replay_api.NEW_TABLE), ("engine_schema_migrations", replay_api.MIGRATIONS_RECORD)}
+    assert reasons == expected
     assert result["totals"]["not_replayable"] == len(rows(kept["path"], "memory_tags")) + 1
     assert result["totals"]["replayed"] == result["totals"]["replayable"]
     assert result["totals"]["replayed"]["updated"] > 0, "tasks running at the snapshot, counters, graph weights"

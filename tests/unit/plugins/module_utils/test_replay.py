@@ -381,8 +381,8 @@ def test_a_destructive_release_is_reported_and_what_it_kept_replays(tmp_path):
     assert report["tables"]["working_memory_log"]["defaulted_columns"] == ["raw_payload"]
     for table in ("turn_metrics", "memory_tags"):
         assert reasons(report, table)[_replay.NEW_TABLE]["count"] > 0, table
-    assert reasons(report, "engine_schema_migrations")[_replay.MIGRATIONS_RECORD]["sample"] == ["0006", "0007",
-                                                                                                 "0008"]
+    migrations = reasons(report, "engine_schema_migrations")[_replay.MIGRATIONS_RECORD]
+    assert migrations["sample"] == ["0006", "0007", "0008"]
     done = scene.replay()
     assert set(scene.written["tasks"]) <= {row[0] for row in rows(scene.brain, "tasks", "task_id")}
     assert rows(scene.brain, "channel_state_snapshots") == rows(scene.baseline, "channel_state_snapshots")
