@@ -40,6 +40,7 @@ description:
   - The configuration is a YAML file whose name ends in C(engines.yml) or C(engines.yaml).
 requirements:
   - Docker SDK for Python 7.0 or newer on the controller (in the execution environment; C(requirements.txt)).
+  - For V(ssh://) Docker URLs, C(paramiko) on the controller too (C(pip install 'docker[ssh]')).
 extends_documentation_fragment:
   - ansible.builtin.constructed
   - ansible.builtin.inventory_cache
@@ -70,7 +71,7 @@ options:
           - The Docker API URL the plugin reads, from the controller, e.g. V(unix:///var/run/docker.sock),
             V(tcp://docker1.example.com:2376) (with C(tls)), V(ssh://deploy@docker1.example.com) (the C(ssh)
             client of the controller, its C(~/.ssh/config) and agent; the remote user must be able to run
-            C(docker system dial-stdio)).
+            C(docker system dial-stdio); needs C(paramiko) installed, see the requirements).
           - Required when C(ansible_host) is set; a local entry without it uses C(DOCKER_HOST) or the local socket.
         type: str
       ansible_host:
@@ -274,6 +275,7 @@ cache_timeout: 600
 strict: true
 """
 
+import importlib.util  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 
@@ -306,6 +308,9 @@ try:
     HAS_DOCKER = True
 except ImportError:
     HAS_DOCKER = False
+
+#: Whether paramiko is there (not imported: the Docker SDK imports it for every ssh:// URL).
+HAS_PARAMIKO = importlib.util.find_spec("paramiko") is not None
 
 CACHE_FORMAT = 1
 #: The default of hostname_template (not a documented default: Ansible would render that one without variables).
@@ -470,6 +475,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if url:
                 kwargs["base_url"] = url
                 if url.startswith("ssh://"):
+                    if not HAS_PARAMIKO:  # the SDK imports it for every ssh:// URL, even to run the ssh client
+                        raise DockerException(
+                            "ssh:// Docker URLs need paramiko on the controller, even with use_ssh_client: "
+                            "pip install 'docker[ssh]' (or use tcp:// with TLS)"
+                        )
                     kwargs["use_ssh_client"] = entry.get("use_ssh_client", True)
                 if entry.get("tls") or entry.get("tls_verify"):
                     ca_path, client_cert, client_key = (local_path(entry.get(k)) for k in TLS_FILES)

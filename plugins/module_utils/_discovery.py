@@ -6,8 +6,8 @@
 
 Nothing here knows Ansible's inventory: :func:`discover_host` reads one Docker daemon through the low-level API
 (``containers``, ``inspect_image``, ``inspect_container``: three kinds of calls, the list once) and returns one
-plain, JSON-able record per Engine; :func:`discover_hosts` does that for many daemons at once in a thread pool,
-each within its own time limit, and reports a daemon that does not answer instead of failing.
+plain, JSON-able record per Engine; :func:`discover_hosts` does that for many daemons at once in a pool of
+worker threads, each within its own time limit, and reports a daemon that does not answer instead of failing.
 
 Which containers are Engines (``Rules``):
 
@@ -29,9 +29,8 @@ The record holds no secret: the containers' environment (where the Engine key li
 from __future__ import annotations
 
 import posixpath
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
 
 from ansible_collections.september.engine.plugins.module_utils._image_ref import (
@@ -422,12 +421,14 @@ def _explain(exc: BaseException) -> str:
 def discover_hosts(
     targets, *, errors: tuple = (OSError,), missing: tuple = (LookupError,), max_workers: int = 8
 ) -> dict:
-    """Read every target in a thread pool; name -> :class:`HostResult` (``error`` set for a host that failed).
+    """Read every target in a pool of worker threads; name -> :class:`HostResult` (``error`` set for a host that
+    failed).
 
-    Each host has ``timeout`` seconds from the moment its reading starts (its client's own socket timeout is the
-    time left, so its thread ends about then too); one that has not answered a second later is reported as such
-    and not waited for. ``errors`` are the exceptions that mean "this host could not be read" (the Docker SDK's,
-    its HTTP layer's, the network's); anything else is a bug and propagates.
+    Each host has ``timeout`` seconds from the moment its reading starts (its client's socket timeout is the time
+    left, so a TCP client gives up about then too); one that has not answered a second later is reported as such
+    and not waited for. The workers are daemon threads: a client that never returns (an ``ssh://`` one waiting on
+    a frozen host) does not keep the process from ending. ``errors`` are the exceptions that mean "this host could
+    not be read" (the Docker SDK's, its HTTP layer's, the network's); anything else is a bug and is raised here.
     """
     targets = list(targets)
     if not targets:
@@ -435,34 +436,54 @@ def discover_hosts(
     workers = max(1, min(int(max_workers), len(targets)))
     rounds = -(-len(targets) // workers)
     hard_end = time.monotonic() + (max(t.timeout for t in targets) + GRACE_SECONDS) * rounds + GRACE_SECONDS
+    cond = threading.Condition()
+    todo = list(targets)
     starts: dict = {}
+    results: dict = {}
+    bugs: list = []
 
-    def job(target: Target) -> HostResult:
-        starts[target.name] = time.monotonic()
-        return _read_target(target, tuple(errors), tuple(missing))
+    def worker() -> None:
+        while True:
+            with cond:
+                if not todo or bugs:
+                    return
+                target = todo.pop(0)
+                starts[target.name] = time.monotonic()
+            try:
+                result = _read_target(target, tuple(errors), tuple(missing))
+            except BaseException as exc:  # not swallowed: raised again in the caller's thread
+                with cond:
+                    bugs.append(exc)
+                    cond.notify_all()
+                return
+            with cond:
+                results.setdefault(target.name, result)  # unless it was given up on meanwhile
+                cond.notify_all()
 
-    def overdue(target: Target) -> HostResult:
-        return HostResult(target.name, error=f"no answer within {target.timeout:g}s", seconds=target.timeout)
-
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engines-discovery")
-    try:
-        futures = {pool.submit(job, t): t for t in targets}
-        pending = set(futures)
-        results: dict = {}
-        while pending:
+    for index in range(workers):
+        threading.Thread(target=worker, name=f"engines-discovery-{index}", daemon=True).start()
+    with cond:
+        while True:
+            if bugs:
+                raise bugs[0]
             now = time.monotonic()
-            ends = {f: starts[futures[f].name] + futures[f].timeout + GRACE_SECONDS for f in pending
-                    if futures[f].name in starts}  # fmt: skip
-            for future in [f for f, end in ends.items() if end <= now] if now < hard_end else list(pending):
-                if not future.done():
-                    pending.discard(future)
-                    results[futures[future].name] = overdue(futures[future])
-            if not pending:
-                break
-            wake = min([hard_end, *(end for f, end in ends.items() if f in pending)])
-            done, pending = wait_futures(pending, timeout=max(0.05, wake - now), return_when=FIRST_COMPLETED)
-            for future in done:
-                results[futures[future].name] = future.result()
-        return {t.name: results[t.name] for t in targets}
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+            ends = {}
+            for target in targets:
+                if target.name in results:
+                    continue
+                if target.name not in starts:
+                    if now >= hard_end:
+                        results[target.name] = HostResult(
+                            target.name, error="not read: every worker was still waiting on hosts that did not answer"
+                        )
+                    continue
+                end = starts[target.name] + target.timeout + GRACE_SECONDS
+                if now >= end or now >= hard_end:
+                    results[target.name] = HostResult(
+                        target.name, error=f"no answer within {target.timeout:g}s", seconds=target.timeout
+                    )
+                else:
+                    ends[target.name] = end
+            if len(results) == len(targets):
+                return {t.name: results[t.name] for t in targets}
+            cond.wait(timeout=max(0.05, min([hard_end, *ends.values()]) - now))

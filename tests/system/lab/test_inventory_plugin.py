@@ -15,6 +15,7 @@ host's Engines are listed, and a cached discovery is used while that host is fro
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -34,12 +35,12 @@ TIMEOUT = 4
 pytestmark = pytest.mark.timeout(400)
 
 
-def ansible_inventory(config: Path, *args: str) -> tuple[int, dict | None, str, float]:
+def ansible_inventory(config: Path, *args: str, env: dict | None = None) -> tuple[int, dict | None, str, float]:
     """``ansible-inventory -i <config> --list [args]``: exit status, the JSON, its output, seconds taken."""
     ensure_collection_link()
     command = [str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(config), "--list", *args]
     started = time.monotonic()
-    proc = subprocess.run(command, env=ansible_env(), capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(command, env=ansible_env(env), capture_output=True, text=True, timeout=120, check=False)
     data = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else None
     return proc.returncode, data, proc.stdout + proc.stderr, time.monotonic() - started
 
@@ -54,14 +55,16 @@ def role_results(run, name: str) -> dict:
     }
 
 
-def lab_config(lab: DockerLab, path: Path, **options) -> Path:
+def lab_config(lab: DockerLab, path: Path, *, over_ssh: bool = False, **options) -> Path:
     """What an operator writes for these hosts: the Docker API URL, the SSH details, and vars for every Engine."""
     config = {
         "plugin": "september.engine.engines",
         "docker_hosts": [
             {
                 "name": host.name,
-                "docker_host": f"tcp://127.0.0.1:{host.docker_port}",
+                "docker_host": (
+                    f"ssh://root@127.0.0.1:{host.ssh_port}" if over_ssh else f"tcp://127.0.0.1:{host.docker_port}"
+                ),
                 "ansible_host": "127.0.0.1",
                 "ansible_port": host.ssh_port,
                 "ansible_user": "root",
@@ -172,3 +175,34 @@ def test_a_frozen_docker_host_is_a_warning_and_the_cache_keeps_what_was_found(la
         assert data["_meta"]["hostvars"] == before["_meta"]["hostvars"]
         assert "WARNING" not in output, output
         assert seconds < TIMEOUT, seconds
+
+
+def test_docker_apis_over_ssh(lab, tmp_path):
+    """``ssh://`` Docker URLs: the Docker SDK runs the controller's ssh client (``docker system dial-stdio`` on the
+    host). Its options come from where a user keeps them (``~/.ssh/config``); here from an ``ssh`` earlier in PATH
+    that adds the lab key and skips host-key bookkeeping, then runs the real client."""
+    try:
+        import paramiko  # noqa: F401
+    except ImportError:
+        pytest.fail("ssh:// Docker URLs need paramiko on the controller: add docker[ssh] to requirements-dev.txt")
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "ssh").write_text(
+        "#!/bin/sh\n"
+        f"exec /usr/bin/ssh -i {lab.key_file} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no"
+        ' -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=5 "$@"\n'
+    )
+    (shim / "ssh").chmod(0o755)
+    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    rc, over_tcp, output, _seconds = ansible_inventory(lab_config(lab, tmp_path / "tcp.engines.yml"))
+    assert rc == 0, output
+    rc, over_ssh, output, seconds = ansible_inventory(
+        lab_config(lab, tmp_path / "ssh.engines.yml", over_ssh=True), env=env
+    )
+    print(f"ansible-inventory over ssh:// to {len(lab.hosts)} lab hosts: {seconds:.1f}s")
+    assert rc == 0, output
+    assert "WARNING" not in output, output
+    assert over_ssh["_meta"]["hostvars"] == over_tcp["_meta"]["hostvars"]
+    assert len(over_ssh["_meta"]["hostvars"]) == 4
+    for host in lab.hosts:
+        assert "Accepted publickey for root" in host.exec(["cat", "/var/log/sshd.log"]).stdout

@@ -325,3 +325,22 @@ def test_a_bug_is_not_hidden_as_an_unreachable_host(fake):
 
     with pytest.raises(TypeError, match="a bug"):
         discover_hosts([Target("h1", broken, Rules(), 5)], errors=(OSError,))
+
+
+def test_hosts_queued_behind_a_hanging_one_and_the_workers_never_hold_the_process(fake):
+    """One worker: the hanging host is given up on after its limit; the host queued behind it waits for a free
+    worker, which never comes before the overall limit, and says so. The worker left waiting is a daemon thread
+    (a client stuck on a frozen ssh:// host must not keep ansible-inventory from ending)."""
+    hanging = fake.HangingApi()
+    targets = [
+        Target("frozen", lambda _timeout: hanging, Rules(), 0.3),
+        Target("queued", lambda _timeout: fake.FakeApi([fake.engine_container("u001")]), Rules(), 0.3),
+    ]
+    try:
+        results = discover_hosts(targets, errors=(OSError,), missing=(fake.FakeNotFound,), max_workers=1)
+        stuck = [t for t in threading.enumerate() if t.name.startswith("engines-discovery")]
+        assert stuck and all(t.daemon for t in stuck)
+    finally:
+        hanging.release.set()
+    assert results["frozen"].error == "no answer within 0.3s"
+    assert results["queued"].error.startswith("not read: every worker was still waiting")

@@ -442,6 +442,10 @@ def test_the_docker_clients_the_plugin_makes(monkeypatch, tmp_path):
     made: list = []
     monkeypatch.setattr(engines_mod.docker, "APIClient", lambda **kwargs: made.append(kwargs) or kwargs)
     plugin = engines_mod.InventoryModule()
+    monkeypatch.setattr(engines_mod, "HAS_PARAMIKO", False)
+    with pytest.raises(docker.errors.DockerException, match=r"need paramiko on the controller.*docker\[ssh\]"):
+        plugin._connect({"name": "a", "docker_host": "ssh://deploy@h"})(4.5)
+    monkeypatch.setattr(engines_mod, "HAS_PARAMIKO", True)
     plugin._connect({"name": "a", "docker_host": "ssh://deploy@h", "api_version": "1.43"})(4.5)
     assert made[-1] == {"version": "1.43", "timeout": 4.5, "base_url": "ssh://deploy@h", "use_ssh_client": True}
     ca, cert, key = (tmp_path / n for n in ("ca.pem", "c.pem", "k.pem"))
