@@ -27,7 +27,7 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
     OptionsError,
     SnapshotError,
 )
-from ansible_collections.september.engine.plugins.module_utils._replay import BrainReplay
+from ansible_collections.september.engine.plugins.module_utils._replay import BrainReplay, resolve_mode
 from ansible_collections.september.engine.plugins.module_utils._restore import find_snapshot
 from ansible_collections.september.engine.plugins.module_utils._snapshot_store import (
     DATA_SUFFIX,
@@ -168,7 +168,8 @@ def require_stopped(client, location, engine_container: str | None = None) -> No
 
 def default_mode(migration: dict | None) -> str:
     """The replay mode of a rollback, from the upgrade's migration report (migration_check's `migration`):
-    "report" when a migration of the bad release is destructive or could not be classified, else "replay"."""
+    "report" when a migration of the bad release is destructive or could not be classified, else "replay". (Without
+    that report, mode "auto" decides from the two brains' schemas.)"""
     if migration and (migration.get("is_destructive") or migration.get("needs_acknowledgement")):
         return "report"
     return "replay"
@@ -181,7 +182,8 @@ def replay_after_restore(plan, previous: dict | None, *, client, mode: str = "re
 
     `plan`: the RestorePlan (the brain: plan.location; the snapshot restored, the baseline: plan.entry).
     `previous`: what install_restore() returned (the kept bad-window brain: previous["path"], its hidden path while
-    its commit is deferred, and previous["name"]). `mode`: replay | report | off. In check mode the restore did not
+    its commit is deferred, and previous["name"]). `mode`: replay | report | off | auto (replay when the bad
+    release's migrations only added to the old schema, else report). In check mode the restore did not
     happen: the current brain is compared with the snapshot and the result predicted (nothing is written; rows are
     not tried against the old schema's constraints). Returns the replay result (see brain_replay's RETURN), None
     when there is nothing to replay (mode off, nothing replaced, a raw copy kept). Raises EngineBusyError when
@@ -191,17 +193,21 @@ def replay_after_restore(plan, previous: dict | None, *, client, mode: str = "re
     if mode == "off" or plan.noop:
         return None
     if check_mode:
+        mode, why = resolve_mode(mode, plan.brain, plan.entry["path"])
         result = BrainReplay(plan.entry["path"], plan.brain, plan.entry["path"], mode="report", tables=tables,
                              migrations=migrations, warnings=warnings).run()
         result.update(mode=mode, brain=plan.brain, predicted=True, actions=[])
     else:
         if previous is None or previous.get("raw_copy"):
             return None
-        require_stopped(client, plan.location, plan.engine_container)
+        mode, why = resolve_mode(mode, previous["path"], plan.entry["path"])
+        if mode == "replay":
+            require_stopped(client, plan.location, plan.engine_container)
         replay = BrainReplay(plan.brain, previous["path"], plan.entry["path"], mode=mode, tables=tables,
                              migrations=migrations, warnings=warnings)
         result = replay.run()
         result["actions"] = replay.actions
+    result["mode_reason"] = why
     result["bad_window"] = dict(name=(previous or {}).get("name"), path=(previous or {}).get("path"))
     result["baseline"] = dict(name=plan.entry["name"], path=plan.entry["path"])
     return result

@@ -44,7 +44,7 @@ from ansible_collections.september.engine.plugins.module_utils._brain import (
 from ansible_collections.september.engine.plugins.module_utils._errors import BrainError, OptionsError
 from ansible_collections.september.engine.plugins.module_utils._fileops import hand_to_owner_of
 
-MODES = ("replay", "report", "off")
+MODES = ("replay", "report", "off", "auto")
 SAMPLE = 5  # sample keys per reason
 
 NEW_TABLE = "table not in the old schema"
@@ -290,6 +290,44 @@ def _readonly_uri(path: str) -> str:
     """A read-only URI; immutable (no locks, no side files) when nothing writes the file (no -wal, no holder)."""
     at_rest = not any(os.path.exists(path + suffix) for suffix in SIDE_SUFFIXES) and not processes_holding(path)
     return f"file:{quote(os.path.abspath(path))}?mode=ro" + ("&immutable=1" if at_rest else "")
+
+
+def schema_losses(bad_window: str, baseline: str) -> list:
+    """What the bad release took away from the old schema, read from both files: tables dropped, columns dropped,
+    primary keys changed ([] when its migrations only added)."""
+    for what, path in (("bad-window brain", bad_window), ("baseline", baseline)):
+        require_sqlite_file(path, what)
+    conn = sqlite3.connect(":memory:", uri=True, isolation_level=None)
+    try:
+        for alias, path in (("new", bad_window), ("old", baseline)):
+            conn.execute(f"ATTACH DATABASE ? AS {alias}", (_readonly_uri(path),))
+        new, old = read_shapes(conn, "new"), read_shapes(conn, "old")
+    except sqlite3.DatabaseError as exc:
+        raise BrainError(f"Cannot read the schemas of {bad_window} and {baseline}: {exc}.") from exc
+    finally:
+        conn.close()
+    losses = []
+    for name, shape in sorted(old.items()):
+        if shape.shadow:
+            continue
+        if name not in new:
+            losses.append(f"table {shape.name} dropped")
+            continue
+        kept = {column.lower() for column in new[name].columns}
+        losses.extend(f"column {shape.name}.{column} dropped" for column in shape.columns if column.lower() not in kept)
+        if not shape.virtual and not new[name].same_key(shape):
+            losses.append(f"primary key of {shape.name} changed")
+    return losses
+
+
+def resolve_mode(mode: str, bad_window: str, baseline: str) -> tuple:
+    """(mode, why): `auto` becomes `replay` when the bad release's schema change was additive, else `report`."""
+    if mode != "auto":
+        return mode, None
+    losses = schema_losses(bad_window, baseline)
+    if losses:
+        return "report", f"the bad release's migrations were destructive ({'; '.join(losses[:5])})"
+    return "replay", "the bad release's migrations only added to the old schema"
 
 
 class BrainReplay:

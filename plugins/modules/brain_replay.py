@@ -37,8 +37,11 @@ options:
       - V(replay) writes onto the restored brain (its Engine must be stopped; the module refuses with nothing changed
         while a running container mounts the brain or a process holds it open). V(report) only compares and lists.
         V(off) does nothing (for a role variable that turns the step off).
+      - V(auto) is V(replay) when the bad release's migrations only added to the old schema, and V(report) when they
+        took something away (a table, a column or a primary key of the old schema is missing from the bad-window
+        brain); RV(replay.mode) says which, RV(replay.mode_reason) why.
     type: str
-    choices: [replay, report, "off"]
+    choices: [replay, report, "off", auto]
     default: replay
   bad_window:
     description:
@@ -143,10 +146,15 @@ replay:
   type: dict
   contains:
     mode:
-      description: V(replay), V(report) or V(off).
+      description: V(replay), V(report) or V(off); what V(auto) became.
       type: str
       returned: always
       sample: replay
+    mode_reason:
+      description: Why V(auto) chose the mode (null unless O(mode=auto)).
+      type: str
+      returned: unless mode is off
+      sample: "the bad release's migrations were destructive (table channel_state_snapshots dropped)"
     brain:
       description: The restored brain (written to with V(replay)); null with V(off).
       type: str
@@ -261,7 +269,7 @@ from ansible_collections.september.engine.plugins.module_utils._docker import (
 )
 from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
 from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
-from ansible_collections.september.engine.plugins.module_utils._replay import MODES, BrainReplay
+from ansible_collections.september.engine.plugins.module_utils._replay import MODES, BrainReplay, resolve_mode
 from ansible_collections.september.engine.plugins.module_utils._snapshot_store import SnapshotStore
 
 
@@ -287,16 +295,17 @@ class BrainReplayModule:
         for option, entry in (("bad_window", bad), ("baseline", base)):
             check_owner(entry, key, option, p["allow_other_engine"], self.warnings)
         check_order(bad, base)
-        if p["mode"] == "replay":
+        mode, why = resolve_mode(p["mode"], bad["path"], base["path"])
+        if mode == "replay":
             require_stopped(client, location)
         before = self._rows(location.path) if self.module._diff else None  # before anything is written
-        replay = BrainReplay(location.path, bad["path"], base["path"], mode=p["mode"], dry_run=self.module.check_mode,
+        replay = BrainReplay(location.path, bad["path"], base["path"], mode=mode, dry_run=self.module.check_mode,
                              tables=p["tables"], migrations=p, warnings=self.warnings)
         result = replay.run()
         result.update(bad_window=dict(name=bad["name"], path=bad["path"]),
-                      baseline=dict(name=base["name"], path=base["path"]))
+                      baseline=dict(name=base["name"], path=base["path"]), mode_reason=why)
         replayed = result["totals"]["replayed"]
-        out = dict(changed=p["mode"] == "replay" and bool(replayed["inserted"] + replayed["updated"]),
+        out = dict(changed=mode == "replay" and bool(replayed["inserted"] + replayed["updated"]),
                    replay=result, actions=replay.actions)
         if before is not None:
             out["diff"] = self._diff(location.path, before, result)

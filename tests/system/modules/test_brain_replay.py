@@ -90,9 +90,9 @@ def open_bad_window(fleet: Fleet, dest: Path, release: str, keep_load: bool = Fa
     return engine, load, run.result("Take the pre-upgrade snapshot")["snapshot"], switched
 
 
-def rollback_and_replay(engine: Engine, dest: Path, mode: str):
+def rollback_and_replay(engine: Engine, dest: Path, mode: str, writes: bool):
     run = run_playbook(REPLAY, extra_vars=dict(rp_container=engine.container_name, rp_dest=str(dest),
-                                               rp_brain=str(engine.brain_path()), rp_mode=mode))
+                                               rp_brain=str(engine.brain_path()), rp_mode=mode, rp_writes=writes))
     assert run.rc == 0, run.stdout[-5000:] + run.stderr[-2000:]
     return run
 
@@ -122,7 +122,7 @@ def test_bad_window_of_2_4_2_replayed_after_the_rollback(fleet, tmp_path):
     bad_signals = load.acked_signal_ids(engine.engine_id) - signal_ids(snapshot["path"])
     assert len(bad_tasks) >= 12
 
-    run = rollback_and_replay(engine, dest, "replay")
+    run = rollback_and_replay(engine, dest, "replay", writes=True)
     rollback = run.result("Roll back to 2.3.0 with the brain restored")["rollback"]
     replayed = run.result("Replay with diff")
     result = replayed["replay"]
@@ -207,14 +207,17 @@ def test_the_rollbacks_python_api_replays_between_restore_and_start(fleet, tmp_p
 
 def test_a_destructive_release_is_reported_not_replayed(fleet, tmp_path):
     """3.0.0 (migration 0008 drops channel_state_snapshots and raw_payload, deletes turn_started events): brain_replay
-    mode=report lists what cannot be replayed and writes nothing; the bad window stays in the kept brain."""
+    mode=auto sees a destructive release and only reports, listing what cannot be replayed and writing nothing; the
+    bad window stays in the kept brain."""
     dest = tmp_path / "snapshots"
     replay_api = collection("_replay")
     engine, load, snapshot, _switched = open_bad_window(fleet, dest, "3.0.0")
     bad_tasks = load.acked_task_ids(engine.engine_id) - task_ids(snapshot["path"], status=None)
-    run = rollback_and_replay(engine, dest, "report")
+    run = rollback_and_replay(engine, dest, "auto", writes=False)
     report = run.result("Replay with diff")["replay"]
     assert report["mode"] == "report" and report["predicted"]
+    assert "table channel_state_snapshots dropped" in report["mode_reason"]
+    assert "column working_memory_log.raw_payload dropped" in report["mode_reason"]
     dropped = not_replayable(report, "channel_state_snapshots")[replay_api.DROPPED_TABLE]
     assert dropped["count"] == len(rows(snapshot["path"], "channel_state_snapshots")) > 0
     started = [r for r in rows(snapshot["path"], "observability_events", "event_type") if r[0] == "turn_started"]

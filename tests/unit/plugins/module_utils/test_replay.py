@@ -36,7 +36,12 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
     OptionsError,
 )
 from ansible_collections.september.engine.plugins.module_utils._fileops import sha256_file
-from ansible_collections.september.engine.plugins.module_utils._replay import BrainReplay, read_shapes
+from ansible_collections.september.engine.plugins.module_utils._replay import (
+    BrainReplay,
+    read_shapes,
+    resolve_mode,
+    schema_losses,
+)
 from ansible_collections.september.engine.plugins.module_utils._restore import (
     abort_restore,
     check_restore,
@@ -394,6 +399,21 @@ def test_a_destructive_release_is_reported_and_what_it_kept_replays(tmp_path):
     assert done["totals"]["not_replayable"] == report["totals"]["not_replayable"]
 
 
+def test_auto_replays_an_additive_release_and_reports_a_destructive_one(tmp_path):
+    (tmp_path / "a").mkdir()
+    additive = Scene(tmp_path / "a")
+    assert schema_losses(additive.bad, additive.baseline) == []
+    assert resolve_mode("auto", additive.bad, additive.baseline) == (
+        "replay", "the bad release's migrations only added to the old schema")
+    (tmp_path / "d").mkdir()
+    destructive = Scene(tmp_path / "d", upto=8)
+    assert schema_losses(destructive.bad, destructive.baseline) == [
+        "table channel_state_snapshots dropped", "column working_memory_log.raw_payload dropped"]
+    mode, why = resolve_mode("auto", destructive.bad, destructive.baseline)
+    assert mode == "report" and "table channel_state_snapshots dropped" in why
+    assert resolve_mode("replay", destructive.bad, destructive.baseline) == ("replay", None)
+
+
 def test_refuses_what_it_cannot_compare(tmp_path):
     scene = Scene(tmp_path)
     with pytest.raises(OptionsError, match="is the restored brain or the baseline itself"):
@@ -483,17 +503,19 @@ def test_the_rollbacks_entry_point_between_install_and_start(tmp_path):
         stage_restore(plan)
         previous = install_restore(plan, client=None, fields=dict(engine=identity), migrations=MIGRATIONS,
                                    defer_keep=True)
-        result = replay_after_restore(plan, previous, client=None, mode=default_mode(None), migrations=MIGRATIONS)
+        result = replay_after_restore(plan, previous, client=None, mode="auto", migrations=MIGRATIONS)
         kept = complete_restore(plan) or previous
     finally:
         abort_restore(plan)
     assert set(written["tasks"]) <= {row[0] for row in rows(plan.brain, "tasks", "task_id")}
     assert [row[0] for row in rows(plan.brain, "engine_schema_migrations", "version")] == OLD
     assert result["totals"]["replayed"] == predicted["totals"]["replayable"]
+    assert result["mode"] == "replay" and "only added" in result["mode_reason"]
     assert result["baseline"]["name"] == "pre-upgrade-2.3.0" and result["bad_window"]["name"] == kept["name"]
     assert any(action.startswith("insert ") for action in result["actions"])
     assert replay_after_restore(plan, previous, client=None, mode="off") is None
     assert default_mode(dict(is_destructive=True)) == "report" and default_mode(dict(is_destructive=False)) == "replay"
+    assert default_mode(None) == "replay"
 
 
 class _Containers:

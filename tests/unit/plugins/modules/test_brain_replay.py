@@ -172,6 +172,13 @@ def test_a_running_engine_refuses_the_replay_and_check_mode_too(engine, client):
         assert result["holders"] and folder_state(engine["folder"]) == before
 
 
+def test_auto_replays_the_additive_2_4_release(engine, client):
+    result = run(dict(path=engine["brain"], dest=engine["dest"], mode="auto"))
+    assert not result["failed"] and result["changed"] and result["replay"]["mode"] == "replay"
+    assert result["replay"]["mode_reason"] == "the bad release's migrations only added to the old schema"
+    assert set(engine["written"]["tasks"]) <= {r[0] for r in rows(engine["brain"], "tasks", "task_id")}
+
+
 def test_off_does_nothing(engine, client):
     result = run(dict(path="/nonexistent/brain.sqlite", mode="off"))
     assert not result["failed"] and not result["changed"] and result["replay"] == dict(mode="off", brain=None)
