@@ -24,24 +24,42 @@ def _text(value) -> str:
     return "" if value is None else str(value)
 
 
+def _rules_of(symptom: str) -> list[str]:
+    """The rules of a symptom: its parts separated by "; " outside parentheses (a rule's own details, such as
+    "(16 times, none in 177 reference turns; p<0.0001)", stay with it)."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(symptom):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(0, depth - 1)
+        elif char == ";" and depth == 0 and symptom.startswith("; ", index):
+            parts.append(symptom[start:index])
+            start = index + 2
+    parts.append(symptom[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
 def short_symptom(symptom, rules: int = 3, width: int = 200) -> str:
     """A verdict's symptom ("rule text; rule text; ...") cut to its first ``rules`` rules of at most ``width``
     characters each: what a webhook line and a log line can carry. The report keeps the whole verdict."""
-    parts = [part.strip() for part in _text(symptom).split("; ") if part.strip()]
+    parts = _rules_of(_text(symptom))
     cut = [part if len(part) <= width else part[: width - 3].rstrip() + "..." for part in parts[:rules]]
     more = len(parts) - len(cut)
     return "; ".join(cut) + (f" (and {more} more)" if more else "")
 
 
 def engine_decision(engine: str, health: dict | None, verdict: dict | None, policy: str = "rollback",
-                    canary: bool = True) -> dict:
+                    canary: bool = True, evals: dict | None = None) -> dict:
     """What to do with one switched Engine, from its health after the switch and the bake, and the verdict.
 
     ``health``: the last engine_health result (its ``health`` dict or the registered result); ``verdict``: the
     engine_verdict ``verdict`` of the Engine's cohort (None when the checks are off). ``policy``: what an
-    undecided verdict leads to (rollback, hold or proceed). Returns ``decision`` (keep, rollback, hold,
-    stop_outage), ``evidence`` (pass, fail, undecided, health, off, outage), ``reason``, ``must_fail`` (the host
-    ends failed: the rollout stops) and ``policy`` when it was applied.
+    undecided verdict leads to (rollback, hold or proceed). ``evals``: the Engine's engine_eval ``eval`` after the
+    switch (or its ``verdict``): with the checks off there is no cohort verdict, and an eval regression still
+    rolls the Engine back (with the checks on, the cohort verdict weighs the evals). Returns ``decision`` (keep,
+    rollback, hold, stop_outage), ``evidence`` (pass, fail, undecided, health, off, outage), ``reason``,
+    ``must_fail`` (the host ends failed: the rollout stops) and ``policy`` when it was applied.
     """
     if policy not in POLICIES:
         raise ValueError(f"the undecided policy must be one of {', '.join(POLICIES)} (got {policy!r})")
@@ -52,6 +70,11 @@ def engine_decision(engine: str, health: dict | None, verdict: dict | None, poli
         return dict(decision="rollback", evidence="health", reason=f"verify: health: {detail}", must_fail=True,
                     policy=None)
     if not verdict:
+        found = (evals or {}).get("verdict", evals) or {}
+        if found.get("decision") in ("rollback", "fail"):
+            symptom = short_symptom(found.get("symptom") or "; ".join(found.get("reasons") or []) or "regressions")
+            return dict(decision="rollback", evidence="fail", reason=f"verify: evals: {symptom}", must_fail=True,
+                        policy=None)
         return dict(decision="keep", evidence="off", reason="", must_fail=False, policy=None)
     mine = (verdict.get("engines") or {}).get(engine) or {}
     # A rule that fired decides first: a bad release during a provider outage is still a bad release.
@@ -83,7 +106,8 @@ def bake_done(verdict: dict | None, healths: list, round_no: int, rounds: int) -
     """Whether the batch stops baking after round ``round_no`` (1-based) of at most ``rounds``.
 
     Done when the verdict decided (pass or fail, or an outage), when an Engine of the batch is unhealthy (its
-    rollback must not wait for the others' bake), or after the last round.
+    rollback must not wait for the others' bake), when there is no verdict to wait for (``verdict`` None: the checks
+    are off, health alone decides), or after the last round.
     """
     unhealthy = []
     for item in healths:
@@ -95,6 +119,8 @@ def bake_done(verdict: dict | None, healths: list, round_no: int, rounds: int) -
         why = f"unhealthy: {', '.join(map(str, unhealthy))}"
     elif decided:
         why = "verdict outage" if verdict.get("outage") else f"verdict {verdict.get('decision')}"
+    elif not verdict:
+        why = "no verdict to wait for (health only)"
     elif round_no >= rounds:
         why = "the longest bake is over"
     else:
@@ -174,8 +200,10 @@ def _switched(hosts: list) -> list:
 
 
 def cohort_start(hosts: list) -> float | None:
-    """The batch's first switch (epoch seconds): where the controls' window starts."""
-    moments = [float(_get(h, "__engine_upgrade_switch", "switched_at")) for h in _switched(hosts)]
+    """Where the controls' window starts (epoch seconds): the batch's first switch, or, for a switch taken over from
+    an earlier run, when this run started measuring it (``measured_from``): the same window as the batch's."""
+    moments = [float(_get(h, "__engine_upgrade_switch", "measured_from")
+                     or _get(h, "__engine_upgrade_switch", "switched_at")) for h in _switched(hosts)]
     return min(moments) if moments else None
 
 
@@ -215,12 +243,19 @@ def control_evidence(results) -> list:
 
 
 def switch_record(result: dict, container: str, now: float) -> dict:
-    """When and where the new release started, and the drain and switch times, from a switch module's result."""
+    """When and where the new release started, and the drain and switch times, from a switch module's result.
+
+    ``switched_at`` (``now``, once the switch returned) starts the new release's measures: no turn of the old
+    release is in them. ``started_at``, when the switch began (its drain), starts the bad window's logs: the new
+    container's first lines (its version, the migrations it applied, a boot that fails) come before ``switched_at``.
+    """
     body = (result or {}).get("container") or (result or {}).get("compose") or {}
     name = body.get("name") if "container" in (result or {}) else _get(body, "container", "name")
     timings = body.get("timings") or {}
-    return dict(switched_at=float(now), container=name or container, drain_seconds=timings.get("drain_seconds"),
-                switch_seconds=timings.get("switch_seconds"))
+    took = timings.get("switch_seconds")
+    started = float(now) - float(took) - 1.0 if isinstance(took, (int, float)) and took >= 0 else float(now) - 60.0
+    return dict(switched_at=float(now), started_at=round(started, 3), container=name or container,
+                drain_seconds=timings.get("drain_seconds"), switch_seconds=took)
 
 
 def _cohort_text(part: dict | None, what: str) -> str:
@@ -383,7 +418,9 @@ def upgrade_result(host: dict, target_version: str, now: float, check_mode: bool
         if verdict else None,
         outage=_get(host, "__engine_upgrade_outage_check", "outage") or "none",
         diagnostics=host.get("__engine_upgrade_diagnostics_dir"),
-        lock_taken_over=_get(pre, "lock", "taken_over"),
+        # A resumed Engine's pre-flight ran twice: the dead run's lock was taken over by the first.
+        lock_taken_over=_get(pre, "lock", "taken_over") or _get(host, "__engine_upgrade_pre_resumed", "lock",
+                                                                 "taken_over"),
         seconds=round(float(now) - float(started), 1) if started else None,
     )
 

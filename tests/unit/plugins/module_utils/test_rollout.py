@@ -33,6 +33,24 @@ def test_checks_off_keeps_a_healthy_engine() -> None:
         "decision": "keep", "evidence": "off", "reason": "", "must_fail": False, "policy": None}
 
 
+EVALS_OK = {"total": 4, "passed": 4, "verdict": {"decision": "ok", "symptom": None, "reasons": ["all 4 still pass"]}}
+EVALS_BAD = {"total": 4, "passed": 2, "verdict": {
+    "decision": "rollback", "symptom": "2 eval case(s) that passed before now fail (more than max_regressions=0)",
+    "reasons": []}}
+
+
+def test_checks_off_an_eval_regression_still_rolls_back() -> None:
+    # The checks off (no cohort verdict) but an eval set given: a case that passed before and fails now decides.
+    out = engine_decision("u1", HEALTHY, None, evals=EVALS_BAD)
+    assert (out["decision"], out["evidence"], out["must_fail"]) == ("rollback", "fail", True)
+    assert out["reason"].startswith("verify: evals: 2 eval case(s) that passed before now fail")
+    assert engine_decision("u1", HEALTHY, None, evals=EVALS_BAD["verdict"])["decision"] == "rollback"
+    assert engine_decision("u1", HEALTHY, None, evals=EVALS_OK)["decision"] == "keep"
+    # Health first; and with the checks on the cohort verdict (which weighs the evals) decides.
+    assert engine_decision("u1", SICK, None, evals=EVALS_BAD)["evidence"] == "health"
+    assert engine_decision("u1", HEALTHY, verdict("pass"), evals=EVALS_BAD)["decision"] == "keep"
+
+
 def test_a_pass_of_the_cohort_keeps_an_idle_canary() -> None:
     out = engine_decision("u1", HEALTHY, verdict("pass", {"u1": {"decision": "undecided"}}))
     assert out["decision"] == "keep" and out["evidence"] == "pass"
@@ -89,7 +107,10 @@ def test_bake_stops_when_decided_when_someone_is_sick_or_at_the_end() -> None:
     assert bake_done(verdict("undecided", outage=True), healthy, 1, 10)["done"]
     sick = bake_done(verdict("undecided"), [{"engine": "u1", **HEALTHY}, {"engine": "u2", **SICK}], 2, 10)
     assert sick["done"] and "u2" in sick["why"]
-    assert bake_done(None, healthy, 10, 10)["why"] == "the longest bake is over"
+    assert bake_done(verdict("undecided"), healthy, 10, 10)["why"] == "the longest bake is over"
+    # No verdict (the checks are off): nothing to bake on for, health decided the round.
+    off = bake_done(None, healthy, 1, 10)
+    assert off["done"] and off["why"] == "no verdict to wait for (health only)"
 
 
 @pytest.mark.parametrize(
@@ -202,6 +223,15 @@ def test_cohort_start_is_the_first_switch() -> None:
     assert cohort_start([host("c", None)]) is None
 
 
+def test_cohort_start_of_a_switch_taken_over_is_when_this_run_measures_it() -> None:
+    # A re-run after an outage (or a dead run) measures the Engine afresh: the controls over the same fresh window,
+    # not since the old switch (whose window holds the outage that stopped the first run).
+    taken = host("a", 100.0)
+    taken["__engine_upgrade_switch"] = dict(taken["__engine_upgrade_switch"], measured_from=900.0, taken_over=True)
+    assert cohort_start([taken]) == 900.0
+    assert cohort_start([taken, host("b", 950.0)]) == 900.0
+
+
 def test_control_evidence_skips_failed_or_empty_controls() -> None:
     results = {"results": [
         {"__engine_control": "u7", "metrics": {"measures": MEASURES}},
@@ -215,10 +245,19 @@ def test_control_evidence_skips_failed_or_empty_controls() -> None:
 def test_switch_record_from_either_switch_module() -> None:
     container = {"container": {"name": "u1", "timings": {"drain_seconds": 1.5, "switch_seconds": 3.0}}}
     compose = {"compose": {"container": {"name": "c1-engine-1"}, "timings": {"drain_seconds": 2.0}}}
-    assert switch_record(container, "old", 10) == {"switched_at": 10.0, "container": "u1", "drain_seconds": 1.5,
-                                                   "switch_seconds": 3.0}
+    assert switch_record(container, "old", 10) == {"switched_at": 10.0, "started_at": 6.0, "container": "u1",
+                                                   "drain_seconds": 1.5, "switch_seconds": 3.0}
     assert switch_record(compose, "old", 10)["container"] == "c1-engine-1"
     assert switch_record({"skipped": True}, "old", 10)["container"] == "old"
+
+
+def test_switch_record_starts_the_logs_before_the_new_release_booted() -> None:
+    # The new container logs its version and migrations while the switch runs, before switched_at: the bad window's
+    # logs start when the switch began (its drain), a second of margin before.
+    record = switch_record({"container": {"name": "u1", "timings": {"switch_seconds": 7.25}}}, "u1", 1000.0)
+    assert record["switched_at"] == 1000.0 and record["started_at"] == 991.75
+    # Without the switch's timing, a minute before.
+    assert switch_record({"compose": {"container": {"name": "c1"}}}, "c1", 1000.0)["started_at"] == 940.0
 
 
 def test_summaries_say_what_decided() -> None:
@@ -318,6 +357,16 @@ def test_the_record_of_an_upgraded_engine() -> None:
     assert record["identity"] == "volume:engine-data-u1" and record["batch"] == 1
 
 
+def test_the_record_of_a_resumed_engine_keeps_the_dead_runs_lock() -> None:
+    # A dead run left the Engine down: the first pre-flight took its lock over, the one after the Engine was brought
+    # back only refreshed it. The record says the lock was taken over, and from whom.
+    dead = {"owner": "AWX job 7", "run_id": "R7", "acquired_at": "t0", "expired_at": "t1"}
+    resumed = upgraded_host(__engine_upgrade_pre_resumed={"action": "resume", "lock": {"action": "take_over",
+                                                                                         "taken_over": dead}})
+    assert upgrade_result(resumed, "2.4.0", 130.0)["lock_taken_over"] == dead
+    assert upgrade_result(upgraded_host(), "2.4.0", 130.0)["lock_taken_over"] is None
+
+
 def test_the_record_of_a_rolled_back_engine_and_of_a_check_run() -> None:
     rolled = upgraded_host(
         __engine_upgrade_status="rolled_back",
@@ -366,3 +415,20 @@ def test_short_symptom_keeps_the_first_rules_and_bounds_them() -> None:
     assert parts[0] == "new ERROR kind X in 20%" and parts[1] == "error rate 21% vs 0%"
     assert len(parts[2]) <= 200 + len(" (and 2 more)") and parts[2].endswith("... (and 2 more)")
     assert short_symptom(None) == "" and short_symptom("one rule") == "one rule"
+
+
+def test_short_symptom_keeps_a_rules_details_with_it() -> None:
+    from ansible_collections.september.engine.plugins.module_utils._rollout import short_symptom
+
+    # engine_verdict's rules carry "; p<..." inside their parentheses: that is not a new rule.
+    symptom = ("new ERROR kind 'ERROR agent: turn failed: TOOL_EXECUTION_FAILED' in 36.4% of turns in 1 canary "
+               "(16 times, none in 177 reference turns; p<0.0001); error rate 36.4% in 1 canary vs 0% in 3 controls "
+               "(p<0.0001); p99 latency 1099 ms in 1 canary vs 299 ms in 3 controls (threshold x2; p<0.0001); "
+               "p50 latency 965 ms in 1 canary vs 254 ms in 3 controls (threshold x2; p<0.0001)")
+    text = short_symptom(symptom)
+    assert text.startswith("new ERROR kind 'ERROR agent: turn failed: TOOL_EXECUTION_FAILED' in 36.4%")
+    assert "(16 times, none in 177 reference turns; p<0.0001); error rate 36.4%" in text
+    assert "p99 latency 1099 ms" in text and "p50 latency" not in text and text.endswith(" (and 1 more)")
+    # An unbalanced parenthesis never swallows the rest.
+    assert short_symptom("a (x; b; c; d", rules=1) == "a (x; b; c; d"
+    assert short_symptom("a) x; b; c; d", rules=1) == "a) x (and 3 more)"
