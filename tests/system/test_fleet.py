@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from engine_testkit import Fleet, ImageMissingError, brain, sweep
+from engine_testkit import Fleet, FleetError, ImageMissingError, brain, sweep
 from engine_testkit.fleet import BASELINE_VERSION as BASELINE
 from engine_testkit.fleet import (
     LABEL_ENGINE_ID,
@@ -31,6 +31,7 @@ from engine_testkit.fleet import (
     unique_name,
 )
 from engine_testkit.loadgen import expected_answer, iter_stream_lines, parse_sse
+from engine_testkit.settings import FAST_VARS
 
 BASELINE_MIGRATIONS = ["0001", "0002", "0003", "0004", "0005"]
 
@@ -166,6 +167,15 @@ def test_inventory(fleet: Fleet, tmp_path: Path) -> None:
     assert set(inv["all"]["children"]["engines_compose"]["hosts"]) == {
         e.engine_id for e in fleet.engines if e.model == "compose"
     }
+    assert "engine_canary" not in inv["all"]["children"] and "vars" not in inv["all"]["children"]["engines"]
+    # A known canary (the group the upgrade's plan puts first) and group variables (the fast test settings).
+    first = fleet.engines[0].engine_id
+    inv = yaml.safe_load(fleet.write_inventory(tmp_path / "canary.yml", canaries=[first],
+                                               group_vars=FAST_VARS).read_text())
+    assert inv["all"]["children"]["engine_canary"] == {"hosts": {first: {}}}
+    assert inv["all"]["children"]["engines"]["vars"] == FAST_VARS
+    with pytest.raises(FleetError, match="not Engines of fleet"):
+        fleet.inventory(canaries=["no-such-engine"])
 
 
 def test_attach_rediscovers_the_fleet_from_labels(fleet: Fleet, docker_client: docker.DockerClient) -> None:
@@ -240,10 +250,14 @@ def test_cli_up_status_down(docker_client: docker.DockerClient, engine_images: l
 
     try:
         up = cli("up", "--name", name, "--count", "2", "--version", BASELINE, "--model", "mixed",
-                 "--base-port", str(TEST_BASE_PORT), "--inventory", str(inventory))
+                 "--base-port", str(TEST_BASE_PORT), "--inventory", str(inventory), "--canary", "1",
+                 "--test-settings")
         assert up.returncode == 0, up.stderr
         assert f"{name}-u001" in up.stdout and f"{name}-c001" in up.stdout
-        hosts = yaml.safe_load(inventory.read_text())["all"]["children"]["engines"]["hosts"]
+        written = yaml.safe_load(inventory.read_text())["all"]["children"]
+        hosts = written["engines"]["hosts"]
+        assert written["engines"]["vars"] == FAST_VARS
+        assert list(written["engine_canary"]["hosts"]) == [f"{name}-u001"]  # the first Engine brought up
         key = hosts[f"{name}-u001"]["engine_api_key"]
         assert key not in up.stdout + up.stderr
         status = cli("status", "--name", name)

@@ -10,6 +10,7 @@ it only into the inventory file (mode 0600).
 Examples::
 
     python -m engine_testkit up --name sept --count 6 --version 2.3.0 --model mixed
+    python -m engine_testkit up --name mol --count 2 --version 2.3.0 --test-settings --canary 1
     python -m engine_testkit status --name sept
     python -m engine_testkit load --name sept --seconds 20 --check-brain
     python -m engine_testkit down --name sept
@@ -28,6 +29,7 @@ from . import brain
 from .compose import ComposeError
 from .fleet import WORKDIR_ROOT, Engine, Fleet, FleetError, sweep, sweep_all
 from .loadgen import LoadGenerator
+from .settings import FAST_VARS
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -53,11 +55,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         compose_tag_in=args.compose_tag_in,
     )
-    inventory = fleet.write_inventory(args.inventory or fleet.ensure_workdir() / "inventory.yml")
+    canaries = [e.engine_id for e in fleet.engines[: args.canary]]
+    inventory = fleet.write_inventory(
+        args.inventory or fleet.ensure_workdir() / "inventory.yml",
+        canaries=canaries,
+        group_vars=dict(FAST_VARS) if args.test_settings else None,
+    )
     rows = [[e.engine_id, e.model, e.image, e.url, _where(e)] for e in new]
     print(_table(rows, ["ENGINE", "MODEL", "IMAGE", "URL", "CONTAINER / COMPOSE DIR"]))
     print(f"fleet {fleet.name}: {len(new)} engine(s) added, {len(fleet.engines)} in total")
     print(f"inventory: {inventory}")
+    if canaries:
+        print(f"canaries (group engine_canary): {', '.join(canaries)}")
     return 0
 
 
@@ -146,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--compose-tag-in", choices=["file", "env"], default="file")
     up.add_argument("--timeout", type=float, default=90, help="seconds to wait for health")
     up.add_argument("--no-wait", action="store_true", help="do not wait for health")
+    up.add_argument("--canary", type=int, default=0, metavar="N",
+                    help="put the fleet's first N Engines in the inventory group engine_canary (the plan's first)")
+    up.add_argument("--test-settings", action="store_true",
+                    help="give the group engines the fast test settings (engine_testkit.settings.FAST_VARS)")
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="health of every Engine of a fleet")

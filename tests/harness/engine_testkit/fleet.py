@@ -28,6 +28,7 @@ import socket
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -679,10 +680,14 @@ class Fleet:
 
     # ------------------------------------------------------------------ ansible
 
-    def inventory(self) -> dict[str, Any]:
+    def inventory(
+        self, canaries: Iterable[str] = (), group_vars: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """An Ansible inventory (YAML-able dict): group ``engines`` with one host per Engine.
 
-        Sub-groups ``engines_container`` and ``engines_compose`` split them by hosting model.
+        Sub-groups ``engines_container`` and ``engines_compose`` split them by hosting model. ``canaries``
+        (Engine ids) go into the group ``engine_canary``, which the upgrade's plan puts first; ``group_vars``
+        become variables of the group ``engines`` (e.g. the fast test settings).
         """
         hosts: dict[str, dict[str, Any]] = {}
         by_model: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in MODELS}
@@ -704,18 +709,29 @@ class Fleet:
                 hv["engine_container_name"] = e.container_name
             hosts[e.engine_id] = hv
             by_model[e.model][e.engine_id] = {}
-        children: dict[str, Any] = {"engines": {"hosts": hosts}}
+        engines: dict[str, Any] = {"hosts": hosts}
+        if group_vars:
+            engines["vars"] = dict(group_vars)
+        children: dict[str, Any] = {"engines": engines}
         for m, members in by_model.items():
             if members:
                 children[f"engines_{m}"] = {"hosts": members}
+        canaries = list(canaries)
+        unknown = [c for c in canaries if c not in hosts]
+        if unknown:
+            raise FleetError(f"canaries {unknown} are not Engines of fleet {self.name}")
+        if canaries:
+            children["engine_canary"] = {"hosts": {c: {} for c in canaries}}
         return {"all": {"children": children}}
 
-    def write_inventory(self, path: str | os.PathLike[str]) -> Path:
+    def write_inventory(
+        self, path: str | os.PathLike[str], canaries: Iterable[str] = (), group_vars: dict[str, Any] | None = None
+    ) -> Path:
         """Write :meth:`inventory` as YAML (mode 0600: it holds the API key); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         text = "# Written by engine_testkit; holds the fleet's API key.\n" + yaml.safe_dump(
-            self.inventory(), sort_keys=False, default_flow_style=False
+            self.inventory(canaries, group_vars), sort_keys=False, default_flow_style=False
         )
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

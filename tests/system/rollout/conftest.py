@@ -35,6 +35,7 @@ from engine_testkit import Fleet, brain, sweep
 from engine_testkit.ansible import REPO_ROOT, PlaybookRun, run_playbook
 from engine_testkit.fleet import Engine, unique_name
 from engine_testkit.loadgen import LoadGenerator
+from engine_testkit.settings import ANSIBLE_ENV, FAST_VARS, FORKS
 
 BASE_PORT = 9100
 FLEET_SIZE = 12
@@ -42,20 +43,6 @@ BASELINE = "2.3.0"
 #: Every release the scenarios go to.
 RELEASES = ("2.3.0", "2.3.1", "2.4.0", "2.4.1", "2.4.2", "2.5.0", "3.0.0")
 PLAYBOOKS = REPO_ROOT / "playbooks"
-#: The fast settings of every run (the defaults are minutes of bake and health waits).
-FAST_VARS: dict[str, Any] = {
-    "engine_upgrade_canary_bake_seconds": 3,
-    "engine_upgrade_bake_interval": 1,
-    "engine_upgrade_healthy_streak": 2,
-    "engine_upgrade_health_timeout": 25,
-    "engine_upgrade_drain_timeout": 10,
-    "engine_rollback_health_timeout": 40,
-    "engine_rollback_healthy_streak": 2,
-    "engine_rollback_drain_timeout": 10,
-}
-FORKS = ["-f", "20"]
-#: Local connections: pipelining runs each module in one process instead of copy + chmod + run + rm.
-ANSIBLE_ENV = {"ANSIBLE_PIPELINING": "True"}
 
 
 @dataclass(frozen=True)
@@ -95,13 +82,34 @@ class Rollout:
         self.fleet = Fleet(name=unique_name("roll"), base_port=BASE_PORT, client=client, workdir=tmp / "compose")
         self.loadgens: list[LoadGenerator] = []
         self.runs: list[tuple[str, float, PlaybookRun]] = []
+        #: Engine ids in the inventory group engine_canary (the plan's first).
+        self.canaries: list[str] = []
 
     # ------------------------------------------------------------------ fleet
 
     @property
     def engines(self) -> list[Engine]:
-        """The Engines in inventory order (which is the rollout order)."""
+        """The Engines in inventory order (``u001 c001 u002 c002 ...``; the rollout order is the plan's)."""
         return list(self.fleet.engines)
+
+    def planned_order(self) -> list[str]:
+        """The rollout order the plan documents, for a fleet on one Docker host (these are all local): the group
+        ``engine_canary`` first, then the other Engines, each part in the stable sha256 order of their names."""
+        ids = [e.engine_id for e in self.engines]
+
+        def by_hash(names: list[str]) -> list[str]:
+            return sorted(names, key=lambda name: (hashlib.sha256(name.encode("utf-8")).hexdigest(), name))
+
+        return by_hash([i for i in ids if i in self.canaries]) + by_hash([i for i in ids if i not in self.canaries])
+
+    def planned_batches(self, sizes: list[int]) -> list[list[str]]:
+        """The Engines of each batch of ``sizes`` in :meth:`planned_order`."""
+        order, out, start = self.planned_order(), [], 0
+        for size in sizes:
+            out.append(order[start:start + size])
+            start += size
+        assert start == len(order), f"batch sizes {sizes} do not cover the {len(order)} Engines"
+        return out
 
     def engine(self, engine_id: str) -> Engine:
         return next(e for e in self.fleet.engines if e.engine_id == engine_id)
@@ -119,9 +127,14 @@ class Rollout:
         self.write_inventory()
         return self.engines
 
-    def write_inventory(self, host_vars: dict[str, dict[str, Any]] | None = None) -> Path:
-        """The fleet's inventory, plus extra variables for some hosts."""
-        inventory = self.fleet.inventory()
+    def write_inventory(
+        self, host_vars: dict[str, dict[str, Any]] | None = None, canaries: list[str] | None = None
+    ) -> Path:
+        """The fleet's inventory, plus extra variables for some hosts; ``canaries`` (Engine ids, kept for the next
+        writes) go into the group ``engine_canary``, which the plan puts first."""
+        if canaries is not None:
+            self.canaries = list(canaries)
+        inventory = self.fleet.inventory(canaries=self.canaries)
         hosts = inventory["all"]["children"]["engines"]["hosts"]
         for host, extra in (host_vars or {}).items():
             hosts[host].update(extra)
@@ -178,10 +191,13 @@ class Rollout:
         self.loadgens.append(loadgen)
         loadgen.start()
         try:
-            time.sleep(1)  # acknowledged writes before anything starts
+            # Acknowledged writes on every Engine before anything starts.
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not all(loadgen.acked_task_ids(e.engine_id) for e in self.engines):
+                time.sleep(0.1)
+            assert all(loadgen.acked_task_ids(e.engine_id) for e in self.engines), "the load did not get going"
             yield loadgen
         finally:
-            time.sleep(0.5)
             loadgen.stop(timeout=10)
             print("load:", json.dumps(loadgen.stats()["totals"]))
 
@@ -233,6 +249,27 @@ class Rollout:
 
     def snapshot_dir(self, engine_id: str) -> Path:
         return self.state_dir / "snapshots" / engine_id
+
+    def pre_upgrade_snapshots(self, engine_id: str, from_version: str, target: str) -> list[dict[str, Any]]:
+        """The manifests of ``engine_id``'s pre-upgrade snapshots from ``from_version`` to ``target``: named after
+        the Engine's identity (its brain's volume), of kind pre-upgrade, naming this Engine."""
+        engine = self.engine(engine_id)
+        prefix = f"pre-upgrade-{engine.volume}-{from_version}-to-{target}-"
+        found = [m for n, m in self.snapshots(engine_id).items() if n.startswith(prefix)]
+        for manifest in found:
+            assert manifest["kind"] == "pre-upgrade", manifest
+            assert manifest["engine"]["key"] == f"volume:{engine.volume}", manifest["engine"]
+            assert manifest["engine"]["inventory_name"] == engine_id, manifest["engine"]
+        return found
+
+    def pre_restore_snapshots(self, engine_id: str) -> list[dict[str, Any]]:
+        """The manifests of the snapshots that keep a brain replaced by a restore (kind pre-restore)."""
+        return [m for m in self.snapshots(engine_id).values() if m.get("kind") == "pre-restore"]
+
+    def lock_files(self) -> list[Path]:
+        """The lock files left under the state folder (``locks/<identity slug>.lock``)."""
+        folder = self.state_dir / "locks"
+        return sorted(folder.glob("*.lock")) if folder.is_dir() else []
 
     def snapshots(self, engine_id: str) -> dict[str, dict[str, Any]]:
         """The snapshots (manifests by name) of one Engine; {} when it has no folder."""

@@ -3,11 +3,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """End to end: the post-upgrade checks of playbooks/upgrade.yml on real Engines under real load (issue 5).
 
-Each test brings up 4 reference Engines (``u001 c001 u002 c002``: per-user containers and Compose projects; the
-default stages make the batches ``[u001] [c001] [u002 c002]``), keeps the load generator running so that every
-Engine has a baseline of real turns before its switch, and runs the real ``ansible-playbook`` with a local
-Slack-compatible webhook receiver. What happened is read from Docker, the Engines, the brains, the run report, the
-diagnostics bundle and the webhook's messages; every artifact is searched for the Engine key and the webhook URL.
+Each test brings up 4 reference Engines (``u001 c001 u002 c002``: per-user containers and Compose projects; ``u001``
+in the group ``engine_canary``, so the default stages make the batches ``[u001] [x] [y z]``, the rest in the plan's
+hash order), keeps the load generator running so that every Engine has a baseline of real turns before its switch,
+and runs the real ``ansible-playbook`` with a local Slack-compatible webhook receiver. The canary is judged against
+its own baseline and against the control Engines (not upgraded yet) over the same window. What happened is read
+from Docker, the Engines, the brains, the run report, the diagnostics bundle and the webhook's messages; every
+artifact is searched for the Engine key and the webhook URL.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ Rollout = Any
 BASELINE = "2.3.0"
 FLEET = 4
 EVALS = Path(__file__).resolve().parents[3] / "roles" / "engine_upgrade" / "files" / "evals" / "reference.yml"
-#: The checks with test-sized windows: a bake long enough for min_turns turns at the load's rate.
+#: The checks with test-sized windows: a bake long enough for min_turns turns at the load's rate (no extra rounds).
 CHECK_VARS: dict[str, Any] = {
     "engine_upgrade_canary_bake_seconds": 15,
+    "engine_upgrade_canary_max_bake_seconds": 30,
     "engine_upgrade_bake_seconds": 8,
     "engine_upgrade_bake_interval": 2,
     "engine_upgrade_metrics_min_turns": 10,
@@ -45,8 +48,9 @@ BASELINE_SECONDS = 10
 
 @pytest.fixture
 def small(fleets: Any, tmp_path: Path) -> Iterator[Rollout]:
-    """A Rollout of 4 Engines on 2.3.0 (torn down after the test)."""
+    """A Rollout of 4 Engines on 2.3.0, the first (u001) the canary (torn down after the test)."""
     with fleets.open(tmp_path, count=FLEET) as rollout:
+        rollout.write_inventory(canaries=[rollout.engines[0].engine_id])
         yield rollout
 
 
@@ -110,9 +114,8 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
         if engine.engine_id != canary:
             rollout.assert_writes_kept(engine, lg)
     # Nothing acknowledged is lost on the canary: before the snapshot in the restored brain, the rest in the kept one.
-    manifests = rollout.snapshots(canary)
-    (snap,) = [m for n, m in manifests.items() if n.startswith(f"pre-upgrade-{BASELINE}-to-2.4.2-")]
-    (kept_manifest,) = [m for n, m in manifests.items() if n.endswith("-pre-restore")]
+    (snap,) = rollout.pre_upgrade_snapshots(canary, BASELINE, "2.4.2")
+    (kept_manifest,) = rollout.pre_restore_snapshots(canary)
     rollout.assert_writes_kept_restored(rollout.engine(canary), snap, kept_manifest, lg)
 
     report = rollout.report()
@@ -120,15 +123,26 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
     assert sorted(report["untouched"]) == sorted(others)
     (entry,) = report["engines"]
     assert entry["engine"] == canary and entry["status"] == "rolled_back" and entry["decision"] == "rollback"
-    # The measures decided it, against the canary's own baseline: the reason says which and by how much.
-    assert entry["reason"].startswith("verify: measures: error rate "), entry["reason"]
-    assert "p99 latency" in entry["reason"]
+    assert entry["evidence"] == "fail" and entry["policy"] is None
+    # The measures decided it, against the controls and the canary's own baseline: the reason says which rules
+    # fired and by how much (2.4.2's failing tool: a new ERROR kind, the error rate; its latency), each with the
+    # figures of both cohorts.
+    reason = entry["reason"]
+    assert reason.startswith("verify: the batch: "), reason
+    fired = [rule for rule in ("new ERROR kind", "error rate", "p99 latency", "p50 latency") if rule in reason]
+    assert fired and "in 1 canary" in reason, reason
+    verdict = entry["verdict"]
+    assert verdict["decision"] == "fail", verdict
+    assert verdict["rule"] in ("new_error_kind", "error_rate", "latency_p99", "latency_p50"), verdict
+    assert "TOOL_EXECUTION_FAILED" in verdict["symptom"] or "error rate" in verdict["symptom"], verdict["symptom"]
+    assert verdict["evidence"]["canary"]["turns"] >= CHECK_VARS["engine_upgrade_metrics_min_turns"]
+    assert verdict["evidence"]["control"]["engines"] == FLEET - 1 and verdict["evidence"]["control"]["error_rate"] == 0
     measures = entry["measures"]
     assert measures["before"]["turns"] >= CHECK_VARS["engine_upgrade_metrics_min_turns"]
     assert measures["before"]["error_rate"] == 0.0
     assert measures["after"]["error_rate"] > 0.1
     assert measures["after"]["latency_p99_ms"] > 2 * measures["before"]["latency_p99_ms"]
-    assert measures["verdict"]["decision"] == "rollback" and measures["verdict"]["enough_turns"] is True
+    assert measures["verdict"]["decision"] == "fail" and measures["verdict"]["enough_turns"] is True
     # Timings, rollback kind and the bad window's data at risk (2.4.2 ran migration 0006: the brain was restored).
     timings = entry["timings"]
     assert timings["drain_seconds"] is not None and timings["switch_seconds"] >= timings["drain_seconds"]
@@ -144,7 +158,7 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
     bundle = Path(entry["diagnostics"])
     assert bundle == rollout.report_dir / report["run_id"] / "diagnostics" / canary
     diag = json.loads((bundle / "diagnostics.json").read_text())
-    assert diag["measures_after"]["verdict"]["decision"] == "rollback"
+    assert diag["verdict_full"]["decision"] == "fail" and diag["measures_after"]["measures"]["error_rate"] > 0.1
     kept = Path(diag["bad_window_brain"]["path"])
     assert kept.is_file() and "0006" in brain.applied_migrations(kept)
     assert diag["bad_window_brain"]["data_at_risk"] == entry["data_at_risk"]
@@ -158,7 +172,8 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
     assert [m["event"] for m in hook.messages] == ["start", "rollback", "end"]
     start, rollback, end = hook.texts()
     assert start.startswith("Upgrade to 2.4.2 started") and canary in start
-    assert rollback.startswith(f"Rolling back {canary} to {BASELINE} due to verify: measures: error rate ")
+    assert rollback.startswith(f"Rolling back {canary} to {BASELINE} due to verify: the batch: "), rollback
+    assert fired[0] in rollback
     assert end.startswith("ABORTED: the upgrade to 2.4.2 stopped in batch 1") and "rolled back" in end
     assert_no_secret(rollout, hook)
 
@@ -179,10 +194,14 @@ def test_240_passes_the_same_checks_under_the_same_load(small: Rollout, hook: We
         rollout.assert_writes_kept(engine, lg)
     report = rollout.report()
     assert report["outcome"] == "completed" and report["untouched"] == []
+    assert report["promoted_undecided"] == []
     for entry in report["engines"]:
         assert (entry["status"], entry["decision"], entry["rollback_kind"]) == ("upgraded", "keep", "none"), entry
+        # Every batch passed on evidence (bakes long enough at this load), none was promoted undecided.
+        assert entry["evidence"] == "pass", (entry["engine"], entry["verdict"])
+        assert entry["verdict"]["decision"] == "pass", (entry["engine"], entry["verdict"])
         verdict = entry["measures"]["verdict"]
-        assert verdict["decision"] == "ok", (entry["engine"], verdict)
+        assert verdict["decision"] == "pass", (entry["engine"], verdict)
         assert entry["measures"]["after"]["turns"] > 0
         assert entry["evals"]["before"]["passed"] == entry["evals"]["before"]["total"] > 0
         assert entry["evals"]["after"]["passed"] == entry["evals"]["after"]["total"]
@@ -190,7 +209,9 @@ def test_240_passes_the_same_checks_under_the_same_load(small: Rollout, hook: We
         assert entry["diagnostics"] is None
     # The canary baked long enough for its measures to decide (not a pass by "not enough turns").
     canary = next(e for e in report["engines"] if e["batch"] == 1)
+    assert canary["engine"] == rollout.engines[0].engine_id
     assert canary["measures"]["verdict"]["enough_turns"] is True
+    assert canary["verdict"]["evidence"]["control"]["turns"] >= CHECK_VARS["engine_upgrade_metrics_min_turns"]
     assert not (rollout.report_dir / report["run_id"] / "diagnostics").exists()
     assert [m["event"] for m in hook.messages] == ["start", "end"]
     assert hook.texts("end")[0].startswith(f"All clear: the upgrade to 2.4.0 is done on {FLEET} Engines")
@@ -206,7 +227,9 @@ def test_eval_regression_rolls_the_canary_back(small: Rollout, hook: WebhookRece
     before = rollout.state()
     # Bad input first: an eval set that is not there is refused before anything is touched.
     missing = run_upgrade(rollout, hook, "2.4.2", "missing evals", engine_upgrade_evals_file="/nonexistent/evals.yml")
-    assert missing.rc != 0 and "engine_upgrade_evals_file=/nonexistent/evals.yml is not a file" in missing.stdout
+    assert missing.rc != 0, missing.stdout[-3000:]
+    assert "engine_upgrade_evals_file='/nonexistent/evals.yml': not a file on the controller" in missing.stdout
+    assert "nothing was changed" in missing.stdout
     assert rollout.state() == before and rollout.snapshot_files() == []
     assert hook.messages == []
 
@@ -234,7 +257,7 @@ def test_eval_regression_rolls_the_canary_back(small: Rollout, hook: WebhookRece
     untouched = others[1]
     refused = rollout.run("rollback.yml", label="nothing to roll back to", limit=[untouched])
     assert refused.rc == 2
-    assert "no previous release is recorded for this Engine" in refused.stdout
+    assert "no previous release is recorded for this engine" in refused.stdout.lower()
     assert rollout.state()[untouched] == before[untouched]
     (path,) = rollout.report_dir.glob("*/rollback.json")
     report = json.loads(path.read_text())
@@ -301,12 +324,17 @@ def test_provider_outage_stops_the_rollout_without_blaming_the_release(small: Ro
         assert after[eid] == before[eid]
     report = rollout.report()
     assert report["outcome"] == "stopped_outage" and report["stopped"] is True
-    assert report["outage"]["kind"] == "provider_outage" and report["outage"]["control_unhealthy"] >= 1
     (entry,) = report["engines"]
-    assert entry["status"] == "stopped_outage" and entry["decision"] == "stop_outage"
+    assert entry["engine"] == canary
+    assert entry["status"] == "stopped_outage" and entry["decision"] == "stop_outage" and entry["evidence"] == "outage"
     assert entry["rollback"] is None and entry["rollback_kind"] == "none"
-    assert "LLM provider outage" in entry["reason"] and "not rolled back" in entry["reason"]
-    assert sorted(entry["outage"]["controls"]) == sorted(others)
+    assert "LLM provider outage" in entry["reason"] and "not rolled back" in entry["reason"], entry["reason"]
+    # The report says why in one line (the Engine's reason); the Engine's record has the outage's evidence.
+    assert report["outage"] == entry["reason"]
+    outage = entry["outage"]
+    assert outage["kind"] == "provider_outage" and "health" in outage["evidence"], outage
+    assert outage["counts"]["control_provider"] >= outage["counts"]["control_needed"] >= 1, outage["counts"]
+    assert sorted(c["name"] for c in outage["controls"]) == sorted(others)
     assert [m["event"] for m in hook.messages] == ["start", "end"]  # no "Rolling back"
     end = hook.texts("end")[0]
     assert end.startswith("ABORTED") and "LLM provider outage" in end and "Nothing was rolled back" in end
