@@ -56,8 +56,8 @@ options:
         default: 3600
       release:
         description:
-          - Release the lock when the module succeeds, even when the run held it before: the run's last step on this
-            Engine (an upgrade's finalize). After a failure the lock stays with the run (for its rollback).
+          - Release the lock when the module succeeds, even when the run held it before, because this is the run's last
+            step on this Engine (an upgrade's finalize). After a failure the lock stays with the run (for its rollback).
         type: bool
         default: false
       dir:
