@@ -223,7 +223,7 @@ migration:
       sample: false
     unclassified:
       description:
-        - Pending migrations whose effect could not be classified (V(unknown)): this node's SQLite could not run
+        - Pending migrations whose effect could not be classified (V(unknown)), because this node's SQLite could not run
           them on the schema copy (a C(DROP COLUMN) on SQLite older than 3.35, a virtual-table module it lacks).
           They may drop or rewrite data as well; treat them as destructive.
       type: list
