@@ -232,7 +232,7 @@ migration:
       sample: []
     needs_acknowledgement:
       description:
-        - A pending migration is V(destructive) or V(unknown): an upgrade must not proceed without an explicit
+        - A pending migration is V(destructive) or V(unknown), so an upgrade must not proceed without an explicit
           acknowledgement and a snapshot retained at least RV(migration.snapshot_retention_days) days.
       type: bool
       returned: success
