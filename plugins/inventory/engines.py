@@ -275,16 +275,16 @@ cache_timeout: 600
 strict: true
 """
 
-import importlib.util  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
+import importlib.util
+import os
+import re
 
-from ansible.errors import AnsibleError, AnsibleParserError  # noqa: E402
-from ansible.module_utils.common.text.converters import to_native  # noqa: E402
-from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable  # noqa: E402
-from ansible.utils.unsafe_proxy import wrap_var  # noqa: E402
+from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.unsafe_proxy import wrap_var
 
-from ansible_collections.september.engine.plugins.module_utils._discovery import (  # noqa: E402
+from ansible_collections.september.engine.plugins.module_utils._discovery import (
     DEPLOYMENTS,
     Rules,
     Target,
