@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 
+from ansible_collections.september.engine.plugins.module_utils._bad_window import replay_after_restore
 from ansible_collections.september.engine.plugins.module_utils._brain import brain_identity, locate_brain
 from ansible_collections.september.engine.plugins.module_utils._compose import ComposeSwitch
 from ansible_collections.september.engine.plugins.module_utils._container import EngineContainer, EngineImage
@@ -222,7 +223,8 @@ class Rollback:
         result = dict(engine=self.p.get("inventory_name") or self.engine.get("container"), rolled_back=False,
                       from_version=self.engine.get("version"), to_version=None, image=target, image_id=exact_id,
                       reason=self.p["reason"], kind="none", brain_restored=False, snapshot=None, previous_brain=None,
-                      data_at_risk=None, failed_container=None, healthy=None, health=None, brought_back=None)
+                      data_at_risk=None, replay=None, failed_container=None, healthy=None, health=None,
+                      brought_back=None)
         image = self._image(target)
         result["to_version"] = image.get("version") or _tag(target)
         result["image_id"] = exact_id or image.get("id")
@@ -275,6 +277,7 @@ class Rollback:
                 result.update(brain_restored=not plan.noop, previous_brain=previous,
                               data_at_risk=restore_data_at_risk(plan.entry, previous, plan.brain, self.warnings))
                 self.changed = self.changed or not plan.noop
+                result["replay"] = self._replay(plan, previous)
             started = time.monotonic()
             switched = self._switch("rolled_back", target)
             self._timed("switch_seconds", started)
@@ -291,6 +294,29 @@ class Rollback:
             kept = complete_restore(plan)  # the Engine is starting meanwhile: hash and manifest of the kept brain
             if kept is not None:
                 result["previous_brain"] = kept
+                if isinstance(result.get("replay"), dict) and "bad_window" in result["replay"]:
+                    result["replay"]["bad_window"] = dict(name=kept["name"], path=kept["path"])
+
+    def _replay(self, plan, previous) -> dict | None:
+        """What the bad release wrote, replayed onto the restored brain where the old schema holds it, while the
+        Engine is stopped (brain_replay's work). It never fails the rollback: a replay that cannot be done leaves
+        the restored brain as it was, the bad-window brain kept, and says why in a warning."""
+        if self.p["replay"] == "off" or plan.noop:
+            return None
+        started = time.monotonic()
+        try:
+            replay = replay_after_restore(plan, previous, client=self.client, mode=self.p["replay"],
+                                          tables=self.p.get("replay_tables"), migrations=self.p,
+                                          check_mode=self.check_mode, warnings=self.warnings)
+        except EngineModuleError as exc:
+            self.warnings.append(f"The bad window was not replayed ({exc.msg}); what the failed release wrote stays "
+                                 "in the kept brain.")
+            return dict(mode=self.p["replay"], error=exc.msg)
+        finally:
+            self._timed("replay_seconds", started)
+        if replay and replay.get("totals", {}).get("replayed"):
+            self.changed = True
+        return replay
 
     def _complete(self, plan) -> None:
         try:

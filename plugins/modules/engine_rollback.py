@@ -85,6 +85,19 @@ options:
         a snapshot is refused, so that no Engine ever gets another Engine's brain by accident.
     type: bool
     default: false
+  replay:
+    description:
+      - What the failed release wrote during its bad window, after a brain restore, as M(september.engine.brain_replay)
+        does, while the Engine is stopped. V(replay) writes back onto the restored brain what the old schema can hold
+        (inserted rows, updates; never deletes; one transaction); V(report) only counts and lists it; V(auto) replays
+        when the failed release's migrations only added to the old schema, else reports; V(off) does neither.
+      - Whatever is not replayed stays in the kept bad-window brain. A replay that fails never fails the rollback.
+    type: str
+    choices: [auto, replay, report, "off"]
+    default: "off"
+  replay_tables:
+    description: Which tables the replay considers, C(include) and C(exclude) lists of shell patterns.
+    type: dict
   previous_brain_retain_days:
     description: Days the replaced brain (what the failed release wrote) is kept at least.
     type: int
@@ -222,6 +235,13 @@ rollback:
       description: Rows per table written between the snapshot and the restore; they stay in the kept brain.
       type: dict
       sample: {"tasks": 12, "conversations": 12}
+    replay:
+      description:
+        - What the failed release wrote in its bad window and what was replayed, as M(september.engine.brain_replay)
+          returns it (per table C(written_in_bad_window), C(replayed), C(not_replayable) with the reasons, and where
+          the bad-window brain is kept); null without a brain restore or with O(replay=off).
+      type: dict
+      sample: {"mode": "replay", "totals": {"replayed": 42}, "bad_window": {"path": "/var/lib/...sqlite"}}
     failed_container:
       description: The container of the failed release, kept for diagnostics (per-user Engines).
       type: str
@@ -275,6 +295,8 @@ def main() -> None:
         snapshot=dict(type="str"),
         snapshot_dir=dict(type="path", required=True),
         allow_other_engine=dict(type="bool", default=False),
+        replay=dict(type="str", choices=["auto", "replay", "report", "off"], default="off"),
+        replay_tables=dict(type="dict"),
         previous_brain_retain_days=dict(type="int", default=30),
         min_free_bytes=dict(type="int", default=64 * 1024 * 1024),
         brain_file=dict(type="str", default="brain.sqlite"),
