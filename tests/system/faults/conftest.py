@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -66,6 +68,7 @@ def _rollout_harness() -> Any:
 _harness = _rollout_harness()
 Rollout = _harness.Rollout
 PLAYBOOKS = _harness.PLAYBOOKS
+iso_ts = _harness.iso_ts
 BASELINE = _harness.BASELINE
 BASE_PORT = 9400
 #: The fault suite's settings: test-sized drains, health waits and bakes (a canary bakes 4 s, at most 8 s), and
@@ -109,6 +112,25 @@ class BindEngine(Engine):
     def volume_mountpoint(self) -> Path:
         assert self.data_dir is not None
         return self.data_dir
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process under ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
 
 
 class LiveRun:
@@ -172,10 +194,24 @@ class LiveRun:
                 self._seen.wait(min(left, 1.0))
 
     def kill(self) -> None:
-        """SIGKILL the run's whole process group, as AWX does when it cancels a job."""
+        """SIGKILL the run and every process under it at once, as when AWX cancels a job by removing its container
+        (or the controller dies). The run's process group alone is not enough: ansible-core's workers call
+        setsid(), so the modules they run would go on to the end of their task. The tree is frozen first
+        (SIGSTOP, until no new process appears), so that nothing forks or moves on between the look-up and the kill.
+        """
         self.killed_at = time.monotonic()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        frozen: set[int] = set()
+        while True:
+            pids = ({self.proc.pid} | _descendants(self.proc.pid)) - frozen
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            frozen |= pids
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.wait(30)
         self._reader.join(10)
 
@@ -200,6 +236,8 @@ class Faults(Rollout):
         super().__init__(client, tmp)
         self.fleet = Fleet(name=unique_name("flt"), base_port=BASE_PORT, client=client, workdir=tmp / "compose")
         self.live: list[LiveRun] = []
+        self._numbers = itertools.count(1)
+        self._numbers_lock = threading.Lock()
         self.extra_containers: list[str] = []
         self.expected_state: dict[str, Any] = {}
         self.mounts: list[Path] = []
@@ -262,6 +300,22 @@ class Faults(Rollout):
                     break
         return filler
 
+    @staticmethod
+    def pad_brain(engine: Engine, megabytes: int) -> int:
+        """Grow the live Engine's brain by ``megabytes`` MiB of random rows in a table of its own (a brain with a
+        long history), checkpointed into the file; returns the brain's size. The Engine keeps serving meanwhile."""
+        conn = sqlite3.connect(engine.brain_path(), timeout=30, isolation_level=None)
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS faults_padding (id INTEGER PRIMARY KEY, body BLOB)")
+            for _ in range(megabytes // 8):
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("INSERT INTO faults_padding (body) VALUES (randomblob(1048576))", [()] * 8)
+                conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        return engine.brain_path().stat().st_size
+
     def close(self) -> None:
         for run in self.live:
             if run.proc.poll() is None:
@@ -277,14 +331,18 @@ class Faults(Rollout):
 
     # ------------------------------------------------------------------ runs
 
-    def _argv(self, playbook: str, extra: dict[str, Any], limit: list[str] | None,
+    def _number(self) -> int:
+        with self._numbers_lock:
+            return next(self._numbers)
+
+    def _argv(self, playbook: str, extra: dict[str, Any], limit: list[str] | None, number: int,
               inventory: Path | None = None) -> tuple[list[str], Path, Path]:
         ensure_collection_link()
         fd, vars_file = tempfile.mkstemp(suffix=".json", dir=self.tmp)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump({**FAULT_VARS, "engine_state_dir": str(self.state_dir),
                        "engine_report_dir": str(self.report_dir), **extra}, handle)
-        results = self.tmp / f"run{len(self.live) + 1:02d}.results.json"
+        results = self.tmp / f"run{number:02d}.results.json"
         argv = [str(Path(sys.executable).with_name("ansible-playbook")), str(PLAYBOOKS / playbook),
                 "-i", str(inventory or self.inventory_path), "-f", "20", "-e", f"@{vars_file}"]
         if limit:
@@ -292,12 +350,14 @@ class Faults(Rollout):
         return argv, Path(vars_file), results
 
     def start(self, playbook: str, *, label: str = "", limit: list[str] | None = None, inventory: Path | None = None,
-              **extra: Any) -> LiveRun:
-        """Start ``playbooks/<playbook>`` with the fault settings plus ``extra``; returns at once."""
-        argv, vars_file, results = self._argv(playbook, extra, limit, inventory)
+              env: dict[str, str] | None = None, **extra: Any) -> LiveRun:
+        """Start ``playbooks/<playbook>`` with the fault settings plus ``extra`` (``env``: more environment, e.g.
+        ``DOCKER_HOST`` of a relay that fails chosen Docker API calls); returns at once."""
+        number = self._number()
+        argv, vars_file, results = self._argv(playbook, extra, limit, number, inventory)
         env = ansible_env({"ANSIBLE_STDOUT_CALLBACK": "test_results", "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_PLUGINS),
-                           "SEPTEMBER_TEST_RESULTS": str(results), **ANSIBLE_ENV})
-        log = self.tmp / f"run{len(self.live) + 1:02d}-{re.sub(r'[^a-z0-9]+', '-', (label or playbook).lower())}.out"
+                           "SEPTEMBER_TEST_RESULTS": str(results), **ANSIBLE_ENV, **(env or {})})
+        log = self.tmp / f"run{number:02d}-{re.sub(r'[^a-z0-9]+', '-', (label or playbook).lower())}.out"
         run = LiveRun(argv, env, log, results, vars_file)
         self.live.append(run)
         print(f"--- started {label or playbook}: {log}")
