@@ -105,7 +105,8 @@ def test_an_undecided_canary_says_what_evidence_was_missing_and_the_policy() -> 
     assert "If the canary is undecided: rollback; a later batch:\n  proceed" in text
     assert "**undecided**: STOPPED in batch 1: not enough evidence" in text
     assert "- Missing evidence: the canary cohort saw 3 turns (20 needed)" in text
-    assert "Verdict of its batch: **undecided**: 3 turns in 1 upgraded Engines (0.0% errors) vs 0 turns in 5 controls" in text
+    assert ("Verdict of its batch: **undecided**: 3 turns in 1 upgraded Engines (0.0% errors) vs 0 turns in 5 "
+            "controls") in text
 
 
 def test_the_rollback_report_lists_rollbacks_failures_and_engines_not_reached() -> None:
