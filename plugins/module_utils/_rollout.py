@@ -472,6 +472,14 @@ def engine_end_message(result: dict, report_path: str) -> str:
     """Why an Engine ends its play failed (the rollout stops there)."""
     status = result.get("status")
     rollback = result.get("rollback") or {}
+    if status == "unwound":
+        # It passed its own checks; a later batch failed and the run unwound it (engine_upgrade_unwind).
+        back = f"rolled back to {rollback.get('to_version') or result.get('from_version')}"
+        if rollback.get("brain_restored"):
+            back += f" (brain restored from {rollback.get('snapshot')})"
+        return (f"{result.get('engine')}: upgraded to {result.get('to_version')}, then unwound "
+                f"({rollback.get('reason') or 'a later batch failed'}): {back}. The rollout stops here; "
+                f"report: {report_path}")
     if status == "rolled_back":
         what = f"rolled back to {result.get('from_version')}"
         if rollback.get("brain_restored"):

@@ -386,6 +386,19 @@ def test_the_record_of_a_rolled_back_engine_and_of_a_check_run() -> None:
     assert upgrade_result({"inventory_hostname": "u3"}, "2.4.0", 1.0)["status"] == "failed"
 
 
+def test_the_end_message_of_an_unwound_engine() -> None:
+    # It passed its checks; a later batch failed and the run unwound it: say so (not "failed at ; nothing was
+    # switched").
+    unwound = upgrade_result(upgraded_host(), "2.4.0", 130.0)
+    unwound.update(status="unwound", rollback={
+        "to_version": "2.3.0", "brain_restored": True, "snapshot": "pre-upgrade-u1",
+        "reason": "unwind: the upgrade to 2.4.0 failed in batch 3"})
+    text = engine_end_message(unwound, "/r.md")
+    assert text.startswith("u1: upgraded to 2.4.0, then unwound (unwind: the upgrade to 2.4.0 failed in batch 3): "
+                           "rolled back to 2.3.0 (brain restored from pre-upgrade-u1)"), text
+    assert "nothing was switched" not in text and text.endswith("report: /r.md")
+
+
 def report(outcome: str, engines: list, **extra) -> dict:
     return {"outcome": outcome, "target_version": "2.4.2", "run_id": "R", "batches_run": 1, "engines": engines,
             "untouched": ["x", "y"], **extra}
