@@ -7,8 +7,10 @@ Every scenario of issue 4 runs real ``ansible-playbook`` against a fresh fleet (
 checks from the outside what happened: Docker (container ids, StartedAt, images, version labels), the
 Engines' ``/health``, the brains (every acknowledged write of the load generator), the snapshot folders
 (modes, manifests, kept bad-window brains) and the run report. The fleet's inventory order is
-``u001 c001 u002 c002 u003 c003 ...`` (per-user container, Compose): the default stages make the batches
-``[u001] [c001] [u002 c002 u003 c003] [u004 c004 u005 c005 u006 c006]``.
+``u001 c001 u002 c002 u003 c003 ...`` (per-user container, Compose); the rollout order is the plan's: the group
+``engine_canary`` first, then the stable sha256 order of names (all these Engines are on one Docker host), cut by
+the default stages into batches of 1, 1, 4 and 6. A test that needs a known canary puts it in ``engine_canary``.
+Under the load, the canary gathers enough turns to be judged against the control Engines within its bake rounds.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pytest
 
 from engine_testkit import brain
 from engine_testkit.ansible import PlaybookRun
+from engine_testkit.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -47,15 +50,9 @@ def file_mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def expected_batches(rollout: Rollout, sizes: tuple[int, ...] | None = None) -> list[list[str]]:
-    """The Engines of each batch, in inventory order (default: the default stages on this fleet)."""
-    sizes = DEFAULT_BATCHES if sizes is None else sizes
-    ids = [e.engine_id for e in rollout.engines]
-    out, start = [], 0
-    for size in sizes:
-        out.append(ids[start:start + size])
-        start += size
-    return out
+def expected_batches(rollout: Rollout, sizes: list[int] | None = None) -> list[list[str]]:
+    """The Engines of each batch in the plan's documented order (default: the default stages on this fleet)."""
+    return rollout.planned_batches(DEFAULT_BATCHES if sizes is None else sizes)
 
 
 def results_named(run: PlaybookRun, prefix: str) -> list[tuple[int, str, dict[str, Any]]]:
@@ -68,6 +65,13 @@ def results_named(run: PlaybookRun, prefix: str) -> list[tuple[int, str, dict[st
             if task["task"]["name"].split(" : ", 1)[-1].startswith(prefix):
                 found.extend((position, host, result) for host, result in task["hosts"].items())
     return found
+
+
+def task_results(run: PlaybookRun) -> list[tuple[str, str, dict[str, Any]]]:
+    """(task name without its role, host, result) of every task result of the run, in run order."""
+    return [(task["task"]["name"].split(" : ", 1)[-1], host, result)
+            for play in (run.data or {}).get("plays", []) for task in play.get("tasks", [])
+            for host, result in task["hosts"].items()]
 
 
 def switched_by_batch(run: PlaybookRun) -> list[set[str]]:
@@ -103,15 +107,15 @@ def assert_untouched(rollout: Rollout, before: dict, after: dict, engine_ids: li
 
 
 def pre_upgrade(rollout: Rollout, eid: str, target: str) -> dict[str, Any]:
-    """The one pre-upgrade snapshot of ``eid`` toward ``target`` (its manifest)."""
-    found = [m for n, m in rollout.snapshots(eid).items() if n.startswith(f"pre-upgrade-{BASELINE}-to-{target}-")]
+    """The one pre-upgrade snapshot of ``eid`` toward ``target`` (its manifest: named after and naming ``eid``)."""
+    found = rollout.pre_upgrade_snapshots(eid, BASELINE, target)
     assert len(found) == 1, f"{eid}: pre-upgrade snapshots {list(rollout.snapshots(eid))}"
     return found[0]
 
 
 def pre_restore(rollout: Rollout, eid: str) -> list[dict[str, Any]]:
     """The snapshots that keep a brain replaced by a restore."""
-    return [m for n, m in rollout.snapshots(eid).items() if n.endswith("-pre-restore")]
+    return rollout.pre_restore_snapshots(eid)
 
 
 def assert_restored(rollout: Rollout, eid: str, target: str, lg: Any, bad_migration: str) -> dict[str, Any]:
@@ -162,12 +166,18 @@ class TestUpgrade240:
         assert brains_after == brains_before  # brains byte for byte
         assert upgraded["check_snapshot_files"] == []  # no snapshot written
         assert not (rollout.state_dir / "locks").exists() or not any((rollout.state_dir / "locks").iterdir())
-        plans = {host: result["msg"] for _pos, host, result in results_named(run, "Upgrade | Plan")}
+        # The plan: the canary first (no allowlist here: the first in the stable hash order), then the stages.
+        planned = [r["plan"] for _pos, _host, r in results_named(run, "Plan | Check the settings") if "plan" in r]
+        assert len(planned) == 1, planned
+        assert planned[0]["batches"] == expected_batches(rollout) and planned[0]["serial"] == DEFAULT_BATCHES
+        assert planned[0]["canaries"][0]["engine"] == rollout.planned_order()[0]
+        plans = {host: result["msg"] for _pos, host, result in results_named(run, "Upgrade | Plan")
+                 if not result.get("skipped")}  # (not "Upgrade | Plan the rollout" of a play of your own)
         assert set(plans) == {e.engine_id for e in rollout.engines}
         for host, msg in plans.items():
             assert f"{host}:" in msg and f"{BASELINE} -> 2.4.0" in msg, msg
             assert "snapshot" in msg and "switch" in msg, msg
-            assert "rollback strategy brain_restore" in msg, msg
+            assert "rollback brain_restore" in msg, msg
             assert "0006" in msg, msg
         for host, result in ((h, r) for _p, h, r in results_named(run, "Upgrade | Drain and switch")):
             if not result.get("skipped"):
@@ -186,11 +196,24 @@ class TestUpgrade240:
         expected = expected_batches(rollout)
         report = upgraded["report"]
         assert report["batches"] == DEFAULT_BATCHES
-        assert not report["stopped"] and report["untouched"] == []
+        assert not report["stopped"] and report["untouched"] == [] and report["lost"] == []
+        assert report["outcome"] == "completed"
+        assert report["plan"]["total"] == len(rollout.engines)
+        assert [c["engine"] for c in report["plan"]["canaries"]] == expected[0]
         batch_of = {e["engine"]: int(e["batch"]) for e in report["engines"]}
         assert batch_of == {eid: n for n, ids in enumerate(expected, 1) for eid in ids}
         assert {e["status"] for e in report["engines"]} == {"upgraded"}
         assert switched_by_batch(run) == [set(ids) for ids in expected]
+        # The canary was judged on evidence (its turns and the controls' over the same window), never promoted on
+        # none; a later batch without a bake of its own may be promoted undecided (policy proceed), and says so.
+        entries = {e["engine"]: e for e in report["engines"]}
+        canary = entries[expected[0][0]]
+        assert canary["evidence"] == "pass" and canary["verdict"]["decision"] == "pass", canary["verdict"]
+        assert canary["verdict"]["evidence"]["control"]["turns"] > 0, canary["verdict"]
+        assert canary["engine"] not in report["promoted_undecided"]
+        for eid in report["promoted_undecided"]:
+            assert (entries[eid]["evidence"], entries[eid]["policy"]) == ("undecided", "proceed"), entries[eid]
+            assert entries[eid]["batch"] > 1
         # Snapshots: one pre-upgrade snapshot per Engine, 0600 files in a 0700 folder, taken on 2.3.0.
         for engine in rollout.engines:
             folder = rollout.snapshot_dir(engine.engine_id)
@@ -208,12 +231,24 @@ class TestUpgrade240:
         assert upgraded["run"].rc == 0, "the first upgrade failed"
         before = rollout.state()
         snapshots_before = rollout.snapshot_files()
+        reports_before = sorted(rollout.report_dir.iterdir())
         with rollout.load() as lg:
             run = rollout.run("upgrade.yml", label="again", engine_target_version="2.4.0",
                               engine_upgrade_write_report=False)
         assert run.rc == 0, run.stdout[-4000:]
-        assert {host: s["changed"] for host, s in run.stats.items()} == {e.engine_id: 0 for e in rollout.engines}
+        # No task changed anything. (The plan play's add_host changes only the run's in-memory inventory, lining the
+        # Engines up in the group september_engine_rollout: Ansible reports that as changed, so it is left out.)
+        changed = [(task, host) for task, host, result in task_results(run) if result.get("changed")
+                   and task != "Plan | Line the Engines up in rollout order"]
+        assert changed == [], changed
+        assert set(run.stats) == {e.engine_id for e in rollout.engines}
         assert all(s["failures"] == 0 for s in run.stats.values())
+        # Every Engine was found on the target and verified: nothing to do (its lock taken and released).
+        entries = [r["ansible_facts"]["engine_upgrade_result"]
+                   for _p, _h, r in results_named(run, "Upgrade | Record the result of this Engine")]
+        assert sorted(e["engine"] for e in entries) == sorted(e.engine_id for e in rollout.engines)
+        assert {(e["action"], e["status"]) for e in entries} == {("none", "verified")}, entries
+        assert rollout.lock_files() == [] and sorted(rollout.report_dir.iterdir()) == reports_before
         assert rollout.state() == before
         assert rollout.snapshot_files() == snapshots_before
         for engine in rollout.engines:
@@ -267,6 +302,7 @@ def test_canary_fails_and_is_rolled_back_with_its_brain(
     rollout: Rollout, target: str, bad_migration: str, why: str
 ) -> None:
     canary, *others = [e.engine_id for e in rollout.engines]
+    rollout.write_inventory(canaries=[canary])
     before = rollout.state()
     with rollout.load() as lg:
         run = rollout.run("upgrade.yml", label=f"to {target}", engine_target_version=target,
@@ -282,7 +318,8 @@ def test_canary_fails_and_is_rolled_back_with_its_brain(
     assert report["stopped"] is True and report["batches_run"] == 1
     (entry,) = report["engines"]
     assert entry["engine"] == canary and entry["status"] == "rolled_back"
-    assert entry["reason"].startswith("verify: ") and why in entry["reason"], entry["reason"]  # what step, and why
+    assert entry["evidence"] == "health" and report["outcome"] == "stopped_rolled_back"
+    assert entry["reason"].startswith("verify: health: ") and why in entry["reason"], entry["reason"]  # step, why
     assert entry["rollback"]["brain_restored"] is True
     assert entry["rollback"]["snapshot"] == pre_upgrade(rollout, canary, target)["name"]
     assert entry["rollback"]["previous_brain"]["name"] == kept["name"]
@@ -366,14 +403,20 @@ def fault_image(docker_client: docker.DockerClient) -> Iterator[str]:
 
 
 def test_failure_in_the_50_percent_batch_unwinds_everything(rollout: Rollout, fault_image: str) -> None:
+    # Six Engines in engine_canary, which the plan puts first: they make the batches of 1, 1 and 4. Two per-user
+    # containers and the four Compose projects that set the whole image in their compose file (the faulty image is
+    # of another repository: the collection changes a tag in .env, never a repository written elsewhere), so the 50%
+    # batch holds at least two of them; the faulty Engine is the last of those.
+    chosen = ["u001", "u002", "c001", "c003", "c004", "c005"]
+    rollout.write_inventory(canaries=[f"{rollout.fleet.name}-{suffix}" for suffix in chosen])
     batches = expected_batches(rollout)
-    faulty = batches[2][-1]
-    assert rollout.engine(faulty).model == "compose"
+    faulty = [eid for eid in batches[2] if rollout.engine(eid).model == "compose"][-1]
+    assert "${ENGINE_TAG}" not in (rollout.engine(faulty).compose_dir / "docker-compose.yml").read_text()
     rollout.write_inventory({faulty: {"engine_image_repository": "rollfault/engine"}})
     before = rollout.state()
-    with rollout.load() as lg:
+    with WebhookReceiver() as hook, rollout.load() as lg:
         run = rollout.run("upgrade.yml", label="unwind", engine_target_version="2.4.0", engine_upgrade_unwind=True,
-                          engine_upgrade_health_timeout=20)
+                          engine_upgrade_health_timeout=20, engine_webhook_url=hook.url)
     assert run.rc != 0
     after = rollout.state()
     assert_all_on(rollout, BASELINE, after)
@@ -383,9 +426,12 @@ def test_failure_in_the_50_percent_batch_unwinds_everything(rollout: Rollout, fa
     upgraded_then_unwound = [eid for batch in batches[:3] for eid in batch if eid != faulty]
     assert status == {**dict.fromkeys(upgraded_then_unwound, "unwound"), faulty: "rolled_back"}
     assert sorted(report["untouched"]) == sorted(batches[3])
-    # The faulty Engine is rolled back by its own rescue, then the others are unwound newest first.
-    rolled = re.findall(r"Rolling back (\S+) from ", run.stdout)
+    # The faulty Engine is rolled back by its own rescue, then the others are unwound newest first (the webhook
+    # hears of each rollback as it starts).
+    rolled = [re.match(r"Rolling back (\S+) to ", text).group(1) for text in hook.texts("rollback")]
     assert rolled == [faulty, *reversed(upgraded_then_unwound)], rolled
+    assert hook.texts("rollback")[0].startswith(f"Rolling back {faulty} to {BASELINE} due to verify: health: ")
+    assert all("due to unwind: the upgrade to 2.4.0 failed in batch 3" in t for t in hook.texts("rollback")[1:])
     assert_untouched(rollout, before, after, batches[3])
     for eid in batches[3]:
         rollout.assert_writes_kept(rollout.engine(eid), lg)
