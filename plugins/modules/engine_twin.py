@@ -1,0 +1,456 @@
+#!/usr/bin/python
+# Copyright (c) 2026 September Engine maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: engine_twin
+short_description: Make, verify and remove staging twins of Engines for the rollback drill
+version_added: 0.4.0
+description:
+  - 'A I(staging twin) is a new container of the SAME image and configuration as a production Engine, on its Docker
+    host, whose brain is a fresh online snapshot of the Engine''s brain: what the rollback drill
+    (C(playbooks/drill.yml), role P(september.engine.engine_drill#role)) upgrades to a broken release and rolls back,
+    while the Engine itself serves on untouched.'
+  - 'O(state=present): takes an online snapshot of the Engine''s brain (SQLite''s backup API, the code of
+    M(september.engine.brain_snapshot), in-process; it never blocks the Engine''s writes) into the twin''s drill folder
+    (C(<state_dir>/<run_id>/<twin>/reference/): the I(pre-drill reference)), creates the named volume
+    C(engine-drill-<container>) and puts that snapshot in it as its brain (the Engine brain''s owner, mode and journal
+    mode), then creates the container C(<container>--drill) from the Engine container''s configuration, as
+    M(september.engine.engine_container) would recreate it (env, labels, command, restart policy, log config,
+    resources, networks) on the same image, and starts it on a free port of O(bind_address) found on the Docker host
+    (no container publishes it, nothing listens on it). Waits until it is healthy and returns the twin (container,
+    url, volume, port) and the reference (its sha256 and the rows of each table).'
+  - 'What the twin does NOT take from the Engine: Compose''s C(com.docker.compose.*) labels (a twin of a
+    Compose-hosted Engine is a per-user container made from the Compose container''s configuration, with its own
+    name, volume and port, and RV(twin.notes) says so), the Engine''s network aliases and fixed addresses (nothing
+    resolves the Engine''s names to the twin), its other published ports, C(VolumesFrom); the Engine''s other mounts
+    are read-only in the twin. It carries the labels C(io.september.engine.drill=<run_id>),
+    C(io.september.engine.drill-twin=<twin>) and C(io.september.engine.drill-of=<container>), which every container
+    the drill''s upgrade and rollback make of it inherit.'
+  - 'The production Engine is only read: one inspect and the online snapshot. It is never stopped, restarted, renamed
+    or written to, and its lock is not taken.'
+  - 'When the twin cannot be made (or does not become healthy within O(wait_timeout)), what was made of it is removed
+    and the module fails. Run again with the same O(run_id), a twin that is there already is returned as it is.'
+  - 'O(state=absent): removes one twin (O(twin_name)): every container carrying its labels (the twin and the
+    C(--previous) / C(--failed) containers the drill''s upgrade and rollback kept), its volume, and its drill folder.
+    O(state=swept) removes every twin any drill left on the Docker host (found by the label
+    C(io.september.engine.drill)), or those of O(run_id), except those of O(keep_run), with their folders: after a
+    drill that was killed mid-way. Nothing without the drill''s labels or marker files is ever removed.'
+  - 'O(state=verified) reports (and never fails on) whether the twin is healthy, runs O(version) (default the version
+    it was made on) and still holds every row of its pre-drill reference: each table of the reference is compared
+    with the twin''s brain by primary key (by rowid for a table without one), and what is missing is named.'
+author:
+  - September Engine maintainers (@september-engine)
+options:
+  state:
+    description: What to do; see the description.
+    type: str
+    choices: [present, absent, swept, verified]
+    default: present
+  deployment:
+    description:
+      - The Engine's hosting model (required with O(state=present)).
+    type: str
+    choices: [container, compose]
+  inventory_name:
+    description: The Engine's inventory name, for messages and the reference snapshot's manifest.
+    type: str
+  run_id:
+    description:
+      - The drill's run id, on the twin's labels and naming its drill folder. Letters, digits, V(.), V(_), V(-).
+      - Required with O(state=present). With O(state=swept), only the twins of this run are removed; with
+        O(state=absent), the folder of the twin in this run is removed even when its containers are gone.
+    type: str
+  keep_run:
+    description: With O(state=swept), the twins of this run are kept (the running drill's own).
+    type: str
+  twin_name:
+    description:
+      - The twin's container name. Default (O(state=present)) the Engine's container name and O(twin_suffix).
+      - Required with O(state=absent) and O(state=verified).
+    type: str
+  twin_suffix:
+    description: Suffix of the twin's default name.
+    type: str
+    default: --drill
+  state_dir:
+    description:
+      - The drill's folder on the Docker host; each twin gets C(<state_dir>/<run_id>/<twin>/) (mode C(0700)) with its
+        reference snapshot, its record C(twin.json) and (C(state/)) what the drill's upgrade keeps of it (its lock,
+        its snapshots).
+    type: path
+    default: /var/lib/september-engine/drill
+  bind_address:
+    description: The address the twin publishes the Engine's port C(8000/tcp) on.
+    type: str
+    default: 127.0.0.1
+  port:
+    description: A fixed host port for the twin. Default a free one, found on the Docker host.
+    type: int
+  wait_timeout:
+    description: Seconds to wait for the twin to become healthy (O(state=present), O(state=verified)).
+    type: int
+    default: 120
+  healthy_streak:
+    description: Healthy probes in a row that count as healthy.
+    type: int
+    default: 2
+  interval:
+    description: Seconds between two health probes.
+    type: float
+    default: 1
+  snapshot_verify:
+    description: How the reference snapshot is verified (C(quick_check), C(integrity_check), or not).
+    type: str
+    choices: [quick, full, none]
+    default: quick
+  keep_on_failure:
+    description: Keep what was made of a twin that failed (for a look); remove it with O(state=absent) afterwards.
+    type: bool
+    default: false
+  version:
+    description: With O(state=verified), the version the twin must run. Default the one it was made on.
+    type: str
+  reference:
+    description: With O(state=verified), the reference snapshot's path. Default the one the twin's record names.
+    type: path
+extends_documentation_fragment:
+  - september.engine._attributes
+  - september.engine._engine
+  - september.engine._engine.COMPOSE_PROJECT
+  - september.engine._docker
+attributes:
+  check_mode:
+    support: full
+    details:
+      - O(state=present) resolves the Engine, reads its brain and reports the twin it would make and RV(actions);
+        O(state=absent) and O(state=swept) report what they would remove. Nothing is changed.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details:
+      - A twin of the same O(run_id) that is there already is returned unchanged; removing what is gone changes
+        nothing; O(state=verified) only reads.
+notes:
+  - Runs on the Docker host (the brain and the twin's volume are read and written through its file system).
+  - O(url), O(previous_suffix) and O(failed_suffix) are those of the Engine's own containers; the twin is found and
+    probed by its own name and port.
+  - One drill at a time per Docker host (an AWX job template without concurrent jobs), since O(state=swept) removes
+    the twins of every other run.
+seealso:
+  - module: september.engine.brain_snapshot
+  - module: september.engine.engine_container
+  - module: september.engine.engine_rollback
+"""
+
+EXAMPLES = r"""
+- name: Make a staging twin of the Engine (production is only read)
+  september.engine.engine_twin:
+    deployment: "{{ engine_deployment | default('container') }}"
+    container_name: "{{ engine_container_name | default(omit) }}"
+    compose_dir: "{{ engine_compose_dir | default(omit) }}"
+    inventory_name: "{{ inventory_hostname }}"
+    run_id: drill-20260504T020000Z
+    state_dir: /var/lib/september-engine/drill
+  register: drill_twin
+
+- name: Is the twin still healthy on 2.3.0 with every pre-drill row?
+  september.engine.engine_twin:
+    state: verified
+    twin_name: "{{ drill_twin.twin.name }}"
+    version: "2.3.0"
+  register: drill_check
+  failed_when: not drill_check.verification.is_verified
+
+- name: Remove the twin (containers, volume, drill folder)
+  september.engine.engine_twin:
+    state: absent
+    twin_name: "{{ drill_twin.twin.name }}"
+    run_id: drill-20260504T020000Z
+
+- name: Remove every twin a killed drill left on this Docker host
+  september.engine.engine_twin:
+    state: swept
+    keep_run: "{{ drill_run_id }}"
+  register: drill_swept
+  failed_when: false
+"""
+
+RETURN = r"""
+twin:
+  description:
+    - The twin (O(state=present)); in check mode the one that would be made (no id, url or port yet).
+  returned: state=present
+  type: dict
+  contains:
+    name:
+      description: The twin's container name.
+      type: str
+      returned: always
+      sample: engine-u042--drill
+    container_id:
+      description: Its container id.
+      type: str
+      returned: always
+      sample: 0d6793964889a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6
+    image:
+      description: The image reference it runs (the Engine's).
+      type: str
+      returned: always
+      sample: engine:2.3.0
+    image_id:
+      description: The image id it runs (the Engine's).
+      type: str
+      returned: always
+      sample: sha256:05f8a0332a59
+    repository:
+      description: The repository of that image.
+      type: str
+      returned: always
+      sample: engine
+    version:
+      description: The Engine's version, the twin's at creation.
+      type: str
+      returned: always
+      sample: 2.3.0
+    url:
+      description: Where the twin answers.
+      type: str
+      returned: always
+      sample: http://127.0.0.1:41733
+    port:
+      description: Its host port.
+      type: int
+      returned: always
+      sample: 41733
+    bind_address:
+      description: The address of that port.
+      type: str
+      returned: always
+      sample: 127.0.0.1
+    volume:
+      description: Its volume (its brain at C(/data)).
+      type: str
+      returned: always
+      sample: engine-drill-engine-u042
+    folder:
+      description: Its drill folder on the Docker host.
+      type: str
+      returned: always
+      sample: /var/lib/september-engine/drill/drill-20260504T020000Z/engine-u042--drill
+    state_dir:
+      description: The folder the drill's upgrade and rollback keep their state of the twin in (locks, snapshots).
+      type: str
+      returned: always
+      sample: /var/lib/september-engine/drill/drill-20260504T020000Z/engine-u042--drill/state
+    run_id:
+      description: The drill's run id.
+      type: str
+      returned: always
+      sample: drill-20260504T020000Z
+    labels:
+      description: The drill's labels on the twin and its volume.
+      type: dict
+      returned: always
+      sample: {"io.september.engine.drill": "drill-20260504T020000Z",
+               "io.september.engine.drill-twin": "engine-u042--drill", "io.september.engine.drill-of": "engine-u042"}
+    of:
+      description: The production Engine (container, id, hosting model, identity, Compose project, url).
+      type: dict
+      returned: always
+      sample: {"inventory_name": "u042", "container": "engine-u042", "deployment": "container",
+               "identity": "volume:engine-data-u042", "compose_project": null, "url": "http://127.0.0.1:9042"}
+    reference:
+      description:
+        - The pre-drill reference, the snapshot the twin's brain is a copy of (name, path on the Docker host,
+          sha256, size, when, rows per table and in all). Null in check mode.
+      type: dict
+      returned: always
+      sample: {"name": "pre-drill-drill-20260504T020000Z", "sha256": "9f2c...", "rows": 1532,
+               "tables": {"tasks": 210, "conversations": 210, "feedback": 97}}
+    notes:
+      description: What the twin does not take from the Engine's configuration, and why (Compose, mounts, ports).
+      type: list
+      elements: str
+      returned: always
+      sample: ["made as a per-user container from the Compose container's configuration (its own name, volume and
+                port; Compose's labels dropped, so the Compose project never sees it)"]
+    health:
+      description: The health wait (healthy, seconds, version seen).
+      type: dict
+      returned: success
+      sample: {"is_healthy": true, "elapsed": 2.1, "version": "2.3.0"}
+    timings:
+      description: Seconds of each step (snapshot, volume, create, healthy, total).
+      type: dict
+      returned: success
+      sample: {"snapshot_seconds": 0.41, "volume_seconds": 0.05, "create_seconds": 0.62, "healthy_seconds": 2.1,
+               "total_seconds": 3.3}
+    made_at:
+      description: When the twin was made (UTC).
+      type: str
+      returned: always
+      sample: "2026-05-04T02:00:07Z"
+removed:
+  description: What O(state=absent) or O(state=swept) removed (would remove, in check mode).
+  returned: state=absent or state=swept
+  type: dict
+  sample: {"containers": ["engine-u042--drill", "engine-u042--drill--failed"], "volumes": ["engine-drill-engine-u042"],
+           "folders": ["/var/lib/september-engine/drill/drill-20260504T020000Z"]}
+verification:
+  description: What O(state=verified) found.
+  returned: state=verified
+  type: dict
+  contains:
+    is_verified:
+      description: Healthy, on the version, every row of the reference present.
+      type: bool
+      returned: always
+      sample: true
+    is_healthy:
+      description: The twin is healthy (O(healthy_streak) probes in a row within O(wait_timeout)).
+      type: bool
+      returned: always
+      sample: true
+    health_failure:
+      description: Why it is not healthy (as M(september.engine.engine_health) says), V(none) when it is.
+      type: str
+      returned: always
+      sample: none
+    health_detail:
+      description: One sentence on what the health probe saw.
+      type: str
+      returned: always
+      sample: ""
+    version:
+      description: The version the twin runs.
+      type: str
+      returned: always
+      sample: 2.3.0
+    expected_version:
+      description: The version asked for.
+      type: str
+      returned: always
+      sample: 2.3.0
+    on_version:
+      description: It runs that version.
+      type: bool
+      returned: always
+      sample: true
+    rows_kept:
+      description: Every row of the reference is in the twin's brain.
+      type: bool
+      returned: always
+      sample: true
+    missing:
+      description: Per table that misses rows, how many, how rows were matched, and up to 10 of the missing keys.
+      type: dict
+      returned: always
+      sample: {"feedback": {"count": 2, "by": "primary key (id)", "sample": ["fb-1", "fb-2"]}}
+    missing_rows:
+      description: Rows missing in all.
+      type: int
+      returned: always
+      sample: 0
+    problem:
+      description: Why the brains could not be compared, null when they were.
+      type: str
+      returned: always
+      sample: null
+    reference:
+      description: The reference (path, sha256, rows in all and per table at the twin's creation).
+      type: dict
+      returned: always
+      sample: {"path": "/var/lib/september-engine/drill/d1/engine-u042--drill/reference/pre-drill-d1.sqlite",
+               "sha256": "9f2c...", "rows": 1532}
+    brain_rows:
+      description: Rows per table of the twin's brain now (the drill's probe turns add some).
+      type: dict
+      returned: always
+      sample: {"tasks": 250, "conversations": 250, "feedback": 97}
+    run_id:
+      description: The drill run the twin belongs to.
+      type: str
+      returned: always
+      sample: drill-20260504T020000Z
+    twin:
+      description: The twin's name.
+      type: str
+      returned: always
+      sample: engine-u042--drill
+actions:
+  description: What was done (or would be done in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create volume engine-drill-engine-u042", "create container engine-u042--drill from engine:2.3.0"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.september.engine.plugins.module_utils._docker import (
+    check_docker_sdk,
+    docker_argument_spec,
+    docker_client,
+)
+from ansible_collections.september.engine.plugins.module_utils._engine import engine_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
+from ansible_collections.september.engine.plugins.module_utils._twin import EngineTwin
+
+STATES = ("present", "absent", "swept", "verified")
+
+
+def main() -> None:
+    argument_spec = dict(
+        engine_argument_spec(),
+        state=dict(type="str", choices=list(STATES), default="present"),
+        inventory_name=dict(type="str"),
+        run_id=dict(type="str"),
+        keep_run=dict(type="str"),
+        twin_name=dict(type="str"),
+        twin_suffix=dict(type="str", default="--drill"),
+        state_dir=dict(type="path", default="/var/lib/september-engine/drill"),
+        bind_address=dict(type="str", default="127.0.0.1"),
+        port=dict(type="int"),
+        wait_timeout=dict(type="int", default=120),
+        healthy_streak=dict(type="int", default=2),
+        interval=dict(type="float", default=1.0),
+        snapshot_verify=dict(type="str", choices=["quick", "full", "none"], default="quick"),
+        keep_on_failure=dict(type="bool", default=False),
+        version=dict(type="str"),
+        reference=dict(type="path"),
+        **docker_argument_spec(),
+    )
+    argument_spec["deployment"] = dict(type="str", choices=["container", "compose"])
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        required_if=[
+            ("state", "present", ("deployment", "run_id")),
+            ("state", "absent", ("twin_name",)),
+            ("state", "verified", ("twin_name",)),
+        ],
+        supports_check_mode=True,
+    )
+    check_docker_sdk(module)
+    try:
+        params = module.params
+        if params["state"] == "present":
+            need = "container_name" if params["deployment"] == "container" else "compose_dir"
+            if not params[need]:
+                raise OptionsError(f"deployment={params['deployment']} needs {need}.")
+        if params["port"] is not None and not 0 < params["port"] < 65536:
+            raise OptionsError(f"port={params['port']} is not a TCP port (1-65535).")
+        if params["wait_timeout"] < 0 or params["healthy_streak"] < 1 or params["interval"] <= 0:
+            raise OptionsError("wait_timeout must be 0 or more, healthy_streak 1 or more, interval more than 0.")
+        result = EngineTwin(docker_client(params), params, module.check_mode, warn=module.warn).run()
+    except EngineModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
