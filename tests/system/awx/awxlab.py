@@ -31,22 +31,9 @@ import yaml
 from engine_testkit import Fleet, sweep
 from engine_testkit.ansible import REPO_ROOT, PlaybookRun, ansible_env, ensure_collection_link, run_playbook
 from engine_testkit.fleet import Engine, unique_name
+from engine_testkit.settings import ANSIBLE_ENV, FAST_VARS, FORKS
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
-#: Short waits and bakes: the defaults are minutes.
-FAST_VARS: dict[str, Any] = {
-    "engine_upgrade_canary_bake_seconds": 2,
-    "engine_upgrade_bake_interval": 1,
-    "engine_upgrade_healthy_streak": 2,
-    "engine_upgrade_health_timeout": 30,
-    "engine_upgrade_drain_timeout": 10,
-    "engine_rollback_health_timeout": 40,
-    "engine_rollback_healthy_streak": 2,
-    "engine_rollback_drain_timeout": 10,
-}
-FORKS = ["-f", "20"]
-#: Local connections: pipelining runs each module in one process.
-ANSIBLE_ENV = {"ANSIBLE_PIPELINING": "True"}
 
 
 def _children() -> dict[int, list[int]]:
@@ -113,20 +100,27 @@ class AwxLab:
             name=name, base_port=base_port, client=client, workdir=tmp / "compose", network=f"{name}-net"
         )
         self.runs = 0
+        #: The inventory group engine_canary: the first Engine, so that the tests know the canary.
+        self.canaries: list[str] = []
 
     @property
     def engines(self) -> list[Engine]:
         return list(self.fleet.engines)
+
+    def inventory(self) -> dict[str, Any]:
+        """The fleet's inventory, its first Engine in the group engine_canary (the plan's canary)."""
+        return self.fleet.inventory(canaries=self.canaries)
 
     @property
     def api_key(self) -> str:
         return self.fleet.api_key
 
     def up(self, count: int, version: str) -> list[Engine]:
-        """``count`` Engines on ``version``, hosting models alternating (per-user container first)."""
+        """``count`` Engines on ``version``, hosting models alternating (per-user container first, the canary)."""
         self.fleet.up(count, version, model="mixed", wait=False)
         self.fleet.wait_healthy(timeout=90)
-        inventory = self.fleet.inventory()
+        self.canaries = [self.engines[0].engine_id]
+        inventory = self.inventory()
         fd = os.open(self.inventory_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             yaml.safe_dump(inventory, handle, sort_keys=False)

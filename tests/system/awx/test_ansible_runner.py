@@ -6,8 +6,9 @@
 The private data dir is laid out as AWX lays it out (the inventory under ``inventory/``, the survey answers as
 extra vars, the collection on ``ANSIBLE_COLLECTIONS_PATH``, ``awx_job_id`` set). Two jobs run: a good upgrade
 (2.3.0 -> 2.4.0, with the survey's answers typed as AWX sends them: stages as comma-separated text,
-yes/no strings) and a bad one (2.4.1, whose canary never gets
-healthy). Checked: the runner's status and rc, the events in ``artifacts/<ident>/job_events`` (the role's tasks,
+yes/no strings, integers) and a bad one (2.4.1, whose canary never gets healthy). The Engines see no traffic of
+their own: the survey asks for probe turns, so that each batch is judged on evidence (an undecided canary would be
+rolled back). Checked: the runner's status and rc, the events in ``artifacts/<ident>/job_events`` (the role's tasks,
 the per-host stats), the ``set_stats`` summary (``artifact_data`` of the ``playbook_on_stats`` event, which AWX
 shows as the job's artifacts), and that the Engines' API key appears in no artifact.
 """
@@ -27,18 +28,21 @@ import pytest
 import yaml
 
 from engine_testkit.ansible import COLLECTIONS_PATH, REPO_ROOT, ensure_collection_link
+from engine_testkit.settings import probe_vars
 
 from .awxlab import AwxLab, make_lab
 
 pytestmark = pytest.mark.timeout(420)
 
 BASE_PORT = 9080
-#: The survey's other answers, typed as AWX sends them: text, yes/no multiple choice, integer.
+#: The survey's other answers, typed as AWX sends them: text, yes/no multiple choice, integer; probe turns give the
+#: idle Engines evidence (each a real turn in the brain), judged on 10 turns.
 SURVEY = {
     "engine_rollout_stages": "50%,100%",
     "engine_upgrade_allow_destructive": "no",
     "engine_upgrade_unwind": "no",
     "engine_upgrade_canary_bake_seconds": 2,
+    **probe_vars(turns=12, min_turns=10),
 }
 PYTHON_BIN = Path(sys.executable).parent
 
@@ -51,7 +55,7 @@ def runner_job(lab: AwxLab, ident: str, job_id: int, **survey: Any) -> tuple[Any
     inventory = pdd / "inventory" / "hosts.yml"
     fd = os.open(inventory, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(lab.fleet.inventory(), handle, sort_keys=False)
+        yaml.safe_dump(lab.inventory(), handle, sort_keys=False)
     runner = ansible_runner.run(
         private_data_dir=str(pdd),
         project_dir=str(REPO_ROOT),
@@ -113,9 +117,13 @@ def test_good_job_succeeds_with_its_events_and_summary(jobs: dict[str, Any]) -> 
     assert (pdd / "artifacts" / "good" / "status").read_text().strip() == "successful"
     events = job_events(pdd, "good")
     ok = task_names(events, "runner_on_ok")
-    for task in ("Upgrade | Lock the Engine", "Upgrade | Snapshot the brain before the switch",
+    for task in ("Upgrade | Snapshot the brain before the switch", "Upgrade | Judge the batch",
                  "Upgrade | Wait until the Engine is healthy on 2.4.0", "Upgrade | Release the lock"):
         assert task in ok, f"{task!r} not among the job's ok events"
+    preflights = {e["event_data"]["host"]: e["event_data"]["res"] for e in events if e["event"] == "runner_on_ok"
+                  and e["event_data"]["task"].startswith("Upgrade | Pre-flight of")}
+    assert set(preflights) == {e.engine_id for e in lab.engines}
+    assert all(r["preflight"]["lock"]["action"] == "acquire" for r in preflights.values()), preflights
     switched = {e["event_data"]["host"] for e in events
                 if e["event"] == "runner_on_ok" and e["event_data"]["task"].startswith("Upgrade | Drain and switch")}
     assert switched == {e.engine_id for e in lab.engines}
@@ -124,11 +132,16 @@ def test_good_job_succeeds_with_its_events_and_summary(jobs: dict[str, Any]) -> 
     # Per-host stats as AWX shows them, and the run's summary from set_stats.
     assert runner.stats["failures"] == {} and set(runner.stats["ok"]) == {e.engine_id for e in lab.engines}
     data = summary(events)
-    assert data["target_version"] == "2.4.0" and data["stopped"] is False
+    assert data["target_version"] == "2.4.0" and data["stopped"] is False and data["outcome"] == "completed"
     assert data["counts"] == {"upgraded": 2}
     report = Path(data["report"])
     assert report.is_file() and report.parent.parent == lab.report_dir
-    assert json.loads((report.parent / "upgrade.json").read_text())["stopped"] is False
+    full = json.loads((report.parent / "upgrade.json").read_text())
+    assert full["stopped"] is False and full["promoted_undecided"] == []
+    # Both batches passed on the probes' evidence, the canary first.
+    assert [(e["engine"], e["batch"], e["evidence"]) for e in full["engines"]] == [
+        (lab.engines[0].engine_id, 1, "pass"), (lab.engines[1].engine_id, 2, "pass")]
+    assert all(e["evals"]["before"]["total"] == SURVEY["engine_upgrade_probe_turns"] for e in full["engines"])
     assert jobs["good_versions"] == {e.engine_id: ("running", "2.4.0") for e in lab.engines}
 
 
@@ -137,12 +150,18 @@ def test_bad_job_fails_and_says_the_rollout_stopped(jobs: dict[str, Any]) -> Non
     runner, pdd = jobs["bad"]
     assert runner.status == "failed" and runner.rc != 0
     events = job_events(pdd, "bad")
-    failed = task_names(events, "runner_on_failed")
-    assert "Upgrade | Wait until the Engine is healthy on 2.4.1" in failed
-    data = summary(events)
-    assert data["target_version"] == "2.4.1" and data["stopped"] is True
-    assert data["counts"] == {"rolled_back": 1}, data
     canary, rest = lab.engines
+    # The health wait on 2.4.1 never got a healthy streak; the verification ended the canary (rescued: rolled back),
+    # and the Engine ended failed, which stops the rollout.
+    waited = [e["event_data"]["res"] for e in events if e["event"] == "runner_on_ok"
+              and e["event_data"]["task"] == "Upgrade | Wait until the Engine is healthy on 2.4.1"]
+    assert [w["health"]["is_healthy"] for w in waited] == [False], waited
+    failed = task_names(events, "runner_on_failed")
+    assert "Upgrade | End the verification (rollback)" in failed, failed
+    assert "Upgrade | End the Engine as failed (rolled_back)" in failed, failed
+    data = summary(events)
+    assert data["target_version"] == "2.4.1" and data["stopped"] is True and data["outcome"] == "stopped_rolled_back"
+    assert data["counts"] == {"rolled_back": 1}, data
     assert runner.stats["failures"] == {canary.engine_id: 1}
     # The canary is back on 2.4.0, the other Engine was never touched.
     assert jobs["bad_versions"] == {canary.engine_id: ("running", "2.4.0"), rest.engine_id: ("running", "2.4.0")}
