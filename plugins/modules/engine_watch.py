@@ -19,6 +19,7 @@ description:
   - One call instead of three (health wait, bake, measures) keeps the controller's cost per Engine low in large fleets.
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._engine_api
   - september.engine._docker
   - september.engine._lock
@@ -120,12 +121,11 @@ watch:
       sample: {"window": {"start": "2026-05-04T02:00:00.000Z", "seconds": 62.6}, "measures": {"turns": 31}}
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.september.engine.plugins.module_utils._docker import check_docker_sdk, docker_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_api_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
-from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._watch import EngineWatch
 
 
@@ -145,14 +145,8 @@ def main() -> None:
         **docker_argument_spec(),
         **lock_argument_spec(),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    check_docker_sdk(module)
-    try:
-        with lock_keeper(module.params["lock"], module.check_mode, module.warn):
-            watch = EngineWatch(module.params, check_sdk=lambda: check_docker_sdk(module)).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(changed=False, watch=watch)
+    module = EngineModule(argument_spec, docker=True)
+    module.run(lambda: dict(watch=EngineWatch(module.params, check_sdk=module.check_sdk).run()), locked=True)
 
 
 if __name__ == "__main__":

@@ -205,10 +205,10 @@ problems:
   sample: ["engine_upgrade_bake_interval=0: the bake checks the Engine every this many seconds; set it to 1 or more."]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.september.engine.plugins.module_utils import _plan, _settings
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
+from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
 
 class RolloutPlanner:
@@ -269,7 +269,7 @@ class RolloutPlanner:
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = EngineModule(
         argument_spec=dict(
             engines=dict(type="list", elements="dict", required=True, options=dict(
                 name=dict(type="str", required=True),
@@ -282,13 +282,8 @@ def main() -> None:
             settings=dict(type="dict", default={}),
             limit=dict(type="str"),
         ),
-        supports_check_mode=True,
     )
-    try:
-        result = RolloutPlanner(module).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    module.run(lambda: RolloutPlanner(module).run())
 
 
 if __name__ == "__main__":
