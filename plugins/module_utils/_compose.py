@@ -55,6 +55,7 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
 )
 from ansible_collections.september.engine.plugins.module_utils._identity import identity_from_mount
 from ansible_collections.september.engine.plugins.module_utils._image_ref import ImageRef, image_tag, same_image
+from ansible_collections.september.engine.plugins.module_utils._timeutil import iso
 
 try:
     import yaml
@@ -477,7 +478,7 @@ def write_atomic(path: str, text: str, new_mode: int = 0o600) -> None:
 
 
 def now_iso(clock=time.time) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock()))
+    return iso(clock())
 
 
 def load_state(path: str) -> dict:

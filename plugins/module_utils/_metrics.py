@@ -17,7 +17,9 @@ import json
 import math
 import re
 import sqlite3
-from datetime import datetime, timezone
+
+from ansible_collections.september.engine.plugins.module_utils._timeutil import iso as _iso
+from ansible_collections.september.engine.plugins.module_utils._timeutil import parse_time
 
 # What the Engine logs per turn (logger, message) and per request (logger).
 TURN_LOGGER = "agent"
@@ -26,9 +28,6 @@ TURN_FAILED = "turn failed"
 HTTP_LOGGER = "http"
 EXECUTE_PATH = "/execute"
 REPORTED_LEVELS = ("WARNING", "ERROR", "CRITICAL")
-
-# datetime.UTC needs Python 3.11; managed nodes may run 3.9.
-UTC = timezone.utc  # noqa: UP017
 
 DEFAULT_THRESHOLDS = dict(
     min_turns=20,
@@ -63,32 +62,9 @@ MEASURE_KEYS = ("turns", "failed_turns", "refused_turns", "error_rate", "latency
 # ---------------------------------------------------------------- time
 
 
-def parse_time(value) -> float:
-    """Epoch seconds from epoch seconds (number or numeric string) or ISO 8601 (naive means UTC); ValueError."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"not a time: {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ValueError(f"not ISO 8601 or epoch seconds: {value!r}") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
 def iso(epoch: float) -> str:
     """ISO 8601 UTC with milliseconds, as the Engine writes it: ``2026-01-31T12:00:00.123Z``."""
-    moment = datetime.fromtimestamp(epoch, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _iso(epoch, "milliseconds")
 
 
 def slice_bounds(since: float, until: float, count: int) -> list[tuple[float, float]]:

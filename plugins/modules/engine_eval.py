@@ -107,9 +107,11 @@ attributes:
     details:
       - Nothing to show, the module changes nothing that Ansible manages.
   idempotent:
-    support: full
+    support: none
     details:
-      - Always C(changed=false). Each run sends its turns again.
+      - Every run sends its turns again, and every turn is a real turn written to the Engine's brain (a task, a
+        conversation, observability rows): C(changed=true) whenever turns were sent or the command ran (in check
+        mode, when they would be).
 notes:
   - Eval turns are real turns, the Engine records them in its brain like any user turn (tasks, conversations,
     episodes, learning). The module still reports C(changed=false), as sending a message to an Engine is using it,
@@ -426,11 +428,11 @@ from ansible_collections.september.engine.plugins.module_utils._evals import (
     compare,
     find_command,
     read_cases_file,
-    redact,
     run_command,
     summarize,
 )
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
+from ansible_collections.september.engine.plugins.module_utils._secrets import redact
 
 MAX_CONCURRENCY = 32
 
@@ -576,7 +578,9 @@ def main() -> None:
 
     def work() -> dict:
         try:
-            return dict(eval=EngineEval(module).run())
+            result = EngineEval(module).run()
+            # Each eval turn is written to the Engine's brain: a run that sent turns (or would) changed it.
+            return dict(eval=result, changed=bool(result.get("ran") or result.get("planned")))
         except EngineModuleError as exc:  # a command's output may quote the key it was given
             exc.msg = redact(exc.msg, [module.params["api_key"]])
             raise

@@ -131,10 +131,11 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
     ContainerError,
     OptionsError,
 )
-from ansible_collections.september.engine.plugins.module_utils._metrics import UTC, iso, parse_time
+from ansible_collections.september.engine.plugins.module_utils._metrics import iso
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
+from ansible_collections.september.engine.plugins.module_utils._secrets import redact
+from ansible_collections.september.engine.plugins.module_utils._timeutil import UTC, parse_time
 
-MASK = "********"
 MARGIN = 1  # seconds around the window asked of Docker; each line is then placed by its own Docker timestamp
 _DOCKER_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$")
 
@@ -164,12 +165,6 @@ def split_lines(raw) -> list[tuple[float | None, str]]:
             last = moment
         entries.append((last, text.rstrip("\r")))
     return entries
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
 
 
 class EngineLogs:
