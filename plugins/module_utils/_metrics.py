@@ -359,6 +359,34 @@ def _check(baseline, current, threshold, breached, decisive, rule):
                 decisive=bool(decisive and breached), last_slice=None, last_slice_breached=None)
 
 
+def _error_rate_check(baseline: dict, current: dict, t: dict, enough: bool, last_slice: dict | None,
+                      slice_min: int) -> dict:
+    """The error-rate check: over both the baseline plus error_rate_max_increase and error_rate_factor times it."""
+    rate_b = baseline["error_rate"]
+    rate_limit = max((rate_b or 0) + t["error_rate_max_increase"],
+                     t["error_rate_factor"] * max(rate_b or 0, t["error_rate_floor"]))
+    rule = f"+{t['error_rate_max_increase'] * 100:g} points, x{t['error_rate_factor']:g}"
+    breached = enough and rate_b is not None and _error_breach(current, rate_limit, t["min_turns"])
+    check = _check(rate_b, current["error_rate"], round(rate_limit, 4), breached, True, rule)
+    if breached and last_slice is not None:
+        check.update(last_slice=last_slice["error_rate"],
+                     last_slice_breached=_error_breach(last_slice, rate_limit, slice_min))
+    return check
+
+
+def _latency_check(key: str, factor: float, baseline: dict, current: dict, min_turns: int, enough: bool,
+                   last_slice: dict | None, slice_min: int) -> dict:
+    """One latency percentile's check: over `factor` times the baseline's; decisive from min_turns latencies on."""
+    base = baseline[key]
+    limit = None if base is None else round(base * factor, 1)
+    breached = enough and limit is not None and _latency_breach(current, key, limit, 1)
+    reliable = current["latency_samples"] >= min_turns and baseline["latency_samples"] >= min_turns
+    check = _check(base, current[key], limit, breached, reliable, f"x{factor:g}")
+    if breached and last_slice is not None:
+        check.update(last_slice=last_slice[key], last_slice_breached=_latency_breach(last_slice, key, limit, slice_min))
+    return check
+
+
 def compare(baseline: dict, current: dict, thresholds: dict | None = None, last_slice: dict | None = None,
             slices: int = 1) -> dict:
     """The verdict on `current` measures against `baseline` ones, as the Rollback runbook says.
@@ -379,25 +407,10 @@ def compare(baseline: dict, current: dict, thresholds: dict | None = None, last_
 
     enough = current["turns"] >= min_turns and baseline["turns"] >= min_turns
     rate_b, rate_c = baseline["error_rate"], current["error_rate"]
-    rate_limit = max((rate_b or 0) + t["error_rate_max_increase"],
-                     t["error_rate_factor"] * max(rate_b or 0, t["error_rate_floor"]))
-    rule = f"+{t['error_rate_max_increase'] * 100:g} points, x{t['error_rate_factor']:g}"
-    breached = enough and rate_b is not None and _error_breach(current, rate_limit, min_turns)
-    checks["error_rate"] = _check(rate_b, rate_c, round(rate_limit, 4), breached, True, rule)
-    if breached and last_slice is not None:
-        checks["error_rate"].update(last_slice=last_slice["error_rate"],
-                                    last_slice_breached=_error_breach(last_slice, rate_limit, slice_min))
-
+    checks["error_rate"] = _error_rate_check(baseline, current, t, enough, last_slice, slice_min)
     for name, key, factor in (("latency_p99", "latency_p99_ms", t["latency_p99_factor"]),
                               ("latency_p50", "latency_p50_ms", t["latency_p50_factor"])):
-        base, cur = baseline[key], current[key]
-        limit = None if base is None else round(base * factor, 1)
-        breached = enough and limit is not None and _latency_breach(current, key, limit, 1)
-        reliable = current["latency_samples"] >= min_turns and baseline["latency_samples"] >= min_turns
-        checks[name] = _check(base, cur, limit, breached, reliable, f"x{factor:g}")
-        if breached and last_slice is not None:
-            checks[name].update(last_slice=last_slice[key],
-                                last_slice_breached=_latency_breach(last_slice, key, limit, slice_min))
+        checks[name] = _latency_check(key, factor, baseline, current, min_turns, enough, last_slice, slice_min)
 
     base, cur = baseline["cache_hit_ratio"], current["cache_hit_ratio"]
     limit = None if base is None else round(base - t["cache_hit_ratio_max_drop"], 4)
