@@ -244,7 +244,6 @@ actions:
   sample: ["insert 120 row(s) of tasks", "update 2 row(s) of skill_library"]
 """
 
-
 from ansible_collections.september.engine.plugins.module_utils._bad_window import (
     check_order,
     check_owner,

@@ -334,8 +334,6 @@ actions:
   sample: ["snapshot /var/lib/docker/volumes/engine-data-sept-u001/_data/brain.sqlite to /var/backups/x.sqlite"]
 """
 
-
-
 from ansible_collections.september.engine.plugins.module_utils._brain import (
     BRAIN_MUTUALLY_EXCLUSIVE,
     LOCATION_OPTIONS,

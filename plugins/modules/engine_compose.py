@@ -284,7 +284,6 @@ compose:
       sample: /srv/engine/.september-engine.json
 """
 
-
 from ansible_collections.september.engine.plugins.module_utils._compose import ComposeSwitch, compose_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     docker_argument_spec,

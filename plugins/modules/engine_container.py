@@ -244,7 +244,6 @@ container:
       sample: {"drain_seconds": 2.41, "switch_seconds": 3.02}
 """
 
-
 from ansible_collections.september.engine.plugins.module_utils._container import EngineContainer
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     docker_argument_spec,

@@ -110,7 +110,7 @@ attributes:
     support: none
     details:
       - Every run sends its turns again, and every turn is a real turn written to the Engine's brain (a task, a
-        conversation, observability rows): C(changed=true) whenever turns were sent or the command ran (in check
+        conversation, observability rows), so C(changed=true) whenever turns were sent or the command ran (in check
         mode, when they would be).
 notes:
   - Eval turns are real turns, the Engine records them in its brain like any user turn (tasks, conversations,

@@ -267,7 +267,6 @@ health:
           sample: 9001
 """
 
-
 from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_api_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._health import EngineHealth

@@ -131,7 +131,6 @@ image:
       sample: ["pull engine:2.3.1"]
 """
 
-
 from ansible_collections.september.engine.plugins.module_utils._container import EngineImage
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     docker_argument_spec,

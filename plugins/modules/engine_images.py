@@ -176,7 +176,6 @@ actions:
   sample: ["remove engine:2.2.0 (sha256:417a3c070094)"]
 """
 
-
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     docker_argument_spec,
     docker_client,

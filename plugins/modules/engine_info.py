@@ -162,7 +162,6 @@ engine:
                                "at": "2026-05-04T02:00:00Z", "result": "ok"}}
 """
 
-
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     docker_argument_spec,
     docker_client,

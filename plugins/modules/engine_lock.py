@@ -197,7 +197,6 @@ lock:
                "expired_at": "2026-05-04T01:00:00Z"}
 """
 
-
 from ansible_collections.september.engine.plugins.module_utils._errors import LockedError, OptionsError
 from ansible_collections.september.engine.plugins.module_utils._lock import EngineLock, Holder
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule

@@ -352,8 +352,6 @@ metrics:
           sample: true
 """
 
-
-
 from ansible_collections.september.engine.plugins.module_utils._brain import LOCATION_OPTIONS, brain_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._measure import EngineMetrics

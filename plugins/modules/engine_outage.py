@@ -151,7 +151,6 @@ outage:
         outage: 40% of the canaries' turns and 38% of the controls' fail with LLM_PROVIDER_ERROR/HTTP_502"}
 """
 
-
 from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._verdict import classify_outage

@@ -161,7 +161,7 @@ options:
         type: int
         default: 1200
 author:
-  - September Engine maintainers
+  - September Engine maintainers (@september-engine)
 """
 
 EXAMPLES = r"""
@@ -258,7 +258,6 @@ preflight:
       type: dict
       sample: {"how": "container_back", "previous": "engine-u042--previous"}
 """
-
 
 from ansible_collections.september.engine.plugins.module_utils._brain import migrations_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._docker import (

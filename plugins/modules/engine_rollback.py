@@ -165,7 +165,7 @@ options:
         type: int
         default: 1200
 author:
-  - September Engine maintainers
+  - September Engine maintainers (@september-engine)
 """
 
 EXAMPLES = r"""
@@ -270,7 +270,6 @@ rollback:
       elements: str
       sample: ["stop engine-u042", "replace /var/lib/docker/volumes/.../brain.sqlite with snapshot ..."]
 """
-
 
 from ansible_collections.september.engine.plugins.module_utils._brain import migrations_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._docker import (

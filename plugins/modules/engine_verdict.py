@@ -318,7 +318,6 @@ verdict:
       sample: ["WARNING llm: prompt cache miss: system prompt changed"]
 """
 
-
 from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._verdict import DEFAULT_VERDICT_THRESHOLDS, verdict

@@ -14,7 +14,7 @@ description:
     row (within O(wait_timeout)), then checks that it stays healthy at every probe for O(watch_seconds), then measures
     its turns since O(since) as M(september.engine.engine_metrics) does (error rate, latency, cache hits, log kinds,
     in O(slices) slices).
-  - Reports rather than fails (RV(watch.health.is_healthy)); the verdict on the measures is
+  - Reports rather than fails (the C(is_healthy) of RV(watch.health)); the verdict on the measures is
     M(september.engine.engine_verdict)'s, on the controller, with the batch's other Engines and its controls.
   - One call instead of three (health wait, bake, measures) keeps the controller's cost per Engine low in large fleets.
 extends_documentation_fragment:
@@ -79,7 +79,7 @@ attributes:
     details:
       - It changes nothing on the Engine; with O(lock) it only refreshes a lock this run holds.
 author:
-  - September Engine maintainers
+  - September Engine maintainers (@september-engine)
 """
 
 EXAMPLES = r"""
@@ -120,7 +120,6 @@ watch:
       type: dict
       sample: {"window": {"start": "2026-05-04T02:00:00.000Z", "seconds": 62.6}, "measures": {"turns": 31}}
 """
-
 
 from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_api_argument_spec

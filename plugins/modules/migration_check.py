@@ -338,7 +338,6 @@ migration:
                    "http_status": null, "elapsed": 1.2, "message": "MIGRATION_REQUIRED: the brain holds ..."}
 """
 
-
 from ansible_collections.september.engine.plugins.module_utils._brain import (
     BRAIN_MUTUALLY_EXCLUSIVE,
     BRAIN_REQUIRED_ONE_OF,

@@ -205,7 +205,6 @@ problems:
   sample: ["engine_upgrade_bake_interval=0: the bake checks the Engine every this many seconds; set it to 1 or more."]
 """
 
-
 from ansible_collections.september.engine.plugins.module_utils import _plan, _settings
 from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
