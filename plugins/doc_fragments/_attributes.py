@@ -39,3 +39,15 @@ attributes:
     details:
       - This module changes nothing.
 """
+
+    # For the modules of the action group september.engine.engine (meta/runtime.yml): every module that reaches
+    # Docker, so that module_defaults: group/september.engine.engine sets their Docker options once.
+    ACTIONGROUP_ENGINE = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/september.engine.engine) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - september.engine.engine
+"""

@@ -357,6 +357,61 @@ def is_local(entry: dict) -> bool:
     return entry.get("ansible_connection") == "local" or not entry.get("ansible_host")
 
 
+# The problems of one docker_hosts entry (a mapping), each said without the entry it is of.
+
+def entry_key_problems(entry: dict) -> list:
+    unknown = sorted(set(entry) - _ENTRY_KEYS)
+    if not unknown:
+        return []
+    return [f"unknown key(s) {', '.join(map(str, unknown))} (variables for its Engines go under 'vars')"]
+
+
+def entry_name_problems(name, names: set) -> list:
+    """A name that is not one, or that an earlier entry has; `names` (the names so far) gets this one."""
+    known = name in names
+    names.add(name)
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        return ["'name' must be given, of letters, digits, '.', '_' and '-'"]
+    return [f"the name {name} is given twice"] if known else []
+
+
+def entry_url_problems(entry: dict, urls: set) -> list:
+    """A docker_host that is no URL or that an earlier entry has (`urls` gets this one), or none for a remote host."""
+    url = entry.get("docker_host")
+    problems = []
+    if url is not None and (not isinstance(url, str) or "://" not in url):
+        problems.append(f"docker_host {url!r} is not a URL (unix://, tcp://host:port, ssh://user@host)")
+    elif url and url in urls:
+        problems.append(f"docker_host {url} is listed twice (its Engines would be found twice)")
+    elif url:
+        urls.add(url)
+    if not url and not is_local(entry):
+        problems.append(
+            "docker_host is required when ansible_host is set (the URL of that host's Docker API, "
+            "e.g. tcp://host:2376 or ssh://user@host)"
+        )
+    return problems
+
+
+def entry_option_problems(entry: dict) -> list:
+    """The entry's vars, required_labels and timeout, when they are not what they should be."""
+    problems = []
+    if entry.get("vars") is not None and not isinstance(entry.get("vars"), dict):
+        problems.append("'vars' must be a mapping of variable names to values")
+    labels = entry.get("required_labels") or []
+    for selector in labels if isinstance(labels, list) else [labels]:
+        try:
+            parse_selector(selector)
+        except ValueError as exc:
+            problems.append(f"required_labels: {exc}")
+    if not isinstance(labels, list):
+        problems.append("required_labels must be a list")
+    timeout = entry.get("timeout")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        problems.append("timeout must be a number of seconds above 0")
+    return problems
+
+
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     """One inventory host per Engine found on the Docker hosts of the configuration."""
 
@@ -411,41 +466,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return
         name = entry.get("name")
         where = f"docker_hosts[{index}] ({name})" if name else where
-        unknown = sorted(set(entry) - _ENTRY_KEYS)
-        if unknown:
-            problems.append(
-                f"{where}: unknown key(s) {', '.join(map(str, unknown))} (variables for its Engines go under 'vars')"
-            )
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            problems.append(f"{where}: 'name' must be given, of letters, digits, '.', '_' and '-'")
-        elif name in names:
-            problems.append(f"{where}: the name {name} is given twice")
-        names.add(name)
-        url = entry.get("docker_host")
-        if url is not None and (not isinstance(url, str) or "://" not in url):
-            problems.append(f"{where}: docker_host {url!r} is not a URL (unix://, tcp://host:port, ssh://user@host)")
-        elif url and url in urls:
-            problems.append(f"{where}: docker_host {url} is listed twice (its Engines would be found twice)")
-        elif url:
-            urls.add(url)
-        if not url and not is_local(entry):
-            problems.append(
-                f"{where}: docker_host is required when ansible_host is set (the URL of that host's Docker API, "
-                "e.g. tcp://host:2376 or ssh://user@host)"
-            )
-        if entry.get("vars") is not None and not isinstance(entry.get("vars"), dict):
-            problems.append(f"{where}: 'vars' must be a mapping of variable names to values")
-        labels = entry.get("required_labels") or []
-        for selector in labels if isinstance(labels, list) else [labels]:
-            try:
-                parse_selector(selector)
-            except ValueError as exc:
-                problems.append(f"{where}: required_labels: {exc}")
-        if not isinstance(labels, list):
-            problems.append(f"{where}: required_labels must be a list")
-        timeout = entry.get("timeout")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-            problems.append(f"{where}: timeout must be a number of seconds above 0")
+        found = [*entry_key_problems(entry), *entry_name_problems(name, names), *entry_url_problems(entry, urls),
+                 *entry_option_problems(entry)]
+        problems.extend(f"{where}: {problem}" for problem in found)
 
     def _settings(self, path: str) -> tuple[list, Rules]:
         problems: list = []
@@ -623,43 +646,51 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         planned: dict = {}
         for entry in entries:
             found = hosts.get(entry["name"]) or {"engines": [], "problems": [], "error": "not read"}
-            where = f"Docker host {entry['name']} ({entry.get('docker_host') or 'local Docker'})"
-            if found.get("error"):
-                self._fail_or_warn(strict, f"{where}: {found['error']}; its Engines are not in the inventory")
-                continue
-            for problem in found.get("problems") or []:
-                self._fail_or_warn(strict, f"{where}: {problem}")
-            for record in found.get("engines") or []:
-                hostvars = self._engine_vars(entry, record)
-                context = {
-                    **hostvars,
-                    "engine_labels": as_data(record.get("labels") or {}),
-                    "engine_container": as_data(record.get("container")),
-                }
-                name = self._host_name(template, context)
-                if name in planned:
-                    other = planned[name][1]
-                    raise AnsibleParserError(
-                        f"hostname_template gives two Engines the inventory name {name}: "
-                        f"{other['engine_id']} on {other['engine_docker_host']} and {record['engine_id']} on "
-                        f"{entry['name']}; make it unique (e.g. include engine_docker_host)"
-                    )
-                planned[name] = (hostvars, context, record)
-                if record.get("note"):
-                    self.display.warning(f"{where}: Engine {name}: {record['note']}")
+            self._plan_host(entry, found, template, strict, planned)
         for group in ("engines", "engines_container", "engines_compose"):
             self.inventory.add_group(group)
         for name in sorted(planned):
-            hostvars, context, record = planned[name]
-            self.inventory.add_host(name, group="engines")
-            for key, value in hostvars.items():
-                self.inventory.set_variable(name, key, value)
-            for group in self._builtin_groups(record, hostvars):
-                self.inventory.add_group(group)
-                self.inventory.add_host(name, group=group)
-            self._set_composite_vars(self.get_option("compose"), context, name, strict=strict)
-            self._add_host_to_composed_groups(self.get_option("groups"), context, name, strict=strict)
-            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), context, name, strict=strict)
+            self._add_engine(name, *planned[name], strict=strict)
+
+    def _plan_host(self, entry: dict, found: dict, template: str, strict: bool, planned: dict) -> None:
+        """Name the Engines `found` on one Docker host into `planned` (name -> (hostvars, context, record)); its
+        error and problems are warnings, or errors when strict."""
+        where = f"Docker host {entry['name']} ({entry.get('docker_host') or 'local Docker'})"
+        if found.get("error"):
+            self._fail_or_warn(strict, f"{where}: {found['error']}; its Engines are not in the inventory")
+            return
+        for problem in found.get("problems") or []:
+            self._fail_or_warn(strict, f"{where}: {problem}")
+        for record in found.get("engines") or []:
+            hostvars = self._engine_vars(entry, record)
+            context = {
+                **hostvars,
+                "engine_labels": as_data(record.get("labels") or {}),
+                "engine_container": as_data(record.get("container")),
+            }
+            name = self._host_name(template, context)
+            if name in planned:
+                other = planned[name][1]
+                raise AnsibleParserError(
+                    f"hostname_template gives two Engines the inventory name {name}: "
+                    f"{other['engine_id']} on {other['engine_docker_host']} and {record['engine_id']} on "
+                    f"{entry['name']}; make it unique (e.g. include engine_docker_host)"
+                )
+            planned[name] = (hostvars, context, record)
+            if record.get("note"):
+                self.display.warning(f"{where}: Engine {name}: {record['note']}")
+
+    def _add_engine(self, name: str, hostvars: dict, context: dict, record: dict, strict: bool) -> None:
+        """One Engine's inventory host: its variables, built-in groups, and the constructed compose/groups/keys."""
+        self.inventory.add_host(name, group="engines")
+        for key, value in hostvars.items():
+            self.inventory.set_variable(name, key, value)
+        for group in self._builtin_groups(record, hostvars):
+            self.inventory.add_group(group)
+            self.inventory.add_host(name, group=group)
+        self._set_composite_vars(self.get_option("compose"), context, name, strict=strict)
+        self._add_host_to_composed_groups(self.get_option("groups"), context, name, strict=strict)
+        self._add_host_to_keyed_groups(self.get_option("keyed_groups"), context, name, strict=strict)
 
     @staticmethod
     def _builtin_groups(record: dict, hostvars: dict) -> list:

@@ -34,9 +34,11 @@ from dataclasses import dataclass, field
 
 from ansible_collections.september.engine.plugins.module_utils._compose_file import (
     default_compose_files,
+    load_yaml,
     locate_tag,
     parse_env,
     plan_tag_edit,
+    require_yaml,
     service_profiles,
     target_ref,
     verify_edit,
@@ -55,13 +57,7 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
 )
 from ansible_collections.september.engine.plugins.module_utils._identity import identity_from_mount
 from ansible_collections.september.engine.plugins.module_utils._image_ref import ImageRef, image_tag, same_image
-
-try:
-    import yaml
-
-    HAS_YAML = True
-except ImportError:  # pragma: no cover - PyYAML is optional on managed nodes
-    HAS_YAML = False
+from ansible_collections.september.engine.plugins.module_utils._timeutil import iso
 
 COMPOSE_COMMAND_CHOICES = ("auto", "docker compose", "docker-compose")
 STATE_FORMAT = 1
@@ -191,23 +187,17 @@ class ComposeProject:
         return self.run(*args, service, check=check)
 
     def config(self) -> dict | None:
-        """The project as Compose resolves it (files merged, variables interpolated), None when it cannot be read here.
+        """The project as Compose resolves it (files merged, variables interpolated), None when it cannot be read.
 
-        v2 answers JSON; v1 only YAML, read when PyYAML is importable.
+        v2 answers JSON; v1 only YAML.
         """
-        if self.cli.generation == "v2":
-            rc, out, _err = self.run("config", "--format", "json", check=False)
-            loads = json.loads
-        elif HAS_YAML:
-            rc, out, _err = self.run("config", check=False)
-            loads = yaml.safe_load
-        else:
-            return None
+        v2 = self.cli.generation == "v2"
+        rc, out, _err = self.run("config", *(["--format", "json"] if v2 else []), check=False)
         if rc != 0:
             return None
         try:
-            data = loads(out)
-        except ValueError:
+            data = json.loads(out) if v2 else load_yaml(out, "the output of 'config'")
+        except (ValueError, ComposeFileError):
             return None
         return data if isinstance(data, dict) else None
 
@@ -272,6 +262,49 @@ def _env_compose_files(values: dict, working_dir: str) -> list:
     return [_absolute(f, working_dir) for f in (values.get("COMPOSE_FILE") or "").split(sep) if f.strip()]
 
 
+def _env_file_choice(src: str, env_file: str | None, labels: dict) -> tuple[str, bool, str]:
+    """(path, given explicitly, source) of the env file: the inventory's, the container's, else ``.env``."""
+    if env_file:
+        return _absolute(env_file, src), True, "option"
+    if labels.get(ENV_FILE_LABEL):
+        return _absolute(labels[ENV_FILE_LABEL], src), True, "container"
+    return os.path.join(src, ".env"), False, "default"
+
+
+def _files_choice(src: str, service: str, files: list | None, from_labels: list, from_env: list, env_path: str,
+                  warn) -> tuple[list, str]:
+    """(compose files, source): the inventory's, the container's, ``COMPOSE_FILE``, else Compose's defaults."""
+    if files:
+        chosen = [_absolute(f, src) for f in files]
+        if from_labels and chosen != from_labels:
+            warn(
+                f"compose_file names {', '.join(chosen)}, but the running container of '{service}' was created from "
+                f"{', '.join(from_labels)}: the inventory's files are used."
+            )
+        return chosen, "option"
+    if from_labels:
+        if from_env and from_env != from_labels:
+            warn(
+                f"COMPOSE_FILE in {env_path} names {', '.join(from_env)}, but the running container of '{service}' "
+                f"was created from {', '.join(from_labels)}: those are used (set compose_file to choose)."
+            )
+        return from_labels, "container"
+    if from_env:
+        return from_env, "env_file"
+    return default_compose_files(src), "default"
+
+
+def _project_choice(project_name: str | None, labels: dict, values: dict) -> tuple[str | None, str]:
+    """(project name or None for Compose's default, source)."""
+    if project_name:
+        return project_name, "option"
+    if labels.get(PROJECT_LABEL):
+        return labels[PROJECT_LABEL], "container"
+    if values.get("COMPOSE_PROJECT_NAME"):
+        return values["COMPOSE_PROJECT_NAME"], "env_file"
+    return None, "default"
+
+
 def resolve_config(project_src: str, service: str, *, files: list | None = None, project_name: str | None = None,
                    env_file: str | None = None, labels: dict | None = None, warn=None) -> ProjectConfig:
     """The files, project name, env file and profiles to run ``service`` of the project in ``project_src`` with.
@@ -281,56 +314,21 @@ def resolve_config(project_src: str, service: str, *, files: list | None = None,
     the inventory or the env file and the running container is warned about (the inventory, else the container,
     wins).
     """
-    warn = warn or (lambda msg: None)
     labels = labels or {}
     src = os.path.abspath(project_src)
     sources: dict = {}
-    if env_file:
-        env_path, explicit, sources["env_file"] = _absolute(env_file, src), True, "option"
-    elif labels.get(ENV_FILE_LABEL):
-        env_path, explicit, sources["env_file"] = _absolute(labels[ENV_FILE_LABEL], src), True, "container"
-    else:
-        env_path, explicit, sources["env_file"] = os.path.join(src, ".env"), False, "default"
+    env_path, explicit, sources["env_file"] = _env_file_choice(src, env_file, labels)
     values = env_values(env_path)
-    from_labels = _label_files(labels, src)
-    from_env = _env_compose_files(values, src)
-    if files:
-        chosen, sources["files"] = [_absolute(f, src) for f in files], "option"
-        if from_labels and chosen != from_labels:
-            warn(
-                f"compose_file names {', '.join(chosen)}, but the running container of '{service}' was created from "
-                f"{', '.join(from_labels)}: the inventory's files are used."
-            )
-    elif from_labels:
-        chosen, sources["files"] = from_labels, "container"
-        if from_env and from_env != from_labels:
-            warn(
-                f"COMPOSE_FILE in {env_path} names {', '.join(from_env)}, but the running container of '{service}' "
-                f"was created from {', '.join(from_labels)}: those are used (set compose_file to choose)."
-            )
-    elif from_env:
-        chosen, sources["files"] = from_env, "env_file"
-    else:
-        chosen, sources["files"] = default_compose_files(src), "default"
-    for path in chosen:
-        if not os.path.isfile(path):
-            raise NotFoundError(
-                f"Compose file {path} does not exist ({sources['files']}): check compose_file, or COMPOSE_FILE in "
-                f"{env_path}."
-            )
-    if project_name:
-        project, sources["project"] = project_name, "option"
-    elif labels.get(PROJECT_LABEL):
-        project, sources["project"] = labels[PROJECT_LABEL], "container"
-    elif values.get("COMPOSE_PROJECT_NAME"):
-        project, sources["project"] = values["COMPOSE_PROJECT_NAME"], "env_file"
-    else:
-        project, sources["project"] = None, "default"
-    profiles: list = []
-    for path in chosen:
-        for profile in service_profiles(read_text(path) or "", service):
-            if profile not in profiles:
-                profiles.append(profile)
+    chosen, sources["files"] = _files_choice(src, service, files, _label_files(labels, src),
+                                             _env_compose_files(values, src), env_path, warn or (lambda msg: None))
+    missing = next((path for path in chosen if not os.path.isfile(path)), None)
+    if missing:
+        raise NotFoundError(
+            f"Compose file {missing} does not exist ({sources['files']}): check compose_file, or COMPOSE_FILE in "
+            f"{env_path}."
+        )
+    project, sources["project"] = _project_choice(project_name, labels, values)
+    profiles = list(dict.fromkeys(p for path in chosen for p in service_profiles(read_text(path) or "", service, path)))
     return ProjectConfig(src, chosen, project, env_path, explicit, profiles, sources)
 
 
@@ -477,7 +475,7 @@ def write_atomic(path: str, text: str, new_mode: int = 0o600) -> None:
 
 
 def now_iso(clock=time.time) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock()))
+    return iso(clock())
 
 
 def load_state(path: str) -> dict:
@@ -551,6 +549,7 @@ class ComposeSwitch:
     """Reads the project, plans the switch, and carries it out (or only predicts it in check mode)."""
 
     def __init__(self, module, client):
+        require_yaml()  # the compose files are read with PyYAML
         self.module = module
         self.p = p = module.params
         self.src = os.path.abspath(p["project_src"])

@@ -4,23 +4,28 @@
 
 """Where a Compose project sets a service's image tag, and how to change only that.
 
-Pure text work (no Docker, no Compose, no PyYAML needed): a careful line-based reading of the block
-style YAML that Compose files are written in, and of ``.env`` files. The tag is set either
+The compose files are read with PyYAML's composer (``yaml.compose``): its nodes follow anchors, aliases and
+``<<:`` merge keys as Compose does, and know where in the text each scalar is written. The tag is set either
 
-- in the compose FILE: ``image: engine:2.3.0`` (also quoted, with a comment, through an anchor or a
-  ``<<:`` merge key): only the tag characters of that one line are rewritten; or
-- in the ENV file: ``image: engine:${ENGINE_TAG}`` (``${VAR:-default}``, ``$VAR``, also for the whole
-  reference ``image: ${ENGINE_IMAGE}``): only the ``VAR=`` line of ``.env`` is rewritten (or appended).
+- in a compose FILE: ``image: engine:2.3.0`` (plain, quoted, flow style, through an anchor or a merge key):
+  the value is replaced at its exact place, in its own quoting, and every other byte of the file is kept; or
+- in the ENV file: ``image: engine:${ENGINE_TAG}`` (``${VAR:-default}``, ``${VAR-default}``, ``$VAR``, also for
+  the whole reference ``image: ${ENGINE_IMAGE}``): only the ``VAR=`` line of ``.env`` is rewritten (or appended).
 
-Anything the reader cannot be sure about raises ComposeFileError saying what it found, rather than
-guessing. When PyYAML happens to be importable, every edit is cross-checked with it.
+A value that other services share through an anchor is not edited (it would switch them too); anything else
+that cannot be read with certainty raises ComposeFileError saying what was found. Every edit is read back
+before it is written: the project must resolve to the target, and nothing but the service may change.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import traceback
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.september.engine.plugins.module_utils._errors import ComposeFileError
 from ansible_collections.september.engine.plugins.module_utils._image_ref import ImageRef, is_tag
@@ -30,8 +35,10 @@ try:
     import yaml
 
     HAS_YAML = True
-except ImportError:  # pragma: no cover - PyYAML is optional on managed nodes
+    YAML_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - exercised through missing_required_lib
     HAS_YAML = False
+    YAML_IMPORT_ERROR = traceback.format_exc()
 
 #: Compose's default file names, in the order Compose v2 looks for them.
 DEFAULT_COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
@@ -47,18 +54,20 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _VAR_RE = re.compile(
     r"\$\$|\$\{(?P<bname>" + _NAME + r")(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|\$(?P<name>" + _NAME + r")|\$\{[^}]*\}?"
 )
-# A block-style mapping key line: indentation, key (plain or quoted), colon, rest.
-_KEY_RE = re.compile(r"""^(?P<indent> *)(?P<key>"[^"]*"|'[^']*'|[^\s#'"{\[\]}&*!|>-][^#]*?|<<)\s*:(?:\s+|$)""")
 _ENV_LINE_RE = re.compile(r"^(?P<lead>\s*(?:export\s+)?)(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)(?P<eq>\s*=\s*)(?P<rest>.*)$")
+# The properties written before a node (an optional tag, then its anchor): where its anchor's name is.
+_ANCHOR_RE = re.compile(r"(?:![^\s&]*\s+)?&([^\s,\[\]{}]+)")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_NULL_TAG = "tag:yaml.org,2002:null"
 
 
 @dataclass
 class Scalar:
-    """A YAML scalar as written on one line: its text and where it sits."""
+    """A YAML scalar as written in a file: its value, its 1-based line and its span (inside any quotes)."""
 
     text: str
-    line: int  # 0-based index into the file's lines
-    start: int  # column of the first character of the text (inside the quotes)
+    line: int
+    start: int  # index into the file's text of the value's first character
     end: int
     quote: str = ""
 
@@ -72,6 +81,7 @@ class VarRef:
     arg: str | None
     start: int
     end: int
+    arg_start: int = -1  # where the default (``arg``) starts
 
 
 @dataclass
@@ -79,7 +89,7 @@ class TagSetting:
     """Where the tag of a service's image is set, and what it resolves to now."""
 
     location: str  # "file" or "env"
-    compose_file: str  # the file whose image: line decides
+    compose_file: str  # the file whose image: value decides
     line: int  # 1-based line number of that image: value
     raw: str  # the image value as written in the compose file
     image: str | None  # the resolved reference now (None: cannot be resolved, e.g. unset variable)
@@ -93,6 +103,7 @@ class TagSetting:
     warnings: list = field(default_factory=list)
     scalar: Scalar | None = field(default=None, repr=False)
     tag_span: tuple | None = field(default=None, repr=False)  # (start, end) of the literal tag in raw
+    ref_span: tuple | None = field(default=None, repr=False)  # (start, end) of the literal reference in raw
 
     def as_dict(self) -> dict:
         data = {
@@ -125,6 +136,14 @@ class Edit:
         return self.old_text != self.new_text
 
 
+class _Doc(NamedTuple):
+    """One compose file: its path, its text, and the root node PyYAML composed from it (None when empty)."""
+
+    path: str
+    text: str
+    root: object
+
+
 # ----------------------------------------------------------------------------- image references
 
 
@@ -147,289 +166,132 @@ def check_tag(tag: str) -> str:
     return tag
 
 
-# ----------------------------------------------------------------------------- YAML, line by line
+# ----------------------------------------------------------------------------- YAML, through PyYAML
 
 
-def _strip_comment(rest: str) -> str:
-    """The part of a plain (unquoted) value before a `` #`` comment, right-stripped."""
-    m = re.search(r"(^|\s)#", rest)
-    return (rest[: m.start()] if m else rest).rstrip()
+def require_yaml() -> None:
+    """Fail the standard way when PyYAML is missing on the managed node."""
+    if not HAS_YAML:
+        raise ComposeFileError(missing_required_lib("PyYAML", reason="to read Compose files"),
+                               exception=YAML_IMPORT_ERROR)
 
 
-def _is_content(line: str) -> bool:
-    stripped = line.strip()
-    return bool(stripped) and not stripped.startswith("#")
+def _yaml_error(path: str, exc: Exception) -> ComposeFileError:
+    return ComposeFileError(f"{path} cannot be read as YAML: {str(exc).replace('<unicode string>', path)}")
 
 
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
+def load_yaml(text: str, path: str):
+    """The data of one YAML document (PyYAML's safe loader), for ``compose config`` and the checks."""
+    require_yaml()
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, exc) from exc
 
 
-def _key_of(line: str) -> tuple[int, str, int] | None:
-    """(indent, unquoted key, column after ``key:``) of a block mapping line, or None."""
-    if "\t" in line[: _indent(line) + 1]:
-        return None
-    m = _KEY_RE.match(line)
-    if not m:
-        return None
-    key = m.group("key").strip()
-    if key[:1] in "\"'" and key[-1:] == key[:1]:
-        key = key[1:-1]
-    return len(m.group("indent")), key, m.end()
+def _read_doc(path: str, text: str) -> _Doc:
+    require_yaml()
+    try:
+        return _Doc(path, text, yaml.compose(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, exc) from exc
 
 
-def _block_end(lines: list[str], start: int, indent: int) -> int:
-    """Index of the first content line after ``start`` indented at most ``indent`` (or len(lines))."""
-    for i in range(start + 1, len(lines)):
-        if _is_content(lines[i]) and (_indent(lines[i]) <= indent or lines[i].startswith(("---", "..."))):
-            return i
-    return len(lines)
+def _merged(node) -> list:
+    """The mappings a mapping node merges (``<<: *a`` or ``<<: [*a, *b]``), the first one first."""
+    out = []
+    for key, value in node.value:
+        if key.tag == _MERGE_TAG:
+            out.extend(value.value if isinstance(value, yaml.SequenceNode) else [value])
+    return out
 
 
-def _children(lines: list[str], start: int, end: int) -> dict[str, tuple[int, int]]:
-    """Keys of the block mapping in lines (start, end): key -> (line index, column after the colon)."""
-    child_indent = None
-    found: dict[str, tuple[int, int]] = {}
-    for i in range(start + 1, end):
-        line = lines[i]
-        if not _is_content(line):
-            continue
-        if child_indent is None:
-            child_indent = _indent(line)
-            if line.lstrip().startswith("- "):
-                raise ComposeFileError(f"line {i + 1}: expected a mapping here, found a list item.")
-        if _indent(line) != child_indent:
-            continue
-        parsed = _key_of(line)
-        if parsed is not None:
-            found.setdefault(parsed[1], (i, parsed[2]))
-    return found
+def _find(node, key: str, seen: tuple = ()) -> tuple | None:
+    """(the mapping that holds it, value node) of ``key`` in a mapping node, or None.
 
-
-def _value_rest(lines: list[str], index: int, col: int) -> str:
-    return lines[index][col:].rstrip("\r\n")
-
-
-def _parse_scalar(lines: list[str], index: int, col: int, what: str) -> tuple[Scalar | None, str | None]:
-    """The scalar value after ``key:`` at (index, col): (Scalar, None) or (None, alias name).
-
-    Handles an anchor (``&name``) and a ``!!str`` tag before the value, quotes, trailing comments, and a
-    value on the next, deeper-indented line. Anything else (block scalars, flow collections, escapes)
-    raises ComposeFileError.
+    Its own keys first (the last of duplicates, as PyYAML loads them), then the mappings it merges, in order:
+    YAML's merge keys, as Compose reads them.
     """
-    line = lines[index].rstrip("\r\n")
-    pos = col
-    while pos < len(line) and line[pos] == " ":
-        pos += 1
-    # node properties: &anchor and/or !tag
-    while True:
-        m = re.match(r"(?:&\S+|!\S*)(?:\s+|$)", line[pos:])
-        if not m:
-            break
-        pos += m.end()
-    rest = line[pos:]
-    if not _strip_comment(rest):
-        # the value may sit on the next content line, indented deeper than the key
-        key_indent = _indent(line)
-        for j in range(index + 1, len(lines)):
-            if not _is_content(lines[j]):
-                continue
-            if _indent(lines[j]) > key_indent and _key_of(lines[j]) is None:
-                nxt = _block_end(lines, j, key_indent)
-                if any(_is_content(lines[k]) for k in range(j + 1, nxt)):
-                    raise ComposeFileError(f"line {j + 1}: {what} spans several lines; put it on one line.")
-                return _parse_scalar(lines, j, _indent(lines[j]), what)
-            break
-        raise ComposeFileError(f"line {index + 1}: {what} is empty.")
-    first = rest[0]
-    if first == "*":
-        return None, _strip_comment(rest[1:])
-    if first in "|>":
-        raise ComposeFileError(f"line {index + 1}: {what} is a block scalar ({first}); write it on one line.")
-    if first in "[{":
-        raise ComposeFileError(f"line {index + 1}: {what} is a flow collection, not an image reference.")
-    if first in "\"'":
-        close = rest.find(first, 1)
-        if close < 0:
-            raise ComposeFileError(f"line {index + 1}: {what} has an unterminated quoted string.")
-        text = rest[1:close]
-        if "\\" in text or (first == "'" and rest[close : close + 2] == "''"):
-            raise ComposeFileError(f"line {index + 1}: {what} uses escapes inside quotes; write the reference plainly.")
-        tail = rest[close + 1 :]
-        if tail.strip() and not tail.strip().startswith("#"):
-            raise ComposeFileError(f"line {index + 1}: unexpected text after the quoted {what}.")
-        return Scalar(text, index, pos + 1, pos + 1 + len(text), first), None
-    text = _strip_comment(rest)
-    return Scalar(text, index, pos, pos + len(text)), None
-
-
-def _find_anchor(lines: list[str], name: str) -> tuple[int, int] | None:
-    """(line index, column after the anchor) of ``&name`` used on a mapping key line."""
-    pat = re.compile(r"(?:^|[\s:])&" + re.escape(name) + r"(?=\s|$)")
-    for i, line in enumerate(lines):
-        if not _is_content(line):
-            continue
-        m = pat.search(line)
-        if m and _key_of(line) is not None:
-            return i, m.end()
-    return None
-
-
-def _anchored_image(lines: list[str], names: list[str], seen: set) -> tuple[Scalar, str] | None:
-    """The ``image:`` of the first anchored mapping (as a ``<<:`` merge lists them) that has one."""
-    for name in names:
-        if name in seen:
-            continue
-        seen.add(name)
-        where = _find_anchor(lines, name)
-        if where is None:
-            raise ComposeFileError(f"the anchor &{name} used by a merge key (<<: *{name}) is not defined.")
-        index = where[0]
-        block_end = _block_end(lines, index, _indent(lines[index]))
-        keys = _children(lines, index, block_end)
-        if "image" in keys:
-            scalar = _image_scalar(lines, *keys["image"])
-            return scalar, name
-        if "<<" in keys:
-            found = _anchored_image(lines, _merge_names(lines, *keys["<<"]), seen)
-            if found:
-                return found
-    return None
-
-
-def _merge_names(lines: list[str], index: int, col: int) -> list[str]:
-    rest = _strip_comment(_value_rest(lines, index, col)).strip()
-    if rest.startswith("*"):
-        return [rest[1:].strip()]
-    if rest.startswith("[") and rest.endswith("]"):
-        return [part.strip().lstrip("*") for part in rest[1:-1].split(",") if part.strip()]
-    raise ComposeFileError(f"line {index + 1}: cannot read the merge key (<<:) value '{rest}'.")
-
-
-def _image_scalar(lines: list[str], index: int, col: int) -> Scalar:
-    scalar, alias = _parse_scalar(lines, index, col, "the image value")
-    if alias is not None:
-        where = _find_scalar_anchor(lines, alias)
-        if where is None:
-            raise ComposeFileError(f"line {index + 1}: the image is an alias (*{alias}) of an anchor not defined.")
-        scalar, _alias = _parse_scalar(lines, where[0], where[1], f"the value of anchor &{alias}")
-        if scalar is None:
-            raise ComposeFileError(f"line {where[0] + 1}: anchor &{alias} is itself an alias.")
-    return scalar
-
-
-def _find_scalar_anchor(lines: list[str], name: str) -> tuple[int, int] | None:
-    pat = re.compile(r"&" + re.escape(name) + r"\s+")
-    for i, line in enumerate(lines):
-        m = pat.search(line)
-        if m and _is_content(line) and _strip_comment(line[m.end() :]):
-            return i, m.start()
-    return None
-
-
-def locate_image_value(text: str, service: str, path: str = "compose file") -> tuple[Scalar, str | None] | None:
-    """The scalar that sets ``services.<service>.image`` in one compose file, and the anchor it lives under.
-
-    Returns None when the file does not mention the service or sets no image for it (another file of
-    the project may). Raises ComposeFileError when the file cannot be read with certainty.
-    """
-    lines = text.splitlines(keepends=True)
-    top = None
-    for i, line in enumerate(lines):
-        parsed = _key_of(line)
-        if parsed and parsed[0] == 0 and parsed[1] == "services":
-            rest = _strip_comment(_value_rest(lines, i, parsed[2])).strip()
-            if rest:
-                raise ComposeFileError(f"{path} line {i + 1}: 'services:' is not a block mapping ({rest[:20]}...).")
-            top = i
-            break
-    if top is None:
+    if not isinstance(node, yaml.MappingNode) or node in seen:
         return None
-    services = _children(lines, top, _block_end(lines, top, 0))
-    if service not in services:
+    own = [(node, v) for k, v in node.value if k.tag != _MERGE_TAG and k.value == key]
+    if own:
+        return own[-1]
+    return next(filter(None, (_find(m, key, (*seen, node)) for m in _merged(node))), None)
+
+
+def _keys(node, seen: tuple = ()) -> list[str]:
+    """The keys of a mapping node, merged ones included ([] for anything else)."""
+    if not isinstance(node, yaml.MappingNode) or node in seen:
+        return []
+    own = [k.value for k, _v in node.value if k.tag != _MERGE_TAG and isinstance(k, yaml.ScalarNode)]
+    merged = [k for m in _merged(node) for k in _keys(m, (*seen, node))]
+    return list(dict.fromkeys(own + merged))
+
+
+def _services(doc: _Doc):
+    """The ``services`` mapping node of a file, None when it has none."""
+    hit = _find(doc.root, "services")
+    if hit is None or (isinstance(hit[1], yaml.ScalarNode) and hit[1].tag == _NULL_TAG):
         return None
-    index, col = services[service]
-    rest = _strip_comment(_value_rest(lines, index, col)).strip()
-    rest = re.sub(r"^&\S+\s*", "", rest)
-    if rest.startswith("*"):
-        found = _anchored_image(lines, [rest[1:].strip()], set())
-        if found is None:
-            return None
-        return found
-    if rest:
+    if not isinstance(hit[1], yaml.MappingNode):
+        raise ComposeFileError(f"{doc.path} line {hit[1].start_mark.line + 1}: 'services' is not a mapping.")
+    return hit[1]
+
+
+def _service(doc: _Doc, service: str):
+    hit = _find(_services(doc), service)
+    return hit[1] if hit else None
+
+
+def _anchor(text: str, node) -> str | None:
+    """The name of the anchor written on a node (``&name``), None without."""
+    m = _ANCHOR_RE.match(text, node.start_mark.index)
+    return m.group(1) if m else None
+
+
+def _scalar(doc: _Doc, node) -> Scalar:
+    """Where the image value is written: a one-line scalar whose text is its value (inside its quotes)."""
+    where = f"{doc.path} line {node.start_mark.line + 1}"
+    if not isinstance(node, yaml.ScalarNode):
+        kind = "list" if isinstance(node, yaml.SequenceNode) else "mapping"
+        raise ComposeFileError(f"{where}: the image is a {kind}, not an image reference.")
+    if node.style in ("|", ">"):
+        raise ComposeFileError(f"{where}: the image is a block scalar ({node.style}); write it on one line.")
+    if not node.value or node.tag == _NULL_TAG:
+        raise ComposeFileError(f"{where}: the image is empty.")
+    quote = node.style or ""
+    end = node.end_mark.index - len(quote)
+    start = end - len(node.value)
+    written = doc.text[start - len(quote) : end + len(quote)]
+    if start - len(quote) < node.start_mark.index or written != quote + node.value + quote or "\n" in written:
         raise ComposeFileError(
-            f"{path} line {index + 1}: service '{service}' is written in flow style ({rest[:30]}); "
-            "write it as a block mapping to let the tag be changed."
+            f"{where}: the image is written with escapes or over several lines; write it plainly on one line."
         )
-    keys = _children(lines, index, _block_end(lines, index, _indent(lines[index])))
-    if "image" in keys:
-        return _image_scalar(lines, *keys["image"]), None
-    if "<<" in keys:
-        found = _anchored_image(lines, _merge_names(lines, *keys["<<"]), set())
-        if found is not None:
-            return found
+    return Scalar(node.value, doc.text.count("\n", 0, start) + 1, start, end, quote)
+
+
+def _image(docs: list[_Doc], service: str) -> tuple | None:
+    """(file, service node, mapping holding ``image``, image node) of the last file that sets it, or None."""
+    for doc in reversed(docs):
+        svc = _service(doc, service)
+        hit = _find(svc, "image")
+        if hit is not None:
+            return doc, svc, hit[0], hit[1]
     return None
 
 
-def service_keys(text: str, service: str) -> list[str]:
-    """The keys of ``services.<service>`` in one file (for error messages: build, extends...)."""
-    lines = text.splitlines(keepends=True)
-    block = _service_block(lines, service)
-    return list(_children(lines, *block)) if block else []
+def _service_names(docs: list[_Doc]) -> list[str]:
+    return list(dict.fromkeys(name for doc in docs for name in _keys(_services(doc))))
 
 
-def _service_block(lines: list[str], service: str) -> tuple[int, int] | None:
-    """(line index of ``services.<service>:``, end of its block), or None when the file does not define it."""
-    for i, line in enumerate(lines):
-        parsed = _key_of(line)
-        if parsed and parsed[0] == 0 and parsed[1] == "services":
-            services = _children(lines, i, _block_end(lines, i, 0))
-            if service not in services:
-                return None
-            index = services[service][0]
-            return index, _block_end(lines, index, _indent(lines[index]))
-    return None
-
-
-def _scalar_item(text: str) -> str:
-    text = _strip_comment(text).strip()
-    if len(text) >= 2 and text[0] in "\"'" and text[-1] == text[0]:
-        return text[1:-1]
-    return text
-
-
-def service_profiles(text: str, service: str) -> list[str]:
-    """The ``profiles:`` of ``services.<service>`` in one file (flow ``[a, b]`` or a block list), [] without."""
-    lines = text.splitlines(keepends=True)
-    block = _service_block(lines, service)
-    if block is None:
+def service_profiles(text: str, service: str, path: str = "compose file") -> list[str]:
+    """The ``profiles:`` of ``services.<service>`` in one file (a list, or one name), [] without."""
+    hit = _find(_service(_read_doc(path, text), service), "profiles")
+    if hit is None:
         return []
-    keys = _children(lines, *block)
-    if "profiles" not in keys:
-        return []
-    index, col = keys["profiles"]
-    rest = _strip_comment(_value_rest(lines, index, col)).strip()
-    if rest.startswith("[") and rest.endswith("]"):
-        return [_scalar_item(part) for part in rest[1:-1].split(",") if part.strip()]
-    if rest:
-        return [_scalar_item(rest)]
-    found = []
-    for j in range(index + 1, _block_end(lines, index, _indent(lines[index]))):
-        item = lines[j].strip()
-        if item.startswith("- "):
-            found.append(_scalar_item(item[2:]))
-        elif _is_content(lines[j]):
-            raise ComposeFileError(f"line {j + 1}: cannot read the profiles of service '{service}'.")
-    return found
-
-
-def service_names(text: str) -> list[str]:
-    lines = text.splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        parsed = _key_of(line)
-        if parsed and parsed[0] == 0 and parsed[1] == "services":
-            return list(_children(lines, i, _block_end(lines, i, 0)))
-    return []
+    items = hit[1].value if isinstance(hit[1], yaml.SequenceNode) else [hit[1]]
+    return [item.value for item in items if isinstance(item, yaml.ScalarNode) and item.value]
 
 
 # ----------------------------------------------------------------------------- interpolation
@@ -447,7 +309,7 @@ def var_refs(value: str) -> list[VarRef]:
         arg = m.group("arg")
         if arg is not None and "$" in arg:
             raise ComposeFileError(f"nested variables ('{m.group(0)}') in the image value are not supported.")
-        refs.append(VarRef(name, m.group("op"), arg, m.start(), m.end()))
+        refs.append(VarRef(name, m.group("op"), arg, m.start(), m.end(), m.start("arg")))
     return refs
 
 
@@ -455,16 +317,14 @@ def resolve_var(ref: VarRef, values: dict) -> tuple[str | None, str]:
     """Compose's value of one reference given ``values`` (name -> str): (value or None, source)."""
     present = ref.name in values
     value = values.get(ref.name)
-    if ref.op in (None,):
+    if ref.op is None:
         return (value, "set") if present else (None, "unset")
-    if ref.op == ":-":
-        return (value, "set") if present and value != "" else (ref.arg, "default")
-    if ref.op == "-":
-        return (value, "set") if present else (ref.arg, "default")
+    if ref.op in (":-", "-"):
+        empty = ref.op == ":-" and value == ""
+        return (value, "set") if present and not empty else (ref.arg, "default")
     if ref.op in (":?", "?"):
-        if not present or (ref.op == ":?" and value == ""):
-            return None, "unset"
-        return value, "set"
+        empty = ref.op == ":?" and value == ""
+        return (value, "set") if present and not empty else (None, "unset")
     raise ComposeFileError(f"the '{ref.op}' form of ${{{ref.name}}} cannot hold an image tag.")
 
 
@@ -474,10 +334,7 @@ def interpolate(value: str, values: dict) -> str | None:
     for m in _VAR_RE.finditer(value):
         out.append(value[pos : m.start()])
         pos = m.end()
-        if m.group(0) == "$$":
-            out.append("$")
-            continue
-        resolved, _source = resolve_var(var_refs(m.group(0))[0], values)
+        resolved = "$" if m.group(0) == "$$" else resolve_var(var_refs(m.group(0))[0], values)[0]
         if resolved is None:
             return None
         out.append(resolved)
@@ -527,8 +384,7 @@ def plan_env_edit(path: str, old_text: str | None, variable: str, value: str) ->
     ending = line[len(line.rstrip("\r\n")) :]
     body = line.rstrip("\r\n")
     m = _ENV_LINE_RE.match(body)
-    rest = m.group("rest")
-    _old, start, end, _quote = _env_value(rest)
+    _old, start, end, _quote = _env_value(m.group("rest"))
     offset = m.start("rest")
     new_body = body[: offset + start] + value + body[offset + end :]
     lines[last] = new_body + ending
@@ -546,95 +402,127 @@ def locate_tag(files: list[tuple[str, str]], service: str, env_path: str, env_te
     :param env_path: the project's env file; ``env_text`` its text (None when it does not exist).
     :param environ: the process environment (Compose lets it override ``.env`` for other variables).
     """
-    found = None
-    for path, text in reversed(files):
-        located = locate_image_value(text, service, path)
-        if located is not None:
-            found = (path, text, located)
-            break
+    docs = [_read_doc(path, text) for path, text in files]
+    found = _image(docs, service)
     if found is None:
-        names = sorted({n for _p, t in files for n in service_names(t)})
-        keys = sorted({k for _p, t in files for k in service_keys(t, service)})
-        where = ", ".join(p for p, _t in files)
-        if service not in names:
-            raise ComposeFileError(
-                f"Service '{service}' is not defined in {where} (services found: {', '.join(names) or 'none'}): "
-                "set the 'service' option."
-            )
-        if "build" in keys:
-            raise ComposeFileError(
-                f"Service '{service}' builds its image (build:) and sets no image: in {where}; "
-                "there is no tag to switch. Give the service an 'image: <repository>:<tag>'."
-            )
-        if "extends" in keys:
-            raise ComposeFileError(
-                f"Service '{service}' takes its settings from 'extends:' and sets no image: in {where}; "
-                "set 'image:' on the service itself."
-            )
-        raise ComposeFileError(f"Service '{service}' has no 'image:' setting in {where} (keys: {', '.join(keys)}).")
-    path, text, (scalar, anchor) = found
-    env_values = parse_env(env_text) if env_text is not None else {}
-    setting = _interpret(scalar, path, env_path, env_values, environ)
-    setting.anchor = anchor
+        raise _no_image(docs, service)
+    doc, svc, holder, node = found
+    scalar = _scalar(doc, node)
+    setting = _interpret(scalar, doc.path, env_path, parse_env(env_text or ""), environ)
     setting.scalar = scalar
-    _usage_warnings(setting, text)
+    setting.anchor = next(filter(None, (_anchor(doc.text, n) for n in (node, holder, svc))), None)
+    _check_shared(setting, docs, service, node)
     return setting
 
 
+def _no_image(docs: list[_Doc], service: str) -> ComposeFileError:
+    """Why no file of the project sets ``services.<service>.image``, and what to do."""
+    names = _service_names(docs)
+    keys = sorted({k for doc in docs for k in _keys(_service(doc, service))})
+    where = ", ".join(doc.path for doc in docs)
+    if service not in names:
+        return ComposeFileError(
+            f"Service '{service}' is not defined in {where} (services found: {', '.join(sorted(names)) or 'none'}): "
+            "set the 'service' option."
+        )
+    if "build" in keys:
+        return ComposeFileError(
+            f"Service '{service}' builds its image (build:) and sets no image: in {where}; "
+            "there is no tag to switch. Give the service an 'image: <repository>:<tag>'."
+        )
+    if "extends" in keys:
+        return ComposeFileError(
+            f"Service '{service}' takes its settings from 'extends:' and sets no image: in {where}; "
+            "set 'image:' on the service itself."
+        )
+    return ComposeFileError(f"Service '{service}' has no 'image:' setting in {where} (keys: {', '.join(keys)}).")
+
+
+def _check_shared(setting: TagSetting, docs: list[_Doc], service: str, node) -> None:
+    """Refuse to edit a value other services share (through an anchor); warn when the shared part is a variable."""
+    others = [name for name in _service_names(docs) if name != service and (_image(docs, name) or [None])[-1] is node]
+    where = f"{setting.compose_file} line {setting.line}" + (f" (anchor &{setting.anchor})" if setting.anchor else "")
+    if others and setting.location == "file":
+        raise ComposeFileError(
+            f"The image of service '{service}' is set at {where}, which service(s) {', '.join(others)} use too: "
+            f"editing it would switch them as well. Give '{service}' an 'image:' of its own, then run again."
+        )
+    if others:
+        setting.warnings.append(
+            f"Service(s) {', '.join(others)} take their image from {where} too: they change with "
+            f"{setting.variable} the next time they are created."
+        )
+    if setting.location == "env":
+        pattern = re.compile(r"\$\{?" + re.escape(setting.variable) + r"\b")
+        text = next(doc.text for doc in docs if doc.path == setting.compose_file)
+        uses = [i for i, line in enumerate(text.splitlines(), 1) if i != setting.line and pattern.search(line)]
+        if uses:
+            setting.warnings.append(
+                f"{setting.variable} is also used on line(s) {', '.join(map(str, uses))} of {setting.compose_file}: "
+                "those settings change too the next time their services are created."
+            )
+
+
+def _tag_span(ref: str, offset: int = 0) -> tuple[int, int]:
+    """(start, end) of the tag in a reference without variables (empty, at its end, when it has none)."""
+    colon = ref.rfind(":")
+    start = colon + 1 if colon > ref.rfind("/") else len(ref)
+    return offset + start, offset + len(ref)
+
+
 def _interpret(scalar: Scalar, path: str, env_path: str, env_values: dict, environ: dict) -> TagSetting:
+    """What an image value means: a literal tag or a variable's default (edit the file), a variable (the .env)."""
     raw = scalar.text
     refs = var_refs(raw)
     # mask variables so that ':', '/' and '@' inside ${VAR:-default} do not count
-    masked = list(raw)
-    for ref in refs:
-        masked[ref.start : ref.end] = ["\0"] * (ref.end - ref.start)
-    masked_s = "".join(masked)
+    masked = "".join("\0" if any(r.start <= i < r.end for r in refs) else c for i, c in enumerate(raw))
+    base = {"compose_file": path, "line": scalar.line, "raw": raw}
+    where = f"{path} line {scalar.line}"
+    if "@" in masked:
+        raise ComposeFileError(
+            f"{where}: the image '{raw}' is pinned by digest (@sha256:...); the tag alone would not change the image. "
+            "Remove the digest to let the tag be switched."
+        )
     # values other than the tag variable: environment first, then .env (Compose's own precedence)
-    others = dict(env_values)
-    others.update(environ)
-    line = scalar.line + 1
-    base = {"compose_file": path, "line": line, "raw": raw}
-    if "@" in masked_s:
+    others = {**env_values, **environ}
+    tag_start = _tag_span(masked)[0]
+    whole = tag_start == len(raw)  # no ':tag' outside variables
+    repo_part = raw if whole else raw[: tag_start - 1]
+    in_tag = [r for r in refs if whole or r.start >= tag_start]
+    if not in_tag:
+        repo, tag = interpolate(repo_part, others), raw[tag_start:] or None
+        image = None if repo is None else repo + (f":{tag}" if tag else "")
+        return TagSetting(location="file", image=image, repository=repo, tag=tag, tag_span=(tag_start, len(raw)),
+                          ref_span=(0, len(raw)), **base)
+    ref = in_tag[0]
+    if len(in_tag) > 1 or (ref.start, ref.end) != (0 if whole else tag_start, len(raw)):
         raise ComposeFileError(
-            f"{path} line {line}: the image '{raw}' is pinned by digest (@sha256:...); the tag alone would not change "
-            "the image. Remove the digest to let the tag be switched."
+            f"{where}: cannot tell where the tag of '{raw}' is set; write it as repository:tag, repository:${{VAR}} "
+            "or ${VAR} (with the whole reference in the variable)." if whole else
+            f"{where}: the tag of '{raw}' is only partly a variable; it must be either literal (engine:2.3.0) or "
+            "exactly one variable (engine:${ENGINE_TAG})."
         )
-    slash, colon = masked_s.rfind("/"), masked_s.rfind(":")
-    if colon > slash:
-        tag_start, tag_end = colon + 1, len(raw)
-        tag_refs = [r for r in refs if r.start >= tag_start]
-        if not tag_refs:
-            tag = raw[tag_start:tag_end]
-            repo = interpolate(raw[:colon], others)
-            return TagSetting(location="file", image=None if repo is None else f"{repo}:{tag}", repository=repo,
-                              tag=tag, tag_span=(tag_start, tag_end), **base)
-        if len(tag_refs) == 1 and tag_refs[0].start == tag_start and tag_refs[0].end == tag_end:
-            ref = tag_refs[0]
-            value, source = _tag_var_value(ref, env_values, environ)
-            repo = interpolate(raw[:colon], others)
-            image = None if value is None or repo is None else f"{repo}:{value}"
-            return TagSetting(location="env", image=image, repository=repo, tag=value, variable=ref.name,
-                              env_file=env_path, value_source=source, **base)
-        raise ComposeFileError(
-            f"{path} line {line}: the tag of '{raw}' is only partly a variable; it must be either literal "
-            "(engine:2.3.0) or exactly one variable (engine:${ENGINE_TAG})."
-        )
-    if len(refs) == 1 and refs[0].start == 0 and refs[0].end == len(raw):
-        ref = refs[0]
-        value, source = _tag_var_value(ref, env_values, environ)
-        repo = tag = None
-        if value is not None:
-            repo, tag, digest = split_image_ref(value)
-            if digest:
-                raise ComposeFileError(f"{ref.name} holds an image pinned by digest; remove the digest.")
-        return TagSetting(location="env", image=value, repository=repo, tag=tag, variable=ref.name, whole_ref=True,
-                          env_file=env_path, value_source=source, **base)
-    if not refs:
-        return TagSetting(location="file", image=raw, repository=raw, tag=None, tag_span=(len(raw), len(raw)), **base)
-    raise ComposeFileError(
-        f"{path} line {line}: cannot tell where the tag of '{raw}' is set; write it as repository:tag, "
-        "repository:${VAR} or ${VAR} (with the whole reference in the variable)."
-    )
+    value, source = _tag_var_value(ref, env_values, environ)
+    return _variable(ref, None if whole else interpolate(repo_part, others), base, env_path, value, source)
+
+
+def _variable(ref: VarRef, repo: str | None, base: dict, env_path: str, value: str | None,
+              source: str) -> TagSetting:
+    """The setting of a tag (``repo`` given) or whole reference held by a variable; its default when it is unset."""
+    whole, tag = repo is None, value
+    if whole and value is not None:
+        repo, tag, digest = split_image_ref(value)
+        if digest:
+            raise ComposeFileError(f"{ref.name} holds an image pinned by digest; remove the digest.")
+    image = None if value is None or repo is None else (value if whole else f"{repo}:{value}")
+    setting = TagSetting(location="env", image=image, repository=repo, tag=tag, variable=ref.name, whole_ref=whole,
+                         env_file=env_path, value_source=source, **base)
+    if source == "default":  # the variable is set nowhere: the tag is the default written in the compose file
+        arg_end = ref.arg_start + len(ref.arg)
+        setting.location, setting.env_file = "file", None
+        setting.tag_span = _tag_span(ref.arg, ref.arg_start) if whole else (ref.arg_start, arg_end)
+        setting.ref_span = (ref.arg_start, arg_end) if whole else None
+    return setting
 
 
 def _tag_var_value(ref: VarRef, env_values: dict, environ: dict) -> tuple[str | None, str]:
@@ -648,28 +536,6 @@ def _tag_var_value(ref: VarRef, env_values: dict, environ: dict) -> tuple[str | 
     return resolve_var(ref, {})
 
 
-def _usage_warnings(setting: TagSetting, text: str) -> None:
-    if setting.location == "env" and setting.variable:
-        uses = [
-            i + 1
-            for i, line in enumerate(text.splitlines())
-            if i != (setting.scalar.line if setting.scalar else -1)
-            and re.search(r"\$\{?" + re.escape(setting.variable) + r"\b", line)
-        ]
-        if uses:
-            setting.warnings.append(
-                f"{setting.variable} is also used on line(s) {', '.join(map(str, uses))} of {setting.compose_file}: "
-                "those settings change too the next time their services are created."
-            )
-    if setting.anchor:
-        users = len(re.findall(r"\*" + re.escape(setting.anchor) + r"\b", text))
-        if users > 1:
-            setting.warnings.append(
-                f"The image is set in anchor &{setting.anchor} of {setting.compose_file}, which {users} places use: "
-                "the tag changes for all of them the next time they are created."
-            )
-
-
 def target_ref(setting: TagSetting, version: str | None, image: str | None, allow_repository_change: bool) -> str:
     """The full reference the service should use, from a target ``version`` or ``image``."""
     if setting.repository is None and not (setting.whole_ref and image):
@@ -678,55 +544,58 @@ def target_ref(setting: TagSetting, version: str | None, image: str | None, allo
             f"The image '{setting.raw}' of {setting.compose_file} line {setting.line} cannot be resolved{unset}: "
             "set the variable in the env file, or give the full reference with the 'image' option."
         )
-    if image:
-        repo, tag, digest = split_image_ref(image)
-        if digest or not tag:
-            raise ComposeFileError(f"image '{image}' must be a repository:tag reference (no digest, tag required).")
-        check_tag(tag)
-        if setting.repository is not None and normalize_repository(repo) != normalize_repository(setting.repository):
-            if not allow_repository_change:
-                raise ComposeFileError(
-                    f"image '{image}' is from repository '{repo}' but the project uses '{setting.repository}': "
-                    "set allow_repository_change=true if that is intended."
-                )
-            if setting.location == "env" and not setting.whole_ref:
-                raise ComposeFileError(
-                    f"The repository is written in {setting.compose_file} and the tag in {setting.env_file} "
-                    f"(${{{setting.variable}}}): change the repository by hand; this module changes the tag only."
-                )
+    if not image:
+        check_tag(version)
+        return f"{setting.repository}:{version}"
+    repo, tag, digest = split_image_ref(image)
+    if digest or not tag:
+        raise ComposeFileError(f"image '{image}' must be a repository:tag reference (no digest, tag required).")
+    check_tag(tag)
+    if setting.repository is None or normalize_repository(repo) == normalize_repository(setting.repository):
         return image
-    check_tag(version)
-    return f"{setting.repository}:{version}"
+    if not allow_repository_change:
+        raise ComposeFileError(
+            f"image '{image}' is from repository '{repo}' but the project uses '{setting.repository}': "
+            "set allow_repository_change=true if that is intended."
+        )
+    if setting.variable and not setting.whole_ref:
+        raise ComposeFileError(
+            f"The repository is written in {setting.compose_file} and the tag in ${{{setting.variable}}}: change "
+            "the repository by hand; this module changes the tag only."
+        )
+    return image
+
+
+def _line_at(text: str, index: int) -> str:
+    """The line of ``text`` that holds ``index``, with a plain newline (for the diff)."""
+    end = text.find("\n", index)
+    return text[text.rfind("\n", 0, index) + 1 : len(text) if end < 0 else end].rstrip("\r") + "\n"
 
 
 def plan_tag_edit(setting: TagSetting, file_text: str, env_text: str | None, new_ref: str) -> Edit:
-    """The one edit that makes the project's setting resolve to ``new_ref``."""
+    """The one edit that makes the project's setting resolve to ``new_ref``: one value, every other byte kept."""
     repo, tag, _digest = split_image_ref(new_ref)
     if setting.location == "env":
         value = new_ref if setting.whole_ref else tag
         return plan_env_edit(setting.env_file, env_text, setting.variable, value)
-    scalar = setting.scalar
-    raw = scalar.text
+    scalar, raw = setting.scalar, setting.scalar.text
     if setting.repository is not None and normalize_repository(repo) == normalize_repository(setting.repository):
-        start, end = setting.tag_span
-        new_raw = raw[:start] + tag + raw[end:] if start < end else f"{raw}:{tag}"
+        (start, end), piece = setting.tag_span, tag
+        piece = piece if start < end else f":{tag}"
     else:
-        new_raw = new_ref
-    lines = file_text.splitlines(keepends=True)
-    line = lines[scalar.line]
-    new_line = line[: scalar.start] + new_raw + line[scalar.end :]
-    lines[scalar.line] = new_line
-    new_text = "".join(lines)
-    return Edit(setting.compose_file, file_text, new_text, line.rstrip("\r\n") + "\n",
-                new_line.rstrip("\r\n") + "\n", scalar.line + 1)
+        (start, end), piece = setting.ref_span, new_ref
+    new_raw = raw[:start] + piece + raw[end:]
+    new_text = file_text[: scalar.start] + new_raw + file_text[scalar.end :]
+    return Edit(setting.compose_file, file_text, new_text, _line_at(file_text, scalar.start),
+                _line_at(new_text, scalar.start), scalar.line)
 
 
 def verify_edit(files: list[tuple[str, str]], edit: Edit, service: str, *, env_path: str, environ: dict,
                 env_text: str | None, expected: str) -> None:
     """Re-read the project as it would be after ``edit`` and make sure the service resolves to ``expected``.
 
-    With PyYAML importable, also check that the compose file still parses and that nothing but the
-    service's image changed in it.
+    An edited compose file must also load (PyYAML) to the same data as before but for the service's own settings
+    and ``x-`` extension fields (where its anchor may live).
     """
     new_files = [(p, edit.new_text if p == edit.path else t) for p, t in files]
     new_env = edit.new_text if edit.path == env_path else env_text
@@ -736,28 +605,31 @@ def verify_edit(files: list[tuple[str, str]], edit: Edit, service: str, *, env_p
             f"Internal check failed: after the edit the image would be '{after.image}', not '{expected}'. "
             "Nothing was written; please report this with the shape of the compose file."
         )
-    if HAS_YAML and edit.path != env_path and edit.old_text is not None:
-        before = locate_tag(files, service, env_path, env_text, environ)
-        try:
-            old_doc = yaml.safe_load(edit.old_text)
-            new_doc = yaml.safe_load(edit.new_text)
-        except yaml.YAMLError as exc:
-            raise ComposeFileError(f"Internal check failed: the edited {edit.path} would not parse ({exc}).") from exc
-        new_image = ((new_doc or {}).get("services") or {}).get(service, {}).get("image")
-        if new_image != after.raw or _masked(old_doc, before.raw) != _masked(new_doc, after.raw):
-            raise ComposeFileError(
-                f"Internal check failed: the edit of {edit.path} would change more than the image of '{service}'. "
-                "Nothing was written; please report this with the shape of the compose file."
-            )
+    if edit.path == env_path or edit.old_text is None:
+        return
+    old, new = load_yaml(edit.old_text, edit.path), load_yaml(edit.new_text, edit.path)
+    image = ((new.get("services") or {}).get(service) or {}).get("image") if isinstance(new, dict) else None
+    others = [".".join(map(str, p)) or "the whole file" for p in _differences(old, new) if not _own(p, service)]
+    if image != after.raw or others:
+        raise ComposeFileError(
+            f"The edit of {edit.path} would change more than the image of service '{service}' "
+            f"({', '.join(others) or f'its image would read {image!r}'}): nothing was written. Give '{service}' an "
+            "'image:' of its own (not shared through an anchor), then run again."
+        )
 
 
-def _masked(doc, value: str):
-    """``doc`` with every scalar equal to ``value`` replaced by a marker (to compare everything else)."""
-    if isinstance(doc, dict):
-        return {k: _masked(v, value) for k, v in doc.items()}
-    if isinstance(doc, list):
-        return [_masked(v, value) for v in doc]
-    return "\0image" if doc == value else doc
+def _own(path: tuple, service: str) -> bool:
+    """Whether a setting's path is the service's own, or in an ``x-`` extension field (ignored by Compose)."""
+    return path[:2] == ("services", service) or (bool(path) and str(path[0]).startswith("x-"))
+
+
+def _differences(old, new, path: tuple = ()) -> list[tuple]:
+    """The paths at which two loaded YAML documents differ."""
+    if isinstance(old, dict) and isinstance(new, dict) and old.keys() == new.keys():
+        return [d for key in old for d in _differences(old[key], new[key], (*path, key))]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, item in enumerate(old) for d in _differences(item, new[i], (*path, i))]
+    return [] if old == new else [path]
 
 
 def default_compose_files(project_src: str) -> list[str]:

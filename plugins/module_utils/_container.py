@@ -95,6 +95,48 @@ def labels_without_image_defaults(labels: dict | None, image_labels: dict | None
     }
 
 
+def command_from_container(config: dict, image_config: dict) -> dict:
+    """Entrypoint and Cmd as the container's creator set them ({} when both are the image's)."""
+    entrypoint, cmd = config.get("Entrypoint"), config.get("Cmd")
+    if same_setting(entrypoint, image_config.get("Entrypoint")):
+        return {} if _unset(cmd) or same_setting(cmd, image_config.get("Cmd")) else {"Cmd": cmd}
+    # An entrypoint of the creator's: Docker did not inherit the image's Cmd then, so Cmd is the creator's too.
+    # Null while the image has one means the creator cleared it (docker run --entrypoint "").
+    out = {"Entrypoint": entrypoint if not _unset(entrypoint) else [""]}
+    if not _unset(cmd):
+        out["Cmd"] = cmd
+    return out
+
+
+def image_settings_from_container(config: dict, image_config: dict) -> dict:
+    """The IMAGE_DEFAULT_KEYS the creator set to other values, and the entries of IMAGE_MAP_KEYS the image lacks."""
+    out = {
+        key: config[key]
+        for key in IMAGE_DEFAULT_KEYS
+        if not _unset(config.get(key)) and not same_setting(config.get(key), image_config.get(key))
+    }
+    for key in IMAGE_MAP_KEYS:
+        image_map = image_config.get(key) or {}
+        extra = {k: v for k, v in (config.get(key) or {}).items() if k not in image_map}
+        if extra:
+            out[key] = extra
+    return out
+
+
+def runtime_settings_from_container(config: dict, container_id: str) -> dict:
+    """Hostname (unless Docker's generated one), Domainname, the CONFIG_FLAGS set, and StopTimeout."""
+    out: dict = {}
+    hostname = config.get("Hostname")
+    if hostname and hostname != container_id[:12]:
+        out["Hostname"] = hostname
+    if config.get("Domainname"):
+        out["Domainname"] = config["Domainname"]
+    out.update((key, True) for key in CONFIG_FLAGS if config.get(key))
+    if config.get("StopTimeout") is not None:
+        out["StopTimeout"] = config["StopTimeout"]
+    return out
+
+
 def config_from_container(config: dict, image_config: dict | None, container_id: str) -> dict:
     """The Config part of a create request: what the container's creator set, without the old image's defaults."""
     image_config = image_config or {}
@@ -105,34 +147,9 @@ def config_from_container(config: dict, image_config: dict | None, container_id:
     labels = labels_without_image_defaults(config.get("Labels"), image_config.get("Labels"))
     if labels:
         out["Labels"] = labels
-    entrypoint, cmd = config.get("Entrypoint"), config.get("Cmd")
-    if same_setting(entrypoint, image_config.get("Entrypoint")):
-        if not _unset(cmd) and not same_setting(cmd, image_config.get("Cmd")):
-            out["Cmd"] = cmd
-    else:
-        # An entrypoint of the creator's: Docker did not inherit the image's Cmd then, so Cmd is the creator's too.
-        # Null while the image has one means the creator cleared it (docker run --entrypoint "").
-        out["Entrypoint"] = entrypoint if not _unset(entrypoint) else [""]
-        if not _unset(cmd):
-            out["Cmd"] = cmd
-    for key in IMAGE_DEFAULT_KEYS:
-        if not _unset(config.get(key)) and not same_setting(config.get(key), image_config.get(key)):
-            out[key] = config[key]
-    for key in IMAGE_MAP_KEYS:
-        image_map = image_config.get(key) or {}
-        extra = {k: v for k, v in (config.get(key) or {}).items() if k not in image_map}
-        if extra:
-            out[key] = extra
-    hostname = config.get("Hostname")
-    if hostname and hostname != container_id[:12]:
-        out["Hostname"] = hostname
-    if config.get("Domainname"):
-        out["Domainname"] = config["Domainname"]
-    for key in CONFIG_FLAGS:
-        if config.get(key):
-            out[key] = True
-    if config.get("StopTimeout") is not None:
-        out["StopTimeout"] = config["StopTimeout"]
+    out.update(command_from_container(config, image_config))
+    out.update(image_settings_from_container(config, image_config))
+    out.update(runtime_settings_from_container(config, container_id))
     return out
 
 

@@ -433,57 +433,78 @@ def discover_hosts(
     targets = list(targets)
     if not targets:
         return {}
-    workers = max(1, min(int(max_workers), len(targets)))
-    rounds = -(-len(targets) // workers)
-    hard_end = time.monotonic() + (max(t.timeout for t in targets) + GRACE_SECONDS) * rounds + GRACE_SECONDS
-    cond = threading.Condition()
-    todo = list(targets)
-    starts: dict = {}
-    results: dict = {}
-    bugs: list = []
+    return _Discovery(targets, tuple(errors), tuple(missing), max(1, min(int(max_workers), len(targets)))).run()
 
-    def worker() -> None:
+
+#: The error of a host that no worker got to before every host's time was up.
+NOT_READ = "not read: every worker was still waiting on hosts that did not answer"
+
+
+class _Discovery:
+    """One discover_hosts() call: the workers take targets from `todo`; the caller's thread waits for their results
+    and gives up on a host that has not answered in time (``cond`` guards every attribute the threads share)."""
+
+    def __init__(self, targets: list, errors: tuple, missing: tuple, workers: int):
+        self.targets, self.errors, self.missing, self.workers = targets, errors, missing, workers
+        rounds = -(-len(targets) // workers)
+        self.hard_end = time.monotonic() + (max(t.timeout for t in targets) + GRACE_SECONDS) * rounds + GRACE_SECONDS
+        self.cond = threading.Condition()
+        self.todo = list(targets)
+        self.starts: dict = {}
+        self.results: dict = {}
+        self.bugs: list = []
+
+    def run(self) -> dict:
+        for index in range(self.workers):
+            threading.Thread(target=self.worker, name=f"engines-discovery-{index}", daemon=True).start()
+        with self.cond:
+            while True:
+                if self.bugs:
+                    raise self.bugs[0]
+                now = time.monotonic()
+                ends = self.give_up_on_late(now)
+                if len(self.results) == len(self.targets):
+                    return {t.name: self.results[t.name] for t in self.targets}
+                self.cond.wait(timeout=max(0.05, min([self.hard_end, *ends]) - now))
+
+    def worker(self) -> None:
         while True:
-            with cond:
-                if not todo or bugs:
+            with self.cond:
+                if not self.todo or self.bugs:
                     return
-                target = todo.pop(0)
-                starts[target.name] = time.monotonic()
+                target = self.todo.pop(0)
+                self.starts[target.name] = time.monotonic()
             try:
-                result = _read_target(target, tuple(errors), tuple(missing))
+                result = _read_target(target, self.errors, self.missing)
             except BaseException as exc:  # not swallowed: raised again in the caller's thread
-                with cond:
-                    bugs.append(exc)
-                    cond.notify_all()
+                with self.cond:
+                    self.bugs.append(exc)
+                    self.cond.notify_all()
                 return
-            with cond:
-                results.setdefault(target.name, result)  # unless it was given up on meanwhile
-                cond.notify_all()
+            with self.cond:
+                self.results.setdefault(target.name, result)  # unless it was given up on meanwhile
+                self.cond.notify_all()
 
-    for index in range(workers):
-        threading.Thread(target=worker, name=f"engines-discovery-{index}", daemon=True).start()
-    with cond:
-        while True:
-            if bugs:
-                raise bugs[0]
-            now = time.monotonic()
-            ends = {}
-            for target in targets:
-                if target.name in results:
-                    continue
-                if target.name not in starts:
-                    if now >= hard_end:
-                        results[target.name] = HostResult(
-                            target.name, error="not read: every worker was still waiting on hosts that did not answer"
-                        )
-                    continue
-                end = starts[target.name] + target.timeout + GRACE_SECONDS
-                if now >= end or now >= hard_end:
-                    results[target.name] = HostResult(
-                        target.name, error=f"no answer within {target.timeout:g}s", seconds=target.timeout
-                    )
-                else:
-                    ends[target.name] = end
-            if len(results) == len(targets):
-                return {t.name: results[t.name] for t in targets}
-            cond.wait(timeout=max(0.05, min([hard_end, *ends.values()]) - now))
+    def give_up_on_late(self, now: float) -> list[float]:
+        """Results for the hosts that are out of time at `now`; the ends of those still being read (under cond)."""
+        ends = []
+        for target in self.targets:
+            if target.name in self.results:
+                continue
+            late = self._late(target, now)
+            if late is not None:
+                self.results[target.name] = late
+            elif target.name in self.starts:
+                ends.append(self.starts[target.name] + target.timeout + GRACE_SECONDS)
+        return ends
+
+    def _late(self, target, now: float) -> HostResult | None:
+        """The result of a host given up on at `now`, or None while it still has time (or waits for a worker)."""
+        started = self.starts.get(target.name)
+        if started is None:
+            if now < self.hard_end:
+                return None
+            return HostResult(target.name, error=NOT_READ)
+        if now < started + target.timeout + GRACE_SECONDS and now < self.hard_end:
+            return None
+        return HostResult(target.name, error=f"no answer within {target.timeout:g}s", seconds=target.timeout)

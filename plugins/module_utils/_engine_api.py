@@ -143,26 +143,29 @@ def _decode(raw: bytes):
         return None
 
 
+#: (exception types of the reason, kind, text of it for a URL), most specific first: SSLError is an OSError too.
+_NO_ANSWER = (
+    (ssl.SSLCertVerificationError, "tls", lambda reason, url: (
+        f"TLS certificate verification failed for {url}: {reason.verify_message or reason}. "
+        "Give the CA bundle in ca_path (or validate_certs=false for a test host only)."
+    )),
+    (ssl.SSLError, "tls", lambda reason, url: (
+        f"TLS handshake with {url} failed ({reason}). Does the Engine serve plain HTTP? Then use an http:// url."
+    )),
+    ((socket.timeout, TimeoutError), "timeout",
+     lambda reason, url: f"no answer from {url} within the timeout ({reason or 'timed out'})"),
+    (ConnectionRefusedError, "refused", lambda reason, url: f"connection refused at {url}: nothing listens there"),
+    (socket.gaierror, "dns", lambda reason, url: f"cannot resolve the host of {url}: {reason}"),
+    ((ConnectionError, OSError), "connection", lambda reason, url: f"cannot talk to {url}: {reason}"),
+)
+
+
 def _describe(exc: BaseException, url: str) -> tuple[str, str]:
     """(kind, operator-readable text) for an exception raised before any HTTP answer."""
     reason = getattr(exc, "reason", exc)
-    if isinstance(reason, ssl.SSLCertVerificationError):
-        return "tls", (
-            f"TLS certificate verification failed for {url}: {reason.verify_message or reason}. "
-            "Give the CA bundle in ca_path (or validate_certs=false for a test host only)."
-        )
-    if isinstance(reason, ssl.SSLError):
-        return "tls", (
-            f"TLS handshake with {url} failed ({reason}). Does the Engine serve plain HTTP? Then use an http:// url."
-        )
-    if isinstance(reason, (socket.timeout, TimeoutError)):
-        return "timeout", f"no answer from {url} within the timeout ({reason or 'timed out'})"
-    if isinstance(reason, ConnectionRefusedError):
-        return "refused", f"connection refused at {url}: nothing listens there"
-    if isinstance(reason, socket.gaierror):
-        return "dns", f"cannot resolve the host of {url}: {reason}"
-    if isinstance(reason, (ConnectionError, OSError)):
-        return "connection", f"cannot talk to {url}: {reason}"
+    for types, kind, text in _NO_ANSWER:
+        if isinstance(reason, types):
+            return kind, text(reason, url)
     return "connection", f"request to {url} failed: {reason}"
 
 

@@ -63,7 +63,6 @@ ANSWER_KEPT = 200
 QUOTED = 60
 #: Characters of the command's stdout and stderr kept (their end).
 OUTPUT_KEPT = 4000
-REDACTED = "********"
 #: A value shown without quotes in an explanation (a number, a word); anything else is JSON-quoted.
 _PLAIN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 COMMAND_CASE = "command"
@@ -151,22 +150,6 @@ def quote(text: str | None) -> str:
     if len(text) > QUOTED:
         return json.dumps(text[:QUOTED] + "...")
     return text if _PLAIN.match(text) else json.dumps(text)
-
-
-def redact(value, secrets):
-    """``value`` (str, list, dict, nested) with every secret replaced by ********."""
-    secrets = [s for s in secrets or () if s]
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {key: redact(item, secrets) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(item, secrets) for item in value]
-    return value
 
 
 # --------------------------------------------------------------------------- the case format

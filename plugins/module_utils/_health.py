@@ -159,6 +159,39 @@ def is_crash_loop(container: dict | None, crash_loop_restarts: int) -> bool:
     return not container.get("running") and container.get("status") in ("exited", "dead") and bool(exit_code)
 
 
+def _crash_loop_detail(container: dict, who: str) -> str:
+    facts = [f"state {container.get('status')}", f"restarted {container.get('restart_count', 0)} times"]
+    if container.get("exit_code") is not None and not container.get("running"):
+        facts.append(f"last exit code {container.get('exit_code')}")
+    if container.get("oom_killed"):
+        facts.append("killed by the kernel for lack of memory (OOM)")
+    if container.get("error"):
+        facts.append(f"Docker error: {container.get('error')}")
+    return f"{who} keeps dying: {', '.join(facts)}. Read its logs (docker logs {container.get('name')})."
+
+
+def _unhealthy_detail(probe: Probe, who: str) -> str:
+    """What an Engine that answered, but not healthy, said."""
+    what = f"HTTP {probe.http_status}"
+    if probe.status is not None:
+        what += f", status {probe.status}"
+    elif not isinstance(probe.body, dict):
+        what += ", and the body is not the Engine's health JSON"
+    failing = _failing_subsystems(probe.subsystems)
+    if failing:
+        what += f", failing subsystems: {', '.join(failing)}"
+    return f"{who} answers but is not healthy: {what}."
+
+
+def _unreachable_detail(probe: Probe, container: dict | None, who: str) -> str:
+    detail = probe.error or "nothing answered"
+    if not container:
+        return detail
+    if container.get("running"):
+        return detail + f" ({who} is running)"
+    return detail + f" ({who} is {container.get('status')}, exit code {container.get('exit_code')})"
+
+
 def classify(
     probe: Probe, container: dict | None = None, migration_line: str | None = None, crash_loop_restarts: int = 3
 ):
@@ -172,34 +205,10 @@ def classify(
             "brain, or restore the pre-upgrade brain snapshot."
         )
     if is_crash_loop(container, crash_loop_restarts):
-        facts = [f"state {container.get('status')}", f"restarted {container.get('restart_count', 0)} times"]
-        if container.get("exit_code") is not None and not container.get("running"):
-            facts.append(f"last exit code {container.get('exit_code')}")
-        if container.get("oom_killed"):
-            facts.append("killed by the kernel for lack of memory (OOM)")
-        if container.get("error"):
-            facts.append(f"Docker error: {container.get('error')}")
-        return (
-            "crash_loop",
-            f"{who} keeps dying: {', '.join(facts)}. Read its logs (docker logs {container.get('name')}).",
-        )
+        return "crash_loop", _crash_loop_detail(container, who)
     if probe.answered:
-        what = f"HTTP {probe.http_status}"
-        if probe.status is not None:
-            what += f", status {probe.status}"
-        elif not isinstance(probe.body, dict):
-            what += ", and the body is not the Engine's health JSON"
-        failing = _failing_subsystems(probe.subsystems)
-        if failing:
-            what += f", failing subsystems: {', '.join(failing)}"
-        return "unhealthy", f"{who} answers but is not healthy: {what}."
-    detail = probe.error or "nothing answered"
-    if container:
-        if container.get("running"):
-            detail += f" ({who} is running)"
-        else:
-            detail += f" ({who} is {container.get('status')}, exit code {container.get('exit_code')})"
-    return "unreachable", detail
+        return "unhealthy", _unhealthy_detail(probe, who)
+    return "unreachable", _unreachable_detail(probe, container, who)
 
 
 class ContainerWatch:

@@ -23,7 +23,6 @@ it every ttl/3 seconds); the modules that change an Engine take the shared ``loc
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import errno
 import fcntl
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 
 from ansible_collections.september.engine.plugins.module_utils._errors import LockedError, OptionsError
 from ansible_collections.september.engine.plugins.module_utils._identity import check_key, slug_of
+from ansible_collections.september.engine.plugins.module_utils._timeutil import iso, parse_time
 
 ENGINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,199}$")
 #: A lock file that cannot be read is treated as held for this long after its last change (a writer is
@@ -51,12 +51,9 @@ def _wall_clock() -> float:
     return time.time()
 
 
-def iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
 def parse_iso(text: str) -> float:
-    return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+    """Epoch seconds of a lock file's time (ISO 8601, UTC); ValueError when it is not one."""
+    return parse_time(text)
 
 
 @dataclass

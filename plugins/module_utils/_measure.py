@@ -49,12 +49,53 @@ def metrics_defaults() -> dict:
                   start=None, end=None, window_seconds=300, baseline_max_seconds=0, slices=3, baseline=None,
                   brain_events=dict(DEFAULT_BRAIN_EVENTS), container=None, volume=None, path=None,
                   brain_file="brain.sqlite", data_dir="/data")
-    params.update({name: value for name, value in DEFAULT_THRESHOLDS.items()})
+    params.update(DEFAULT_THRESHOLDS)
     return params
 
 
 LOG_MARGIN = 2  # seconds around the window asked of Docker; each line is then placed by its own timestamp
 ENGINE_OPTIONS = ("deployment", "container_name", "compose_dir")
+
+
+def check_ranges(p: dict) -> None:
+    """OptionsError unless slices, min_turns, the window's lengths and the thresholds are in range."""
+    if p["slices"] < 1 or p["slices"] > 100:
+        raise OptionsError(f"slices must be 1 to 100 (got {p['slices']}).")
+    for name, low in (("min_turns", 1), ("window_seconds", 1), ("baseline_max_seconds", 0)):
+        if p[name] < low:
+            raise OptionsError(f"{name} must be {low} or more (got {p[name]}).")
+    for name in DEFAULT_THRESHOLDS:
+        if isinstance(p[name], float) and p[name] < 0:
+            raise OptionsError(f"{name} must be 0 or more (got {p[name]}).")
+
+
+def read_baseline(baseline) -> dict | None:
+    """The baseline option as measures (None when not given); OptionsError when it is not measures."""
+    if baseline is None:
+        return None
+    try:
+        return check_measures(baseline)
+    except ValueError as exc:
+        raise OptionsError(f"{exc}. Pass the metrics.measures of an earlier engine_metrics run.") from exc
+
+
+def check_location(p: dict) -> None:
+    """OptionsError unless the options locate the Engine in a way that its `source` can be read from."""
+    for name in ("container_name", "compose_dir"):
+        if p[name] and not p["deployment"]:
+            raise OptionsError(f"{name} locates the Engine with deployment: set deployment (container or "
+                               "compose), or give its container.")
+    needed = "container_name" if p["deployment"] == "container" else "compose_dir"
+    if p["deployment"] and not p[needed]:
+        raise OptionsError(f"deployment={p['deployment']} needs {needed}, as the inventory names the Engine.")
+    if p["source"] in ("logs", "both") and not (p["container"] or p["deployment"]):
+        if p["volume"] or p["path"]:
+            raise OptionsError(f"source={p['source']} reads the Engine's logs: give its container (or deployment),"
+                               " not a volume or a path.")
+        raise OptionsError("Give the Engine's container (or deployment with container_name or compose_dir; with "
+                           "source=brain, a volume or path) to measure.")
+    if not any(p[name] for name in LOCATION_OPTIONS) and not p["deployment"]:
+        raise OptionsError("Give the Engine's container, deployment, volume or path to measure.")
 
 
 class EngineMetrics:
@@ -66,36 +107,10 @@ class EngineMetrics:
         self.params = p = params
         self.client = client
         self.check_sdk = check_sdk or (lambda: None)
-        if p["slices"] < 1 or p["slices"] > 100:
-            raise OptionsError(f"slices must be 1 to 100 (got {p['slices']}).")
-        for name, low in (("min_turns", 1), ("window_seconds", 1), ("baseline_max_seconds", 0)):
-            if p[name] < low:
-                raise OptionsError(f"{name} must be {low} or more (got {p[name]}).")
-        for name in DEFAULT_THRESHOLDS:
-            if isinstance(p[name], float) and p[name] < 0:
-                raise OptionsError(f"{name} must be 0 or more (got {p[name]}).")
-        self.baseline = None
-        if p["baseline"] is not None:
-            try:
-                self.baseline = check_measures(p["baseline"])
-            except ValueError as exc:
-                raise OptionsError(f"{exc}. Pass the metrics.measures of an earlier engine_metrics run.") from exc
-        for name in ("container_name", "compose_dir"):
-            if p[name] and not p["deployment"]:
-                raise OptionsError(f"{name} locates the Engine with deployment: set deployment (container or "
-                                   "compose), or give its container.")
-        if p["deployment"] and not p["container_name" if p["deployment"] == "container" else "compose_dir"]:
-            needed = "container_name" if p["deployment"] == "container" else "compose_dir"
-            raise OptionsError(f"deployment={p['deployment']} needs {needed}, as the inventory names the Engine.")
+        check_ranges(p)
+        self.baseline = read_baseline(p["baseline"])
+        check_location(p)
         self.container = p["container"]
-        if p["source"] in ("logs", "both") and not (p["container"] or p["deployment"]):
-            if p["volume"] or p["path"]:
-                raise OptionsError(f"source={p['source']} reads the Engine's logs: give its container (or deployment),"
-                                   " not a volume or a path.")
-            raise OptionsError("Give the Engine's container (or deployment with container_name or compose_dir; with "
-                               "source=brain, a volume or path) to measure.")
-        if not any(p[name] for name in LOCATION_OPTIONS) and not p["deployment"]:
-            raise OptionsError("Give the Engine's container, deployment, volume or path to measure.")
 
     def _docker(self):
         if self.client is None:

@@ -17,7 +17,9 @@ import json
 import math
 import re
 import sqlite3
-from datetime import datetime, timezone
+
+from ansible_collections.september.engine.plugins.module_utils._timeutil import iso as _iso
+from ansible_collections.september.engine.plugins.module_utils._timeutil import parse_time
 
 # What the Engine logs per turn (logger, message) and per request (logger).
 TURN_LOGGER = "agent"
@@ -26,9 +28,6 @@ TURN_FAILED = "turn failed"
 HTTP_LOGGER = "http"
 EXECUTE_PATH = "/execute"
 REPORTED_LEVELS = ("WARNING", "ERROR", "CRITICAL")
-
-# datetime.UTC needs Python 3.11; managed nodes may run 3.9.
-UTC = timezone.utc  # noqa: UP017
 
 DEFAULT_THRESHOLDS = dict(
     min_turns=20,
@@ -63,32 +62,9 @@ MEASURE_KEYS = ("turns", "failed_turns", "refused_turns", "error_rate", "latency
 # ---------------------------------------------------------------- time
 
 
-def parse_time(value) -> float:
-    """Epoch seconds from epoch seconds (number or numeric string) or ISO 8601 (naive means UTC); ValueError."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"not a time: {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ValueError(f"not ISO 8601 or epoch seconds: {value!r}") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
 def iso(epoch: float) -> str:
     """ISO 8601 UTC with milliseconds, as the Engine writes it: ``2026-01-31T12:00:00.123Z``."""
-    moment = datetime.fromtimestamp(epoch, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _iso(epoch, "milliseconds")
 
 
 def slice_bounds(since: float, until: float, count: int) -> list[tuple[float, float]]:
@@ -383,6 +359,34 @@ def _check(baseline, current, threshold, breached, decisive, rule):
                 decisive=bool(decisive and breached), last_slice=None, last_slice_breached=None)
 
 
+def _error_rate_check(baseline: dict, current: dict, t: dict, enough: bool, last_slice: dict | None,
+                      slice_min: int) -> dict:
+    """The error-rate check: over both the baseline plus error_rate_max_increase and error_rate_factor times it."""
+    rate_b = baseline["error_rate"]
+    rate_limit = max((rate_b or 0) + t["error_rate_max_increase"],
+                     t["error_rate_factor"] * max(rate_b or 0, t["error_rate_floor"]))
+    rule = f"+{t['error_rate_max_increase'] * 100:g} points, x{t['error_rate_factor']:g}"
+    breached = enough and rate_b is not None and _error_breach(current, rate_limit, t["min_turns"])
+    check = _check(rate_b, current["error_rate"], round(rate_limit, 4), breached, True, rule)
+    if breached and last_slice is not None:
+        check.update(last_slice=last_slice["error_rate"],
+                     last_slice_breached=_error_breach(last_slice, rate_limit, slice_min))
+    return check
+
+
+def _latency_check(key: str, factor: float, baseline: dict, current: dict, min_turns: int, enough: bool,
+                   last_slice: dict | None, slice_min: int) -> dict:
+    """One latency percentile's check: over `factor` times the baseline's; decisive from min_turns latencies on."""
+    base = baseline[key]
+    limit = None if base is None else round(base * factor, 1)
+    breached = enough and limit is not None and _latency_breach(current, key, limit, 1)
+    reliable = current["latency_samples"] >= min_turns and baseline["latency_samples"] >= min_turns
+    check = _check(base, current[key], limit, breached, reliable, f"x{factor:g}")
+    if breached and last_slice is not None:
+        check.update(last_slice=last_slice[key], last_slice_breached=_latency_breach(last_slice, key, limit, slice_min))
+    return check
+
+
 def compare(baseline: dict, current: dict, thresholds: dict | None = None, last_slice: dict | None = None,
             slices: int = 1) -> dict:
     """The verdict on `current` measures against `baseline` ones, as the Rollback runbook says.
@@ -403,25 +407,10 @@ def compare(baseline: dict, current: dict, thresholds: dict | None = None, last_
 
     enough = current["turns"] >= min_turns and baseline["turns"] >= min_turns
     rate_b, rate_c = baseline["error_rate"], current["error_rate"]
-    rate_limit = max((rate_b or 0) + t["error_rate_max_increase"],
-                     t["error_rate_factor"] * max(rate_b or 0, t["error_rate_floor"]))
-    rule = f"+{t['error_rate_max_increase'] * 100:g} points, x{t['error_rate_factor']:g}"
-    breached = enough and rate_b is not None and _error_breach(current, rate_limit, min_turns)
-    checks["error_rate"] = _check(rate_b, rate_c, round(rate_limit, 4), breached, True, rule)
-    if breached and last_slice is not None:
-        checks["error_rate"].update(last_slice=last_slice["error_rate"],
-                                    last_slice_breached=_error_breach(last_slice, rate_limit, slice_min))
-
+    checks["error_rate"] = _error_rate_check(baseline, current, t, enough, last_slice, slice_min)
     for name, key, factor in (("latency_p99", "latency_p99_ms", t["latency_p99_factor"]),
                               ("latency_p50", "latency_p50_ms", t["latency_p50_factor"])):
-        base, cur = baseline[key], current[key]
-        limit = None if base is None else round(base * factor, 1)
-        breached = enough and limit is not None and _latency_breach(current, key, limit, 1)
-        reliable = current["latency_samples"] >= min_turns and baseline["latency_samples"] >= min_turns
-        checks[name] = _check(base, cur, limit, breached, reliable, f"x{factor:g}")
-        if breached and last_slice is not None:
-            checks[name].update(last_slice=last_slice[key],
-                                last_slice_breached=_latency_breach(last_slice, key, limit, slice_min))
+        checks[name] = _latency_check(key, factor, baseline, current, min_turns, enough, last_slice, slice_min)
 
     base, cur = baseline["cache_hit_ratio"], current["cache_hit_ratio"]
     limit = None if base is None else round(base - t["cache_hit_ratio_max_drop"], 4)

@@ -261,66 +261,82 @@ class ActionRecorder:
         return {table for action, table, _column in self.actions if action in actions}
 
 
+class _Judgement:
+    """What one migration did, from the schema before and after it and the actions it was authorised for; each
+    finding is destructive, additive or a note, in the order found."""
+
+    def __init__(self, before: dict, after: dict, recorder: ActionRecorder):
+        self.before, self.after, self.recorder = before, after, recorder
+        self.old, self.new = before["tables"], after["tables"]
+        self.dropped = recorder.tables(sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_VTABLE)
+        self.created = recorder.tables(sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_VTABLE)
+        self.destructive: list[str] = []
+        self.additive: list[str] = []
+        self.notes: list[str] = []
+
+    def tables(self) -> None:
+        """Tables gone (dropped, renamed or removed) and tables created."""
+        gone = [table for table in self.old if table not in self.new]
+        appeared = [table for table in self.new if table not in self.old]
+        altered = self.recorder.tables(sqlite3.SQLITE_ALTER_TABLE)
+        renamed_to = [table for table in appeared if table not in self.created]
+        renamed_from = [table for table in gone if table not in self.dropped and table in altered]
+        for table in gone:
+            if table in self.dropped:
+                self.destructive.append(f"drops table {table} with all its rows")
+            elif table in renamed_from:
+                target = f" to {renamed_to[0]}" if len(renamed_to) == 1 and len(renamed_from) == 1 else ""
+                self.destructive.append(f"renames table {table}{target}")
+            else:
+                self.destructive.append(f"removes table {table}")
+        self.additive.extend(f"creates table {table}" for table in appeared if table in self.created)
+
+    def columns(self) -> None:
+        """Columns lost and gained by the tables that are there before and after (rebuilt ones said as such)."""
+        for table in (name for name in self.old if name in self.new):
+            lost = [column for column in self.old[table] if column not in self.new[table]]
+            gained = [column for column in self.new[table] if column not in self.old[table]]
+            if table in self.dropped:
+                text = f"rebuilds table {table} (drops it and copies its rows into a new one)"
+                self.destructive.append(text + (f" without column(s) {', '.join(lost)}" if lost else ""))
+            else:
+                verb = "drops or renames" if gained else "drops"
+                self.destructive.extend(f"{verb} column {table}.{column}" for column in lost)
+            self.additive.extend(f"adds column {table}.{column}" for column in gained)
+
+    def rows(self) -> None:
+        """Rows deleted, rewritten or inserted in the tables kept as they were."""
+        deleted = self.recorder.tables(sqlite3.SQLITE_DELETE)
+        inserted = self.recorder.tables(sqlite3.SQLITE_INSERT)
+        for table in (name for name in self.old if name not in self.dropped and name in self.new):
+            if table in deleted:
+                self.destructive.append(f"deletes rows from {table}")
+            columns = sorted({column for action, name, column in self.recorder.actions
+                              if action == sqlite3.SQLITE_UPDATE and name == table} - {None})
+            if columns:
+                self.destructive.append(f"rewrites rows of {table} (column(s) {', '.join(columns)})")
+            if table in inserted:
+                self.additive.append(f"inserts rows into {table}")
+
+    def objects(self) -> None:
+        """Indexes, views and triggers created or dropped (they hold no data)."""
+        for kind, plural in (("index", "indexes"), ("view", "views"), ("trigger", "triggers")):
+            before, after = self.before[plural], self.after[plural]
+            self.additive.extend(f"creates {kind} {name}" for name in after if name not in before)
+            self.notes.extend(f"drops {kind} {name} ({plural} hold no data)" for name, table in before.items()
+                              if name not in after and (kind == "view" or table in self.new))
+
+
 def judge(before: dict, after: dict, recorder: ActionRecorder) -> tuple[str, list[str]]:
     """(additive | destructive, reasons) from the schema before and after one migration and what it did."""
-    old, new = before["tables"], after["tables"]
-    dropped = recorder.tables(sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_VTABLE)
-    created = recorder.tables(sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_VTABLE)
-    altered = recorder.tables(sqlite3.SQLITE_ALTER_TABLE)
-    gone = [table for table in old if table not in new]
-    appeared = [table for table in new if table not in old]
-    renamed_to = [table for table in appeared if table not in created]
-    renamed_from = [table for table in gone if table not in dropped and table in altered]
-    destructive, additive, notes = [], [], []
-
-    for table in gone:
-        if table in dropped:
-            destructive.append(f"drops table {table} with all its rows")
-        elif table in renamed_from:
-            target = f" to {renamed_to[0]}" if len(renamed_to) == 1 and len(renamed_from) == 1 else ""
-            destructive.append(f"renames table {table}{target}")
-        else:
-            destructive.append(f"removes table {table}")
-    for table in appeared:
-        if table in created:
-            additive.append(f"creates table {table}")
-    for table in (name for name in old if name in new):
-        lost = [column for column in old[table] if column not in new[table]]
-        gained = [column for column in new[table] if column not in old[table]]
-        if table in dropped:
-            text = f"rebuilds table {table} (drops it and copies its rows into a new one)"
-            if lost:
-                text += f" without column(s) {', '.join(lost)}"
-            destructive.append(text)
-        else:
-            verb = "drops or renames" if gained else "drops"
-            destructive.extend(f"{verb} column {table}.{column}" for column in lost)
-        additive.extend(f"adds column {table}.{column}" for column in gained)
-
-    kept = [table for table in old if table not in dropped and table in new]
-    for table in kept:
-        if table in recorder.tables(sqlite3.SQLITE_DELETE):
-            destructive.append(f"deletes rows from {table}")
-        columns = sorted(
-            {column for action, name, column in recorder.actions if action == sqlite3.SQLITE_UPDATE and name == table}
-            - {None}
-        )
-        if columns:
-            destructive.append(f"rewrites rows of {table} (column(s) {', '.join(columns)})")
-        if table in recorder.tables(sqlite3.SQLITE_INSERT):
-            additive.append(f"inserts rows into {table}")
-
-    for kind, plural in (("index", "indexes"), ("view", "views"), ("trigger", "triggers")):
-        for name in after[plural]:
-            if name not in before[plural]:
-                additive.append(f"creates {kind} {name}")
-        for name, table in before[plural].items():
-            if name not in after[plural] and (kind == "view" or table in new):
-                notes.append(f"drops {kind} {name} ({plural} hold no data)")
-
-    if destructive:
-        return "destructive", destructive + additive + notes
-    return "additive", additive + notes or ["changes neither the schema nor existing rows"]
+    found = _Judgement(before, after, recorder)
+    found.tables()
+    found.columns()
+    found.rows()
+    found.objects()
+    if found.destructive:
+        return "destructive", found.destructive + found.additive + found.notes
+    return "additive", found.additive + found.notes or ["changes neither the schema nor existing rows"]
 
 
 def classify_migrations(statements, migrations: list[ShippedMigration]) -> tuple[list[dict], list[str]]:
@@ -396,6 +412,25 @@ def compare(applied: list[str], shipped: list[ShippedMigration]) -> tuple[list[S
     return pending, not_shipped, unreadable
 
 
+def _bump_warnings(bump: str | None, current_image: str | None, current_version: str | None, target_image: str,
+                   target_version: str | None) -> list[str]:
+    """Why the bump is null: no current image, or an image whose version does not read as MAJOR.MINOR.PATCH."""
+    if current_image is None:
+        return [
+            "No current image is known (give current_image, or locate the brain with container): bump is null and "
+            "rollback_strategy cannot be none."
+        ]
+    if bump is not None:
+        return []
+    images = (("current", current_image, current_version), ("target", target_image, target_version))
+    return [
+        f"The {label} image {ref} carries no version that reads as MAJOR.MINOR.PATCH ({version!r}): "
+        "bump is null. Set version_label to the label that holds it, or tag the image with its version."
+        for label, ref, version in images
+        if parse_version(version) is None
+    ]
+
+
 def assess(
     *,
     applied: list[str],
@@ -417,21 +452,7 @@ def assess(
     bump = version_bump(current_version, target_version)
     same_release = same_image or bump == "none"
     is_downgrade = bool(not_shipped)
-    warnings = []
-
-    if current_image is None:
-        warnings.append(
-            "No current image is known (give current_image, or locate the brain with container): bump is null and "
-            "rollback_strategy cannot be none."
-        )
-    elif bump is None:
-        images = (("current", current_image, current_version), ("target", target_image, target_version))
-        for label, ref, version in images:
-            if parse_version(version) is None:
-                warnings.append(
-                    f"The {label} image {ref} carries no version that reads as MAJOR.MINOR.PATCH ({version!r}): "
-                    "bump is null. Set version_label to the label that holds it, or tag the image with its version."
-                )
+    warnings = _bump_warnings(bump, current_image, current_version, target_image, target_version)
     if unreadable:
         warnings.append(
             f"The brain records migrations without a leading number ({', '.join(unreadable)}); they were ignored: "

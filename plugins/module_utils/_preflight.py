@@ -90,7 +90,7 @@ def switched_at(engine: dict, client) -> float | None:
 class Preflight:
     """One Engine's pre-flight; ``run()`` returns the module's ``preflight`` dict."""
 
-    def __init__(self, params: dict, client, check_mode: bool = False, hide=None):
+    def __init__(self, params: dict, client, check_mode: bool = False, hide=None, warnings: list | None = None):
         self.p = params
         self.client = client
         self.check_mode = check_mode
@@ -98,7 +98,7 @@ class Preflight:
         self.lock: EngineLock | None = None
         self.lock_plan: dict | None = None
         self.changed = False
-        self.warnings: list[str] = []
+        self.warnings: list[str] = [] if warnings is None else warnings
         self.name = params.get("inventory_name") or params.get("container_name") or params.get("compose_dir")
 
     # ------------------------------------------------------------------ lock

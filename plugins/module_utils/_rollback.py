@@ -109,7 +109,7 @@ class Rollback:
         self.client = client
         self.check_mode = module.check_mode
         self.actions: list[str] = []
-        self.warnings: list[str] = []
+        self.warnings: list[str] = getattr(module, "notes", [])  # reported by the module, succeeded or not
         self.timings: dict = {}
         self.changed = False
         self.started = time.monotonic()

@@ -162,49 +162,68 @@ def _describe(kind) -> str:
     return _KIND[kind]
 
 
+def _number_input(raw) -> None:
+    """A boolean or a null is no number, though Python would take True for 1."""
+    if isinstance(raw, bool) or raw is None:
+        raise TypeError(raw)
+
+
+def _as_int(raw) -> int:
+    _number_input(raw)
+    if isinstance(raw, float):
+        if not raw.is_integer():
+            raise ValueError(raw)
+        return int(raw)
+    return check_type_int(raw)
+
+
+def _as_float(raw) -> float:
+    _number_input(raw)
+    value = check_type_float(raw)
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(raw)
+    return value
+
+
+def _as_str(raw):
+    if raw is None:
+        return ""
+    if isinstance(raw, (dict, list, tuple, bool)):
+        raise TypeError(raw)
+    return raw if isinstance(raw, (str, float)) else str(raw)  # a float stays one: _target() explains it
+
+
+def _as_list_or_string(raw):
+    if not isinstance(raw, (str, list, tuple)):
+        raise TypeError(raw)
+    return raw
+
+
+def _as_command(raw):
+    return [] if raw is None else _as_list_or_string(raw)
+
+
+def _is_case(case) -> bool:
+    return all(isinstance(case, dict) and isinstance(case.get(key), str) and case[key] for key in ("name", "message"))
+
+
+def _as_cases(raw) -> list:
+    if not isinstance(raw, (list, tuple)) or not raw or not all(_is_case(case) for case in raw):
+        raise ValueError(raw)
+    return list(raw)
+
+
+#: kind -> the function that returns a value of that kind, or raises TypeError / ValueError.
+_COERCE = {"int": _as_int, "float": _as_float, "bool": check_type_bool, "str": _as_str,
+           "stages": _as_list_or_string, "cases": _as_cases, "command": _as_command}
+
+
 def _coerce(kind, raw):
-    if isinstance(kind, tuple):
+    if isinstance(kind, tuple):  # a choice
         if str(raw) not in kind:
             raise ValueError(raw)
         return str(raw)
-    if kind in ("int", "float") and (isinstance(raw, bool) or raw is None):
-        raise TypeError(raw)
-    if kind == "int":
-        if isinstance(raw, float):
-            if not raw.is_integer():
-                raise ValueError(raw)
-            return int(raw)
-        return check_type_int(raw)
-    if kind == "float":
-        value = check_type_float(raw)
-        if math.isnan(value) or math.isinf(value):
-            raise ValueError(raw)
-        return value
-    if kind == "bool":
-        return check_type_bool(raw)
-    if kind == "str":
-        if raw is None:
-            return ""
-        if isinstance(raw, (dict, list, tuple, bool)):
-            raise TypeError(raw)
-        return raw if isinstance(raw, (str, float)) else str(raw)
-    if kind == "stages":
-        if not isinstance(raw, (str, list, tuple)):
-            raise TypeError(raw)
-        return raw
-    if kind == "cases":
-        if not isinstance(raw, (list, tuple)) or not raw or not all(
-                isinstance(case, dict) and isinstance(case.get("name"), str) and case["name"]
-                and isinstance(case.get("message"), str) and case["message"] for case in raw):
-            raise ValueError(raw)
-        return list(raw)
-    if kind == "command":
-        if raw is None:
-            return []
-        if not isinstance(raw, (str, list, tuple)):
-            raise TypeError(raw)
-        return raw
-    raise ValueError(kind)  # pragma: no cover
+    return _COERCE[kind](raw)
 
 
 def unknown_names(given: dict) -> list[str]:

@@ -478,10 +478,14 @@ def _text(test: dict, labels: dict, t: dict) -> str:
             f"(more than eval_max_regressions={test['threshold']}): {test['detail']}")
 
 
-def judge(c: dict, last: dict | None, slices: int, refs: list[tuple[str, dict | None]], kind_refs: list[dict],
-          evals: list[dict], labels: dict, t: dict, outage: bool) -> dict:
-    """The decision of one scope from its pooled window `c` against `refs` [(reference name, pooled)]."""
-    slice_min = math.ceil(t["min_turns"] / max(slices, 1))
+#: Rules judged against each reference set on its own (the others against every reference together).
+PER_TEST_RULES = ("new_error_kind", "new_warning_kind", "eval_regression")
+
+
+def scope_tests(c: dict, last: dict | None, slice_min: int, refs: list[tuple[str, dict | None]],
+                kind_refs: list[dict], t: dict, outage: bool) -> list[dict]:
+    """Every rule's test of the pooled window `c` against each reference of `refs` that was measured, each with
+    its ``reference``; then the log-kind tests against `kind_refs` (the latency ones not during an outage)."""
     tests: list[dict] = []
     for ref_name, r in refs:
         if r is None:
@@ -490,52 +494,82 @@ def judge(c: dict, last: dict | None, slices: int, refs: list[tuple[str, dict | 
         if not outage:
             group += [latency_test("latency_p99", c, r, t, last, slice_min),
                       latency_test("latency_p50", c, r, t, last, slice_min)]
-        for test in group:
-            test["reference"] = ref_name
-        tests += group
-    for test in kind_tests(c, kind_refs, t, last, slice_min, outage):
-        test["reference"] = "baselines and controls"
-        tests.append(test)
-    tests += evals
+        tests += [dict(test, reference=ref_name) for test in group]
+    tests += [dict(test, reference="baselines and controls")
+              for test in kind_tests(c, kind_refs, t, last, slice_min, outage)]
+    return tests
 
-    fired, disputed, improving, reported, weak = [], [], [], [], []
-    for rule in RULES:
-        mine = [x for x in tests if x["rule"] == rule]
-        if rule in ("new_error_kind", "new_warning_kind", "eval_regression"):
-            groups = [[x] for x in mine]  # one reference set each
+
+def rule_groups(rule: str, tests: list[dict]) -> list[list[dict]]:
+    """The tests of `rule` that decide together: one group of all of them, or one group each (PER_TEST_RULES)."""
+    mine = [x for x in tests if x["rule"] == rule]
+    if rule in PER_TEST_RULES:
+        return [[x] for x in mine]
+    return [mine] if mine else []
+
+
+class _Findings:
+    """What the groups of tests of one scope found, sorted by how much each decides."""
+
+    def __init__(self, labels: dict, t: dict):
+        self.labels, self.t = labels, t
+        #: (rule, text, the lead test's text) of the rules that decide.
+        self.fired: list[tuple[str, str, str]] = []
+        #: (rule, text) of rules that fired against one reference, not against another.
+        self.disputed: list[tuple[str, str]] = []
+        self.improving: list[tuple[str, str]] = []
+        self.reported: list[tuple[str, str]] = []
+        #: Texts of breaches that are not significant.
+        self.weak: list[str] = []
+
+    def weigh(self, rule: str, group: list[dict]) -> None:
+        done = [x for x in group if x["evaluated"]]
+        hits = [x for x in done if x["fired"]]
+        if not hits:
+            over = [x for x in done if x["breached"]]
+            if over:
+                self.weak.append(f"{_text(over[0], self.labels, self.t)} (not significant: does not decide)")
+            return
+        text = self._hits_text(rule, hits)
+        if len(hits) < len(done):
+            quiet = [x for x in done if not x["fired"]]
+            other = self.labels.get(quiet[0]["reference"], "").removeprefix("in ")
+            self.disputed.append((rule, f"{text}, but not against {other}"))
+        elif not _decisive(rule, self.t):
+            self.reported.append((rule, text))
+        elif any(x["standing"] is False for x in hits):
+            self.improving.append((rule, f"{text}, but no longer in the last slice"))
         else:
-            groups = [mine] if mine else []
-        for group in groups:
-            done = [x for x in group if x["evaluated"]]
-            hits = [x for x in done if x["fired"]]
-            if not hits:
-                over = [x for x in done if x["breached"]]
-                if over:
-                    weak.append(f"{_text(over[0], labels, t)} (not significant: does not decide)")
-                continue
-            lead = hits[0]
-            shown = pct if rule in ("error_rate", "cache_hit_ratio") else ms
-            text = " and ".join([_text(lead, labels, t)] + [
-                f"{shown(x['reference_value'])} {labels.get(x['reference'], '')}{pv(x['p_value'])}" for x in hits[1:]])
-            if len(hits) < len(done):
-                quiet = [x for x in done if not x["fired"]]
-                other = labels.get(quiet[0]["reference"], "").removeprefix("in ")
-                disputed.append((rule, f"{text}, but not against {other}"))
-            elif not _decisive(rule, t):
-                reported.append((rule, text))
-            elif any(x["standing"] is False for x in hits):
-                improving.append((rule, f"{text}, but no longer in the last slice"))
-            else:
-                fired.append((rule, text, _text(lead, labels, t)))
+            self.fired.append((rule, text, _text(hits[0], self.labels, self.t)))
 
-    reasons = [item[1] for item in fired]
-    reasons += [f"{item[1]}: the references disagree" for item in disputed]
-    reasons += [f"{item[1]} (improving: does not decide)" for item in improving]
-    reasons += [f"{item[1]} (reported; does not decide alone)" for item in reported]
-    reasons += weak
+    def _hits_text(self, rule: str, hits: list[dict]) -> str:
+        """The first hit in words, then each other reference's value."""
+        shown = pct if rule in ("error_rate", "cache_hit_ratio") else ms
+        return " and ".join([_text(hits[0], self.labels, self.t)] + [
+            f"{shown(x['reference_value'])} {self.labels.get(x['reference'], '')}{pv(x['p_value'])}"
+            for x in hits[1:]])
+
+    def reasons(self) -> list[str]:
+        return ([item[1] for item in self.fired]
+                + [f"{item[1]}: the references disagree" for item in self.disputed]
+                + [f"{item[1]} (improving: does not decide)" for item in self.improving]
+                + [f"{item[1]} (reported; does not decide alone)" for item in self.reported]
+                + self.weak)
+
+
+def judge(c: dict, last: dict | None, slices: int, refs: list[tuple[str, dict | None]], kind_refs: list[dict],
+          evals: list[dict], labels: dict, t: dict, outage: bool) -> dict:
+    """The decision of one scope from its pooled window `c` against `refs` [(reference name, pooled)]."""
+    slice_min = math.ceil(t["min_turns"] / max(slices, 1))
+    tests = scope_tests(c, last, slice_min, refs, kind_refs, t, outage) + evals
+    found = _Findings(labels, t)
+    for rule in RULES:
+        for group in rule_groups(rule, tests):
+            found.weigh(rule, group)
     references = [ref[1] for ref in refs if ref[1] is not None]
     enough = c["turns"] >= t["min_turns"] and any(r["turns"] >= t["min_turns"] for r in references)
-    return dict(fired=fired, disputed=disputed, reasons=reasons, tests=tests, enough_turns=enough)
+    return dict(fired=found.fired, disputed=found.disputed, reasons=found.reasons(), tests=tests,
+                enough_turns=enough)
 
 
 def _missing_refs(refs: dict, t: dict, engine: str | None = None) -> list[str]:
@@ -574,9 +608,8 @@ def _window(canaries: list[dict], controls: list[dict]) -> tuple[dict, list[str]
     return dict(since=iso(since), until=iso(until), seconds=round(until - since, 3)), notes
 
 
-def verdict(canary_items: list, control_items: list, thresholds: dict | None = None) -> dict:
-    """The verdict of a batch: canaries (their windows, baselines, evals) against controls. ValueError on input."""
-    t = thresholds_of(thresholds)
+def read_batch(canary_items: list, control_items: list, t: dict) -> tuple[list[dict], list[dict]]:
+    """(canaries, controls) read from the verdict's input; ValueError on input, or on an Engine given twice."""
     if not isinstance(canary_items, list) or not canary_items:
         raise ValueError("canary must be a list of at least one upgraded Engine (name, window, baseline)")
     if not isinstance(control_items, list):
@@ -587,73 +620,100 @@ def verdict(canary_items: list, control_items: list, thresholds: dict | None = N
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ValueError(f"each Engine may appear once among canary and control: {', '.join(twice)} appears twice")
+    return canaries, controls
 
-    window = pool([c["window"] for c in canaries])
-    lasts = [c["last_slice"] for c in canaries if c["last_slice"] is not None]
-    last = pool(lasts) if len(lasts) == len(canaries) else None
-    slices = max(c["slices"] for c in canaries)
-    control = pool([c["window"] for c in controls]) if controls else None
-    with_base = [c["baseline"] for c in canaries if c["baseline"] is not None]
-    baseline = pool(with_base) if with_base else None
-    kind_refs = [r for r in (baseline, control) if r is not None]
-    outage = measures_outage(window, control, t)
-    span, notes = _window(canaries, controls)
 
-    evals, eval_missing, eval_given = [], [], False
-    per_engine = {}
-    for c in canaries:
-        eval_given = eval_given or c["eval_after"] is not None or c["eval_before"] is not None
-        test, missing = eval_test(c["name"], c["eval_before"], c["eval_after"], t, outage["outage"])
-        if test:
-            evals.append(test)
-        if missing:
-            eval_missing.append(missing)
-        per_engine[c["name"]] = (test, missing)
+class _Batch:
+    """A batch's canaries and controls, pooled: the cohort and each canary are judged against the same references."""
 
-    labels = dict(canary=f"in {plural(len(canaries), 'canary', 'canaries')}",
-                  control=f"in {plural(len(controls), 'control')}", baseline="in their baselines")
-    refs = [("control", control), ("baseline", baseline)]
-    cohort = judge(window, last, slices, refs, kind_refs, evals, labels, t, outage["outage"])
-    missing = []
-    if window["turns"] < t["min_turns"]:
-        missing.append(f"the canary cohort saw {plural(window['turns'], 'turn')} since the switch "
-                       f"({t['min_turns']} needed)")
-    missing += _missing_refs(dict(control=control, baseline=baseline), t)
-    missing += eval_missing
-    if not eval_given:
-        missing.append("no eval set")
-    if window["warning_kinds"] is None:
-        missing.append("no log kinds of the canaries (measured from the brain): new ERROR kinds were not checked")
-    elif not any(r["warning_kinds"] is not None for r in kind_refs):
-        missing.append("no baseline or control with log kinds: new ERROR kinds were not checked")
+    def __init__(self, canaries: list[dict], controls: list[dict], t: dict):
+        self.canaries, self.controls, self.t = canaries, controls, t
+        self.window = pool([c["window"] for c in canaries])
+        lasts = [c["last_slice"] for c in canaries if c["last_slice"] is not None]
+        self.last = pool(lasts) if len(lasts) == len(canaries) else None
+        self.slices = max(c["slices"] for c in canaries)
+        self.control = pool([c["window"] for c in controls]) if controls else None
+        with_base = [c["baseline"] for c in canaries if c["baseline"] is not None]
+        self.baseline = pool(with_base) if with_base else None
+        self.kind_refs = [r for r in (self.baseline, self.control) if r is not None]
+        self.outage = measures_outage(self.window, self.control, t)
+        self.control_label = f"in {plural(len(controls), 'control')}"
+        #: name -> (eval test or None, what is missing of the evals or ''), in the canaries' order.
+        self.evals = {c["name"]: eval_test(c["name"], c["eval_before"], c["eval_after"], t, self.outage["outage"])
+                      for c in canaries}
 
-    engines = {}
-    for c in canaries:
-        test, eval_gap = per_engine[c["name"]]
-        own = judge(c["window"], c["last_slice"], c["slices"], [("control", control), ("baseline", c["baseline"])],
-                    kind_refs, [test] if test else [],
-                    dict(canary=f"on {c['name']}", control=labels["control"], baseline="in its baseline"),
-                    t, outage["outage"])
+    def cohort(self) -> tuple[dict, dict]:
+        """(the cohort's judgement, its decision) against the control cohort and the canaries' baselines."""
+        t = self.t
+        evals = [test for test, _missing in self.evals.values() if test]
+        eval_missing = [missing for _test, missing in self.evals.values() if missing]
+        labels = dict(canary=f"in {plural(len(self.canaries), 'canary', 'canaries')}", control=self.control_label,
+                      baseline="in their baselines")
+        refs = [("control", self.control), ("baseline", self.baseline)]
+        cohort = judge(self.window, self.last, self.slices, refs, self.kind_refs, evals, labels, t,
+                       self.outage["outage"])
+        missing = []
+        if self.window["turns"] < t["min_turns"]:
+            missing.append(f"the canary cohort saw {plural(self.window['turns'], 'turn')} since the switch "
+                           f"({t['min_turns']} needed)")
+        missing += _missing_refs(dict(control=self.control, baseline=self.baseline), t)
+        missing += eval_missing + self._evidence_gaps()
+        return cohort, _decide(cohort, missing, bool(eval_missing), self.outage, self.window["turns"])
+
+    def _evidence_gaps(self) -> list[str]:
+        """No eval set at all; no log kinds to look for new ERROR kinds in."""
+        gaps = []
+        if all(c["eval_after"] is None and c["eval_before"] is None for c in self.canaries):
+            gaps.append("no eval set")
+        if self.window["warning_kinds"] is None:
+            gaps.append("no log kinds of the canaries (measured from the brain): new ERROR kinds were not checked")
+        elif not any(r["warning_kinds"] is not None for r in self.kind_refs):
+            gaps.append("no baseline or control with log kinds: new ERROR kinds were not checked")
+        return gaps
+
+    def engine(self, c: dict) -> dict:
+        """The decision on one canary: its window against the control cohort and its own baseline."""
+        t = self.t
+        test, eval_gap = self.evals[c["name"]]
+        own = judge(c["window"], c["last_slice"], c["slices"], [("control", self.control), ("baseline", c["baseline"])],
+                    self.kind_refs, [test] if test else [],
+                    dict(canary=f"on {c['name']}", control=self.control_label, baseline="in its baseline"),
+                    t, self.outage["outage"])
         gaps = []
         if c["window"]["turns"] < t["min_turns"]:
             gaps.append(f"{c['name']} saw {plural(c['window']['turns'], 'turn')} since the switch "
                         f"({t['min_turns']} needed)")
-        gaps += _missing_refs(dict(control=control, baseline=c["baseline"]), t, c["name"])
+        gaps += _missing_refs(dict(control=self.control, baseline=c["baseline"]), t, c["name"])
         if eval_gap:
             gaps.append(eval_gap)
-        engines[c["name"]] = _decide(own, gaps, bool(eval_gap), outage, c["window"]["turns"])
+        return _decide(own, gaps, bool(eval_gap), self.outage, c["window"]["turns"])
 
-    result = _decide(cohort, missing, bool(eval_missing), outage, window["turns"])
+
+def _fail_on_engines(result: dict, engines: dict) -> None:
+    """A canary that fails fails the batch, whatever the cohort's decision."""
     failing = [(name, e) for name, e in engines.items() if e["decision"] == "fail"]
     if failing and result["decision"] != "fail":
         result.update(decision="fail", rule=failing[0][1]["rule"],
                       symptom="; ".join(f"{name}: {e['symptom']}" for name, e in failing))
         result["reasons"] = [f"{name}: {e['symptom']}" for name, e in failing] + result["reasons"]
+
+
+def verdict(canary_items: list, control_items: list, thresholds: dict | None = None) -> dict:
+    """The verdict of a batch: canaries (their windows, baselines, evals) against controls. ValueError on input."""
+    t = thresholds_of(thresholds)
+    canaries, controls = read_batch(canary_items, control_items, t)
+    span, notes = _window(canaries, controls)
+    batch = _Batch(canaries, controls, t)
+    cohort, result = batch.cohort()
+    engines = {c["name"]: batch.engine(c) for c in canaries}
+    _fail_on_engines(result, engines)
     result["reasons"] += notes
     new_kinds = [x for x in cohort["tests"] if x["rule"] in ("new_error_kind", "new_warning_kind")]
+    outage = batch.outage
     result.update(
-        evidence=dict(window=span, canary=summary(window), control=summary(control), baseline=summary(baseline),
-                      outage=dict((k, v) for k, v in outage.items() if k != "reason"), tests=cohort["tests"]),
+        evidence=dict(window=span, canary=summary(batch.window), control=summary(batch.control),
+                      baseline=summary(batch.baseline), outage=dict((k, v) for k, v in outage.items() if k != "reason"),
+                      tests=cohort["tests"]),
         engines=engines,
         new_error_kinds=[x["kind"] for x in new_kinds if x["rule"] == "new_error_kind"],
         new_warning_kinds=[x["kind"] for x in new_kinds if x["rule"] == "new_warning_kind"],
@@ -741,14 +801,7 @@ def classify_outage(canary, control, canary_measures=None, control_measures=None
     needed = len(probed) // 2 + 1  # more than half; from 2 controls on that is at least 2
     health_evidence = bool(probed) and len(provider_controls) >= needed
 
-    turns = None
-    if canary_measures is not None or control_measures is not None:
-        if not isinstance(canary_measures, list) or not isinstance(control_measures, list):
-            raise ValueError("canary_measures and control_measures go together, each a list of engine_metrics "
-                             "results (or their metrics.measures)")
-        pooled = [pool([_measures(m, f"{what}[{i}]")[0] for i, m in enumerate(items)]) if items else None
-                  for what, items in (("canary_measures", canary_measures), ("control_measures", control_measures))]
-        turns = measures_outage(pooled[0], pooled[1], t)
+    turns = _turns_outage(canary_measures, control_measures, t)
     turn_evidence = bool(turns and turns["outage"])
 
     counts = dict(upgraded=len(canaries), upgraded_unhealthy=len(bad_canaries), control=len(controls),
@@ -776,14 +829,31 @@ def classify_outage(canary, control, canary_measures=None, control_measures=None
     if evidence:
         why = (f"the provider is failing ({seen}), but {', '.join(_how(p) for p in unexplained)} fails another way "
                "(a crash loop, the database, no answer): blamed on the release.")
-    elif not controls:
-        why = "there is no control Engine to compare with: blamed on the release."
-    elif not probed:
-        why = f"no control Engine could be probed ({', '.join(p['name'] for p in controls)}): blamed on the release."
-    elif bad_controls:
-        why = (f"{len(bad_controls)} of {len(probed)} control Engines are unhealthy "
-               f"({'; '.join(_how(p) for p in bad_controls)}), which is not a provider outage (that needs "
-               f"{needed} with llm_provider failing): blamed on the release.")
     else:
-        why = f"the {plural(len(probed), 'control Engine')} that were not upgraded are healthy: a bad release."
+        why = _no_outage_why(controls, probed, bad_controls, needed)
     return dict(result, kind="bad_release", reason=f"{names} unhealthy after the upgrade; {why}")
+
+
+def _turns_outage(canary_measures, control_measures, t: dict) -> dict | None:
+    """measures_outage() of the pooled canary and control measures; None when neither is given."""
+    if canary_measures is None and control_measures is None:
+        return None
+    if not isinstance(canary_measures, list) or not isinstance(control_measures, list):
+        raise ValueError("canary_measures and control_measures go together, each a list of engine_metrics "
+                         "results (or their metrics.measures)")
+    pooled = [pool([_measures(m, f"{what}[{i}]")[0] for i, m in enumerate(items)]) if items else None
+              for what, items in (("canary_measures", canary_measures), ("control_measures", control_measures))]
+    return measures_outage(pooled[0], pooled[1], t)
+
+
+def _no_outage_why(controls: list[dict], probed: list[dict], bad_controls: list[dict], needed: int) -> str:
+    """Why the controls show no outage, so that an unhealthy upgraded Engine is blamed on the release."""
+    if not controls:
+        return "there is no control Engine to compare with: blamed on the release."
+    if not probed:
+        return f"no control Engine could be probed ({', '.join(p['name'] for p in controls)}): blamed on the release."
+    if bad_controls:
+        return (f"{len(bad_controls)} of {len(probed)} control Engines are unhealthy "
+                f"({'; '.join(_how(p) for p in bad_controls)}), which is not a provider outage (that needs "
+                f"{needed} with llm_provider failing): blamed on the release.")
+    return f"the {plural(len(probed), 'control Engine')} that were not upgraded are healthy: a bad release."

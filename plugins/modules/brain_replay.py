@@ -80,6 +80,7 @@ options:
     default: false
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._docker
   - september.engine._brain
   - september.engine._brain.MIGRATIONS
@@ -243,8 +244,6 @@ actions:
   sample: ["insert 120 row(s) of tasks", "update 2 row(s) of skill_library"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._bad_window import (
     check_order,
     check_owner,
@@ -267,8 +266,8 @@ from ansible_collections.september.engine.plugins.module_utils._docker import (
     docker_argument_spec,
     docker_client,
 )
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
-from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._replay import MODES, BrainReplay, resolve_mode
 from ansible_collections.september.engine.plugins.module_utils._snapshot_store import SnapshotStore
 
@@ -276,10 +275,10 @@ from ansible_collections.september.engine.plugins.module_utils._snapshot_store i
 class BrainReplayModule:
     """Find the bad-window brain and its baseline for one Engine's restored brain; compare; replay."""
 
-    def __init__(self, module: AnsibleModule):
+    def __init__(self, module: EngineModule):
         self.module = module
         self.params = module.params
-        self.warnings: list[str] = []
+        self.warnings: list[str] = module.notes  # reported by the module, succeeded or not
 
     def run(self) -> dict:
         p = self.params
@@ -341,21 +340,9 @@ def main() -> None:
     argument_spec.update(migrations_argument_spec())
     argument_spec.update(docker_argument_spec())
     argument_spec.update(lock_argument_spec())
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
-        required_one_of=BRAIN_REQUIRED_ONE_OF,
-        supports_check_mode=True,
-    )
-    manager = BrainReplayModule(module)
-    try:
-        with lock_keeper(module.params["lock"], module.check_mode, module.warn):
-            result = manager.run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    for warning in manager.warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    module = EngineModule(argument_spec, mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
+                          required_one_of=BRAIN_REQUIRED_ONE_OF)
+    module.run(lambda: BrainReplayModule(module).run(), locked=True)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,7 @@ options:
     default: 67108864
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._docker
   - september.engine._brain
   - september.engine._brain.MIGRATIONS
@@ -333,18 +334,15 @@ actions:
   sample: ["snapshot /var/lib/docker/volumes/engine-data-sept-u001/_data/brain.sqlite to /var/backups/x.sqlite"]
 """
 
-
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._brain import (
     BRAIN_MUTUALLY_EXCLUSIVE,
     LOCATION_OPTIONS,
     brain_argument_spec,
     migrations_argument_spec,
 )
-from ansible_collections.september.engine.plugins.module_utils._docker import check_docker_sdk, docker_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
-from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
+from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._snapshot_manager import BrainSnapshot
 from ansible_collections.september.engine.plugins.module_utils._snapshot_store import KINDS
 from ansible_collections.september.engine.plugins.module_utils._snapshot_take import METHODS
@@ -374,8 +372,8 @@ def main() -> None:
     argument_spec.update(migrations_argument_spec())
     argument_spec.update(docker_argument_spec())
     argument_spec.update(lock_argument_spec())
-    module = AnsibleModule(
-        argument_spec=argument_spec,
+    module = EngineModule(
+        argument_spec,
         mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
         required_if=[
             ("state", "present", LOCATION_OPTIONS, True),
@@ -384,16 +382,10 @@ def main() -> None:
             ("state", "absent", ("name",)),
             ("state", "pruned", ("keep_last", "keep_days"), True),
         ],
-        supports_check_mode=True,
     )
-    try:
-        # A multi-GB snapshot or restore keeps the Engine's lock alive while it works.
-        with lock_keeper(module.params["lock"], module.check_mode, module.warn):
-            result = BrainSnapshot(module.params, module.check_mode, diff=module._diff, warn=module.warn,
-                                   check_sdk=lambda: check_docker_sdk(module)).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    # A multi-GB snapshot or restore keeps the Engine's lock alive while it works.
+    module.run(lambda: BrainSnapshot(module.params, module.check_mode, diff=module._diff, warn=module.warn,
+                                     check_sdk=module.check_sdk).run(), locked=True)
 
 
 if __name__ == "__main__":

@@ -157,10 +157,9 @@ snapshots:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
+from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
 from ansible_collections.september.engine.plugins.module_utils._identity import check_key
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._snapshot_store import (
     ALL_KINDS,
     SnapshotStore,
@@ -172,7 +171,7 @@ from ansible_collections.september.engine.plugins.module_utils._snapshot_store i
 class SnapshotLister:
     """Reads the snapshots of one folder."""
 
-    def __init__(self, module: AnsibleModule):
+    def __init__(self, module: EngineModule):
         self.module = module
         self.params = module.params
         self.store = SnapshotStore(self.params["dest"])
@@ -198,8 +197,8 @@ class SnapshotLister:
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = EngineModule(
+        dict(
             dest=dict(type="path", required=True),
             name=dict(type="str"),
             engine_key=dict(type="str", no_log=False),
@@ -207,13 +206,8 @@ def main() -> None:
             version=dict(type="str"),
             verify_checksums=dict(type="bool", default=False),
         ),
-        supports_check_mode=True,
     )
-    try:
-        snapshots = SnapshotLister(module).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(changed=False, snapshots=snapshots)
+    module.run(lambda: dict(snapshots=SnapshotLister(module).run()))
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ options:
     type: path
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._engine.COMPOSE
   - september.engine._engine.COMPOSE_PROJECT
   - september.engine._docker
@@ -283,16 +284,13 @@ compose:
       sample: /srv/engine/.september-engine.json
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._compose import ComposeSwitch, compose_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._docker import (
-    check_docker_sdk,
     docker_argument_spec,
     docker_client,
 )
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
-from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
 
 def main() -> None:
@@ -309,19 +307,9 @@ def main() -> None:
     )
     argument_spec.update(docker_argument_spec())
     argument_spec.update(lock_argument_spec())
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[("version", "image")],
-        required_if=[("state", "present", ("version", "image"), True)],
-        supports_check_mode=True,
-    )
-    check_docker_sdk(module)
-    try:
-        with lock_keeper(module.params["lock"], module.check_mode, module.warn):
-            result = ComposeSwitch(module, docker_client(module.params)).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    module = EngineModule(argument_spec, docker=True, mutually_exclusive=[("version", "image")],
+                          required_if=[("state", "present", ("version", "image"), True)])
+    module.run(lambda: ComposeSwitch(module, docker_client(module.params)).run(), locked=True)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ options:
     default: false
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._docker
   - september.engine._lock
 attributes:
@@ -243,16 +244,14 @@ container:
       sample: {"drain_seconds": 2.41, "switch_seconds": 3.02}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._container import EngineContainer
 from ansible_collections.september.engine.plugins.module_utils._docker import (
-    check_docker_sdk,
     docker_argument_spec,
     docker_client,
 )
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
-from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
+from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
 STATES = ("present", "rolled_back", "finalized", "stopped", "started")
 
@@ -270,28 +269,18 @@ def main() -> None:
     )
     argument_spec.update(docker_argument_spec())
     argument_spec.update(lock_argument_spec())
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_if=[("state", "present", ["image"])],
-        supports_check_mode=True,
-    )
-    check_docker_sdk(module)
-    try:
+    module = EngineModule(argument_spec, docker=True, required_if=[("state", "present", ["image"])])
+
+    def work() -> dict:
         params = module.params
         if params["stop_timeout"] < 0:
             raise OptionsError("stop_timeout must be 0 or more seconds.")
         suffixes = (params["previous_suffix"], params["failed_suffix"])
         if not all(suffixes) or suffixes[0] == suffixes[1]:
             raise OptionsError("previous_suffix and failed_suffix must be set and differ.")
-        manager = EngineContainer(docker_client(params), params, module.check_mode, warn=module.warn)
-        with lock_keeper(params["lock"], module.check_mode, module.warn):
-            result = manager.run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    diff = result.pop("diff")
-    if module._diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+        return EngineContainer(docker_client(params), params, module.check_mode, warn=module.warn).run()
+
+    module.run(work, locked=True)
 
 
 if __name__ == "__main__":

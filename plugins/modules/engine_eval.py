@@ -92,6 +92,7 @@ options:
     default: 300
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._engine_api
   - september.engine._docker
 attributes:
@@ -106,9 +107,11 @@ attributes:
     details:
       - Nothing to show, the module changes nothing that Ansible manages.
   idempotent:
-    support: full
+    support: none
     details:
-      - Always C(changed=false). Each run sends its turns again.
+      - Every run sends its turns again, and every turn is a real turn written to the Engine's brain (a task, a
+        conversation, observability rows), so C(changed=true) whenever turns were sent or the command ran (in check
+        mode, when they would be).
 notes:
   - Eval turns are real turns, the Engine records them in its brain like any user turn (tasks, conversations,
     episodes, learning). The module still reports C(changed=false), as sending a message to an Engine is using it,
@@ -397,11 +400,8 @@ eval:
 import time
 from urllib.parse import urlsplit
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     DockerException,
-    check_docker_sdk,
     docker_argument_spec,
     docker_client,
     get_container,
@@ -428,10 +428,11 @@ from ansible_collections.september.engine.plugins.module_utils._evals import (
     compare,
     find_command,
     read_cases_file,
-    redact,
     run_command,
     summarize,
 )
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
+from ansible_collections.september.engine.plugins.module_utils._secrets import redact
 
 MAX_CONCURRENCY = 32
 
@@ -439,7 +440,7 @@ MAX_CONCURRENCY = 32
 class EngineEval:
     """One eval run against one Engine: the cases (or the command), the score and the verdict."""
 
-    def __init__(self, module: AnsibleModule):
+    def __init__(self, module: EngineModule):
         self.module = module
         self.params = module.params
         self._check_numbers()
@@ -570,19 +571,21 @@ def main() -> None:
     )
     argument_spec.update(engine_api_argument_spec())
     argument_spec.update(docker_argument_spec())
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_one_of=[("url", "container"), ("cases_file", "cases", "command")],
-        mutually_exclusive=[("cases_file", "cases", "command")],
-        supports_check_mode=True,
-    )
+    module = EngineModule(argument_spec, required_one_of=[("url", "container"), ("cases_file", "cases", "command")],
+                          mutually_exclusive=[("cases_file", "cases", "command")])
     if not module.params["url"]:
-        check_docker_sdk(module)
-    try:
-        result = EngineEval(module).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=redact(exc.msg, [module.params["api_key"]]), **exc.details)
-    module.exit_json(changed=False, eval=result)
+        module.check_sdk()
+
+    def work() -> dict:
+        try:
+            result = EngineEval(module).run()
+            # Each eval turn is written to the Engine's brain: a run that sent turns (or would) changed it.
+            return dict(eval=result, changed=bool(result.get("ran") or result.get("planned")))
+        except EngineModuleError as exc:  # a command's output may quote the key it was given
+            exc.msg = redact(exc.msg, [module.params["api_key"]])
+            raise
+
+    module.run(work)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ options:
     default: 50
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._attributes.READ_ONLY
   - september.engine._engine_api
   - september.engine._docker
@@ -266,12 +267,10 @@ health:
           sample: 9001
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.september.engine.plugins.module_utils._docker import check_docker_sdk, docker_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_api_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
 from ansible_collections.september.engine.plugins.module_utils._health import EngineHealth
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
 
 def main() -> None:
@@ -287,16 +286,10 @@ def main() -> None:
     )
     argument_spec.update(engine_api_argument_spec())
     argument_spec.update(docker_argument_spec())
-    module = AnsibleModule(
-        argument_spec=argument_spec, required_one_of=[("url", "container")], supports_check_mode=True
-    )
+    module = EngineModule(argument_spec, required_one_of=[("url", "container")])
     if module.params["container"]:
-        check_docker_sdk(module)
-    try:
-        health = EngineHealth(module.params).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(changed=False, health=health)
+        module.check_sdk()
+    module.run(lambda: dict(health=EngineHealth(module.params).run()))
 
 
 if __name__ == "__main__":

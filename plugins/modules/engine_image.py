@@ -49,6 +49,7 @@ options:
     type: str
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._docker
   - september.engine._lock
 attributes:
@@ -130,16 +131,13 @@ image:
       sample: ["pull engine:2.3.1"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._container import EngineImage
 from ansible_collections.september.engine.plugins.module_utils._docker import (
-    check_docker_sdk,
     docker_argument_spec,
     docker_client,
 )
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
-from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
 
 def main() -> None:
@@ -152,21 +150,8 @@ def main() -> None:
     )
     argument_spec.update(docker_argument_spec())
     argument_spec.update(lock_argument_spec())
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_together=[("registry_username", "registry_password")],
-        supports_check_mode=True,
-    )
-    check_docker_sdk(module)
-    try:
-        with lock_keeper(module.params["lock"], module.check_mode, module.warn):
-            result = EngineImage(docker_client(module.params), module.params, module.check_mode).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    diff = result.pop("diff")
-    if module._diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    module = EngineModule(argument_spec, docker=True, required_together=[("registry_username", "registry_password")])
+    module.run(lambda: EngineImage(docker_client(module.params), module.params, module.check_mode).run(), locked=True)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ options:
     default: --previous
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._docker
 attributes:
   check_mode:
@@ -175,30 +176,20 @@ actions:
   sample: ["remove engine:2.2.0 (sha256:417a3c070094)"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._docker import (
-    check_docker_sdk,
     docker_argument_spec,
     docker_client,
 )
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
 from ansible_collections.september.engine.plugins.module_utils._images import ImageRetention, images_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
 
 def main() -> None:
     argument_spec = images_argument_spec()
     argument_spec.update(docker_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    check_docker_sdk(module)
-    try:
-        result = ImageRetention(docker_client(module.params), module.params, module.check_mode, module.warn).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    diff = result.pop("diff")
-    if module._diff:
-        result["diff"] = diff
-    module.exit_json(**result)
+    module = EngineModule(argument_spec, docker=True)
+    module.run(lambda: ImageRetention(docker_client(module.params), module.params, module.check_mode,
+                                      module.warn).run())
 
 
 if __name__ == "__main__":

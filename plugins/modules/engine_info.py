@@ -25,6 +25,7 @@ author:
   - September Engine maintainers (@september-engine)
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._attributes.READ_ONLY
   - september.engine._engine
   - september.engine._engine.COMPOSE_PROJECT
@@ -161,10 +162,7 @@ engine:
                                "at": "2026-05-04T02:00:00Z", "result": "ok"}}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._docker import (
-    check_docker_sdk,
     docker_argument_spec,
     docker_client,
 )
@@ -173,21 +171,13 @@ from ansible_collections.september.engine.plugins.module_utils._engine import (
     engine_argument_spec,
     resolve_engine,
 )
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={**docker_argument_spec(), **engine_argument_spec()},
-        required_if=ENGINE_REQUIRED_IF,
-        supports_check_mode=True,
-    )
-    check_docker_sdk(module)
-    try:
-        engine = resolve_engine(docker_client(module.params), module.params)
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(changed=False, engine=engine)
+    module = EngineModule(engine_argument_spec(), shared=[docker_argument_spec()], docker=True,
+                          required_if=ENGINE_REQUIRED_IF)
+    module.run(lambda: dict(engine=resolve_engine(docker_client(module.params), module.params)))
 
 
 if __name__ == "__main__":

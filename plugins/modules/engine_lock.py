@@ -197,10 +197,9 @@ lock:
                "expired_at": "2026-05-04T01:00:00Z"}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._errors import LockedError, OptionsError
 from ansible_collections.september.engine.plugins.module_utils._lock import EngineLock, Holder
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
 
 def _text(holder: Holder | None) -> str:
@@ -216,6 +215,12 @@ class LockManager:
         self.lock = EngineLock(self.p["lock_dir"], self.p["engine"], key=self.p["key"])
 
     def run(self) -> dict:
+        try:
+            return self._run()
+        except OSError as exc:  # the lock folder: missing permissions, a full disk, a file where a folder should be
+            raise LockedError(f"Cannot use the lock directory {self.p['lock_dir']}: {exc}") from exc
+
+    def _run(self) -> dict:
         p = self.p
         if p["state"] == "present":
             plan = self.lock.acquire(p["owner"], p["run_id"], p["ttl"], check_mode=self.module.check_mode)
@@ -259,8 +264,8 @@ class LockManager:
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = EngineModule(
+        dict(
             engine=dict(type="str"),
             key=dict(type="str", no_log=False),
             owner=dict(type="str"),
@@ -272,17 +277,14 @@ def main() -> None:
         ),
         required_if=[("state", "present", ("owner",)), ("state", "refreshed", ("owner",))],
         required_one_of=[("engine", "key")],
-        supports_check_mode=True,
     )
-    if module.params["ttl"] < 1:
-        module.fail_json(msg=f"ttl must be at least 1 second, not {module.params['ttl']}.")
-    try:
-        result = LockManager(module).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    except OSError as exc:
-        module.fail_json(msg=f"Cannot use the lock directory {module.params['lock_dir']}: {exc}")
-    module.exit_json(**result)
+
+    def work() -> dict:
+        if module.params["ttl"] < 1:
+            raise OptionsError(f"ttl must be at least 1 second, not {module.params['ttl']}.")
+        return LockManager(module).run()
+
+    module.run(work)
 
 
 if __name__ == "__main__":

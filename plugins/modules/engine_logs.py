@@ -49,6 +49,7 @@ options:
     default: []
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._attributes.READ_ONLY
   - september.engine._docker
 notes:
@@ -119,8 +120,6 @@ logs:
 import re
 from datetime import datetime
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     DockerException,
     check_docker_sdk,
@@ -130,12 +129,13 @@ from ansible_collections.september.engine.plugins.module_utils._docker import (
 )
 from ansible_collections.september.engine.plugins.module_utils._errors import (
     ContainerError,
-    EngineModuleError,
     OptionsError,
 )
-from ansible_collections.september.engine.plugins.module_utils._metrics import UTC, iso, parse_time
+from ansible_collections.september.engine.plugins.module_utils._metrics import iso
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
+from ansible_collections.september.engine.plugins.module_utils._secrets import redact
+from ansible_collections.september.engine.plugins.module_utils._timeutil import UTC, parse_time
 
-MASK = "********"
 MARGIN = 1  # seconds around the window asked of Docker; each line is then placed by its own Docker timestamp
 _DOCKER_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$")
 
@@ -167,16 +167,10 @@ def split_lines(raw) -> list[tuple[float | None, str]]:
     return entries
 
 
-def redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
-
-
 class EngineLogs:
     """Reads one container's log lines for a window, keeps the last `tail`, redacts them."""
 
-    def __init__(self, module: AnsibleModule):
+    def __init__(self, module: EngineModule):
         self.module = module
         self.params = p = module.params
         if p["tail"] < 1:
@@ -237,8 +231,8 @@ class EngineLogs:
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = EngineModule(
+        dict(
             container=dict(type="str", required=True),
             start=dict(type="raw"),
             end=dict(type="raw"),
@@ -246,13 +240,8 @@ def main() -> None:
             redact=dict(type="list", elements="str", default=[], no_log=True),
             **docker_argument_spec(),
         ),
-        supports_check_mode=True,
     )
-    try:
-        logs = EngineLogs(module).read()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(changed=False, logs=logs)
+    module.run(lambda: dict(logs=EngineLogs(module).read()))
 
 
 if __name__ == "__main__":

@@ -203,6 +203,7 @@ options:
         default: error_code
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._attributes.READ_ONLY
   - september.engine._docker
   - september.engine._brain
@@ -351,14 +352,11 @@ metrics:
           sample: true
 """
 
-
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._brain import LOCATION_OPTIONS, brain_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._docker import check_docker_sdk, docker_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._measure import EngineMetrics
 from ansible_collections.september.engine.plugins.module_utils._metrics import DEFAULT_BRAIN_EVENTS, DEFAULT_THRESHOLDS
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
 
 def main() -> None:
@@ -386,13 +384,8 @@ def main() -> None:
         argument_spec[name] = dict(type="float", default=DEFAULT_THRESHOLDS[name])
     argument_spec.update(brain_argument_spec())
     argument_spec.update(docker_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[(*LOCATION_OPTIONS, "deployment")])
-    try:
-        result = EngineMetrics(module.params, check_sdk=lambda: check_docker_sdk(module)).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    module = EngineModule(argument_spec, mutually_exclusive=[(*LOCATION_OPTIONS, "deployment")])
+    module.run(lambda: EngineMetrics(module.params, check_sdk=module.check_sdk).run())
 
 
 if __name__ == "__main__":

@@ -151,9 +151,8 @@ outage:
         outage: 40% of the canaries' turns and 38% of the controls' fail with LLM_PROVIDER_ERROR/HTTP_502"}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
+from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._verdict import classify_outage
 
 
@@ -181,17 +180,17 @@ def main() -> None:
         provider_error_min_count=dict(type="int", default=3),
         significance=dict(type="float", default=0.05),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = EngineModule(argument_spec)
     p = module.params
-    try:
+
+    def work() -> dict:
         try:
-            outage = classify_outage(p["canary"], p["control"], p["canary_measures"], p["control_measures"],
-                                     thresholds(p))
+            return dict(outage=classify_outage(p["canary"], p["control"], p["canary_measures"], p["control_measures"],
+                                               thresholds(p)))
         except ValueError as exc:
             raise OptionsError(f"{exc}.") from exc
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(changed=False, outage=outage)
+
+    module.run(work)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ description:
     M(september.engine.engine_metrics), M(september.engine.engine_container) or M(september.engine.engine_compose)).
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._engine
   - september.engine._engine.COMPOSE_PROJECT
   - september.engine._docker
@@ -160,7 +161,7 @@ options:
         type: int
         default: 1200
 author:
-  - September Engine maintainers
+  - September Engine maintainers (@september-engine)
 """
 
 EXAMPLES = r"""
@@ -258,17 +259,14 @@ preflight:
       sample: {"how": "container_back", "previous": "engine-u042--previous"}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._brain import migrations_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._docker import (
-    check_docker_sdk,
     docker_argument_spec,
     docker_client,
 )
 from ansible_collections.september.engine.plugins.module_utils._engine import ENGINE_REQUIRED_IF, engine_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_api_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._preflight import Preflight
 
 
@@ -310,17 +308,14 @@ def main() -> None:
         **engine_api_argument_spec(),
         **docker_argument_spec(),
     )
-    module = AnsibleModule(argument_spec=argument_spec, required_if=ENGINE_REQUIRED_IF, supports_check_mode=True)
-    check_docker_sdk(module)
-    try:
+    module = EngineModule(argument_spec, docker=True, required_if=ENGINE_REQUIRED_IF)
+
+    def work() -> dict:
         preflight = Preflight(module.params, docker_client(module.params), check_mode=module.check_mode,
-                              hide=module.no_log_values.add)
-        result = preflight.run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    for warning in preflight.warnings:
-        module.warn(warning)
-    module.exit_json(changed=preflight.changed, preflight=result)
+                              hide=module.no_log_values.add, warnings=module.notes)
+        return dict(preflight=preflight.run(), changed=preflight.changed)
+
+    module.run(work)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ description:
     the upgrade's automatic rollback).
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._engine
   - september.engine._engine.COMPOSE_PROJECT
   - september.engine._engine_api
@@ -164,7 +165,7 @@ options:
         type: int
         default: 1200
 author:
-  - September Engine maintainers
+  - September Engine maintainers (@september-engine)
 """
 
 EXAMPLES = r"""
@@ -270,17 +271,14 @@ rollback:
       sample: ["stop engine-u042", "replace /var/lib/docker/volumes/.../brain.sqlite with snapshot ..."]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._brain import migrations_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._docker import (
-    check_docker_sdk,
     docker_argument_spec,
     docker_client,
 )
 from ansible_collections.september.engine.plugins.module_utils._engine import ENGINE_REQUIRED_IF, engine_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_api_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._rollback import Rollback, check_options
 
 
@@ -317,23 +315,22 @@ def main() -> None:
         **engine_api_argument_spec(),
         **docker_argument_spec(),
     )
-    module = AnsibleModule(argument_spec=argument_spec, required_if=ENGINE_REQUIRED_IF,
-                           mutually_exclusive=[("version", "image")], supports_check_mode=True)
-    check_docker_sdk(module)
-    rollback = None
-    try:
+    module = EngineModule(argument_spec, docker=True, required_if=ENGINE_REQUIRED_IF,
+                          mutually_exclusive=[("version", "image")])
+    done: dict = {}
+
+    def work() -> dict:
         check_options(module.params)
-        rollback = Rollback(module, docker_client(module.params))
+        rollback = done["rollback"] = Rollback(module, docker_client(module.params))
         result = rollback.run()
-    except EngineModuleError as exc:
-        details = dict(exc.details)
-        if rollback is not None:
-            details.update(actions=rollback.actions, timings=rollback.timings)
-        module.fail_json(msg=exc.msg, **details)
-    for warning in rollback.warnings:
-        module.warn(warning)
-    result.update(timings=rollback.timings, actions=rollback.actions)
-    module.exit_json(changed=rollback.changed, rollback=result)
+        result.update(timings=rollback.timings, actions=rollback.actions)
+        return dict(rollback=result, changed=rollback.changed)
+
+    def fail_details() -> dict:  # what the rollback did before it failed (the Engine was brought back, or not)
+        rollback = done.get("rollback")
+        return dict(actions=rollback.actions, timings=rollback.timings) if rollback else {}
+
+    module.run(work, fail_details=fail_details)
 
 
 if __name__ == "__main__":

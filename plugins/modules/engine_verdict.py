@@ -318,9 +318,8 @@ verdict:
       sample: ["WARNING llm: prompt cache miss: system prompt changed"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
+from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._verdict import DEFAULT_VERDICT_THRESHOLDS, verdict
 
 FLOATS = ("error_rate_max_increase", "error_rate_factor", "error_rate_floor", "latency_p50_factor",
@@ -358,16 +357,16 @@ def main() -> None:
         argument_spec[name] = dict(type="int", default=DEFAULT_VERDICT_THRESHOLDS[name])
     for name in BOOLS:
         argument_spec[name] = dict(type="bool", default=DEFAULT_VERDICT_THRESHOLDS[name])
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
+    module = EngineModule(argument_spec)
+
+    def work() -> dict:
         thresholds = check_thresholds(module.params)
         try:
-            result = verdict(module.params["canary"], module.params["control"], thresholds)
+            return dict(verdict=verdict(module.params["canary"], module.params["control"], thresholds))
         except ValueError as exc:
             raise OptionsError(f"{exc}.") from exc
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(changed=False, verdict=result)
+
+    module.run(work)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,12 @@ description:
     row (within O(wait_timeout)), then checks that it stays healthy at every probe for O(watch_seconds), then measures
     its turns since O(since) as M(september.engine.engine_metrics) does (error rate, latency, cache hits, log kinds,
     in O(slices) slices).
-  - Reports rather than fails (RV(watch.health.is_healthy)); the verdict on the measures is
+  - Reports rather than fails (the C(is_healthy) of RV(watch.health)); the verdict on the measures is
     M(september.engine.engine_verdict)'s, on the controller, with the batch's other Engines and its controls.
   - One call instead of three (health wait, bake, measures) keeps the controller's cost per Engine low in large fleets.
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._engine_api
   - september.engine._docker
   - september.engine._lock
@@ -78,7 +79,7 @@ attributes:
     details:
       - It changes nothing on the Engine; with O(lock) it only refreshes a lock this run holds.
 author:
-  - September Engine maintainers
+  - September Engine maintainers (@september-engine)
 """
 
 EXAMPLES = r"""
@@ -120,12 +121,10 @@ watch:
       sample: {"window": {"start": "2026-05-04T02:00:00.000Z", "seconds": 62.6}, "measures": {"turns": 31}}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.september.engine.plugins.module_utils._docker import check_docker_sdk, docker_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_api_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
-from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec, lock_keeper
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._watch import EngineWatch
 
 
@@ -145,14 +144,8 @@ def main() -> None:
         **docker_argument_spec(),
         **lock_argument_spec(),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    check_docker_sdk(module)
-    try:
-        with lock_keeper(module.params["lock"], module.check_mode, module.warn):
-            watch = EngineWatch(module.params, check_sdk=lambda: check_docker_sdk(module)).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(changed=False, watch=watch)
+    module = EngineModule(argument_spec, docker=True)
+    module.run(lambda: dict(watch=EngineWatch(module.params, check_sdk=module.check_sdk).run()), locked=True)
 
 
 if __name__ == "__main__":

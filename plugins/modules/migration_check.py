@@ -83,6 +83,7 @@ options:
     type: dict
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.ACTIONGROUP_ENGINE
   - september.engine._attributes.READ_ONLY
   - september.engine._brain
   - september.engine._brain.MIGRATIONS
@@ -337,17 +338,15 @@ migration:
                    "http_status": null, "elapsed": 1.2, "message": "MIGRATION_REQUIRED: the brain holds ..."}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._brain import (
     BRAIN_MUTUALLY_EXCLUSIVE,
     BRAIN_REQUIRED_ONE_OF,
     brain_argument_spec,
     migrations_argument_spec,
 )
-from ansible_collections.september.engine.plugins.module_utils._docker import check_docker_sdk, docker_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError
+from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
 
 def main() -> None:
@@ -365,18 +364,9 @@ def main() -> None:
     argument_spec.update(brain_argument_spec())
     argument_spec.update(migrations_argument_spec())
     argument_spec.update(docker_argument_spec())
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
-        required_one_of=BRAIN_REQUIRED_ONE_OF,
-        supports_check_mode=True,
-    )
-    check_docker_sdk(module)
-    try:
-        migration = MigrationCheck(module.params, hide=module.no_log_values.add).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(changed=False, migration=migration)
+    module = EngineModule(argument_spec, docker=True, mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
+                          required_one_of=BRAIN_REQUIRED_ONE_OF)
+    module.run(lambda: dict(migration=MigrationCheck(module.params, hide=module.no_log_values.add).run()))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ options:
     type: dict
     required: true
 author:
-  - September Engine maintainers
+  - September Engine maintainers (@september-engine)
 """
 
 EXAMPLES = r"""

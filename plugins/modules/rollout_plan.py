@@ -205,10 +205,9 @@ problems:
   sample: ["engine_upgrade_bake_interval=0: the bake checks the Engine every this many seconds; set it to 1 or more."]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils import _plan, _settings
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
+from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
 
 class RolloutPlanner:
@@ -220,20 +219,10 @@ class RolloutPlanner:
 
     def run(self) -> dict:
         p, given = self.p, self.p["settings"] or {}
-        for name in _settings.SECRETS:
-            if given.get(name):
-                self.module.no_log_values.add(str(given[name]))
-        for warning in _settings.unknown_names(given):
-            self.module.warn(warning)
+        self._read_given(given)
         settings, problems = _settings.validate(given)
         v = settings.values
-        if p["stages"] is None:
-            stages, stages_name = v["engine_upgrade_rollout_stages"], settings.cite["engine_upgrade_rollout_stages"]
-            stage_problems = _plan.stage_problems(stages)  # said by validate() already
-        else:
-            stages, stages_name = p["stages"], "stages"
-            stage_problems = _plan.stage_problems(stages)
-            problems += [f"stages: {problem}." for problem in stage_problems]
+        stages, stages_name, stage_problems = self._stages(settings, problems)
         controls = p["controls"] if p["controls"] is not None else v["engine_upgrade_control_engines"]
         if controls < 0:
             problems.append(f"controls={controls}: control Engines per batch cannot be negative (0: none).")
@@ -248,14 +237,37 @@ class RolloutPlanner:
             problems.append(f"{pattern} matches no host of the inventory{limit}: nothing to upgrade; check the "
                             f"pattern (-e engine_hosts=<group or pattern>) and the inventory.")
         elif not stage_problems:
-            try:
-                _plan.batch_sizes(stages, len(engines))
-            except _plan.StageError as exc:
-                problems.append(f"{stages_name}: {exc.msg}.")
+            problems += self._batch_problems(stages, stages_name, len(engines))
         if problems:
             raise OptionsError(_settings.message(problems), problems=problems)
         self._warn_counts(stages, len(engines))
         return {"changed": False, "plan": _plan.make_plan(engines, stages, run_id, controls)}
+
+    def _read_given(self, given: dict) -> None:
+        """Keep the secrets among the settings out of the output, and warn of names that are no setting."""
+        for name in _settings.SECRETS:
+            if given.get(name):
+                self.module.no_log_values.add(str(given[name]))
+        for warning in _settings.unknown_names(given):
+            self.module.warn(warning)
+
+    def _stages(self, settings: _settings.Settings, problems: list) -> tuple:
+        """(stages, the name they were given under, their problems): the stages option, or else the setting
+        (whose problems validate() has said already); the option's problems go to `problems`."""
+        if self.p["stages"] is None:
+            stages = settings.values["engine_upgrade_rollout_stages"]
+            return stages, settings.cite["engine_upgrade_rollout_stages"], _plan.stage_problems(stages)
+        stage_problems = _plan.stage_problems(self.p["stages"])
+        problems += [f"stages: {problem}." for problem in stage_problems]
+        return self.p["stages"], "stages", stage_problems
+
+    @staticmethod
+    def _batch_problems(stages, stages_name: str, total: int) -> list[str]:
+        try:
+            _plan.batch_sizes(stages, total)
+        except _plan.StageError as exc:
+            return [f"{stages_name}: {exc.msg}."]
+        return []
 
     def _warn_counts(self, stages, total: int) -> None:
         """Stages that are all plain numbers ending at 100 were most likely meant as percentages."""
@@ -269,7 +281,7 @@ class RolloutPlanner:
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = EngineModule(
         argument_spec=dict(
             engines=dict(type="list", elements="dict", required=True, options=dict(
                 name=dict(type="str", required=True),
@@ -282,13 +294,8 @@ def main() -> None:
             settings=dict(type="dict", default={}),
             limit=dict(type="str"),
         ),
-        supports_check_mode=True,
     )
-    try:
-        result = RolloutPlanner(module).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    module.run(lambda: RolloutPlanner(module).run())
 
 
 if __name__ == "__main__":

@@ -16,8 +16,11 @@ named ``cmp-<8 hex>`` and use host ports 9700-9799.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
+import re
+import shutil
 import socket
 import stat
 import sys
@@ -29,9 +32,10 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
+import yaml
 
 from engine_testkit import LoadGenerator, compose, missing_acknowledged, sweep
-from engine_testkit.ansible import run_playbook
+from engine_testkit.ansible import COLLECTIONS_PATH, ensure_collection_link, run_playbook
 from engine_testkit.fleet import LABEL_ENGINE_ID, LABEL_FLEET, LABEL_MODEL, LABEL_TESTKIT, Engine, Fleet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,6 +58,14 @@ def both_compose_generations() -> None:
     if missing:
         pytest.fail(f"{', '.join(sorted(missing))} does not work here: run `make bootstrap`", pytrace=False)
     assert compose.generation(V2) == "v2" and compose.generation(V1) == "v1"
+
+
+def module_utils(name: str):
+    """A module_utils module of the collection, imported from build/ (where the compose files are read)."""
+    ensure_collection_link()
+    if str(COLLECTIONS_PATH) not in sys.path:
+        sys.path.insert(0, str(COLLECTIONS_PATH))
+    return importlib.import_module(f"ansible_collections.september.engine.plugins.module_utils.{name}")
 
 
 def free_port(client: docker.DockerClient) -> int:
@@ -264,8 +276,9 @@ def write_rows(engine: Engine, seconds: float = 2) -> LoadGenerator:
     return load
 
 
-def project_play(project: Project, **extra) -> dict:
-    run = run_playbook(PROJECT, extra_vars={"cmp_src": str(project.src), "cmp_command": project.command, **extra})
+def project_play(project: Project, env: dict | None = None, **extra) -> dict:
+    run = run_playbook(PROJECT, extra_vars={"cmp_src": str(project.src), "cmp_command": project.command, **extra},
+                       env=env)
     assert run.rc == 0, run.stdout[-6000:] + run.stderr[-2000:]
     return {"before": run.result("Find the Engine before")["engine"], "switch": run.result("Switch the Engine"),
             "after": run.result("Find the Engine after")["engine"]}
@@ -426,9 +439,43 @@ def test_compose_file_in_env_and_a_profiled_service(projects, command):
     assert not missing_acknowledged(load, engine, project.brain_file(engine))
 
 
+def python_without_pyyaml(tmp_path: Path) -> Path:
+    """An interpreter for the modules that cannot import PyYAML (a managed node without it)."""
+    hidden = tmp_path / "no-pyyaml"
+    (hidden / "yaml").mkdir(parents=True)
+    # The module's Python only: the stand-in takes itself off PYTHONPATH before anything else (Compose v1 is Python,
+    # with PyYAML) is run by the module.
+    (hidden / "yaml" / "__init__.py").write_text(
+        "import os\n"
+        f"os.environ['PYTHONPATH'] = os.environ.get('PYTHONPATH', '').replace({str(hidden)!r}, '')\n"
+        "raise ImportError('PyYAML is not on this managed node')\n"
+    )
+    wrapper = tmp_path / "python-without-pyyaml"
+    path = f'PYTHONPATH="{hidden}${{PYTHONPATH:+:$PYTHONPATH}}"'
+    wrapper.write_text(f'#!/bin/sh\n{path} exec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def compose_whose_config_fails(tmp_path: Path, command: str) -> dict:
+    """The environment of a play whose Compose answers every command but ``config`` (which fails)."""
+    real = shutil.which(command.split(maxsplit=1)[0])
+    folder = tmp_path / "broken-config"
+    folder.mkdir()
+    script = folder / command.split(maxsplit=1)[0]
+    script.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do [ "$arg" = config ] && { echo "ERROR: config cannot be read here" >&2; exit 1; }; done\n'
+        f'exec {real} "$@"\n'
+    )
+    script.chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}"}
+
+
 @pytest.mark.timeout(420)
-@pytest.mark.parametrize("command", [V2, V1])
-def test_a_switch_onto_another_brain_is_refused_or_undone(projects, command, tmp_path):
+@pytest.mark.parametrize(("command", "config_works"), [(V2, True), (V1, True), (V1, False)],
+                         ids=["v2", "v1", "v1-config-fails"])
+def test_a_switch_onto_another_brain_is_refused_or_undone(projects, command, config_works, tmp_path):
     """The inventory names only the base file: the Engine would come back on the empty named volume."""
     project = projects.make(command)
     engine = project.engine()
@@ -437,28 +484,14 @@ def test_a_switch_onto_another_brain_is_refused_or_undone(projects, command, tmp
     before = engine.container().attrs
     extra = {"cmp_to": "2.3.1", "cmp_files": ["docker-compose.yml"], "cmp_project": project.name,
              "cmp_expect_failure": True}
-    if command == V1:
-        # A managed node without PyYAML cannot read v1's `config` (YAML): nothing to check before the switch,
-        # so the check after it must catch the other brain, and undo the switch.
-        hidden = tmp_path / "no-pyyaml"
-        (hidden / "yaml").mkdir(parents=True)
-        # The module's Python only: the stand-in takes itself off PYTHONPATH before Compose v1 (Python, with
-        # PyYAML) is run by the module.
-        (hidden / "yaml" / "__init__.py").write_text(
-            "import os\n"
-            f"os.environ['PYTHONPATH'] = os.environ.get('PYTHONPATH', '').replace({str(hidden)!r}, '')\n"
-            "raise ImportError('PyYAML is not on this managed node')\n"
-        )
-        wrapper = tmp_path / "python-without-pyyaml"
-        path = f'PYTHONPATH="{hidden}${{PYTHONPATH:+:$PYTHONPATH}}"'
-        wrapper.write_text(f'#!/bin/sh\n{path} exec {sys.executable} "$@"\n')
-        wrapper.chmod(0o755)
-        extra["ansible_python_interpreter"] = str(wrapper)
-    result = project_play(project, **extra)
+    # Compose that cannot say what the project would mount (its `config` fails): nothing to check before the
+    # switch, so the check after it must catch the other brain, and undo the switch.
+    env = None if config_works else compose_whose_config_fails(tmp_path, command)
+    result = project_play(project, env=env, **extra)
     msg = result["switch"]["msg"]
     wait_healthy(engine)
     after = engine.container().attrs
-    if command == V2:
+    if config_works:  # v2 answers `config` in JSON, v1 in YAML (read with PyYAML)
         assert "Refusing to switch service 'engine'" in msg and "Nothing was stopped" in msg, msg
         assert f"volume:{project.name}_engine_data" in msg and f"bind:{project.brain}" in msg
         assert after["Id"] == before["Id"] and after["State"]["StartedAt"] == before["State"]["StartedAt"]
@@ -472,6 +505,85 @@ def test_a_switch_onto_another_brain_is_refused_or_undone(projects, command, tmp
     assert "image: engine:2.3.0" in (project.src / "docker-compose.yml").read_text()
     assert not missing_acknowledged(load, engine, project.brain_file(engine))
     assert result["after"]["identity"]["key"] == f"bind:{project.brain}"
+
+
+NO_PYYAML_PLAY = """\
+- name: Switch on a managed node without PyYAML
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Switch the Engine
+      september.engine.engine_compose:
+        project_src: "{{ cmp_src }}"
+        version: 2.3.1
+      register: cmp_switch
+      ignore_errors: true
+"""
+
+
+@pytest.mark.timeout(120)
+def test_without_pyyaml_on_the_managed_node_the_module_says_so(tmp_path):
+    src = tmp_path / "project"
+    src.mkdir()
+    (src / "docker-compose.yml").write_text("services:\n  engine:\n    image: engine:2.3.0\n")
+    before = (src / "docker-compose.yml").read_bytes()
+    playbook = tmp_path / "switch.yml"
+    playbook.write_text(NO_PYYAML_PLAY)
+    run = run_playbook(playbook, extra_vars={"cmp_src": str(src),
+                                             "ansible_python_interpreter": str(python_without_pyyaml(tmp_path))})
+    assert run.rc == 0, run.stdout[-3000:]
+    result = run.result("Switch the Engine")
+    assert result["failed"] and result["msg"].startswith(
+        "Failed to import the required Python library (PyYAML)"), result["msg"]
+    assert "This is required to read Compose files" in result["msg"]
+    assert (src / "docker-compose.yml").read_bytes() == before and sorted(os.listdir(src)) == ["docker-compose.yml"]
+
+
+# Compose files as users write them; the value the switch changes is marked «before|after».
+SHAPES = {
+    "anchored-flow-merge": "# defaults\nx-engine: &engine {image: \"engine:«2.3.0|2.3.1»\", restart: always}\n"
+                           "services:\n  engine:\n    <<: *engine\n    ports: ['127.0.0.1:9001:8000']  # local\n"
+                           "  proxy:\n    image: nginx:1.25\n",
+    "crlf-comments-tab": "#\tthe Engine\r\nservices:\r\n  engine:  # image: engine:1.0\r\n"
+                         "    image: 'engine:«2.3.0|2.3.1»'  #\tpinned\r\n    restart: always\r\n",
+    "flow-service": "services:\n  engine: {image: engine:«2.3.0|2.3.1», restart: always}\n"
+                    "  twin: {image: engine:2.3.0}\n",
+    "default-in-file": "services:\n  engine:\n    image: \"engine:${SEPTEMBER_TEST_UNSET_TAG:-«2.3.0|2.3.1»}\"\n",
+    "value-on-next-line": "services:\n  engine:\n    image: !!str &img\n      engine:«2.3.0|2.3.1»\n",
+}
+MARK = re.compile("«([^|»]*)\\|([^»]*)»")
+
+
+def compose_config(src: Path, command: str) -> dict:
+    """What Compose itself makes of the project (v2: JSON, v1: YAML), with the ``x-`` extension fields left out."""
+    args = ["config", "--format", "json"] if GENERATION[command] == "v2" else ["config"]
+    out = compose.run(args, cwd=src, project="cmp-config", command=command).stdout
+    data = json.loads(out) if GENERATION[command] == "v2" else yaml.safe_load(out)
+    return {k: v for k, v in data.items() if not k.startswith("x-")}
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("command", [V2, V1])
+def test_edited_files_mean_to_compose_what_we_think(tmp_path, command):
+    """Each edit, byte for byte the file with one value replaced, is for Compose the project with the new image."""
+    cf = module_utils("_compose_file")
+    for name, marked in SHAPES.items():
+        src = tmp_path / name
+        src.mkdir()
+        path = src / "docker-compose.yml"
+        path.write_bytes(MARK.sub(r"\1", marked).encode())
+        before = compose_config(src, command)
+        assert before["services"]["engine"]["image"] == "engine:2.3.0", name
+        text = path.read_bytes().decode()
+        setting = cf.locate_tag([(str(path), text)], "engine", str(src / ".env"), None, {})
+        edit = cf.plan_tag_edit(setting, text, None, "engine:2.3.1")
+        cf.verify_edit([(str(path), text)], edit, "engine", env_path=str(src / ".env"), environ={}, env_text=None,
+                       expected="engine:2.3.1")
+        path.write_bytes(edit.new_text.encode())
+        assert path.read_bytes() == MARK.sub(r"\2", marked).encode(), name
+        after = compose_config(src, command)
+        before["services"]["engine"]["image"] = "engine:2.3.1"
+        assert after == before, name
 
 
 @pytest.mark.timeout(300)

@@ -4,8 +4,8 @@
 """engine_eval against real reference Engines on the local Docker engine, through real ansible-playbook.
 
 Every case runs playbooks/engine_eval.yml: evaluate, evaluate again, check mode, diff; the playbook
-asserts changed=false, no diff, the pass rate and the verdict; pytest then checks the results against
-the Engine's brain (the turns are really there, check mode wrote none) and searches every output for
+asserts changed=true (every eval turn is written to the brain), no diff, the pass rate and the verdict; pytest
+then checks the results against the Engine's brain (the turns are really there, check mode wrote none) and searches every output for
 the API key. Fleets are named ``evl-<8 hex>`` and use host ports 9500-9549.
 """
 
@@ -58,7 +58,7 @@ def evaluate(engine: Engine, **extra) -> PlaybookRun:
     assert run.rc == 0, run.stdout[-5000:] + run.stderr[-2000:]
     assert_no_key(run, engine.api_key)
     for task in TASKS:
-        assert run.result(task)["changed"] is False
+        assert run.result(task)["changed"] is True  # eval turns are written to the brain (check mode: would be)
     return run
 
 

@@ -12,10 +12,13 @@ import time
 import pytest
 
 from ansible_collections.september.engine.plugins.module_utils._discovery import (
+    NOT_READ,
     Deadline,
+    HostResult,
     HostTimeout,
     Rules,
     Target,
+    _Discovery,
     discover_host,
     discover_hosts,
     parse_selector,
@@ -344,3 +347,20 @@ def test_hosts_queued_behind_a_hanging_one_and_the_workers_never_hold_the_proces
         hanging.release.set()
     assert results["frozen"].error == "no answer within 0.3s"
     assert results["queued"].error.startswith("not read: every worker was still waiting")
+
+
+def test_hosts_out_of_time_are_given_up_on_at_a_given_moment():
+    """Without threads: which hosts discover_hosts gives up on at a moment, and when it looks again."""
+    targets = [Target(name, None, Rules(), timeout) for name, timeout in
+               (("reading", 2), ("late", 1), ("queued", 1), ("done", 1))]
+    run = _Discovery(targets, (OSError,), (LookupError,), workers=1)
+    run.hard_end = 1000.0
+    run.starts.update(reading=100.0, late=100.0, done=100.0)
+    run.results["done"] = HostResult("done")
+    assert run.give_up_on_late(now=102.5) == [103.0]  # reading: its 2 s and the grace second
+    assert run.results["late"].error == "no answer within 1s" and run.results["late"].seconds == 1
+    assert "reading" not in run.results and "queued" not in run.results
+    run.hard_end = 102.5  # every host's time is up: those still reading or queued are given up on
+    assert run.give_up_on_late(now=102.5) == []
+    assert run.results["reading"].error == "no answer within 2s" and run.results["queued"].error == NOT_READ
+    assert run.results["done"].error is None

@@ -464,3 +464,51 @@ def test_the_docker_clients_the_plugin_makes(monkeypatch, tmp_path):
     monkeypatch.setenv("DOCKER_HOST", "tcp://from-env:2375")
     plugin._connect({"name": "local"})(2)
     assert made[-1] == {"version": "auto", "timeout": 2, "base_url": "tcp://from-env:2375"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"name": "h1", "docker_host": "tcp://h1:2376"}, []),
+        ({"name": "h1"}, []),  # the local Docker
+        ({"name": "h1", "docker_host": "h1:2376"}, ["docker_host 'h1:2376' is not a URL"]),
+        ({"name": "h1", "docker_host": 2376}, ["docker_host 2376 is not a URL"]),
+        ({"name": "h1", "docker_host": "tcp://seen:2376"}, ["docker_host tcp://seen:2376 is listed twice"]),
+        ({"name": "h1", "ansible_host": "10.0.0.1"}, ["docker_host is required when ansible_host is set"]),
+        ({"name": "h1", "ansible_host": "10.0.0.1", "ansible_connection": "local"}, []),
+    ],
+)
+def test_entry_url_problems(entry, expected):
+    urls = {"tcp://seen:2376"}
+    problems = engines_mod.entry_url_problems(entry, urls)
+    assert len(problems) == len(expected)
+    for problem, start in zip(problems, expected, strict=True):
+        assert problem.startswith(start)
+    if not expected and entry.get("docker_host"):
+        assert entry["docker_host"] in urls  # a later entry with the same URL is then told
+
+
+def test_entry_name_problems_remember_the_names():
+    names: set = set()
+    assert engines_mod.entry_name_problems("h1", names) == []
+    assert engines_mod.entry_name_problems("h1", names) == ["the name h1 is given twice"]
+    assert engines_mod.entry_name_problems("bad name", names)[0].startswith("'name' must be given")
+    assert engines_mod.entry_name_problems(None, names)[0].startswith("'name' must be given")
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"vars": {"a": 1}, "required_labels": ["tier=prod"], "timeout": 2.5}, []),
+        ({"vars": ["a"]}, ["'vars' must be a mapping"]),
+        ({"required_labels": "tier=prod"}, ["required_labels must be a list"]),
+        ({"required_labels": "=prod"}, ["required_labels: a label selector", "required_labels must be a list"]),
+        ({"timeout": 0}, ["timeout must be a number of seconds above 0"]),
+        ({"timeout": "5"}, ["timeout must be a number of seconds above 0"]),
+    ],
+)
+def test_entry_option_problems(entry, expected):
+    problems = engines_mod.entry_option_problems(entry)
+    assert len(problems) == len(expected)
+    for problem, start in zip(problems, expected, strict=True):
+        assert problem.startswith(start)

@@ -300,3 +300,7 @@ def test_profiles_and_config_on_the_command_line():
     assert proj_.config() == {"services": {"engine": {}}}
     module.answers[tuple(proj_.argv("config"))] = (1, "", "ERROR: no such file")
     assert proj_.config() is None
+    module.answers[tuple(proj_.argv("config"))] = (0, "services: [unclosed\n", "")
+    assert proj_.config() is None
+    module.answers[tuple(proj_.argv("config"))] = (0, "- a list\n", "")
+    assert proj_.config() is None

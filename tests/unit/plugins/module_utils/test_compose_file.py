@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -97,14 +99,19 @@ SHAPES = [
         f"{KEY_LINE}\nexport ENGINE_TAG=2.3.0\n", "env", "ENGINE_TAG", "engine:2.3.0", "export ENGINE_TAG=2.3.1\n",
     ),
     (
-        "default in the file, variable missing from .env: appended",
+        "default in the file, variable set nowhere: the default is edited",
         "services:\n  engine:\n    image: engine:${ENGINE_TAG:-2.3.0}\n",
-        f"{KEY_LINE}\n", "env", "ENGINE_TAG", "engine:2.3.0", "ENGINE_TAG=2.3.1\n",
+        f"{KEY_LINE}\n", "file", "ENGINE_TAG", "engine:2.3.0", "    image: engine:${ENGINE_TAG:-2.3.1}\n",
+    ),
+    (
+        "default in the file, variable set in .env: .env is edited",
+        "services:\n  engine:\n    image: engine:${ENGINE_TAG:-2.2.0}\n",
+        f"{KEY_LINE}\nENGINE_TAG=2.3.0\n", "env", "ENGINE_TAG", "engine:2.3.0", "ENGINE_TAG=2.3.1\n",
     ),
     (
         "registry and tag both variables",
         "services:\n  engine:\n    image: \"${REG}/engine:${TAG:-2.3.0}\"\n",
-        f"REG=registry.local\n{KEY_LINE}\n", "env", "TAG", "registry.local/engine:2.3.0", "TAG=2.3.1\n",
+        f"REG=registry.local\nTAG=2.3.0\n{KEY_LINE}\n", "env", "TAG", "registry.local/engine:2.3.0", "TAG=2.3.1\n",
     ),
     (
         "whole reference in a variable",
@@ -115,7 +122,13 @@ SHAPES = [
     (
         "whole reference with a default, no .env at all",
         "services:\n  engine:\n    image: ${ENGINE_IMAGE:-engine:2.3.0}\n",
-        None, "env", "ENGINE_IMAGE", "engine:2.3.0", "ENGINE_IMAGE=engine:2.3.1\n",
+        None, "file", "ENGINE_IMAGE", "engine:2.3.0", "    image: ${ENGINE_IMAGE:-engine:2.3.1}\n",
+    ),
+    (
+        "whole reference, ${VAR-default} form, variable set in .env",
+        "services:\n  engine:\n    image: ${ENGINE_IMAGE-engine:2.2.0}\n",
+        f"ENGINE_IMAGE=engine:2.3.0\n{KEY_LINE}\n", "env", "ENGINE_IMAGE", "engine:2.3.0",
+        "ENGINE_IMAGE=engine:2.3.1\n",
     ),
 ]
 
@@ -151,6 +164,90 @@ def test_locate_and_edit(compose, env, location, variable, image, line):
     assert after.image.endswith(":2.3.1")
 
 
+# --------------------------------------------------------------------------- byte for byte
+# Each file is written once, the value that changes marked «before|after»: before the edit the file holds
+# `before` there, after it exactly the same bytes with `after` there instead. A file without a mark is unchanged.
+
+MARK = re.compile("«([^|»]*)\\|([^»]*)»")
+BASE, OVERRIDE = "/p/docker-compose.yml", "/p/docker-compose.override.yml"
+
+
+def version(marked: str | None, which: int) -> str | None:
+    return None if marked is None else MARK.sub(lambda m: m.group(which), marked)
+
+
+# name, {compose file: marked text}, marked .env text (or None: no .env), where the tag is, target image option
+EXACT = [
+    ("an anchored flow mapping merged into the service",
+     {BASE: "# defaults\nx-engine: &engine {image: engine:«2.3.0|2.3.1», restart: always}\n\nservices:\n"
+            "  engine:\n    <<: *engine\n    ports: [\"127.0.0.1:9001:8000\"]  # local only\n"
+            "  proxy:\n    image: nginx:1.25\n"}, None, "file", None),
+    ("comments on and around the line, a tab in a comment",
+     {BASE: "#\tthe Engine: image: engine:2.3.0\nservices:\n  # image: engine:1.0 (old)\n  engine: # the one\n"
+            "    image: engine:«2.3.0|2.3.1»   #\tpinned by ops, image: engine:2.3.0\n"
+            "    # image: engine:2.2.0\n    restart: always # 2.3.0\n"}, None, "file", None),
+    ("single quoted",
+     {BASE: "services:\n  engine:\n    image: 'engine:«2.3.0|2.3.1»'  # quoted\n"}, None, "file", None),
+    ("double quoted, registry with a port",
+     {BASE: "services:\n  engine:\n    image: \"registry.local:5000/team/engine:«2.3.0|2.3.1»\"\n"}, None, "file",
+     None),
+    ("a flow mapping, another service with the same literal image",
+     {BASE: "services:\n  engine: {image: \"engine:«2.3.0|2.3.1»\", restart: always}  # flow\n"
+            "  twin: {image: \"engine:2.3.0\"}\n"}, None, "file", None),
+    ("CRLF line endings",
+     {BASE: "# CRLF\r\nservices:\r\n  engine:\r\n    image: engine:«2.3.0|2.3.1» # pinned\r\n"
+            "    restart: always\r\n"}, None, "file", None),
+    ("a byte order mark, a document marker and non-ASCII comments",
+     {BASE: "\ufeff---\n# Moteur — été 🚀\nservices:\n  engine:  # ¿qué?\n    image: engine:«2.3.0|2.3.1»\n"},
+     None, "file", None),
+    ("value on the next line, with a tag and an anchor",
+     {BASE: "services:\n  engine:\n    image: !!str &img\n      engine:«2.3.0|2.3.1»\n"}, None, "file", None),
+    ("no tag (implicit latest) gets one",
+     {BASE: "services:\n  engine:\n    image: \"engine«|:2.3.1»\"\n"}, None, "file", None),
+    ("${ENGINE_TAG} in .env",
+     {BASE: "services:\n  engine:\n    image: engine:${ENGINE_TAG}  # from .env\n"},
+     f"{KEY_LINE}\nENGINE_TAG=«2.3.0|2.3.1»  # the release\n", "env", None),
+    ("${ENGINE_TAG:-2.3.0}, set nowhere: the default",
+     {BASE: "services:\n  engine:\n    image: \"engine:${ENGINE_TAG:-«2.3.0|2.3.1»}\"\n"}, f"{KEY_LINE}\n", "file",
+     None),
+    ("${ENGINE_TAG:-2.2.0}, set in a CRLF .env",
+     {BASE: "services:\n  engine:\n    image: engine:${ENGINE_TAG:-2.2.0}\n"},
+     f"{KEY_LINE}\r\nENGINE_TAG='«2.3.0|2.3.1»'\r\nOTHER=1\r\n", "env", None),
+    ("${ENGINE_TAG-2.3.0}, set nowhere: the default",
+     {BASE: "services:\n  engine:\n    image: 'engine:${ENGINE_TAG-«2.3.0|2.3.1»}'\n"}, None, "file", None),
+    ("${ENGINE_IMAGE:-engine:2.3.0}, the whole reference's default",
+     {BASE: "services:\n  engine:\n    image: ${ENGINE_IMAGE:-engine:«2.3.0|2.3.1»}\n"}, None, "file", None),
+    ("an override file that sets the image",
+     {BASE: "services:\n  engine:\n    image: engine:2.2.0  # the base\n    restart: always\n",
+      OVERRIDE: "services:\n  engine:\n    image: engine:«2.3.0|2.3.1»\n"}, None, "file", None),
+    ("another repository, quotes kept",
+     {BASE: "services:\n  engine:\n    image: \"«engine:2.3.0|registry.local/engine:2.4.0»\"  # moved\n"}, None,
+     "file", "registry.local/engine:2.4.0"),
+    ("another repository in the whole reference's default",
+     {BASE: "services:\n  engine:\n    image: ${IMG:-«engine:2.3.0|registry.local/engine:2.4.0»}\n"}, None,
+     "file", "registry.local/engine:2.4.0"),
+]
+
+
+@pytest.mark.parametrize(("files", "env", "location", "image"), [e[1:] for e in EXACT], ids=[e[0] for e in EXACT])
+def test_only_the_value_changes_byte_for_byte(files, env, location, image):
+    before = {path: version(text, 1) for path, text in files.items()}
+    setting = cf.locate_tag(list(before.items()), "engine", ENV, version(env, 1), {})
+    assert setting.location == location
+    target = cf.target_ref(setting, None if image else "2.3.1", image, bool(image))
+    edit = cf.plan_tag_edit(setting, before[setting.compose_file], version(env, 1), target)
+    cf.verify_edit(list(before.items()), edit, "engine", env_path=ENV, environ={}, env_text=version(env, 1),
+                   expected=target)
+    now = {**before, ENV: version(env, 1), edit.path: edit.new_text}
+    expected = {**{path: version(text, 2) for path, text in files.items()}, ENV: version(env, 2)}
+    assert {p: t.encode() for p, t in now.items() if t is not None} == {
+        p: t.encode() for p, t in expected.items() if t is not None
+    }
+    edited = [p for p in expected if expected[p] != version(files.get(p, env), 1)]
+    assert edited == [edit.path]
+    assert edit.before.count("\n") == edit.after.count("\n") == 1 and "\r" not in edit.before + edit.after
+
+
 def test_edit_with_image_option_and_repository_change():
     compose = "services:\n  engine:\n    image: engine:2.3.0 # x\n"
     setting = cf.locate_tag([("f", compose)], "engine", ENV, None, {})
@@ -179,13 +276,61 @@ def test_env_file_beats_environment_for_the_tag_variable_but_not_for_others():
     assert setting.value_source == "env_file"
 
 
-def test_warns_when_the_variable_or_anchor_is_shared():
+def test_warns_when_the_variable_is_shared():
     compose = ("services:\n  engine:\n    image: engine:${ENGINE_TAG}\n  worker:\n    image: worker:${ENGINE_TAG}\n")
     setting = cf.locate_tag([("f", compose)], "engine", ENV, "ENGINE_TAG=2.3.0\n", {})
     assert any("also used on line(s) 5" in w for w in setting.warnings)
-    compose = "x-e: &e\n  image: engine:2.3.0\nservices:\n  engine:\n    <<: *e\n  engine2:\n    <<: *e\n"
+    # an anchor that holds the variable: the .env edit switches both services, and a warning says so
+    compose = "x-e: &e\n  image: engine:${ENGINE_TAG}\nservices:\n  engine:\n    <<: *e\n  engine2:\n    <<: *e\n"
+    setting = cf.locate_tag([("f", compose)], "engine", ENV, "ENGINE_TAG=2.3.0\n", {})
+    assert (setting.anchor, setting.location) == ("e", "env")
+    assert setting.warnings == [
+        "Service(s) engine2 take their image from f line 2 (anchor &e) too: they change with ENGINE_TAG the next "
+        "time they are created."
+    ]
+
+
+SHARED = [
+    ("a merge key two services use",
+     "x-e: &e\n  image: engine:2.3.0\nservices:\n  engine:\n    <<: *e\n  engine2:\n    <<: *e\n", "engine2"),
+    ("a scalar alias",
+     "services:\n  engine:\n    image: &img engine:2.3.0\n  worker:\n    image: *img\n", "worker"),
+    ("the whole service aliased",
+     "services:\n  engine: &svc\n    image: engine:2.3.0\n  replica: *svc\n", "replica"),
+    ("merge lists: the first mapping wins, an own key beats them",
+     "x-a: &a {image: 'engine:2.3.0'}\nx-b: &b {image: other:1}\nservices:\n  engine: {<<: [*a, *b]}\n"
+     "  w1: {<<: [*b, *a]}\n  w2: {<<: [*a], image: own:1}\n  w3: {<<: *a}\n", "w3"),
+    ("the image of an anchored service merged into another",
+     "services:\n  engine: &base\n    image: engine:2.3.0\n    restart: always\n  worker:\n    <<: *base\n"
+     "    command: work\n", "worker"),
+]
+
+
+@pytest.mark.parametrize(("compose", "sharer"), [s[1:] for s in SHARED], ids=[s[0] for s in SHARED])
+def test_an_image_shared_through_an_alias_is_refused(compose, sharer):
+    message = rf"at f line \d+.*, which service\(s\) {sharer} use too: editing it would switch them as well"
+    with pytest.raises(ComposeFileError, match=message):
+        cf.locate_tag([("f", compose)], "engine", ENV, None, {})
+
+
+def test_an_anchor_is_ours_once_the_override_gives_the_other_service_its_own_image():
+    base = ("/p/docker-compose.yml",
+            "x-e: &e\n  image: engine:2.3.0\nservices:\n  engine:\n    <<: *e\n  worker:\n    <<: *e\n")
+    override = ("/p/docker-compose.override.yml", "services:\n  worker:\n    image: worker:1.0\n")
+    setting = cf.locate_tag([base, override], "engine", ENV, None, {})
+    assert (setting.compose_file, setting.line, setting.anchor) == ("/p/docker-compose.yml", 2, "e")
+
+
+def test_a_scalar_anchor_used_elsewhere_is_not_edited():
+    """The image is the service's own, but its anchor feeds another service's label too: refused before writing."""
+    compose = ("services:\n  engine:\n    image: &img engine:2.3.0\n  worker:\n    image: worker:1\n"
+               "    labels:\n      engine: *img\n")
     setting = cf.locate_tag([("f", compose)], "engine", ENV, None, {})
-    assert setting.anchor == "e" and any("anchor &e" in w for w in setting.warnings)
+    edit = cf.plan_tag_edit(setting, compose, None, "engine:2.3.1")
+    message = r"would change more than the image of service 'engine' \(services\.worker\.labels\.engine\)"
+    with pytest.raises(ComposeFileError, match=message):
+        cf.verify_edit([("f", compose)], edit, "engine", env_path=ENV, environ={}, env_text=None,
+                       expected="engine:2.3.1")
 
 
 @pytest.mark.parametrize(
@@ -198,13 +343,19 @@ def test_warns_when_the_variable_or_anchor_is_shared():
         ("services:\n  engine:\n    image: engine:2.3.0@sha256:" + "a" * 64 + "\n", "pinned by digest"),
         ("services:\n  engine:\n    image: engine:v${TAG}\n", "only partly a variable"),
         ("services:\n  engine:\n    image: ${A}${B}\n", "cannot tell where the tag"),
-        ("services:\n  engine: {image: 'engine:2.3.0'}\n", "flow style"),
         ("services:\n  engine:\n    image: >\n      engine:2.3.0\n", "block scalar"),
         ("services:\n  engine:\n    image: \"engine:\\x32\"\n", "escapes"),
+        ("services:\n  engine:\n    image: 'engine:''2.3.0'''\n", "escapes"),
+        ("services:\n  engine:\n    image: 'engine:\n      2.3.0'\n", "over several lines"),
         ("services:\n  engine:\n    image:\n", "is empty"),
+        ("services:\n  engine:\n    image: ~\n", "is empty"),
+        ("services:\n  engine:\n    image: [engine, 2.3.0]\n", "the image is a list"),
         ("services:\n  engine:\n    image: engine:${TAG:+x}\n", "cannot hold an image tag"),
         ("services:\n  engine:\n    image: engine:${TAG:-${OTHER}}\n", "nested"),
-        ("services:\n  engine:\n    <<: *missing\n", "not defined"),
+        ("services:\n  engine:\n    <<: *missing\n", "f cannot be read as YAML: found undefined alias 'missing'"),
+        ("services:\n\tengine: {}\n", "(?s)f cannot be read as YAML.*in \"f\", line 2, column 1"),
+        ("services: [engine]\n", "'services' is not a mapping"),
+        ("services:\n  engine: {image: [x\n", "cannot be read as YAML"),
     ],
 )
 def test_errors_say_what_was_found(compose, message):
@@ -270,7 +421,12 @@ def test_yaml_cross_check_catches_a_bad_edit():
     setting = cf.locate_tag([("f", compose)], "engine", ENV, None, {})
     edit = cf.plan_tag_edit(setting, compose, None, "engine:2.3.1")
     edit.new_text += "  extra:\n    image: x\n"
-    with pytest.raises(ComposeFileError, match="Internal check failed"):
+    with pytest.raises(ComposeFileError, match=r"would change more than the image of service 'engine' \(services\)"):
+        cf.verify_edit([("f", compose)], edit, "engine", env_path=ENV, environ={}, env_text=None,
+                       expected="engine:2.3.1")
+    edit.new_text = compose.replace("2.3.0", "2.3.2")
+    with pytest.raises(ComposeFileError, match=r"Internal check failed: after the edit the image would be "
+                                               r"'engine:2\.3\.2', not 'engine:2\.3\.1'"):
         cf.verify_edit([("f", compose)], edit, "engine", env_path=ENV, environ={}, env_text=None,
                        expected="engine:2.3.1")
 
@@ -295,8 +451,21 @@ def test_default_compose_files(tmp_path):
         ("services:\n  engine:\n    profiles:\n      - engine\n      # a comment\n      - 'debug'\n  x:\n"
          "    profiles: [x]\n", ["engine", "debug"]),
         ("services:\n  other:\n    profiles: [x]\n", []),
+        ("x-p: &p\n  profiles: [engine]\nservices:\n  engine:\n    <<: *p\n    image: engine:2.3.0\n", ["engine"]),
+        ("services:\n  engine: {profiles: ops}\n", ["ops"]),
         ("volumes: {}\n", []),
     ],
 )
 def test_service_profiles(text, profiles):
     assert cf.service_profiles(text, "engine") == profiles
+
+
+def test_without_pyyaml_the_module_fails_the_standard_way(monkeypatch):
+    monkeypatch.setattr(cf, "HAS_YAML", False)
+    monkeypatch.setattr(cf, "YAML_IMPORT_ERROR", "Traceback (most recent call last): ImportError: No module named yaml")
+    message = r"Failed to import the required Python library \(PyYAML\) on .*This is required to read Compose files"
+    with pytest.raises(ComposeFileError, match=message) as info:
+        cf.locate_tag([("f", "services:\n  engine:\n    image: engine:2.3.0\n")], "engine", ENV, None, {})
+    assert "No module named yaml" in info.value.details["exception"]
+    with pytest.raises(ComposeFileError, match=message):
+        cf.service_profiles("services: {}\n", "engine")

@@ -11,14 +11,17 @@ import pytest
 from ansible_collections.september.engine.plugins.module_utils._container import (
     PREVIOUS_IMAGE_LABEL,
     ROLLED_BACK_FROM_LABEL,
+    command_from_container,
     config_from_container,
     create_request,
     endpoint_from_container,
     env_without_image_defaults,
     host_config_from_container,
+    image_settings_from_container,
     labels_without_image_defaults,
     networks_from_container,
     pull_failure_kind,
+    runtime_settings_from_container,
     same_setting,
     split_reference,
 )
@@ -332,3 +335,42 @@ def test_split_reference(ref, parts):
 )
 def test_pull_failure_kind(message, kind):
     assert kind in pull_failure_kind(message)
+
+
+IMAGE_COMMAND = {"Entrypoint": ["/entrypoint.sh"], "Cmd": ["serve"]}
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"Entrypoint": ["/entrypoint.sh"], "Cmd": ["serve"]}, {}),  # both the image's
+        ({"Entrypoint": ["/entrypoint.sh"], "Cmd": None}, {}),
+        ({"Entrypoint": ["/entrypoint.sh"], "Cmd": ["serve", "--debug"]}, {"Cmd": ["serve", "--debug"]}),
+        ({"Entrypoint": ["/bin/sh"], "Cmd": ["serve"]}, {"Entrypoint": ["/bin/sh"], "Cmd": ["serve"]}),
+        ({"Entrypoint": ["/bin/sh"], "Cmd": None}, {"Entrypoint": ["/bin/sh"]}),
+        ({"Entrypoint": None, "Cmd": ["sleep", "1"]}, {"Entrypoint": [""], "Cmd": ["sleep", "1"]}),  # --entrypoint ""
+    ],
+)
+def test_command_from_container(config, expected):
+    assert command_from_container(config, IMAGE_COMMAND) == expected
+
+
+def test_image_settings_from_container_keeps_the_creators_values_only():
+    image = {"WorkingDir": "/app", "User": "engine", "ExposedPorts": {"8000/tcp": {}}, "Volumes": {"/data": {}}}
+    config = {"WorkingDir": "/app", "User": "root", "StopSignal": "", "ExposedPorts": {"8000/tcp": {}, "9000/tcp": {}},
+              "Volumes": {"/data": {}}}
+    assert image_settings_from_container(config, image) == {"User": "root", "ExposedPorts": {"9000/tcp": {}}}
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"Hostname": CID[:12]}, {}),  # Docker's generated hostname
+        ({"Hostname": "engine-u001", "Domainname": "example.org"},
+         {"Hostname": "engine-u001", "Domainname": "example.org"}),
+        ({"Tty": True, "OpenStdin": False, "StopTimeout": 0}, {"Tty": True, "StopTimeout": 0}),
+        ({"StopTimeout": None, "AttachStdout": True}, {"AttachStdout": True}),
+    ],
+)
+def test_runtime_settings_from_container(config, expected):
+    assert runtime_settings_from_container(config, CID) == expected

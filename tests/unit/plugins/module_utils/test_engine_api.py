@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,7 @@ import pytest
 
 from ansible_collections.september.engine.plugins.module_utils._engine_api import (
     KEY_HEADER,
+    _describe,
     check_tls_options,
     check_url,
     engine_api_argument_spec,
@@ -237,3 +239,33 @@ def test_request_tls_to_plain_http(server):
 def test_request_error_hides_credentials():
     response = engine_request("GET", f"http://user:hunter2@127.0.0.1:{_free_port()}/health", timeout=2)
     assert "hunter2" not in response.error
+
+
+def _cert_error() -> ssl.SSLCertVerificationError:
+    exc = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    exc.verify_message = "self-signed certificate"
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "words"),
+    [
+        (_cert_error(), "tls", "certificate verification failed for https://e.example: self-signed certificate"),
+        (ssl.SSLError(1, "wrong version number"), "tls", "Does the Engine serve plain HTTP?"),
+        (TimeoutError("timed out"), "timeout", "no answer from https://e.example within the timeout"),
+        (ConnectionRefusedError(111, "Connection refused"), "refused", "nothing listens there"),
+        (socket.gaierror(-2, "Name or service not known"), "dns", "cannot resolve the host of https://e.example"),
+        (OSError(101, "Network is unreachable"), "connection", "cannot talk to https://e.example"),
+        (ValueError("odd"), "connection", "request to https://e.example failed: odd"),
+    ],
+)
+def test_describe_names_what_went_wrong_before_an_answer(exc, kind, words):
+    assert _describe(exc, "https://e.example")[0] == kind
+    assert words in _describe(exc, "https://e.example")[1]
+
+
+def test_describe_reads_the_reason_of_a_url_error():
+    class URLErrorLike(OSError):
+        reason = ConnectionRefusedError(111, "Connection refused")
+
+    assert _describe(URLErrorLike(), "http://e.example")[0] == "refused"

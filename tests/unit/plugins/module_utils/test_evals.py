@@ -43,12 +43,12 @@ from ansible_collections.september.engine.plugins.module_utils._evals import (
     outcome_of,
     parse_sse,
     read_cases_file,
-    redact,
     run_command,
     summarize,
     turn_outcome,
     validate_cases,
 )
+from ansible_collections.september.engine.plugins.module_utils._secrets import redact
 
 REPO = Path(__file__).resolve().parents[4]
 SAMPLE = REPO / "roles" / "engine_upgrade" / "files" / "evals" / "reference.yml"

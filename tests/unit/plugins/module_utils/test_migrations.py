@@ -18,6 +18,7 @@ from ansible_collections.september.engine.plugins.module_utils._brain import Rea
 from ansible_collections.september.engine.plugins.module_utils._errors import BrainError, EngineModuleError
 from ansible_collections.september.engine.plugins.module_utils._migrations import (
     ShippedMigration,
+    _bump_warnings,
     assess,
     build_schema_copy,
     classify_migrations,
@@ -450,3 +451,21 @@ def test_applied_migrations_refuses_a_column_the_table_lacks():
     # SQLite would read "nope" as a string literal and report the migration 'nope' once per row
     with pytest.raises(BrainError, match="has no column 'nope'"):
         applied_migrations(conn, {"migrations_column": "nope"})
+
+
+@pytest.mark.parametrize(
+    ("bump", "current", "versions", "expected"),
+    [
+        ("minor", "engine:2.3.0", ("2.3.0", "2.4.0"), []),
+        (None, None, (None, "2.4.0"), ["No current image is known"]),
+        (None, "engine:latest", ("latest", "2.4.0"), ["The current image engine:latest carries no version"]),
+        (None, "engine:2.3.0", ("2.3.0", "next"), ["The target image engine:next carries no version"]),
+        (None, "engine:a", ("a", "b"), ["The current image engine:a", "The target image engine:b"]),
+    ],
+)
+def test_bump_warnings_say_why_the_bump_is_null(bump, current, versions, expected):
+    target = "engine:" + versions[1]
+    warnings = _bump_warnings(bump, current, versions[0], target, versions[1])
+    assert len(warnings) == len(expected)
+    for warning, start in zip(warnings, expected, strict=True):
+        assert warning.startswith(start)

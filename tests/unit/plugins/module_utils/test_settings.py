@@ -75,8 +75,9 @@ ONE_PROBLEM = [
     ({"engine_upgrade_bake_seconds": -5}, "a bake cannot be negative"),
     ({"engine_upgrade_canary_max_bake_seconds": 30}, "engine_upgrade_canary_max_bake_seconds=30 is shorter than "
                                                      "engine_upgrade_canary_bake_seconds=60 (the default)"),
-    ({"engine_upgrade_probe_cases": [{"name": "x"}]}, "engine_upgrade_probe_cases=[{'name': 'x'}]: must be a "
-                                                     "non-empty list of eval cases, each with a name and a message"),
+    ({"engine_upgrade_probe_cases": [{"name": "x"}]},
+     "engine_upgrade_probe_cases=[{'name': 'x'}]: must be a non-empty list of eval cases, each with a name and a "
+     "message"),
     ({"engine_upgrade_probe_cases": []}, "engine_upgrade_probe_cases=[]: must be a non-empty list of eval cases"),
     ({"engine_upgrade_bake_seconds": 400, "engine_upgrade_bake_max_seconds": 300},
      "engine_upgrade_bake_max_seconds=300 is shorter than engine_upgrade_bake_seconds=400"),
@@ -277,3 +278,43 @@ def test_env_is_not_needed(monkeypatch, tmp_path):
     s, problems = _settings.validate({"engine_target_version": "2.4.0"})
     assert problems == [] and s.values["engine_upgrade_report_dir"] == os.path.join(str(tmp_path),
                                                                                     "september-engine-reports")
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "expected"),
+    [
+        ("int", 3, 3),
+        ("int", 3.0, 3),
+        ("int", "7", 7),
+        ("int", 2.5, ValueError),
+        ("int", True, TypeError),
+        ("int", None, TypeError),
+        ("float", "0.5", 0.5),
+        ("float", float("nan"), ValueError),
+        ("float", float("inf"), ValueError),
+        ("float", False, TypeError),
+        ("bool", "yes", True),
+        ("str", None, ""),
+        ("str", 2.1, 2.1),  # kept a float: the target version's check says why 2.10 needs quotes
+        ("str", 5, "5"),
+        ("str", ["a"], TypeError),
+        ("stages", "5%,100%", "5%,100%"),
+        ("stages", 5, TypeError),
+        ("command", None, []),
+        ("command", "run evals", "run evals"),
+        ("command", {"a": 1}, TypeError),
+        ("cases", ({"name": "a", "message": "m"},), [{"name": "a", "message": "m"}]),
+        ("cases", [], ValueError),
+        ("cases", [{"name": "a"}], ValueError),
+        ("cases", [{"name": "", "message": "m"}], ValueError),
+        ("cases", ["a"], ValueError),
+        (("missing", "always"), "always", "always"),
+        (("missing", "always"), "sometimes", ValueError),
+    ],
+)
+def test_coerce_by_kind(kind, raw, expected):
+    if isinstance(expected, type) and issubclass(expected, Exception):
+        with pytest.raises(expected):
+            _settings._coerce(kind, raw)
+    else:
+        assert _settings._coerce(kind, raw) == expected

@@ -672,3 +672,79 @@ RECORDED = json.loads(
     'okens": 9, "cache_hit_tokens": 40, "cache_hit_ratio": 0.0988, "log_lines": 23, "warning_kinds": {"ERROR agen'
     't: turn failed: LLM_PROVIDER_ERROR": 1, "WARNING llm: prompt cache miss: system prompt changed": 1}}}}'
 )
+
+
+# ---------------------------------------------------------------- the pieces of a scope's judgement
+
+LABELS = dict(canary="in 2 canaries", control="in 3 controls", baseline="in their baselines")
+
+
+def rate_test(reference, fired=True, breached=True, standing=None, evaluated=True, rule="error_rate") -> dict:
+    return dict(rule=rule, reference=reference, canary=0.3, reference_value=0.01, p_value=0.001, evaluated=evaluated,
+                fired=fired, breached=breached, standing=standing)
+
+
+def test_rule_groups_judge_kinds_and_evals_one_by_one():
+    tests = [rate_test("control"), rate_test("baseline"), dict(rule="new_error_kind", kind="a"),
+             dict(rule="new_error_kind", kind="b")]
+    assert v.rule_groups("error_rate", tests) == [tests[:2]]
+    assert v.rule_groups("new_error_kind", tests) == [[tests[2]], [tests[3]]]
+    assert v.rule_groups("latency_p50", tests) == []
+
+
+@pytest.mark.parametrize(
+    ("rule", "group", "sort", "text"),
+    [
+        ("error_rate", [rate_test("control"), rate_test("baseline")], "fired",
+         "error rate 30% in 2 canaries vs 1% in 3 controls (p=0.001) and 1% in their baselines (p=0.001)"),
+        ("error_rate", [rate_test("control"), rate_test("baseline", fired=False, breached=False)], "disputed",
+         "error rate 30% in 2 canaries vs 1% in 3 controls (p=0.001), but not against their baselines"),
+        ("error_rate", [rate_test("control", standing=False)], "improving",
+         "error rate 30% in 2 canaries vs 1% in 3 controls (p=0.001), but no longer in the last slice"),
+        ("cache_hit_ratio", [rate_test("control", rule="cache_hit_ratio")], "reported",
+         "cache hit ratio 30% in 2 canaries vs 1% in 3 controls (threshold -25 points)"),
+        ("error_rate", [rate_test("control", fired=False)], "weak",
+         "error rate 30% in 2 canaries vs 1% in 3 controls (p=0.001) (not significant: does not decide)"),
+        ("error_rate", [rate_test("control", fired=False, breached=False)], None, None),
+        ("error_rate", [rate_test("control", evaluated=False)], None, None),
+    ],
+)
+def test_findings_weigh_a_group_by_how_much_it_decides(rule, group, sort, text):
+    found = v._Findings(LABELS, v.thresholds_of(None))
+    found.weigh(rule, group)
+    sorts = ("fired", "disputed", "improving", "reported", "weak")
+    assert [name for name in sorts if getattr(found, name)] == ([sort] if sort else [])
+    if sort == "weak":
+        assert found.weak == [text]
+    elif sort:
+        assert getattr(found, sort)[0][:2] == (rule, text)
+
+
+def test_findings_reasons_go_from_what_decides_to_what_does_not():
+    found = v._Findings(LABELS, v.thresholds_of(None))
+    found.weigh("error_rate", [rate_test("control", fired=False)])
+    found.weigh("latency_p99", [rate_test("control", rule="latency_p99")])
+    found.weigh("cache_hit_ratio", [rate_test("control", rule="cache_hit_ratio")])
+    assert [reason.split(" ")[0] for reason in found.reasons()] == ["p99", "cache", "error"]
+    assert found.reasons()[1].endswith("(reported; does not decide alone)")
+
+
+def probe(name, state="unhealthy", failing=()) -> dict:
+    return dict(name=name, state=state, failure=None, failing=list(failing), provider=False)
+
+
+@pytest.mark.parametrize(
+    ("controls", "expected"),
+    [
+        ([], "there is no control Engine to compare with: blamed on the release."),
+        ([probe("c1", "unknown")], "no control Engine could be probed (c1): blamed on the release."),
+        ([probe("c1", failing=["database=error"]), probe("c2", "healthy")],
+         "1 of 2 control Engines are unhealthy (c1: database=error), which is not a provider outage (that needs 2 "
+         "with llm_provider failing): blamed on the release."),
+        ([probe("c1", "healthy")], "the 1 control Engine that were not upgraded are healthy: a bad release."),
+    ],
+)
+def test_no_outage_why(controls, expected):
+    probed = [p for p in controls if p["state"] != "unknown"]
+    bad = [p for p in probed if p["state"] == "unhealthy"]
+    assert v._no_outage_why(controls, probed, bad, len(probed) // 2 + 1) == expected

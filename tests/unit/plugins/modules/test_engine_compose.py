@@ -22,7 +22,6 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from docker.errors import APIError, ImageNotFound, NotFound
 
-from ansible_collections.september.engine.plugins.module_utils import _compose
 from ansible_collections.september.engine.plugins.module_utils import _compose_file as cf
 from ansible_collections.september.engine.plugins.modules import engine_compose
 from engine_testkit.module_runner import ExitJson, FailJson
@@ -340,6 +339,57 @@ def test_tag_in_env_file(world):
     assert world.only()["image"] == "engine:2.3.1"
 
 
+ANCHORED_CRLF = (
+    "# the Engine\r\nx-engine: &engine\r\n  image: \"engine:2.3.0\"  #\tpinned\r\n  env_file: .env\r\n"
+    "services:\r\n  engine:\r\n    <<: *engine\r\n    volumes: [engine_data:/data]\r\nvolumes:\r\n"
+    "  engine_data: {}\r\n"
+)
+
+
+def test_an_anchored_quoted_crlf_file_changes_in_its_one_value(world):
+    path = world.project / "docker-compose.yml"
+    path.write_bytes(ANCHORED_CRLF.encode())
+    result = run({"project_src": str(world.project), "version": "2.3.1", "_ansible_diff": True})
+    assert result["compose"]["tag_location"] == {
+        "location": "file", "path": str(path), "compose_file": str(path), "line": 3, "raw": "engine:2.3.1",
+        "variable": None, "whole_ref": False, "anchor": "engine"}
+    assert path.read_bytes() == ANCHORED_CRLF.replace('"engine:2.3.0"', '"engine:2.3.1"').encode()
+    assert result["diff"]["after"] == '  image: "engine:2.3.1"  #\tpinned\n'
+    assert world.only()["image"] == "engine:2.3.1"
+    assert run({"project_src": str(world.project), "version": "2.3.1"})["changed"] is False
+
+
+def test_a_default_in_the_file_is_edited_when_the_variable_is_set_nowhere(world):
+    path = world.project / "docker-compose.yml"
+    path.write_text(BASE.replace("engine:2.3.0  # pinned", "engine:${ENGINE_TAG:-2.3.0}  # pinned"))
+    env_before = (world.project / ".env").read_bytes()
+    result = run({"project_src": str(world.project), "version": "2.3.1"})
+    assert result["compose"]["tag_location"]["location"] == "file"
+    assert result["compose"]["tag_location"]["variable"] == "ENGINE_TAG"
+    assert path.read_text() == BASE.replace("engine:2.3.0  # pinned", "engine:${ENGINE_TAG:-2.3.1}  # pinned")
+    assert (world.project / ".env").read_bytes() == env_before
+    up = next(c for c in world.calls if c[0][0] == "up")
+    assert "ENGINE_TAG" not in up[2] and world.only()["image"] == "engine:2.3.1"
+
+
+def test_an_image_shared_with_another_service_is_refused_before_anything_stops(world):
+    path = world.project / "docker-compose.yml"
+    shared = BASE.replace("  engine:\n    image: engine:2.3.0  # pinned\n",
+                          "  engine:\n    image: &img engine:2.3.0  # pinned\n")
+    shared = shared.replace("volumes:\n  engine_data:\n", "  worker:\n    image: *img\nvolumes:\n  engine_data:\n")
+    path.write_text(shared)
+    result = run({"project_src": str(world.project), "version": "2.3.1"}, expect=FailJson)
+    assert "which service(s) worker use too: editing it would switch them as well" in result["msg"]
+    assert path.read_text() == shared and world.subcommands() == [] and world.only()["status"] == "running"
+
+
+def test_without_pyyaml_it_fails_the_standard_way_before_anything_stops(world, monkeypatch):
+    monkeypatch.setattr(cf, "HAS_YAML", False)
+    result = run({"project_src": str(world.project), "version": "2.3.1"}, expect=FailJson)
+    assert result["msg"].startswith("Failed to import the required Python library (PyYAML)")
+    assert world.calls == [] and world.only()["status"] == "running"
+
+
 def test_failed_up_puts_the_previous_tag_back(world):
     world.fail_next_up = 1
     before = (world.project / "docker-compose.yml").read_bytes()
@@ -472,8 +522,10 @@ def test_compose_file_in_the_env_file(world, tmp_path):
     assert again["changed"] is False and again["compose"]["config_sources"]["files"] == "container"
 
 
-def test_inventory_files_that_drop_the_brain_are_refused_before_anything_stops(world, tmp_path, warnings):
-    world.generation = "v2"
+@pytest.mark.parametrize("generation", ["v1", "v2"])
+def test_inventory_files_that_drop_the_brain_are_refused_before_anything_stops(
+        world, tmp_path, warnings, generation):
+    world.generation = generation  # v2 answers `config` in JSON, v1 in YAML
     brain = with_override(world, tmp_path)
     running = world.only()
     result = run({"project_src": str(world.project), "version": "2.3.1", "compose_file": ["docker-compose.yml"],
@@ -484,8 +536,13 @@ def test_inventory_files_that_drop_the_brain_are_refused_before_anything_stops(w
     assert any("compose_file names" in w for w in warnings)
 
 
+def config_fails(world, monkeypatch):
+    """Compose cannot say what the project would mount (its `config` fails): no check before, only after."""
+    monkeypatch.setattr(world, "do_config", lambda _opts, _sub: (1, "", "ERROR: cannot read the project"))
+
+
 def test_a_switch_that_came_back_on_another_brain_is_undone(world, tmp_path, monkeypatch):
-    monkeypatch.setattr(_compose, "HAS_YAML", False)  # v1 without PyYAML: no check before, only after
+    config_fails(world, monkeypatch)
     brain = with_override(world, tmp_path)
     result = run({"project_src": str(world.project), "version": "2.3.1", "compose_file": ["docker-compose.yml"],
                   "project_name": "eng"}, expect=FailJson)
@@ -500,7 +557,7 @@ def test_a_switch_that_came_back_on_another_brain_is_undone(world, tmp_path, mon
 
 
 def test_a_put_back_that_still_mounts_another_brain_is_stopped(world, tmp_path, monkeypatch):
-    monkeypatch.setattr(_compose, "HAS_YAML", False)
+    config_fails(world, monkeypatch)
     with_override(world, tmp_path)
     (world.project / "docker-compose.brain.yml").write_text("services:\n  engine:\n    restart: always\n")
     result = run({"project_src": str(world.project), "version": "2.3.1"}, expect=FailJson)
