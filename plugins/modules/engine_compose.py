@@ -12,13 +12,16 @@ version_added: 0.1.0
 description:
   - Changes the image tag of a Compose service B(where the project sets it) and recreates only that service, the way
     the Engine's upgrade and rollback runbooks do by hand, with the drain first.
-  - When the compose file holds the reference (C(image) set to C(engine:2.3.0), quoted, commented, through an anchor
-    or a C(<<) merge key), only the tag characters of that one line are rewritten. When it references a variable
-    (C(engine:${ENGINE_TAG}), C(engine:${ENGINE_TAG:-2.3.0}), C(engine:$ENGINE_TAG), or C(${ENGINE_IMAGE}) for the
-    whole reference), only that variable's line of the env file is rewritten, or appended. Other lines, comments,
-    modes and owners are kept. The env file's content is never shown (it usually holds C(ENGINE_API_KEY)).
+  - The compose files are read with PyYAML (a real YAML parser), and the image is found as Compose finds it, through
+    anchors, aliases and C(<<) merge keys, in block or flow style. When a compose file holds the reference, only that
+    one value is rewritten, at its exact place and in its own quoting; every other byte of the file is kept. When it
+    references a variable (C(engine:${ENGINE_TAG}), C(engine:$ENGINE_TAG), or C(${ENGINE_IMAGE}) for the whole
+    reference), that variable's line of the env file is rewritten where it is set; an unset C(${ENGINE_TAG:-2.3.0})
+    has its default rewritten in the file. Modes and owners are kept. The env file's content is never shown (it
+    usually holds C(ENGINE_API_KEY)).
   - Anything it cannot read with certainty (a build without C(image:), a digest pin, a tag that is only partly a
-    variable, flow style) fails with what it found, before anything is touched.
+    variable, a block scalar, an image other services share through an anchor or alias) fails with what it found,
+    before anything is touched.
   - A switch is drain (C(stop --timeout)), edit, C(up -d --no-deps --no-build) of the service. If C(up) fails,
     the previous setting is put back and the service started again before the module fails.
   - The image in place before a switch is recorded in O(state_file), so that O(state=rolled_back) knows where to
@@ -29,7 +32,7 @@ description:
     inventory can name them (O(compose_file), O(project_name), O(env_file)), and C(COMPOSE_FILE) /
     C(COMPOSE_PROJECT_NAME) of the env file count, as for Compose. A service with C(profiles) gets them passed.
   - The brain is checked around the switch. Before anything stops, what C(config) says the project mounts at
-    O(data_dir) must be the storage the Engine runs on (Compose v2, or v1 with PyYAML); after C(up), the new
+    O(data_dir) must be the storage the Engine runs on (Compose v2 and v1); after C(up), the new
     container must mount the same volume or host folder there as the old one. Otherwise the previous setting is put
     back and the service started again from what it was created with, and the module fails.
   - The exact image (reference B(and) id) in place before a switch is recorded in O(state_file). O(state=rolled_back)
@@ -108,10 +111,13 @@ attributes:
       - The before and after of the one line that sets the tag (for an env file only that variable's line).
   idempotent:
     support: full
+requirements:
+  - PyYAML (to read the compose files), on the Docker host
 notes:
   - O(docker_host) is passed to Compose as E(DOCKER_HOST) (with O(docker_tls_verify), E(DOCKER_TLS_VERIFY=1) and
     E(DOCKER_CERT_PATH) the directory of O(docker_ca_path)), so that Compose and the Docker SDK see the same daemon.
-  - Other services using the same variable or anchor change too the next time they are created; a warning says so.
+  - Other services using the same variable change too the next time they are created; a warning says so. An image
+    other services share through an anchor is refused.
 seealso:
   - module: september.engine.engine_lock
   - module: september.engine.engine_health
