@@ -307,7 +307,7 @@ class Faults(Rollout):
         conn = sqlite3.connect(engine.brain_path(), timeout=30, isolation_level=None)
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS faults_padding (id INTEGER PRIMARY KEY, body BLOB)")
-            for _ in range(megabytes // 8):
+            for _chunk in range(megabytes // 8):
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany("INSERT INTO faults_padding (body) VALUES (randomblob(1048576))", [()] * 8)
                 conn.execute("COMMIT")

@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Disks that fill up and an Engine that crashes while upgrade.yml works on them.
 
-- The snapshot folder (``engine_snapshot_dir``, a tmpfs) fills up WHILE the pre-upgrade snapshot of a 200 MiB brain
+- The snapshot folder (``engine_snapshot_dir``, a tmpfs) fills up WHILE the pre-upgrade snapshot of a 128 MiB brain
   is written (a Trigger fills the disk as soon as the snapshot's temporary file appears): the upgrade stops before
   the switch, nothing is kept half-written, the Engine is untouched. With room again, the Engine CRASHES (SIGKILL of
   its process; Docker restarts it) while the next run's snapshot is written: the snapshot is still consistent (it
@@ -28,7 +28,7 @@ from engine_testkit.dockerhosts import Trigger
 from .conftest import Faults, iso_ts
 
 pytestmark = pytest.mark.timeout(420)
-PAD_MIB = 200
+PAD_MIB = 128
 
 
 def writing_snapshot(folder: Path) -> bool:

@@ -10,7 +10,7 @@ prints (a task's banner) or from what Docker does (the drain's SIGTERM, the new 
 ==========  =======  ========================================================================================
 step        target   killed when
 ==========  =======  ========================================================================================
-snapshot    2.4.0    the pre-upgrade snapshot of a 200 MiB brain is half written (its temporary file grows)
+snapshot    2.4.0    the pre-upgrade snapshot of a 128 MiB brain is half written (its temporary file grows)
 drain       2.4.0    Docker sends the Engine SIGTERM (the switch's drain began)
 switch      2.4.0    Docker creates the new container (the old one is renamed ``--previous``)
 health      2.4.0    the health wait on the new release begins
@@ -27,7 +27,7 @@ the same standard as a first run (measures of its own baseline and of the window
 only), with no lock, no kept container and no temporary file left, and every acknowledged write in the brain (or,
 after a restore, in the restored or the kept replaced brain).
 
-The scenarios run three at a time (module fixture ``killed``): each test checks its own.
+The scenarios run four at a time (module fixture ``killed``): each test checks its own.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ KILL_VARS: dict[str, Any] = {
     "engine_upgrade_lock_ttl": 25,
 }
 SCENARIOS = ("snapshot", "drain", "switch", "health", "bake", "restore", "compose")
-PARALLEL = 3
+PARALLEL = 4
 
 
 @dataclass
@@ -142,7 +142,7 @@ def play(sc: Killed) -> Killed:
     try:
         (sc.engine,) = f.up_engines(1, model="compose" if sc.name == "compose" else "container")
         if sc.name == "snapshot":
-            f.pad_brain(sc.engine, 200)
+            f.pad_brain(sc.engine, 128)
         sc.target = "2.4.1" if sc.name == "restore" else "2.4.0"
         extra = {**KILL_VARS, "engine_target_version": sc.target}
         if sc.name == "restore":

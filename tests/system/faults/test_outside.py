@@ -10,8 +10,8 @@ fails a stop or is slow.
   pre-upgrade brain (the removed container's writes are in the kept replaced brain);
 - the Docker API answers the drain's ``stop`` with an error AFTER stopping the Engine (defect 9): the Engine is
   started again on its release, its brain not restored (no write lost);
-- a slow Docker API (a busy host: every container inspect takes 150 ms): a healthy canary is not failed by its own
-  health probes.
+- a slow Docker API (a busy host: every container inspect takes 300 ms during the bake): a healthy canary is not
+  failed by its own health probes.
 
 The Docker API faults go through the relay of tests/system/modules/_docker_fault.py (DOCKER_HOST of the run).
 """
@@ -53,14 +53,15 @@ INSPECT = r"^/v[\d.]+/containers/[^/]+/json"
 
 
 class SlowDockerProxy(DockerFaultProxy):
-    """The relay, with ``delay`` seconds added to every request whose path matches ``pattern``."""
+    """The relay, with ``delay`` seconds added to every request whose path matches ``pattern`` (0 until a test sets
+    it: the API can be made slow for one step of a run)."""
 
-    def __init__(self, pattern: str, delay: float):
+    def __init__(self, pattern: str, delay: float = 0.0):
         super().__init__()
         self.pattern, self.delay = pattern, delay
 
     def relay(self, handler: Any) -> None:
-        if re.search(self.pattern, handler.path):
+        if self.delay and re.search(self.pattern, handler.path):
             time.sleep(self.delay)
         super().relay(handler)
 
@@ -142,10 +143,15 @@ def test_a_failed_stop_during_the_drain_never_leaves_the_engine_stopped(faults: 
     "its bake ('healthy for only 10 probe(s) in a row of the 11 required') and is rolled back"))
 def test_a_slow_docker_api_does_not_fail_a_healthy_canary(faults: Faults) -> None:
     (engine,) = faults.up_engines(1)
-    with SlowDockerProxy(INSPECT, 0.3) as proxy, faults.load() as lg:
+    with SlowDockerProxy(INSPECT) as proxy, faults.load() as lg:
         live = faults.start("upgrade.yml", label="slow Docker API", engine_target_version="2.4.0",
-                            env={"DOCKER_HOST": proxy.url}, engine_upgrade_canary_bake_seconds=10,
-                            engine_upgrade_canary_max_bake_seconds=10)
+                            env={"DOCKER_HOST": proxy.url}, engine_upgrade_canary_bake_seconds=8,
+                            engine_upgrade_canary_max_bake_seconds=8)
+        # The host gets busy when the bake begins: every container inspect takes 300 ms from then on.
+        live.wait_for_line(r"TASK \[.*Bake: healthy at every check")
+        proxy.delay = 0.3
+        live.wait_for_line(r"TASK \[.*Measure the Engine since its switch|TASK \[.*Roll")
+        proxy.delay = 0.0
         run = live.wait()
     assert run.rc == 0, run.stdout[-3000:]
     assert faults.entry(engine)["status"] == "upgraded"
