@@ -143,6 +143,32 @@ def _read_only_bind(bind: str) -> str:
     return ":".join([*parts[:2], ",".join(options)])
 
 
+def _twin_mounts(host: dict, volume: str, data_dir: str) -> list:
+    """/data from the twin's own volume, the Engine's other writable mounts read-only (in place); their targets."""
+    binds, read_only = [], []
+    for bind in host.get("Binds") or []:
+        if _is_data_bind(bind, data_dir):
+            continue
+        made = _read_only_bind(bind)
+        if made != bind:
+            read_only.append(bind.split(":")[1])
+        binds.append(made)
+    host["Binds"] = [*binds, f"{volume}:{data_dir}"]
+    mounts = []
+    for mount in host.get("Mounts") or []:
+        if (mount.get("Target") or "").rstrip("/") == data_dir:
+            continue
+        kept = dict(mount)
+        if not kept.get("ReadOnly") and kept.get("Type") in ("bind", "volume"):
+            kept["ReadOnly"] = True
+            read_only.append(kept.get("Target"))
+        mounts.append(kept)
+    host.pop("Mounts", None)
+    if mounts:
+        host["Mounts"] = mounts
+    return read_only
+
+
 def twin_request(body: dict, connect: dict, *, volume: str, port: int, labels: dict, bind_address: str = "127.0.0.1",
                  data_dir: str = "/data", engine_port: str = ENGINE_PORT) -> tuple[dict, dict, list]:
     """(create request, networks to connect, notes) of a twin, from the create request that would recreate the
@@ -162,44 +188,19 @@ def twin_request(body: dict, connect: dict, *, volume: str, port: int, labels: d
             f"The Engine's container runs with network mode {mode!r}: a twin would share its network stack and ports. "
             "Nothing was made; drill another Engine, or one that publishes its port on a network of its own."
         )
-    # /data from the twin's own volume; the Engine's other writable mounts read-only.
-    binds, ro_binds = [], []
-    for bind in host.get("Binds") or []:
-        if _is_data_bind(bind, data_dir):
-            continue
-        made = _read_only_bind(bind)
-        if made != bind:
-            ro_binds.append(bind.split(":")[1])
-        binds.append(made)
-    binds.append(f"{volume}:{data_dir}")
-    host["Binds"] = binds
-    mounts = []
-    for mount in host.get("Mounts") or []:
-        if (mount.get("Target") or "").rstrip("/") == data_dir:
-            continue
-        kept = dict(mount)
-        if not kept.get("ReadOnly") and kept.get("Type") in ("bind", "volume"):
-            kept["ReadOnly"] = True
-            ro_binds.append(kept.get("Target"))
-        mounts.append(kept)
-    if mounts:
-        host["Mounts"] = mounts
-    else:
-        host.pop("Mounts", None)
-    if ro_binds:
-        notes.append(f"the Engine's other mounts are read-only in the twin: {', '.join(sorted(ro_binds))}")
+    read_only = _twin_mounts(host, volume, data_dir)
+    if read_only:
+        notes.append(f"the Engine's other mounts are read-only in the twin: {', '.join(sorted(read_only))}")
     if host.get("VolumesFrom"):
         notes.append(f"VolumesFrom {', '.join(host['VolumesFrom'])} dropped (it would share the Engine's volumes)")
-        host.pop("VolumesFrom")
+    host.pop("VolumesFrom", None)
     # One published port: the Engine's, on a free loopback port.
     others = sorted(p for p in (host.get("PortBindings") or {}) if p != engine_port)
     if others:
         notes.append(f"the Engine's other published ports are not published by the twin: {', '.join(others)}")
     host["PortBindings"] = {engine_port: [{"HostIp": bind_address, "HostPort": str(port)}]}
     host["PublishAllPorts"] = False
-    exposed = dict(body.get("ExposedPorts") or {})
-    exposed.setdefault(engine_port, {})
-    body["ExposedPorts"] = exposed
+    body["ExposedPorts"] = {**(body.get("ExposedPorts") or {}), engine_port: {}}
     # The Engine's networks, without its names and fixed addresses.
     endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
     if endpoints:
@@ -822,7 +823,29 @@ class EngineTwin:
             brain_rows=counts,
         )
         verification["is_verified"] = bool(verification["is_healthy"] and verification["on_version"] and rows_kept)
-        return dict(verification=verification)
+        result = dict(verification=verification)
+        drill = self.p.get("drill")
+        if drill:
+            upgrade = drill.get("upgrade_result") or {}
+            result["drill"] = drill_entry(
+                upgrade, verification, broken_version=str(drill.get("broken_version") or ""),
+                target_rto=float(drill.get("target_rto_seconds") or 60),
+                snapshot_manifest=self._manifest((upgrade.get("snapshot") or {}).get("path")),
+                image_present=drill.get("image_present"), health_timeout=drill.get("health_timeout") or 120,
+                fallback_rollback_timings=drill.get("rollback_timings"))
+        return result
+
+    @staticmethod
+    def _manifest(path: str | None) -> dict | None:
+        """The manifest of the snapshot at `path` (the upgrade's pre-upgrade snapshot of the twin), None if unread."""
+        if not path:
+            return None
+        try:
+            with open(os.path.splitext(path)[0] + ".json", encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     @staticmethod
     def _published(container) -> str | None:
@@ -843,3 +866,210 @@ class EngineTwin:
                         conn.execute("DETACH DATABASE ref")
         except (BrainError, sqlite3.DatabaseError) as exc:
             return {}, None, f"the brains could not be compared: {getattr(exc, 'msg', exc)}"
+
+
+# --------------------------------------------------------------------------- the drill's judgement of a twin (pure)
+
+#: The steps of a drill, in order, and what each one is.
+STEPS = (
+    ("snapshot", "pre-upgrade snapshot of the brain"),
+    ("pull", "pull of the broken release's image"),
+    ("drain", "drain (docker stop of the old release)"),
+    ("switch", "switch to the broken release (after the drain)"),
+    ("detection", "detection: from the switch to the verdict or health decision"),
+    ("image_rollback", "image rollback: stop the broken release, switch back"),
+    ("brain_restore", "brain restore: stage, install (and replay) the pre-upgrade snapshot"),
+    ("time_to_healthy", "time to healthy on the old release"),
+)
+#: What the upgrade role does not record (yet) and the drill needs: the field, and what it would make exact.
+MISSING_FIELDS = {
+    "snapshot": ("engine_upgrade_result.timings.snapshot_seconds",
+                 "the seconds of the pre-upgrade snapshot (the drill reads them from the snapshot's manifest)"),
+    "pull": ("engine_upgrade_result.timings.pull_seconds",
+             "the seconds the pre-flight spent pulling the target image, 0 when it was present (the drill knows only "
+             "whether the image was there before it started)"),
+    "detection": ("engine_upgrade_result.timings.detection_seconds",
+                  "the seconds from the switch to the verdict or health decision, also when the Engine never became "
+                  "healthy (healthy_seconds is null then, and the drill estimates the health wait by "
+                  "engine_upgrade_health_timeout)"),
+    "rollback": ("engine_upgrade_result.rollback.timings",
+                 "empty: roles/engine_rollback/tasks/main.yml records __engine_rollback_run.timings, but the "
+                 "engine_rollback module returns its timings in rollback.timings, so the combine() there replaces "
+                 "them with {}; the drill read them from the module's own registered result (__engine_rollback_run)"),
+    "rto": ("engine_upgrade_result.timings.decided_at and engine_upgrade_result.rollback.timings.started_at",
+            "when the decision was made and when the rollback module started (epoch seconds), so that the RTO is "
+            "healthy minus decided_at; the drill takes the rollback module's total_seconds, which leaves out the "
+            "seconds between the decision and the rollback's start (the bad window's logs, the outage check)"),
+}
+
+
+def _num(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _sum(*values) -> float | None:
+    known = [n for n in (_num(v) for v in values) if n is not None]
+    return round(sum(known), 2) if known else None
+
+
+def _step(seconds, source: str, estimated: bool = False, recorded: bool = True) -> dict:
+    value = _num(seconds)
+    return dict(seconds=round(value, 2) if value is not None else None, source=source, estimated=estimated,
+                recorded=recorded and value is not None)
+
+
+def rollback_timings(upgrade: dict | None, fallback: dict | None = None) -> tuple[dict, bool]:
+    """(the rollback's timings, whether they come from `fallback`): the upgrade's record of them, else the rollback
+    module's own result."""
+    recorded = (((upgrade or {}).get("rollback") or {}).get("timings")) or {}
+    if recorded or not fallback:
+        return recorded, False
+    return dict(fallback), True
+
+
+def drill_steps(upgrade: dict | None, snapshot_manifest: dict | None = None, image_present: bool | None = None,
+                health_timeout: float = 120, fallback_rollback_timings: dict | None = None) -> dict:
+    """Per step of the drill, its seconds and where they come from (the upgrade's own result first).
+
+    ``recorded`` is false for a figure the upgrade's result does not hold (read elsewhere, estimated, or missing).
+    """
+    upgrade = upgrade or {}
+    timings = upgrade.get("timings") or {}
+    rollback = upgrade.get("rollback") or {}
+    rb, fallback = rollback_timings(upgrade, fallback_rollback_timings)
+    read = dict(recorded=not fallback)
+    steps = {}
+    copied = (snapshot_manifest or {}).get("timings") or {}
+    steps["snapshot"] = _step(_sum(copied.get("copy_s"), copied.get("verify_hash_fsync_s")),
+                              "the snapshot's manifest (timings.copy_s + timings.verify_hash_fsync_s)"
+                              if copied else "not recorded", recorded=False)
+    if image_present:
+        steps["pull"] = _step(0.0, "none: the image was on the Docker host before the drill", recorded=False)
+    else:
+        steps["pull"] = _step(None, "not recorded" + (" (the pre-flight pulled the image)" if image_present is False
+                                                      else ""), recorded=False)
+    steps["drain"] = _step(timings.get("drain_seconds"), "timings.drain_seconds")
+    drain, switch = _num(timings.get("drain_seconds")), _num(timings.get("switch_seconds"))
+    steps["switch"] = (_step(switch - drain, "timings.switch_seconds - timings.drain_seconds")
+                       if switch is not None and drain is not None else _step(switch, "timings.switch_seconds"))
+    healthy, bake = _num(timings.get("healthy_seconds")), _num(timings.get("bake_seconds"))
+    if healthy is not None and bake is not None:
+        steps["detection"] = _step(healthy + bake, "timings.healthy_seconds + timings.bake_seconds")
+    elif bake is not None:
+        steps["detection"] = _step(float(health_timeout) + bake,
+                                   "estimate: engine_upgrade_health_timeout (the health wait ran out; its seconds are "
+                                   "not recorded) + timings.bake_seconds", estimated=True, recorded=False)
+    else:
+        steps["detection"] = _step(None, "not recorded (the upgrade did not reach its verification)", recorded=False)
+    where = "the rollback module's result: " if fallback else ""
+    steps["image_rollback"] = _step(_sum(rb.get("start_seconds"), rb.get("stop_seconds"), rb.get("switch_seconds")),
+                                    f"{where}rollback.timings.stop_seconds + switch_seconds", **read)
+    if rollback and rollback.get("rolled_back") and not rollback.get("brain_restored"):
+        steps["brain_restore"] = _step(0.0, "none: an image-only rollback")
+    else:
+        steps["brain_restore"] = _step(_sum(rb.get("stage_seconds"), rb.get("restore_seconds"),
+                                            rb.get("replay_seconds")),
+                                       f"{where}rollback.timings.stage_seconds + restore_seconds + replay_seconds",
+                                       **read)
+    steps["time_to_healthy"] = _step(rb.get("healthy_seconds"), f"{where}rollback.timings.healthy_seconds", **read)
+    return steps
+
+
+def _dominant(parts: dict) -> str | None:
+    known = {k: v for k, v in parts.items() if v is not None}
+    return max(known, key=lambda k: known[k]) if known else None
+
+
+def _verification_problems(verification: dict) -> list:
+    problems = []
+    if not verification.get("is_healthy"):
+        problems.append(f"the twin is not healthy after the rollback: {verification.get('health_detail')}")
+    if not verification.get("on_version"):
+        problems.append(f"the twin runs {verification.get('version')}, not {verification.get('expected_version')}")
+    if not verification.get("rows_kept"):
+        missing = verification.get("missing") or {}
+        problems.append(verification.get("problem") or (
+            f"{verification.get('missing_rows')} pre-drill rows are missing ("
+            + ", ".join(f"{table}: {m.get('count')}" for table, m in sorted(missing.items())) + ")"))
+    return problems
+
+
+def _upgrade_problems(upgrade: dict, broken_version: str, rolled_back: bool, rto: float | None) -> list:
+    status = upgrade.get("status")
+    if not upgrade:
+        return ["the upgrade recorded no result for the twin"]
+    if status in ("upgraded", "verified"):
+        return [f"the upgrade's gates did not catch {broken_version}: the twin was {status} on it"]
+    if status == "rollback_failed":
+        return [f"the rollback failed: {upgrade.get('reason')}"]
+    if not rolled_back:
+        return [f"the twin was not rolled back ({status}: {upgrade.get('reason') or 'no reason given'})"]
+    if rto is None:
+        return ["the rollback's timings are recorded nowhere: no RTO"]
+    return []
+
+
+def _missing_fields(upgrade: dict, steps: dict, fallback: bool, rto: float | None) -> list:
+    missing = []
+    for step, (field, why) in MISSING_FIELDS.items():
+        if step == "rollback":
+            needed = fallback
+        elif step == "rto":
+            needed = rto is not None
+        else:
+            needed = bool(upgrade) and not steps[step]["recorded"]
+        if needed:
+            missing.append(dict(step=step, field=field, why=why))
+    return missing
+
+
+def drill_entry(upgrade: dict | None, verification: dict, *, broken_version: str, target_rto: float,
+                snapshot_manifest: dict | None = None, image_present: bool | None = None,
+                health_timeout: float = 120, fallback_rollback_timings: dict | None = None) -> dict:
+    """The drill's judgement of one twin: was the broken release caught and rolled back, is the twin healthy on its
+    old release with every pre-drill row, how long each step took, the RTO against the target, what dominated, and
+    which figures the upgrade role does not record."""
+    upgrade = upgrade or {}
+    rollback = upgrade.get("rollback") or {}
+    steps = drill_steps(upgrade, snapshot_manifest, image_present, health_timeout, fallback_rollback_timings)
+    rb, fallback = rollback_timings(upgrade, fallback_rollback_timings)
+    status = upgrade.get("status")
+    rolled_back = status == "rolled_back" and bool(rollback.get("rolled_back"))
+    rto = _num(rb.get("total_seconds")) if rolled_back else None
+    rto_parts = {k: steps[k]["seconds"] for k in ("image_rollback", "brain_restore", "time_to_healthy")}
+    if rto is not None:
+        rto_parts["rollback_checks"] = round(max(rto - sum(v for v in rto_parts.values() if v is not None), 0.0), 2)
+    problems = _upgrade_problems(upgrade, broken_version, rolled_back, rto)
+    problems += _verification_problems(verification or {})
+    if rto is not None and rto > target_rto:
+        problems.append(f"RTO {rto:g} s is over the target {target_rto:g} s (most of it: {_dominant(rto_parts)})")
+    missing = _missing_fields(upgrade, steps, fallback, rto)
+    verdict = upgrade.get("verdict") or {}
+    return dict(
+        from_version=upgrade.get("from_version"),
+        broken_version=broken_version,
+        upgrade=dict(status=status, decision=upgrade.get("decision"), evidence=upgrade.get("evidence"),
+                     step=upgrade.get("step"), reason=upgrade.get("reason"), rule=verdict.get("rule"),
+                     symptom=verdict.get("symptom"), rollback_kind=upgrade.get("rollback_kind"),
+                     snapshot=(upgrade.get("snapshot") or {}).get("name")) if upgrade else None,
+        caught=status in ("rolled_back", "rollback_failed"),
+        rolled_back=rolled_back,
+        steps=steps,
+        dominant_step=_dominant({k: v["seconds"] for k, v in steps.items()}),
+        rto_seconds=rto,
+        rto_source=(("the rollback module's result: " if fallback else "")
+                    + "rollback.timings.total_seconds: from the rollback module's start to healthy on the old release "
+                    "(a lower bound, see missing_fields)") if rto is not None else None,
+        rto_breakdown=rto_parts if rto is not None else None,
+        rto_dominant_step=_dominant(rto_parts) if rto is not None else None,
+        target_rto_seconds=target_rto,
+        rto_pass=(rto <= target_rto) if rto is not None else None,
+        verified=dict(is_verified=verification.get("is_verified"), is_healthy=verification.get("is_healthy"),
+                      version=verification.get("version"), on_version=verification.get("on_version"),
+                      rows_kept=verification.get("rows_kept"), missing_rows=verification.get("missing_rows"),
+                      missing=verification.get("missing") or {},
+                      reference_rows=(verification.get("reference") or {}).get("rows")),
+        passed=not problems and rto is not None and bool(verification.get("is_verified")),
+        problems=problems,
+        missing_fields=missing,
+    )

@@ -117,6 +117,40 @@ options:
   reference:
     description: With O(state=verified), the reference snapshot's path. Default the one the twin's record names.
     type: path
+  drill:
+    description:
+      - With O(state=verified), what the drill's upgrade of the twin recorded. The module then also judges the drill
+        of this twin (RV(drill)), each step's seconds (from the upgrade's result, and the snapshot's manifest on the
+        Docker host), the RTO against O(drill.target_rto_seconds), which step dominated, and which figures the upgrade
+        role does not record.
+    type: dict
+    suboptions:
+      upgrade_result:
+        description: The twin's C(engine_upgrade_result) (the upgrade role's record of it).
+        type: dict
+        required: true
+      broken_version:
+        description: The broken release of the drill.
+        type: str
+        required: true
+      target_rto_seconds:
+        description: The RTO target, in seconds.
+        type: float
+        default: 60
+      image_present:
+        description: The broken release's image was on the Docker host before the drill (no pull), if known.
+        type: bool
+      health_timeout:
+        description:
+          - The upgrade's health wait (C(engine_upgrade_health_timeout)), to estimate the detection of a release that
+            never became healthy (the upgrade does not record that wait).
+        type: int
+        default: 120
+      rollback_timings:
+        description:
+          - The rollback module's own timings, used when O(drill.upgrade_result) holds none (C(rollback.timings) of the
+            C(engine_rollback) module's result); RV(drill.missing_fields) then says so.
+        type: dict
 extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._engine
@@ -382,6 +416,104 @@ verification:
       type: str
       returned: always
       sample: engine-u042--drill
+drill:
+  description: The drill's judgement of the twin (O(state=verified) with O(drill)).
+  returned: state=verified and drill is given
+  type: dict
+  contains:
+    caught:
+      description: The upgrade's gates caught the broken release (the twin's upgrade ended rolled back or with a failed
+        rollback).
+      type: bool
+      returned: always
+      sample: true
+    rolled_back:
+      description: The rescue rolled the twin back.
+      type: bool
+      returned: always
+      sample: true
+    passed:
+      description: Caught, rolled back, healthy on its old release with every pre-drill row, within the RTO target.
+      type: bool
+      returned: always
+      sample: true
+    problems:
+      description: Why the drill of this twin did not pass, one sentence each.
+      type: list
+      elements: str
+      returned: always
+      sample: []
+    steps:
+      description:
+        - Per step (V(snapshot), V(pull), V(drain), V(switch), V(detection), V(image_rollback), V(brain_restore),
+          V(time_to_healthy)), its C(seconds), their C(source), whether they are C(estimated), and whether the
+          upgrade's result C(recorded) them.
+      type: dict
+      returned: always
+      sample: {"drain": {"seconds": 1.2, "source": "timings.drain_seconds", "estimated": false, "recorded": true}}
+    dominant_step:
+      description: The step that took longest.
+      type: str
+      returned: always
+      sample: detection
+    rto_seconds:
+      description: The RTO, from the rollback module's start to the twin healthy on its old release; null when the
+        twin was not rolled back.
+      type: float
+      returned: always
+      sample: 14.2
+    rto_source:
+      description: Where the RTO comes from (and why it is a lower bound).
+      type: str
+      returned: always
+      sample: "rollback.timings.total_seconds: from the rollback module's start to healthy on the old release"
+    rto_breakdown:
+      description: The RTO's parts (image rollback, brain restore, time to healthy, the rollback's checks).
+      type: dict
+      returned: always
+      sample: {"image_rollback": 3.1, "brain_restore": 0.4, "time_to_healthy": 8.2, "rollback_checks": 2.5}
+    rto_dominant_step:
+      description: The largest part of the RTO.
+      type: str
+      returned: always
+      sample: time_to_healthy
+    target_rto_seconds:
+      description: The target.
+      type: float
+      returned: always
+      sample: 60
+    rto_pass:
+      description: The RTO is within the target; null without an RTO.
+      type: bool
+      returned: always
+      sample: true
+    upgrade:
+      description: How the upgrade of the twin ended (status, decision, evidence, step, reason, rule, symptom,
+        rollback kind, snapshot).
+      type: dict
+      returned: always
+      sample: {"status": "rolled_back", "evidence": "health", "rollback_kind": "image+brain"}
+    verified:
+      description: The verification's summary (healthy, version, rows kept, missing rows).
+      type: dict
+      returned: always
+      sample: {"is_verified": true, "rows_kept": true, "missing_rows": 0}
+    from_version:
+      description: The release the twin ran before (and must run again).
+      type: str
+      returned: always
+      sample: 2.3.0
+    broken_version:
+      description: The drill's broken release.
+      type: str
+      returned: always
+      sample: 2.4.1
+    missing_fields:
+      description: The figures the drill needed that the upgrade role's result does not hold, with the field to add.
+      type: list
+      elements: dict
+      returned: always
+      sample: [{"step": "detection", "field": "engine_upgrade_result.timings.detection_seconds", "why": "..."}]
 actions:
   description: What was done (or would be done in check mode), in order.
   returned: always
@@ -423,6 +555,14 @@ def main() -> None:
         keep_on_failure=dict(type="bool", default=False),
         version=dict(type="str"),
         reference=dict(type="path"),
+        drill=dict(type="dict", options=dict(
+            upgrade_result=dict(type="dict", required=True),
+            broken_version=dict(type="str", required=True),
+            target_rto_seconds=dict(type="float", default=60.0),
+            image_present=dict(type="bool"),
+            health_timeout=dict(type="int", default=120),
+            rollback_timings=dict(type="dict"),
+        )),
         **docker_argument_spec(),
     )
     argument_spec["deployment"] = dict(type="str", choices=["container", "compose"])
