@@ -16,7 +16,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_NOCOLOR := 1
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap images collection lint sanity units system lab lab-image molecule test bench ee demo demo-down clean
+.PHONY: help bootstrap images collection lint sanity units system lab lab-image faults molecule test bench ee demo demo-down clean
 
 help:
 	@echo "make demo    build everything, bring up a local fleet of Engines and show its health"
@@ -24,7 +24,8 @@ help:
 	@echo "make images  the reference Engine images only (engine:2.3.0 ... engine:3.0.0)"
 	@echo "make ee      the AWX execution environment's build context (build/ee/context, see docs/awx.md)"
 	@echo "make bench   the scale benchmarks of issue 11 (not part of make test; BENCH_SIZES=\"20 50 100\")"
-	@echo "steps: bootstrap collection lint sanity units system molecule demo-down clean"
+	@echo "make faults  the fault matrix of docs/faults.md (CI runs it after make test)"
+	@echo "steps: bootstrap collection lint sanity units system lab molecule demo-down clean"
 
 bootstrap:
 	bash tests/harness/bootstrap.sh all
@@ -61,12 +62,13 @@ SYSTEM_LOG := build/system-rollout.log
 system: collection
 	docker network inspect engine_net >/dev/null 2>&1 || docker network create engine_net >/dev/null
 ifeq ($(SYSTEM_SERIAL),1)
-	$(BIN)/pytest tests/system --ignore=tests/system/lab $(PYTEST_ARGS)
+	$(BIN)/pytest tests/system --ignore=tests/system/lab --ignore=tests/system/faults $(PYTEST_ARGS)
 else
 	@mkdir -p build
 	@echo "==> tests/system/rollout runs alongside (its output: $(SYSTEM_LOG), shown at the end)"
 	@$(BIN)/pytest tests/system/rollout $(PYTEST_ARGS) > $(SYSTEM_LOG) 2>&1 & roll=$$!; \
-	  $(BIN)/pytest tests/system --ignore=tests/system/rollout --ignore=tests/system/lab $(PYTEST_ARGS); rest=$$?; \
+	  $(BIN)/pytest tests/system --ignore=tests/system/rollout --ignore=tests/system/lab --ignore=tests/system/faults \
+	    $(PYTEST_ARGS); rest=$$?; \
 	  wait $$roll; rollrc=$$?; \
 	  echo "==> tests/system/rollout (ran alongside), exit $$rollrc:"; cat $(SYSTEM_LOG); \
 	  for rc in $$rest $$rollrc; do [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit 1; done
@@ -80,7 +82,26 @@ lab-image:
 
 lab: collection lab-image
 	docker network inspect engine_net >/dev/null 2>&1 || docker network create engine_net >/dev/null
-	$(BIN)/pytest tests/system/lab $(PYTEST_ARGS)
+	$(BIN)/pytest tests/system/lab --ignore=tests/system/lab/test_faults_lab.py $(PYTEST_ARGS)
+
+# The fault matrix of docs/faults.md (tests/system/faults, tests/system/lab/test_faults_lab.py): faults injected on
+# real containers and lab hosts (kill -9 at each step, full disks, Docker API errors, a host lost mid-switch, two runs
+# at once ...) and bad input, each with what the collection promises afterwards. Four pytest groups side by side (most
+# of the time is waiting on drains, bakes and SSH timeouts). CI runs it after `make test`.
+FAULTS := tests/system/faults
+FAULTS_A := $(FAULTS)/test_bad_input.py $(FAULTS)/test_refused.py $(FAULTS)/test_restore.py \
+            $(FAULTS)/test_rollback_playbook.py $(FAULTS)/test_matrix.py
+FAULTS_LOG := build/faults
+faults: collection lab-image
+	docker network inspect engine_net >/dev/null 2>&1 || docker network create engine_net >/dev/null
+	@mkdir -p $(FAULTS_LOG)
+	@$(BIN)/pytest $(FAULTS)/test_kill.py $(PYTEST_ARGS) > $(FAULTS_LOG)/kill.log 2>&1 & k=$$!; \
+	  $(BIN)/pytest tests/system/lab/test_faults_lab.py $(PYTEST_ARGS) > $(FAULTS_LOG)/lab.log 2>&1 & l=$$!; \
+	  $(BIN)/pytest $(FAULTS_A) $(PYTEST_ARGS) > $(FAULTS_LOG)/a.log 2>&1 & a=$$!; \
+	  $(BIN)/pytest $(FAULTS) --ignore=$(FAULTS)/test_kill.py $(addprefix --ignore=,$(FAULTS_A)) $(PYTEST_ARGS); b=$$?; \
+	  wait $$k; krc=$$?; wait $$l; lrc=$$?; wait $$a; arc=$$?; \
+	  for g in kill lab a; do echo "==> $(FAULTS_LOG)/$$g.log:"; cat $(FAULTS_LOG)/$$g.log; done; \
+	  for rc in $$b $$krc $$lrc $$arc; do [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit 1; done
 
 # The roles' Molecule scenarios (extensions/molecule/: default, rollback, check_mode) on real reference Engines.
 molecule: collection
