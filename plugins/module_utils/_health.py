@@ -350,10 +350,20 @@ class EngineHealth:
                 break
             if p["fail_fast"] and failure in HOPELESS:
                 break
-            if time.monotonic() + p["interval"] > deadline:
+            # A fixed cadence (probe n at started + n * interval): a slow probe (a busy Docker host, a slow
+            # answer) does not push every later probe back, so a healthy Engine reaches its streak in time.
+            next_probe = started + probes * p["interval"]
+            if next_probe > deadline:
                 timed_out = True
                 break
-            time.sleep(p["interval"])
+            time.sleep(max(0.0, next_probe - time.monotonic()))
+        return self.result(probe, failure, detail, container, probes=probes, streak=streak, started=started,
+                           timed_out=timed_out)
+
+    def result(self, probe: Probe, failure: str, detail: str, container: dict | None, *, probes: int, streak: int,
+               started: float, timed_out: bool = False) -> dict:
+        """engine_health's ``health`` return value for the last probe."""
+        p = self.params
         is_healthy = probe.healthy and (not p["wait"] or streak >= p["healthy_streak"])
         if probe.healthy and not is_healthy:
             failure = "unhealthy"
@@ -376,3 +386,24 @@ class EngineHealth:
             url=safe_url(self.url) if self.url else None,
             container=container,
         )
+
+    def watch(self, seconds: float) -> dict:
+        """Healthy at every probe, one `interval` apart, for `seconds` (ends on time, not on a probe count): the
+        last probe's result, or the first unhealthy one's."""
+        p = self.params
+        started = time.monotonic()
+        until = started + seconds
+        probes = 0
+        while True:
+            probe = self._probe(until + p["interval"])
+            probes += 1
+            failure, detail, container = self._explain(probe)
+            if not probe.healthy:
+                break
+            now = time.monotonic()
+            if now >= until:
+                break
+            time.sleep(max(0.0, min(started + probes * p["interval"], until) - now))
+        # Judged as one probe (a streak of 1): healthy at every probe of the watch, or not at the last one.
+        return dict(self.result(probe, failure, detail, container, probes=probes, streak=probes, started=started),
+                    is_healthy=probe.healthy)

@@ -161,6 +161,14 @@ class Rollback:
 
     # ------------------------------------------------------------------ steps before the stop
 
+    def _brain_container(self) -> str:
+        """A container that mounts the Engine's brain: its own, or, when that one is gone (removed outside the run),
+        the previous container a switch kept (the same volume at /data)."""
+        previous = (self.engine.get("previous") or {}).get("container")
+        if not self.engine.get("exists") and previous:
+            return previous
+        return self.engine["container"]
+
     def _image(self, ref: str) -> dict:
         result = EngineImage(self.client, dict(name=ref, pull=self.p["pull"]), check_mode=self.check_mode).run()
         if result["changed"] and not self.check_mode:
@@ -174,14 +182,14 @@ class Rollback:
         choice = self.p["restore_brain"]
         if choice == "never":
             return False, None
-        params = dict(self.p, target_image=target, current_image=None, container=self.engine["container"],
+        params = dict(self.p, target_image=target, current_image=None, container=self._brain_container(),
                       volume=None, path=None, boot_test=False, boot_timeout=120, boot_test_dir=None,
                       api_key_env="ENGINE_API_KEY", env=None)
         migration = MigrationCheck(params, client=self.client).run()
         return choice == "always" or migration["is_downgrade"], migration
 
     def _plan_restore(self, version: str | None):
-        location = locate_brain(dict(container=self.engine["container"], data_dir=self.p["data_dir"],
+        location = locate_brain(dict(container=self._brain_container(), data_dir=self.p["data_dir"],
                                      brain_file=self.p["brain_file"]), self.client)
         identity = brain_identity(self.client, location, self.engine["container"])
         store = SnapshotStore(self.p["snapshot_dir"])
@@ -261,7 +269,10 @@ class Rollback:
 
     def _stop_restore_switch(self, result: dict, plan, target: str, exact_id: str | None) -> None:
         started = time.monotonic()
-        self._switch("stopped")
+        if self.engine.get("exists") or self.p["deployment"] == "compose":
+            self._switch("stopped")
+        else:  # its container was removed outside the run: nothing serves, nothing to stop
+            self.actions.append(f"no container {self.engine['container']} to stop (removed outside the run)")
         self._timed("stop_seconds", started)
         try:
             if plan is not None:

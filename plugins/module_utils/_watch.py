@@ -7,18 +7,12 @@ watch, then its turns since the switch measured (engine_watch's work; one call p
 
 from __future__ import annotations
 
-import math
 import time
 
 from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
 from ansible_collections.september.engine.plugins.module_utils._health import EngineHealth
 from ansible_collections.september.engine.plugins.module_utils._measure import EngineMetrics, metrics_defaults
 from ansible_collections.september.engine.plugins.module_utils._metrics import parse_time
-
-
-def watch_streak(seconds: float, interval: float) -> int:
-    """Healthy probes in a row, one `interval` apart and the first right away, that cover `seconds`."""
-    return math.ceil(seconds / interval) + 1 if seconds > 0 else 1
 
 
 def check_options(params: dict) -> None:
@@ -48,6 +42,12 @@ class EngineWatch:
         params = dict(self.p, fail_fast=True, crash_loop_restarts=3, log_lines=50, **overrides)
         return EngineHealth(params).run()
 
+    def _watch(self, seconds: float) -> dict:
+        """Healthy at every probe for `seconds`, on time whatever each probe costs (a busy Docker host)."""
+        params = dict(self.p, wait=True, wait_timeout=int(seconds + 2 * self.p["interval"]), healthy_streak=1,
+                      fail_fast=True, crash_loop_restarts=3, log_lines=50)
+        return EngineHealth(params).watch(seconds)
+
     def run(self) -> dict:
         p = self.p
         started = time.monotonic()
@@ -59,9 +59,7 @@ class EngineWatch:
         result["healthy_seconds"] = round(time.time() - self.since, 1)
         if p["watch_seconds"] > 0:
             watched = time.monotonic()
-            health = self._health(wait=True, interval=p["interval"],
-                                  healthy_streak=watch_streak(p["watch_seconds"], p["interval"]),
-                                  wait_timeout=int(p["watch_seconds"] + 2 * p["interval"]))
+            health = self._watch(p["watch_seconds"])
             result.update(health=health, watched_seconds=round(time.monotonic() - watched, 1))
             if not health["is_healthy"]:
                 return result

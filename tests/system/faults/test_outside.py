@@ -90,10 +90,6 @@ def test_a_container_renamed_mid_upgrade_is_left_running(faults: Faults) -> None
     faults.assert_writes_kept(engine, lg)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: the rollback locates the brain through the Engine's current container (_rollback.Rollback."
-    "_needs_restore / _plan_restore: locate_brain(container=engine['container'])); when that container was removed "
-    "and only the kept --previous one is left, it fails with 'No container named ...' and leaves the Engine DOWN"))
 def test_the_new_container_removed_during_the_bake_is_rolled_back(faults: Faults) -> None:
     (engine,) = faults.up_engines(1)
     with faults.load() as lg:
@@ -136,11 +132,6 @@ def test_a_failed_stop_during_the_drain_never_leaves_the_engine_stopped(faults: 
         m for m in faults.snapshots(engine.engine_id).values() if m["kind"] == "pre-restore"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: the bake round asks engine_health for (round / interval + 1) healthy probes within round + 2 intervals "
-    "(roles/engine_upgrade/tasks/bake_round.yml), and _health.EngineHealth.run sleeps a whole interval AFTER each "
-    "probe: the probes' own time (Docker inspect, HTTP) adds up, and a healthy canary on a busy Docker host fails "
-    "its bake ('healthy for only 10 probe(s) in a row of the 11 required') and is rolled back"))
 def test_a_slow_docker_api_does_not_fail_a_healthy_canary(faults: Faults) -> None:
     (engine,) = faults.up_engines(1)
     with SlowDockerProxy(INSPECT) as proxy, faults.load() as lg:

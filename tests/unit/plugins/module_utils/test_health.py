@@ -242,3 +242,30 @@ def test_find_container_by_port():
     assert find_container_by_port(client, 9001) is live
     assert find_container_by_port(client, 9003).name == "crashing"
     assert find_container_by_port(client, 9009) is None
+
+
+def test_slow_probes_keep_a_fixed_cadence_and_a_watch_ends_on_time(monkeypatch):
+    """A busy Docker host makes every probe slow: the wait still reaches its streak and the watch ends on time."""
+    from ansible_collections.september.engine.plugins.module_utils import _health as h
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(h.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(h.time, "sleep", lambda seconds: clock.__setitem__("now", clock["now"] + seconds))
+
+    class Slow(h.EngineHealth):
+        def __init__(self, params):
+            self.params, self.url, self.watch_container = params, "http://127.0.0.1:9001", None
+
+        def _probe(self, deadline):
+            clock["now"] += 0.3  # each probe costs 300 ms
+            return h.Probe(200, {"status": "ok", "subsystems": {}})
+
+        def _explain(self, probe):
+            return "none", "healthy", None
+
+    params = {"wait": True, "wait_timeout": 12, "interval": 1.0, "healthy_streak": 11, "fail_fast": True}
+    result = Slow(params).run()
+    assert result["is_healthy"] and result["probes"] == 11  # 10 s of cadence + 0.3 s: inside 12 s
+    clock["now"] = 0.0
+    watched = Slow(dict(params, healthy_streak=1)).watch(10)
+    assert watched["is_healthy"] and 10 <= clock["now"] < 11
