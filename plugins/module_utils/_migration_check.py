@@ -26,6 +26,7 @@ from ansible_collections.september.engine.plugins.module_utils._docker import (
 from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
 from ansible_collections.september.engine.plugins.module_utils._migrations import (
     assess,
+    boot_test_reasons,
     classify_migrations,
     compare,
     schema_statements,
@@ -57,7 +58,7 @@ class MigrationCheck:
         try:
             image = client.images.get(lookup)
         except ImageNotFound:
-            if self.params["boot_test"]:
+            if self.params["boot_test"] is True:
                 get_image(client, ref)  # raises NotFoundError with the fix
             tag = ref.rpartition(":")[2] if "/" not in ref.rpartition(":")[2] else None
             return ref, tag, None
@@ -69,7 +70,7 @@ class MigrationCheck:
         target = get_image(client, p["target_image"])
         location = locate_brain(p, client)
         current_ref, current_version, current_id = self._current(client, location)
-        if p["boot_test"] and not current_ref:
+        if p["boot_test"] is True and not current_ref:
             raise OptionsError(
                 "boot_test needs the current image: give current_image (or locate the brain with container)."
             )
@@ -93,7 +94,11 @@ class MigrationCheck:
             f"Part of the brain's schema could not be copied for the classification ({problem})."
             for problem in problems
         )
-        report["boot_test"] = self._boot_test(client, location, current_ref, report) if p["boot_test"] else None
+        report["boot_test"] = None
+        report["boot_test_reasons"] = boot_test_reasons(report)
+        # "auto" (engine_preflight's default): only when the upgrade is major or may drop or rewrite data
+        if p["boot_test"] is True or (p["boot_test"] == "auto" and report["boot_test_reasons"]):
+            report["boot_test"] = self._boot_test(client, location, current_ref, report)
         report["brain_path"] = location.path
         return report
 

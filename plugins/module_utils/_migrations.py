@@ -74,6 +74,21 @@ def version_bump(current, target) -> str | None:
     return "patch"
 
 
+def boot_test_reasons(report: dict) -> list[str]:
+    """Why an upgrade should boot its target on a copy of the brain first (the Upgrade runbook's "test in staging
+    with a copy of production's brain"): a major release, or a migration that may drop or rewrite data. Empty when
+    neither applies."""
+    reasons = []
+    if report.get("bump") == "major":
+        reasons.append(f"a major upgrade ({report.get('current_version')} to {report.get('target_version')})")
+    destructive = [m["name"] for m in report.get("pending") or [] if m.get("classification") == "destructive"]
+    if destructive:
+        reasons.append(f"destructive migration(s) {', '.join(destructive)}")
+    if report.get("unclassified"):
+        reasons.append(f"unclassified migration(s) {', '.join(report['unclassified'])}")
+    return reasons
+
+
 # --------------------------------------------------------------------------- shipped migrations
 
 

@@ -266,6 +266,15 @@ migration:
       elements: str
       returned: success
       sample: ["engine:2.3.1 is a patch release but ships migration(s) 0006_episode_tags: ..."]
+    boot_test_reasons:
+      description:
+        - Why this upgrade should be boot-tested on a copy of the brain first (a major release, destructive or
+          unclassified migrations); empty when none applies. M(september.engine.engine_preflight) boot-tests when
+          it is not empty.
+      type: list
+      elements: str
+      returned: success
+      sample: ["a major upgrade (2.4.0 to 3.0.0)", "destructive migration(s) 0007_drop_legacy"]
     boot_test:
       description: What the boot test saw (O(boot_test=true)); null otherwise.
       type: dict

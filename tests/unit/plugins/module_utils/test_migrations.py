@@ -20,6 +20,7 @@ from ansible_collections.september.engine.plugins.module_utils._migrations impor
     ShippedMigration,
     _bump_warnings,
     assess,
+    boot_test_reasons,
     build_schema_copy,
     classify_migrations,
     compare,
@@ -469,3 +470,28 @@ def test_bump_warnings_say_why_the_bump_is_null(bump, current, versions, expecte
     assert len(warnings) == len(expected)
     for warning, start in zip(warnings, expected, strict=True):
         assert warning.startswith(start)
+
+
+def test_boot_test_reasons_name_a_major_release_and_migrations_that_may_lose_data():
+    bad = dict(name="0006_m6", version="0006", classification="destructive", reasons=["drops table t"])
+    odd = dict(name="0007_m7", version="0007", classification="unknown", reasons=["does not run"])
+    result = report(FIVE, 7, [bad, odd], current="2.4.0", target="3.0.0")
+    assert boot_test_reasons(result) == [
+        "a major upgrade (2.4.0 to 3.0.0)",
+        "destructive migration(s) 0006_m6",
+        "unclassified migration(s) 0007_m7",
+    ]
+
+
+@pytest.mark.parametrize(
+    "applied, last, verdicts, current, target",
+    [
+        (FIVE, 6, [additive("0006_m6")], "2.3.0", "2.4.0"),  # minor, additive
+        (FIVE, 5, [], "2.3.0", "2.3.1"),  # patch, nothing pending
+        (FIVE, 5, [], None, "3.0.0"),  # no known current version: no bump to call major
+    ],
+)
+def test_no_boot_test_reason_for_a_minor_or_patch_release_with_additive_migrations(
+    applied, last, verdicts, current, target
+):
+    assert boot_test_reasons(report(applied, last, verdicts, current=current, target=target)) == []
