@@ -74,3 +74,11 @@ class EvalCasesError(EngineModuleError):
 
 class ForeignSnapshotError(SnapshotError):
     """A snapshot that belongs to another Engine (or cannot tell whose it is) was to be restored over a brain."""
+
+
+class ReleaseRecordError(EngineModuleError):
+    """The record of rolled-back releases on a Docker host cannot be read (corrupt) or written."""
+
+
+class RolledBackReleaseError(EngineModuleError):
+    """The target release was rolled back before and the operator has not acknowledged it; nothing was changed."""
