@@ -82,3 +82,8 @@ class ReleaseRecordError(EngineModuleError):
 
 class RolledBackReleaseError(EngineModuleError):
     """The target release was rolled back before and the operator has not acknowledged it; nothing was changed."""
+
+
+class VolumeUnsupportedError(EngineModuleError):
+    """The Engine's /data is not a folder on the Docker host that a volume snapshot can copy (another volume driver,
+    a device Docker mounts only while a container runs): it names the volume and what to use instead."""
