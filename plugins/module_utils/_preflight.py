@@ -30,6 +30,7 @@ from ansible_collections.september.engine.plugins.module_utils._lock import Engi
 from ansible_collections.september.engine.plugins.module_utils._measure import EngineMetrics, metrics_defaults
 from ansible_collections.september.engine.plugins.module_utils._metrics import parse_time
 from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
+from ansible_collections.september.engine.plugins.module_utils._release_record import preflight_gate
 from ansible_collections.september.engine.plugins.module_utils._snapshot_manager import BrainSnapshot, snapshot_defaults
 
 NOTHING_CHANGED = "Nothing was changed."
@@ -234,6 +235,8 @@ class Preflight:
             result["baseline"] = self._baseline(engine, end=result["switched_at"],
                                                 previous=previous.get("container"))
             return result
+        # A release that was rolled back is refused (until acknowledged) before anything else (_release_record).
+        result["rolled_back_release"] = preflight_gate(self)
         self._health_gate(health)  # before a pull: an Engine that is not healthy is not upgraded anyway
         # What a rollback would go back to must be there (or pullable) before anything stops.
         problem = rollback_image_problem(self.client, origin, pull=self.p["pull"],

@@ -30,6 +30,7 @@ from ansible_collections.september.engine.plugins.module_utils._health import En
 from ansible_collections.september.engine.plugins.module_utils._image_ref import parse_image_ref
 from ansible_collections.september.engine.plugins.module_utils._lock import lock_keeper
 from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
+from ansible_collections.september.engine.plugins.module_utils._release_record import record_rollback
 from ansible_collections.september.engine.plugins.module_utils._restore import (
     abort_restore,
     check_restore,
@@ -232,7 +233,7 @@ class Rollback:
                       from_version=self.engine.get("version"), to_version=None, image=target, image_id=exact_id,
                       reason=self.p["reason"], kind="none", brain_restored=False, snapshot=None, previous_brain=None,
                       data_at_risk=None, replay=None, failed_container=None, healthy=None, health=None,
-                      brought_back=None)
+                      brought_back=None, release_record=None)
         image = self._image(target)
         result["to_version"] = image.get("version") or _tag(target)
         result["image_id"] = exact_id or image.get("id")
@@ -257,6 +258,7 @@ class Rollback:
                     started = time.monotonic()
                     stage_restore(plan)  # the Engine still serves while the verified copy waits beside its brain
                     self._timed("stage_seconds", started)
+                    self._plan_actions(plan)
             self._stop_restore_switch(result, plan, target, exact_id)
         finally:
             if plan is not None:
@@ -264,6 +266,7 @@ class Rollback:
                 self.actions.extend(plan.actions)
                 self.warnings.extend(plan.warnings)
                 abort_restore(plan)
+        result["release_record"] = record_rollback(self, result)  # upgrades refuse this release until acknowledged
         result.update(self._finish(result))
         return result
 
@@ -285,6 +288,7 @@ class Rollback:
                                                retain_days=self.p["previous_brain_retain_days"],
                                                fields=self._fields(), migrations=self.p, defer_keep=True)
                 self._timed("restore_seconds", started)
+                self._plan_actions(plan)
                 result.update(brain_restored=not plan.noop, previous_brain=previous,
                               data_at_risk=restore_data_at_risk(plan.entry, previous, plan.brain, self.warnings))
                 self.changed = self.changed or not plan.noop
@@ -328,6 +332,12 @@ class Rollback:
         if replay and replay.get("totals", {}).get("replayed"):
             self.changed = True
         return replay
+
+    def _plan_actions(self, plan) -> None:
+        """The restore's actions so far, in the order they happened: the stage before the stop, the install before the
+        switch back (the rest, such as keeping the replaced brain, after it)."""
+        self.actions.extend(plan.actions)
+        plan.actions.clear()
 
     def _complete(self, plan) -> None:
         try:

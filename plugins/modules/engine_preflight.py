@@ -138,6 +138,31 @@ options:
       keep_last:
         description: This Engine's pre-upgrade snapshots kept by the retention after it (retained ones never go).
         type: int
+  rolled_back_release:
+    description:
+      - The Rollback runbook's "Don't redeploy in panic". Before anything else of an V(upgrade) (right after the lock),
+        the pre-flight reads the record of rolled-back releases on the Docker host
+        (C(<state_dir>/rolled-back-releases/), written by M(september.engine.engine_rollback)) and refuses an upgrade to
+        O(target_version) when a rollback of that release is recorded and nobody acknowledged it; the message names
+        when, where and why it was rolled back.
+      - With O(rolled_back_release.allow) and a O(rolled_back_release.reason), the upgrade goes on and the entries are
+        marked acknowledged (the reason, O(lock.owner), O(lock.run_id), the time); a later rollback of the release
+        refuses again. See M(september.engine.engine_release_info).
+      - Omitted, the gate still runs (not allowed) when the state folder is known (from O(lock.dir)).
+    type: dict
+    suboptions:
+      allow:
+        description: Acknowledge that the target release was rolled back, and upgrade to it all the same.
+        type: bool
+        default: false
+      reason:
+        description: Why it may be deployed again (required with O(rolled_back_release.allow)); returned and recorded.
+        type: str
+      state_dir:
+        description:
+          - The collection's state folder on the Docker host (C(engine_state_dir)). Default, the folder above
+            O(lock.dir) (the roles keep their locks in C(<state dir>/locks)); without both there is no gate.
+        type: path
   lock:
     description:
       - The Engine's lock; without it no lock is taken.
@@ -253,6 +278,16 @@ preflight:
       type: dict
       sample: {"name": "pre-upgrade-engine-data-u042-2.3.0-to-2.4.0-20260504T020000Z-123456", "sha256": "9f2c...",
                "kind": "pre-upgrade", "pruned": []}
+    rolled_back_release:
+      description:
+        - The rolled-back release gate (V(upgrade) only; null without a state folder) - C(release), C(rolled_back) (a
+          rollback of it is recorded), C(pending) (entries nobody acknowledged before this run), C(acknowledge) and
+          C(reason) (allowed and acknowledged now), C(acknowledged) (the entries this run acknowledged), C(entries)
+          and C(path) (the record file).
+      type: dict
+      sample: {"release": "2.4.1", "rolled_back": true, "pending": 1, "acknowledge": true,
+               "reason": "fixed by the config change INC-42",
+               "path": "/var/lib/september-engine/rolled-back-releases/2.4.1.json"}
     resume:
       description: How to bring the Engine back (V(resume) only).
       type: dict
@@ -297,6 +332,11 @@ def main() -> None:
             retain_days=dict(type="int", default=2),
             destructive_retain_days=dict(type="int", default=7),
             keep_last=dict(type="int"),
+        )),
+        rolled_back_release=dict(type="dict", options=dict(
+            allow=dict(type="bool", default=False),
+            reason=dict(type="str"),
+            state_dir=dict(type="path"),
         )),
         lock=dict(type="dict", options=dict(
             dir=dict(type="path", required=True),

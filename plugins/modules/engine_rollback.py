@@ -140,6 +140,21 @@ options:
     description: Why the rollback happens; recorded in the kept brain's manifest and returned.
     type: str
     default: requested
+  record_release:
+    description:
+      - After a successful rollback, record the release the Engine rolled back from in O(state_dir) (which Engine,
+        when, in which run, O(reason)), so that an upgrade to it is refused until acknowledged ("Don't redeploy in
+        panic", see M(september.engine.engine_release_info)). A record that cannot be written is a warning; the
+        rollback still succeeds.
+    type: bool
+    default: true
+  state_dir:
+    description:
+      - The collection's state folder on the Docker host (C(engine_state_dir)); the record is
+        C(<state_dir>/rolled-back-releases/<release>.json) (folder C(0700), files C(0600)).
+      - Default, the folder above O(lock.dir) (the roles keep their locks in C(<state dir>/locks)); without both,
+        nothing is recorded.
+    type: path
   lock:
     description:
       - The Engine's lock, keyed by its identity (the storage of its brain, see M(september.engine.engine_lock)),
@@ -259,6 +274,15 @@ rollback:
       description: When a step after the stop failed, what was done to keep the Engine serving.
       type: str
       sample: null
+    release_record:
+      description:
+        - The rolled-back release as recorded on the Docker host (C(release), C(engine), C(identity), C(docker_host),
+          C(run_id), C(reason), C(rolled_back_to), C(started_at), C(rolled_back_at), C(path), ...); null when nothing
+          was rolled back or recorded.
+      type: dict
+      sample: {"release": "2.4.1", "engine": "engine-u042", "docker_host": "docker-a",
+               "rolled_back_at": "2026-05-04T02:14:10Z",
+               "path": "/var/lib/september-engine/rolled-back-releases/2.4.1.json"}
     timings:
       description: Seconds of each step (C(stage_seconds), C(stop_seconds), C(restore_seconds), C(switch_seconds),
         C(healthy_seconds), C(total_seconds)).
@@ -305,6 +329,8 @@ def main() -> None:
         health_timeout=dict(type="int", default=120),
         healthy_streak=dict(type="int", default=3),
         reason=dict(type="str", default="requested"),
+        record_release=dict(type="bool", default=True),
+        state_dir=dict(type="path"),
         lock=dict(type="dict", options=dict(
             dir=dict(type="path", default="/var/lib/september-engine/locks"),
             owner=dict(type="str", required=True),
