@@ -318,8 +318,8 @@ def rows_missing(conn: sqlite3.Connection, reference: str = "ref", live: str = "
         count = conn.execute(f"SELECT count(*) FROM ({missing_rows_sql(table, keys, reference, live)})").fetchone()[0]
         if count:
             sample = conn.execute(missing_rows_sql(table, keys, reference, live, MISSING_SAMPLE)).fetchall()
-            missing[table] = dict(count=count, by=by, sample=[row[0] if len(row) == 1 else list(row)
-                                                               for row in sample])
+            keys_of = [row[0] if len(row) == 1 else list(row) for row in sample]
+            missing[table] = dict(count=count, by=by, sample=keys_of)
     return missing
 
 
@@ -546,8 +546,8 @@ class EngineTwin:
         started = time.monotonic()
         result = BrainSnapshot(params, check_mode, warn=self.warn, client=self.client).run()
         self.timings["snapshot_seconds"] = round(time.monotonic() - started, 3)
-        return dict(entry=result["snapshot"], location=locate_brain(dict(container=source.name,
-                                                                            data_dir=self.data_dir), self.client))
+        location = locate_brain(dict(container=source.name, data_dir=self.data_dir), self.client)
+        return dict(entry=result["snapshot"], location=location)
 
     def _make(self, source, engine: dict, name: str, volume: str, folder: str, labels: dict, run_id: str) -> dict:
         started = time.monotonic()

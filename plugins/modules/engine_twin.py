@@ -55,6 +55,7 @@ options:
       - The Engine's hosting model (required with O(state=present)).
     type: str
     choices: [container, compose]
+    required: false
   inventory_name:
     description: The Engine's inventory name, for messages and the reference snapshot's manifest.
     type: str

@@ -439,4 +439,3 @@ def test_a_limit_that_leaves_out_the_twins_is_refused_before_anything_is_made(dr
     assert "september_engine_drill" in run.stdout and "Nothing was made" in run.stdout
     drill.assert_nothing_left()
     assert not drill.report_dir.exists()
-
