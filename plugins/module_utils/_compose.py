@@ -43,6 +43,7 @@ from ansible_collections.september.engine.plugins.module_utils._compose_file imp
     target_ref,
     verify_edit,
 )
+from ansible_collections.september.engine.plugins.module_utils._compose_history import IN_PROGRESS, last_switch, settle
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     DockerException,
     RequestException,
@@ -688,7 +689,7 @@ class ComposeSwitch:
             runs_target = False
         self.image = target
         if on_target and runs_target:
-            return False
+            return self.settle_record(c)  # nothing to switch; a record a dead run left "in progress" is settled
         if self.p["pull"] == "never" and target_id is None:
             raise NotFoundError(
                 f"Image {target} is not on this Docker host and pull=never: pull it first (nothing was stopped)."
@@ -853,26 +854,49 @@ class ComposeSwitch:
             self.timings["switch_seconds"] = round(time.monotonic() - started, 3)
         return True
 
+    def settle_record(self, c: dict | None) -> bool:
+        """Settle a switch the record says is "in progress" by what the service runs now (see _compose_history):
+        a run that died mid-switch, or could not write its record, left it so. Returns whether the record changed."""
+        state = load_state(self.state_path)
+        done = self._settle(service_record(state, self.service), c)
+        if done is None:
+            return False
+        self.actions = [f"settle the unfinished switch's record ({last_switch(done).get('result')})"]
+        self.previous, self.previous_id = done.get("previous_image"), done.get("previous_image_id")
+        if not self.module.check_mode:
+            state.setdefault("services", {})[self.service] = done
+            self.save(state)
+        return True
+
+    def _settle(self, entry: dict, c: dict | None = None) -> dict | None:
+        """``entry`` with its "in progress" switch settled by the running container ``c``, else None."""
+        if last_switch(entry).get("result") != IN_PROGRESS:
+            return None
+        c = c or self.container()
+        return settle(entry, c["image"], c["image_id"], now_iso()) if c and c["running"] else None
+
     def finalized(self) -> bool:
-        """Mark the last switch as verified (the upgrade's checks passed): nothing else changes.
+        """Mark the last switch as verified (the upgrade's checks passed, or a rollback's health): nothing else
+        changes. A switch still "in progress" is first settled by what the service runs (see :meth:`settle_record`).
 
         A switch that is not marked so (``verified: false`` in the state file's history) is one that a re-run
         verifies again, to the same standard as a fresh switch, and rolls back if it fails.
         """
         state = load_state(self.state_path)
-        entry = service_record(state, self.service)
-        history = entry.get("history") or []
-        if not history or history[-1].get("verified") is not False:
+        before = service_record(state, self.service)
+        entry = self._settle(before) or before
+        last = last_switch(entry)
+        if last.get("verified") is False:
+            if last.get("result") != "ok":
+                raise ComposeError(
+                    f"The last switch of '{self.service}' ({last.get('from')} -> {last.get('to')}) did not end "
+                    f"({last.get('result')}): it cannot be marked verified. Roll it back, or switch again."
+                )
+            entry = dict(entry, history=[*entry["history"][:-1], dict(last, verified=True, verified_at=now_iso())])
+        if entry == before:
             return False
-        if history[-1].get("result") != "ok":
-            raise ComposeError(
-                f"The last switch of '{self.service}' ({history[-1].get('from')} -> {history[-1].get('to')}) did not "
-                f"end ({history[-1].get('result')}): it cannot be marked verified. Roll it back, or switch again."
-            )
         self.actions = ["mark the switch verified"]
         if not self.module.check_mode:
-            history[-1] = dict(history[-1], verified=True, verified_at=now_iso())
-            entry["history"] = history
             state.setdefault("services", {})[self.service] = entry
             self.save(state)
         return True

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from ansible_collections.september.engine.plugins.module_utils._errors import LockedError, OptionsError
 from ansible_collections.september.engine.plugins.module_utils._identity import check_key, slug_of
+from ansible_collections.september.engine.plugins.module_utils._paths import require_absolute
 from ansible_collections.september.engine.plugins.module_utils._timeutil import iso, parse_time
 
 ENGINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,199}$")
@@ -82,7 +83,9 @@ class EngineLock:
         named after its slug, so that every name of one Engine takes one lock.
     """
 
-    def __init__(self, lock_dir: str, engine: str | None = None, clock=None, key: str | None = None):
+    def __init__(self, lock_dir: str, engine: str | None = None, clock=None, key: str | None = None,
+                 option: str = "lock_dir"):
+        require_absolute({option: lock_dir})  # every run must find the lock again (`option`: the module's name)
         if key:
             try:
                 self.key = check_key(key)
@@ -383,7 +386,8 @@ def lock_keeper(options: dict | None, check_mode: bool = False, warn=None):
     """A :class:`LockKeeper` for the module's ``lock`` option, or a context that does nothing without one."""
     if not options:
         return contextlib.nullcontext()
-    lock = EngineLock(options.get("dir") or DEFAULT_LOCK_DIR, options.get("engine"), key=options["key"])
+    lock = EngineLock(options.get("dir") or DEFAULT_LOCK_DIR, options.get("engine"), key=options["key"],
+                      option="lock.dir")
     ttl = options.get("ttl") or DEFAULT_TTL
     return LockKeeper(lock, options["owner"], options["run_id"], ttl, check_mode=check_mode, warn=warn,
                       release=bool(options.get("release")))

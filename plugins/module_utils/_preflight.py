@@ -20,6 +20,7 @@ What this run does with the Engine (``action``):
 
 from __future__ import annotations
 
+from ansible_collections.september.engine.plugins.module_utils._compose_history import IN_PROGRESS, needs_resume
 from ansible_collections.september.engine.plugins.module_utils._container import EngineImage
 from ansible_collections.september.engine.plugins.module_utils._docker import DockerException, NotFound
 from ansible_collections.september.engine.plugins.module_utils._engine import resolve_engine, split_repository
@@ -30,6 +31,7 @@ from ansible_collections.september.engine.plugins.module_utils._lock import Engi
 from ansible_collections.september.engine.plugins.module_utils._measure import EngineMetrics, metrics_defaults
 from ansible_collections.september.engine.plugins.module_utils._metrics import parse_time
 from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
+from ansible_collections.september.engine.plugins.module_utils._paths import require_absolute
 from ansible_collections.september.engine.plugins.module_utils._release_record import preflight_gate
 from ansible_collections.september.engine.plugins.module_utils._snapshot_manager import BrainSnapshot, snapshot_defaults
 
@@ -52,12 +54,17 @@ def target_image(engine: dict, repository: str | None, version: str) -> str:
 
 
 def unverified_switch(engine: dict) -> bool:
-    """Whether the Engine was switched and the switch never verified (a dead run, an outage stop)."""
+    """Whether the Engine was switched and the switch never verified (a dead run, an outage stop).
+
+    A Compose Engine's last switch, as its state file records it: one a run left "in progress" or never verified,
+    unless it is a finished rollback or the Engine runs where going back would take it (the release the switch
+    came from: the switch never happened or was undone), which an upgrade starts from (see _compose_history).
+    """
     previous = engine.get("previous") or {}
     if engine.get("deployment") == "container":
         return bool(previous.get("container"))  # kept until the new container is verified (state=finalized)
     last = (engine.get("compose") or {}).get("last_switch") or {}
-    return last.get("result") == "in progress" or last.get("verified") is False
+    return needs_resume(last, bool(engine.get("running")), engine.get("image"))
 
 
 def decide_action(engine: dict, image: str, dead_run: bool = False) -> str:
@@ -111,7 +118,7 @@ class Preflight:
         identity = engine.get("identity") or {}
         # The lock is keyed by the Engine's identity (its brain's storage): two inventories naming the Engine
         # differently, or a second run, collide on it.
-        self.lock = EngineLock(spec["dir"], self.name, key=identity.get("key"))
+        self.lock = EngineLock(spec["dir"], self.name, key=identity.get("key"), option="lock.dir")
         plan = self.lock.acquire(spec["owner"], spec["run_id"], int(spec.get("ttl") or 1200), self.check_mode)
         self.lock_plan = plan
         self.changed = self.changed or (not self.check_mode and plan["action"] != "refresh")
@@ -198,6 +205,9 @@ class Preflight:
     # ------------------------------------------------------------------ run
 
     def run(self) -> dict:
+        # Folders that later runs must find again: refused when relative, before anything.
+        require_absolute({"lock.dir": (self.p.get("lock") or {}).get("dir"),
+                          "snapshot.dest": (self.p.get("snapshot") or {}).get("dest")})
         engine = resolve_engine(self.client, self.p)
         lock = self._take_lock(engine)
         try:
@@ -308,8 +318,10 @@ class Preflight:
         previous = engine.get("previous") or {}
         last = (engine.get("compose") or {}).get("last_switch") or {}
         if engine.get("deployment") == "compose":
-            how = "compose_back" if last.get("result") == "in progress" else "compose_start"
-            return dict(how=how, last_switch=last or None)
+            # Running, it runs something else than where going back leads (see unverified_switch): go back. Down:
+            # go back from a switch left in progress, else start what the project names.
+            back = last.get("result") == IN_PROGRESS or bool(engine.get("running"))
+            return dict(how="compose_back" if back else "compose_start", last_switch=last or None)
         if previous.get("container") and engine.get("image") != image:
             return dict(how="container_back", previous=previous.get("container"))
         return dict(how="container_start", previous=previous.get("container"))

@@ -30,6 +30,7 @@ from ansible_collections.september.engine.plugins.module_utils._health import En
 from ansible_collections.september.engine.plugins.module_utils._image_ref import parse_image_ref
 from ansible_collections.september.engine.plugins.module_utils._lock import lock_keeper
 from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
+from ansible_collections.september.engine.plugins.module_utils._paths import require_absolute
 from ansible_collections.september.engine.plugins.module_utils._release_record import record_rollback
 from ansible_collections.september.engine.plugins.module_utils._restore import (
     abort_restore,
@@ -193,7 +194,7 @@ class Rollback:
         location = locate_brain(dict(container=self._brain_container(), data_dir=self.p["data_dir"],
                                      brain_file=self.p["brain_file"]), self.client)
         identity = brain_identity(self.client, location, self.engine["container"])
-        store = SnapshotStore(self.p["snapshot_dir"])
+        store = SnapshotStore(self.p["snapshot_dir"], option="snapshot_dir")
         if self.p["snapshot"]:
             entry = find_snapshot(store, self.p["snapshot"])
         else:
@@ -362,8 +363,19 @@ class Rollback:
         self.engine = resolve_engine(self.client, self.p)  # the container may be a new one
         health = self._health()
         self._timed("healthy_seconds", started)
+        if health.get("is_healthy") and self.p["deployment"] == "compose":
+            self._settle_compose()
         self.timings["total_seconds"] = round(time.monotonic() - self.started, 2)
         return dict(healthy=health.get("is_healthy"), health=health)
+
+    def _settle_compose(self) -> None:
+        """Record the Compose service's last switch as verified (it runs what it went back to, healthy), so that a
+        later upgrade starts from it; a record that cannot be written is a warning, not a failed rollback."""
+        try:
+            self._compose("finalized")
+        except EngineModuleError as exc:
+            self.warnings.append(f"The rollback was not marked verified in the Compose state file ({exc.msg}); a "
+                                 "later upgrade still starts from the release that runs.")
 
     def _fields(self) -> dict:
         identity = self.engine.get("identity") or {}
@@ -384,3 +396,4 @@ def check_options(params: dict) -> None:
             raise OptionsError(f"{name} must be 0 or more seconds (got {params[name]}).")
     if params["healthy_streak"] < 1:
         raise OptionsError(f"healthy_streak must be 1 or more (got {params['healthy_streak']}).")
+    require_absolute({"snapshot_dir": params.get("snapshot_dir"), "lock.dir": (params.get("lock") or {}).get("dir")})

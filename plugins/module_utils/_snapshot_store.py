@@ -35,6 +35,7 @@ from ansible_collections.september.engine.plugins.module_utils._fileops import (
     remove,
     sha256_file,
 )
+from ansible_collections.september.engine.plugins.module_utils._paths import require_absolute
 from ansible_collections.september.engine.plugins.module_utils._timeutil import OLDEST, UTC, iso, parse_iso
 
 FORMAT = "september.engine.snapshot/v1"
@@ -234,7 +235,8 @@ def diff_after(state: str, before: dict, result: dict) -> dict:
 class SnapshotStore:
     """The snapshots in one folder (of one Engine, or of several that share the folder)."""
 
-    def __init__(self, dest: str):
+    def __init__(self, dest: str, option: str = "dest"):
+        require_absolute({option: dest})  # a rollback must find the snapshots again (`option`: the module's name)
         self.dest = os.path.abspath(dest)
 
     def data_path(self, name: str) -> str:

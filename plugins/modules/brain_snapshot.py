@@ -41,7 +41,10 @@ options:
     choices: [present, absent, pruned, restored]
     default: present
   dest:
-    description: Folder on the Docker host for snapshots; created C(0700) if missing. Engines may share it.
+    description:
+      - Folder on the Docker host for snapshots; created C(0700) if missing. Engines may share it.
+      - An absolute path (a relative one is refused before anything changes: it would depend on where the module
+        runs, and no rollback would look there).
     type: path
     required: true
   name:
@@ -343,6 +346,7 @@ from ansible_collections.september.engine.plugins.module_utils._brain import (
 from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
+from ansible_collections.september.engine.plugins.module_utils._paths import relative_paths
 from ansible_collections.september.engine.plugins.module_utils._snapshot_manager import BrainSnapshot
 from ansible_collections.september.engine.plugins.module_utils._snapshot_store import KINDS
 from ansible_collections.september.engine.plugins.module_utils._snapshot_take import METHODS
@@ -383,9 +387,11 @@ def main() -> None:
             ("state", "pruned", ("keep_last", "keep_days"), True),
         ],
     )
-    # A multi-GB snapshot or restore keeps the Engine's lock alive while it works.
+    # A multi-GB snapshot or restore keeps the Engine's lock alive while it works. A relative dest is refused by
+    # BrainSnapshot before anything, the lock too.
     module.run(lambda: BrainSnapshot(module.params, module.check_mode, diff=module._diff, warn=module.warn,
-                                     check_sdk=module.check_sdk).run(), locked=True)
+                                     check_sdk=module.check_sdk).run(),
+               locked=not relative_paths({"dest": module.params["dest"]}))
 
 
 if __name__ == "__main__":

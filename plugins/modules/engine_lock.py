@@ -60,7 +60,10 @@ options:
     type: int
     default: 3600
   lock_dir:
-    description: Directory of the lock files; created with mode 0700 when missing.
+    description:
+      - Directory of the lock files; created with mode 0700 when missing.
+      - An absolute path (a relative one is refused: it would depend on where the module runs, and other runs would
+        not see the lock).
     type: path
     default: /var/lib/september-engine/locks
   state:

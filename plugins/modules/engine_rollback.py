@@ -77,7 +77,7 @@ options:
         pre-upgrade snapshot of this Engine taken on the release to go back to, chosen by its manifest.
     type: str
   snapshot_dir:
-    description: The folder of the Engine's snapshots on the Docker host.
+    description: The folder of the Engine's snapshots on the Docker host (an absolute path; a relative one is refused).
     type: path
     required: true
   allow_other_engine:

@@ -80,12 +80,6 @@ def test_the_snapshot_disk_fills_up_then_the_engine_crashes_mid_snapshot(faults:
     faults.assert_writes_kept(engine, lg)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: the Compose switch could not update its record (the folder is full) after it brought the Engine back; "
-    "the record stays 'in progress', and every re-run's pre-flight asks to resume, changes nothing and stops: "
-    "'could not be brought back (running)' (_compose.ComposeSwitch.switch returns early when the service already "
-    "runs the image, without settling the record; _preflight.decide_action resumes an Engine that runs its old "
-    "release healthy)"))
 def test_the_compose_folder_fills_up_during_the_switch(faults: Faults) -> None:
     folder = faults.tmpfs(faults.tmp / "compose", "4m")
     (engine,) = faults.up_engines(1, model="compose")

@@ -15,10 +15,13 @@ identity is ``bind:<path>``), under load throughout. upgrade.yml takes it to 2.4
    is kept; no acknowledged write is in neither brain; no -wal or -shm of the replaced brain is left to the
    restored one;
 6. the operator stops the Engine (now on 2.3.0); rollback.yml to 2.3.0 starts it again (it is never left down).
+
+And a Compose Engine rolled back by rollback.yml is upgraded again (defect D3).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -117,3 +120,31 @@ def test_rollback_faults_on_a_bind_mounted_brain(faults: Faults) -> None:
     assert run.rc == 0, run.stdout[-3000:]
     faults.settled({eid: "2.3.0"})
     assert brain.applied_migrations(engine.brain_path())[-1] == "0005"
+
+
+def test_a_compose_engine_rolled_back_by_rollback_yml_is_upgraded_again(faults: Faults) -> None:
+    """A Compose Engine upgraded, rolled back by rollback.yml (its brain restored), then upgraded again (to 2.3.1: a
+    release never rolled back, which the gate of rolled-back releases lets through): the rollback is recorded as
+    settled (verified), so the next upgrade's pre-flight takes the Engine for one to upgrade, not for a dead run's
+    switch to resume (was defect D3: 'could not be brought back (running)', for good)."""
+    (engine,) = faults.up_engines(1, model="compose")
+    eid = engine.engine_id
+    state_file = Path(engine.compose_dir) / ".september-engine.json"
+    with faults.load() as lg:
+        run = faults.run("upgrade.yml", label="to 2.4.0", engine_target_version="2.4.0")
+        assert run.rc == 0, run.stdout[-3000:]
+        run = faults.run("rollback.yml", label="back to 2.3.0")
+        assert run.rc == 0, run.stdout[-3000:]
+        assert engine.image_version() == "2.3.0"
+        (last,) = json.loads(state_file.read_text())["services"]["engine"]["history"][-1:]
+        assert (last["action"], last["result"], last["verified"]) == ("rolled_back", "ok", True), last
+        run = faults.run("upgrade.yml", label="to 2.3.1 after the rollback", engine_target_version="2.3.1")
+        assert run.rc == 0, run.stdout[-3000:]
+    entry = faults.entry(engine)
+    assert entry["status"] == "upgraded" and entry["verdict"]["decision"] == "pass", entry
+    faults.settled({eid: "2.3.1"})
+    assert brain.applied_migrations(engine.brain_path())[-1] == "0005"
+    snaps = faults.snapshots(eid)
+    pre = min((m for m in snaps.values() if m["kind"] == "pre-upgrade"), key=lambda m: m["created_at"])
+    kept = next(m for m in snaps.values() if m["kind"] == "pre-restore")
+    faults.assert_writes_kept_restored(engine, pre, kept, lg)

@@ -46,8 +46,38 @@ def test_decide_action(facts: dict, dead_run: bool, action: str) -> None:
     ({"result": "in progress"}, True),
 ])
 def test_a_compose_switch_is_unverified_until_finalized(last, unverified: bool) -> None:
-    facts = engine(deployment="compose", compose={"last_switch": last})
+    facts = engine(deployment="compose", image="engine:2.4.0", compose={"last_switch": last})
     assert unverified_switch(facts) is unverified
+
+
+UPGRADE = {"action": "present", "from": "engine:2.3.0", "to": "engine:2.4.0", "verified": False}
+ROLLBACK = {"action": "rolled_back", "from": "engine:2.4.0", "to": "engine:2.3.0", "result": "ok", "verified": False}
+
+
+@pytest.mark.parametrize(("facts", "dead_run", "action", "how"), [
+    # D3: a rolled-back Compose Engine (rollback.yml, a canary's rescue) upgrades like any other.
+    (engine(deployment="compose", compose={"last_switch": ROLLBACK}), False, "upgrade", None),
+    # D3: the switch put 2.3.0 back but could not record it (a full disk): it runs what it came from.
+    (engine(deployment="compose", compose={"last_switch": dict(UPGRADE, result="in progress")}), False, "upgrade",
+     None),
+    # A dead run's switch left the Engine down: go back first.
+    (engine(deployment="compose", running=False, compose={"last_switch": dict(UPGRADE, result="in progress")}),
+     True, "resume", "compose_back"),
+    # An unverified switch to 2.3.1, and the run now targets 2.4.0: go back first (never start it as it is).
+    (engine(deployment="compose", image="engine:2.3.1",
+            compose={"last_switch": dict(UPGRADE, to="engine:2.3.1", result="ok")}), False, "resume", "compose_back"),
+    # Down after a switch that ended unverified: start what the project names, then decide again.
+    (engine(deployment="compose", running=False, image="engine:2.4.0",
+            compose={"last_switch": dict(UPGRADE, result="ok")}), True, "resume", "compose_start"),
+    (engine(deployment="compose", image="engine:2.4.0", compose={"last_switch": dict(UPGRADE, result="ok")}), False,
+     "verify", None),
+    (engine(deployment="compose", image="engine:2.4.0", compose={"last_switch": ROLLBACK}), False, "none", None),
+])
+def test_a_compose_engine_after_a_rollback_or_an_unfinished_switch(facts, dead_run, action, how) -> None:
+    assert decide_action(facts, "engine:2.4.0", dead_run) == action
+    if how:
+        pre = Preflight({"inventory_name": "c1"}, client=None)
+        assert pre._resume_plan(facts, "engine:2.4.0")["how"] == how
 
 
 def test_target_image_from_the_engine_or_the_recorded_previous() -> None:

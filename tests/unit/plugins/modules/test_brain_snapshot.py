@@ -218,6 +218,16 @@ def test_bad_input(args, message, client):
     assert not os.path.exists("/tmp/d")
 
 
+def test_a_relative_dest_is_refused_before_the_lock_or_any_folder(brain, tmp_path, client, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lock = dict(dir=str(tmp_path / "locks"), key="volume:engine-data-u1", run_id="r1", owner="me")
+    for state in ("present", "restored"):
+        result = run(brain_snapshot, dict(path=brain, dest="snaps", state=state, snapshot="s1", lock=lock))
+        assert result["failed"] and result["msg"].startswith(
+            "dest='snaps': must be an absolute path on the Docker host, e.g. /var/lib/september-engine"), result
+    assert not (tmp_path / "snaps").exists() and not (tmp_path / "locks").exists()
+
+
 def test_unreachable_docker(brain, tmp_path, monkeypatch):
     def unreachable(params):
         raise DockerUnavailableError("Cannot reach the Docker daemon at tcp://127.0.0.1:1: refused.")

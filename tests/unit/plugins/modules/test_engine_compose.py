@@ -668,12 +668,63 @@ def test_finalized_marks_the_last_switch_verified_once(world):
     assert run({"project_src": src, "state": "finalized"})["changed"] is False
 
 
-def test_finalized_refuses_a_switch_that_never_ended(world):
-    src = str(world.project)
-    run({"project_src": src, "version": "2.3.1"})
+def left_in_progress(world, running: str) -> dict:
+    """A switch 2.3.0 -> 2.3.1 whose record says "in progress" (the run died, or could not write its end), while
+    the service runs ``running``; returns the record."""
+    run({"project_src": str(world.project), "version": "2.3.1"})
     state_file = world.project / ".september-engine.json"
     data = json.loads(state_file.read_text())
     data["services"]["engine"]["history"][-1]["result"] = "in progress"
     state_file.write_text(json.dumps(data))
-    failed = run({"project_src": src, "state": "finalized"}, expect=FailJson)
+    if running == "engine:2.3.0":  # the switch put the old setting back
+        (world.project / "docker-compose.yml").write_text(BASE)
+    world.images.setdefault(running, "sha256:" + running.rsplit(":", 1)[1].replace(".", ""))
+    world.only().update(image=running, image_id=world.images[running])
+    world.calls.clear()
+    return data["services"]["engine"]
+
+
+def record_of(world) -> dict:
+    return json.loads((world.project / ".september-engine.json").read_text())["services"]["engine"]
+
+
+def test_finalized_refuses_a_switch_that_never_ended(world):
+    left_in_progress(world, "engine:9.9.9")  # it runs neither end of the switch: nobody can tell what happened
+    failed = run({"project_src": str(world.project), "state": "finalized"}, expect=FailJson)
     assert "did not end (in progress)" in failed["msg"]
+
+
+def test_finalized_settles_a_switch_left_in_progress_by_what_runs(world):
+    left_in_progress(world, "engine:2.3.1")  # the switch happened, its end was never written
+    done = run({"project_src": str(world.project), "state": "finalized"})
+    assert done["changed"] is True and world.subcommands() == []
+    last = record_of(world)["history"][-1]
+    assert (last["result"], last["verified"]) == ("ok", True) and last["settled_at"]
+
+
+def test_a_switch_left_in_progress_on_the_old_release_is_settled_as_rolled_back(world):
+    """The disk filled up: the switch put 2.3.0 back but could not say so; going back to 2.3.0 settles it."""
+    left_in_progress(world, "engine:2.3.0")
+    checked = run({"project_src": str(world.project), "image": "engine:2.3.0", "state": "rolled_back",
+                   "_ansible_check_mode": True})
+    assert checked["changed"] is True and record_of(world)["history"][-1]["result"] == "in progress"
+    back = run({"project_src": str(world.project), "image": "engine:2.3.0", "state": "rolled_back"})
+    assert back["changed"] is True and world.subcommands() == []  # nothing stopped: it already runs 2.3.0
+    assert back["compose"]["actions"] == ["settle the unfinished switch's record (rolled back)"]
+    record = record_of(world)
+    assert (record["history"][-1]["result"], record["history"][-1]["verified"]) == ("rolled back", True)
+    assert (record["image"], record["image_id"], record["rolled_back_from"]) == ("engine:2.3.0", "sha256:230",
+                                                                                 "engine:2.3.1")
+    again = run({"project_src": str(world.project), "image": "engine:2.3.0", "state": "rolled_back"})
+    assert again["changed"] is False
+    assert run({"project_src": str(world.project), "state": "finalized"})["changed"] is False
+
+
+def test_a_rollback_is_settled_once_finalized(world):
+    src = str(world.project)
+    run({"project_src": src, "version": "2.3.1"})
+    run({"project_src": src, "state": "rolled_back"})
+    last = record_of(world)["history"][-1]
+    assert (last["action"], last["result"], last["verified"]) == ("rolled_back", "ok", False)
+    assert run({"project_src": src, "state": "finalized"})["changed"] is True
+    assert record_of(world)["history"][-1]["verified"] is True
