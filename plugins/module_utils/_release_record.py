@@ -246,8 +246,8 @@ def make_entry(
         docker_host=details.pop("docker_host", None) or socket.gethostname(),
         run_id=run_id,
         reason=reason or "requested",
-        started_at=iso(started) if started is not None else None,
-        rolled_back_at=iso(now),
+        started_at=iso(started, "milliseconds") if started is not None else None,
+        rolled_back_at=iso(now, "milliseconds"),
         acknowledged=None,
     )
     entry.update(details)

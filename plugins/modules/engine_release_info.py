@@ -11,15 +11,15 @@ short_description: The releases that were rolled back, as the collection recorde
 version_added: 0.4.0
 description:
   - After a successful rollback, M(september.engine.engine_rollback) records the release it rolled back from in the
-    collection's state folder on the Engine's Docker host (C(<state_dir>/rolled-back-releases/<release>.json): which
+    collection's state folder on the Engine's Docker host, C(<state_dir>/rolled-back-releases/<release>.json) (which
     Engine, when, in which run, why, and whether someone acknowledged it since). This module reads that record, and
-    the run reports in a report folder (C(<report_dir>/<run id>/upgrade.json) and C(rollback.json)) when O(report_dir)
-    is given.
+    the run reports of a report folder (C(<report_dir>/<run id>/upgrade.json) and C(rollback.json)) when
+    O(report_dir) is given.
   - The upgrade refuses a release that was rolled back until it is acknowledged (see
-    O(september.engine.engine_preflight#module:rolled_back_release)); its plan play reads every Docker host of the run
-    with this module (and the controller's reports, delegated to C(localhost)) and refuses before the canary batch
-    starts (the P(september.engine.release_gate#filter) filter).
-  - Read-only; it reports and never fails because a release was rolled back.
+    O(september.engine.engine_preflight#module:rolled_back_release)). Its plan play can read every Docker host of the
+    run with this module (and the controller's reports, delegated to C(localhost)) and refuse before the canary batch
+    starts, with the P(september.engine.release_gate#filter) filter.
+  - Read-only. It reports, and never fails because a release was rolled back.
 extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._attributes.READ_ONLY
@@ -29,17 +29,17 @@ options:
     type: str
   state_dir:
     description:
-      - The collection's state folder on the host the module runs on (C(engine_state_dir)). Omitted with O(report_dir)
-        given, only the reports are read.
+      - The collection's state folder (C(engine_state_dir)) on the host the module runs on.
+      - Omitted, only O(report_dir) is read.
     type: path
   report_dir:
     description:
-      - A folder of run reports to read too (on the host the module runs on: delegate to C(localhost) for the
+      - A folder of run reports to read too, on the host the module runs on (delegate to C(localhost) for the
         controller's C(engine_report_dir)). Reports that cannot be read are skipped with a warning.
     type: path
 notes:
-  - A record file that cannot be read fails the module with a message naming it (the upgrade refuses too until it is
-    repaired or moved aside).
+  - A record file that cannot be read fails the module with a message naming it; the upgrade refuses too until it is
+    repaired or moved aside.
 seealso:
   - module: september.engine.engine_rollback
   - module: september.engine.engine_preflight
@@ -79,7 +79,7 @@ release_record:
       sample: 2.4.1
     entries:
       description:
-        - Each rollback recorded (oldest first): C(release), C(engine), C(identity), C(docker_host), C(run_id),
+        - Each rollback recorded (oldest first), with C(release), C(engine), C(identity), C(docker_host), C(run_id),
           C(reason), C(rolled_back_to), C(started_at), C(rolled_back_at), C(image), C(kind), C(acknowledged) (null, or
           C(reason), C(by), C(run_id), C(engine), C(at)); C(source) names the report for entries read from reports.
       type: list

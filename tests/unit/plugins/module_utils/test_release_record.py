@@ -72,7 +72,10 @@ def test_a_recorded_release_is_found_again_in_a_private_file(tmp_path) -> None:
     record.record(entry(rolled_back_to="2.3.0", image="engine:2.4.1"))
     found = record.lookup("2.4.1")
     assert len(found) == 1 and found[0]["engine"] == "u001" and found[0]["docker_host"] == "docker-a"
-    assert found[0]["rolled_back_at"] == "2026-05-04T02:14:10Z" and found[0]["started_at"] == "2026-05-04T02:13:58Z"
+    assert (
+        found[0]["rolled_back_at"] == "2026-05-04T02:14:10.000Z"
+        and found[0]["started_at"] == "2026-05-04T02:13:58.000Z"
+    )
     assert found[0]["acknowledged"] is None and found[0]["rolled_back_to"] == "2.3.0"
     folder = tmp_path / "state" / FOLDER
     assert mode(folder) == 0o700 and mode(folder / "2.4.1.json") == 0o600
@@ -270,7 +273,7 @@ def test_the_preflight_gate_refuses_then_acknowledges_when_allowed(tmp_path) -> 
         preflight_gate(preflight(tmp_path))
     assert info.value.msg.startswith(
         "u001: release 2.4.1 was rolled back once: on u001 (Docker host docker-a) at "
-        "2026-05-04T02:14:10Z in run 20260504T020000Z-1: verify: health: /health "
+        "2026-05-04T02:14:10.000Z in run 20260504T020000Z-1: verify: health: /health "
     )
     assert info.value.msg.endswith("Nothing was changed.")
     with pytest.raises(OptionsError):
@@ -537,7 +540,7 @@ def test_the_run_reports_hold_rollbacks_and_acknowledgements(tmp_path) -> None:
     found = report_entries(str(tmp_path), warnings=warnings)
     assert sorted((e["release"], e["engine"]) for e in found) == [("2.4.1", "u001"), ("2.4.2", "u003")]
     mine = report_entries(str(tmp_path), "2.4.1")
-    assert mine[0]["docker_host"] == "docker-a" and mine[0]["rolled_back_at"] == "2026-05-04T02:14:10Z"
+    assert mine[0]["docker_host"] == "docker-a" and mine[0]["rolled_back_at"] == "2026-05-04T02:14:10.000Z"
     assert mine[0]["reason"] == "verify: health: 503" and mine[0]["source"].endswith("r1/upgrade.json")
     assert len(warnings) == 1 and "broken/upgrade.json" in warnings[0]
     write_report(
