@@ -10,45 +10,29 @@ module: engine_metrics
 short_description: Measure an Engine's turns over a time window and decide whether to roll back
 version_added: 0.1.0
 description:
-  - Measures what an Engine really did in a time window, from what it emits (it has no metrics endpoint), its JSON
-    log lines (read through the Docker API) or the C(observability_events) rows of its brain (read only).
-  - "Measures: turns, failed turns (C(turn failed) lines), refused turns (C(POST /execute) answered 5xx before the
-    turn ran, for example C(502) during an LLM-provider outage; the brain does not record them), error rate, errors
-    per code, turn latency p50/p95/p99, prompt-cache hit ratio (cache hit tokens / input tokens) and the
-    WARNING/ERROR/CRITICAL log kinds (level, logger and message with numbers, ids and quoted values normalised away,
-    plus the error code)."
-  - The window is cut into O(slices) equal slices, each measured too, to tell a regression that stays from one that
-    is fading.
-  - With O(baseline) (the RV(metrics.measures) of an earlier run, for example on the same Engine before an upgrade),
-    returns a RV(metrics.verdict) following the Rollback runbook, C(rollback) when the error rate or the latency is
-    sharply worse than the baseline and not improving (still over the threshold in the last slice, or too few turns
-    there to show a recovery), never for one outlier (fewer than O(min_turns) turns decide nothing, one failed turn
-    never decides, a percentile from fewer than O(min_turns) latencies never decides alone).
-  - When a window without O(start) is thin (fewer than O(min_turns) turns), it can reach further back, doubling its
-    length up to O(baseline_max_seconds), in the container's log and, with O(source=both), in the brain's event
-    rows; RV(metrics.window) says where the window really started.
-  - The cohort verdict of a rollout batch (canaries against controls) is M(september.engine.engine_verdict); telling
-    a provider outage from a bad release from health probes is M(september.engine.engine_outage).
-  - An upgrade recreates an Engine's container (the old one is kept as C(<name>--previous)); measure the baseline on
-    the old container before the switch and the new measures on the new one. This module measures the container and
-    window it is given, and changes nothing.
+  - Measures an Engine's turns in a time window, from its JSON log lines (read through the Docker API) or from the
+    event rows of its brain (read only), and returns the measures of the window and of each of O(slices) equal
+    slices of it (RV(metrics.measures), RV(metrics.slices)).
+  - With O(baseline), compares the window with it and returns RV(metrics.verdict), V(rollback) when the error rate
+    or the latency is sharply worse than the baseline and still so in the last slice.
+  - A window without O(start) that holds fewer than O(min_turns) turns can reach further back, up to
+    O(baseline_max_seconds); RV(metrics.window) says where it really started.
+  - Changes nothing.
 author:
   - September Engine maintainers (@september-engine)
 options:
   container:
     description:
-      - Name or id of the Engine's container (a per-user container, or the container of a Compose service as
-        M(september.engine.engine_info) resolves it). Its logs are read with O(source=logs) or O(source=both), and
-        its brain is found on what is mounted at O(data_dir).
+      - Name or id of the Engine's container. Its logs are read with O(source=logs) or O(source=both), and its brain
+        is found on what is mounted at O(data_dir).
       - With O(source=logs) and O(source=both), O(container) or O(deployment) is required; with O(source=brain),
         exactly one of O(container), O(deployment), O(volume) and O(path) locates the brain.
     type: str
   deployment:
     description:
-      - Locate the Engine as the inventory names it instead of by O(container), the way
-        M(september.engine.engine_info) does, a per-user container (V(container), with O(container_name)) or the
-        service of a Docker Compose project (V(compose), with O(compose_dir) and O(compose_service)). For Engines
-        the run never resolved, such as the control Engines of a canary verdict.
+      - Locate the Engine as the inventory names it, like M(september.engine.engine_info), instead of by
+        O(container), a per-user container (V(container), with O(container_name)) or the service of a Docker Compose
+        project (V(compose), with O(compose_dir) and O(compose_service)).
       - Mutually exclusive with O(container), O(volume) and O(path).
     type: str
     choices: [container, compose]
@@ -79,7 +63,7 @@ options:
   end:
     description:
       - End of the window (excluded), in the same formats. Default now; a time in the future is cut to now.
-      - The alias C(until) works, but ansible-lint takes it for the task keyword C(until) (retries); prefer O(end).
+      - Prefer O(end) to its alias C(until), which ansible-lint takes for the task keyword.
     type: raw
     aliases: [until]
   window_seconds:
@@ -88,21 +72,16 @@ options:
     default: 300
   baseline_max_seconds:
     description:
-      - When O(start) is not given and the window of O(window_seconds) holds fewer than O(min_turns) turns, reach
-        further back, doubling the window's length, up to this many seconds, and stop at the first length that holds
-        O(min_turns) turns (or at this one). Per-user Engines see a few turns an hour; their log and their brain
-        hold the history.
-      - With O(source=both) the log and the brain's event rows are both searched (the brain outlives a container
-        that was recreated, and its log), and when the log still has fewer than O(min_turns) turns but the brain
-        has more, RV(metrics.measures) come from the brain (C(source) says so; the brain has no log kinds).
-      - V(0) (the default) never reaches back.
+      - When O(start) is not given and the window holds fewer than O(min_turns) turns, double its length until it
+        holds O(min_turns) turns or reaches this many seconds. V(0) never reaches back.
+      - With O(source=both) both sources are searched, and when only the brain holds O(min_turns) turns,
+        RV(metrics.measures) come from the brain (its C(source) says so).
     type: int
     default: 0
   slices:
     description:
-      - Number of equal slices the window is measured in (RV(metrics.slices)); the last one tells whether a breach
-        is still there at the end of the window. V(1) measures the window as a whole (a breach is then never
-        seen as improving).
+      - Number of equal slices the window is measured in (RV(metrics.slices)). V(1) measures the window as a whole
+        (a breach is then never seen as improving).
     type: int
     default: 3
   baseline:
@@ -141,8 +120,8 @@ options:
     default: 2.0
   cache_hit_ratio_max_drop:
     description:
-      - Drop of the prompt-cache hit ratio, in absolute terms, that counts as a breach (a sudden drop suggests the
-        prompt structure changed). A reason next to another breach; decides alone with O(fail_on_cache_drop).
+      - Drop of the prompt-cache hit ratio, in absolute terms, that counts as a breach. A reason next to another
+        breach; decides alone with O(fail_on_cache_drop).
     type: float
     default: 0.25
   fail_on_cache_drop:
@@ -211,6 +190,7 @@ notes:
   - Logs come from the Docker API (C(docker logs)); a container whose logging driver cannot be read back (for
     example C(none) or C(syslog)) can only be measured with O(source=brain).
   - Each log line is placed in the window by its own C(timestamp); each brain row by O(brain_events.time_column).
+  - See docs/modules.md in the collection for what is measured and how the verdict is reached.
 seealso:
   - module: september.engine.engine_verdict
   - module: september.engine.engine_outage
@@ -289,8 +269,8 @@ metrics:
         - The measures of the window. C(turns) counts completed, failed and refused turns; C(error_rate) is failed
           plus refused over turns (null without turns); C(errors_by_code) counts failures per error code
           (C(HTTP_<status>) for refused ones); latencies are in milliseconds over the turns that ran (nearest-rank
-          percentiles); C(latencies_ms) lists them sorted (at most 200, evenly spaced ranks when there are more) for
-          the rank tests of M(september.engine.engine_verdict); C(cache_hit_ratio) is C(cache_hit_tokens) /
+          percentiles); C(latencies_ms) lists them sorted (at most 200, evenly spaced ranks when there are more);
+          C(cache_hit_ratio) is C(cache_hit_tokens) /
           C(input_tokens); C(warning_kinds) counts the WARNING/ERROR/CRITICAL log kinds, each key starting with its
           level (null from the brain); C(log_lines) counts the JSON lines read.
       type: dict
