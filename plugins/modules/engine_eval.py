@@ -10,26 +10,18 @@ module: engine_eval
 short_description: Run regression evals against an Engine and compare them with a baseline run
 version_added: 0.1.0
 description:
-  - Runs a set of eval cases against an Engine's C(POST /execute) with its API key, and scores each answer; or runs
-    your own eval command (C(make eval) style) and scores its exit code.
-  - An eval case is a message and checks on the answer, in the collection's format (a YAML or JSON file,
-    O(cases_file), or the same structure inline, O(cases)); see C(docs/evals.md). A case passes when its turn
-    completes (the stream's C(done) event) and every check holds. A turn that ends with an C(error) event, an HTTP
-    error, a timeout or no answer fails the case with that error code (for example C(TOOL_EXECUTION_FAILED)).
-  - The format, in short, C(cases) is a list of mappings with C(name) (unique), C(message) (sent to C(/execute)),
-    C(checks) (a list of one-key mappings, C(equals) the answer with surrounding white space ignored, C(contains),
-    C(not_contains), or C(regex) a Python regular expression searched in the answer), and optionally
-    C(conversation_id) (the cases of one conversation run one after the other, in order), C(attempts) (default V(1),
-    strict, more attempts pass a case when any attempt passes, which hides flaky answers) and C(description).
-  - With O(command), runs the command (no shell) with the Engine's URL in E(ENGINE_URL) and its key in
-    E(ENGINE_API_KEY); it passes when it exits 0. It is scored as one case named C(command).
-  - With O(baseline), the C(eval) an earlier run returned on the same Engine (before the upgrade), it compares
-    the two runs and gives a verdict, V(rollback) when more than O(max_regressions) cases that passed in the baseline
-    now fail (or when the pass rate dropped by more than O(max_pass_rate_drop)), else V(ok), with reasons an operator
-    can act on. It only reports, the playbook decides (C(failed_when)).
-  - Fails on bad input only, a missing or malformed case file (naming the case and what is wrong), a command that
-    cannot be found, and an Engine that refuses the key (HTTP 401, missing or wrong O(api_key)); none of these is
-    scored as a regression.
+  - Runs eval cases (O(cases_file) or O(cases)) against an Engine's C(POST /execute) with its API key and scores
+    each answer, or runs your own eval command (O(command)) and scores its exit code as one case named C(command).
+  - A case passes when its turn completes (the stream's C(done) event) and every check holds. A turn that ends with
+    an C(error) event, an HTTP error, a timeout or no answer fails the case with that error code (for example
+    C(TOOL_EXECUTION_FAILED)).
+  - With O(baseline), compares the two runs and returns RV(eval.verdict), V(rollback) when more than
+    O(max_regressions) cases that passed in the baseline now fail (or the pass rate dropped by more than
+    O(max_pass_rate_drop)), else V(ok). It only reports; the playbook decides (C(failed_when)).
+  - Fails on bad input only, a missing or malformed case set (naming the case and what is wrong), a command that
+    cannot be found, and an Engine that refuses the key (HTTP 401); none of these is scored as a regression.
+  - Every eval turn is a real turn, written to the Engine's brain like any user turn, so a run that sends turns (or
+    runs the command) reports C(changed=true).
 author:
   - September Engine maintainers (@september-engine)
 options:
@@ -42,7 +34,8 @@ options:
   cases_file:
     description:
       - Path, on the host the module runs on, of a YAML or JSON file of eval cases (a mapping with C(cases), and
-        optionally C(version) V(1) and C(description)). YAML needs PyYAML there; JSON is always read.
+        optionally C(version) V(1) and C(description)); the format is in docs/evals.md of the collection. YAML needs
+        PyYAML there; JSON is always read.
       - Exactly one of O(cases_file), O(cases) and O(command) is required.
     type: path
   cases:
@@ -76,8 +69,7 @@ options:
   max_pass_rate_drop:
     description:
       - Also decide V(rollback) when the pass rate, over the cases both runs have, dropped by more than this share
-        (V(0.1) is ten points). Not used when not set, so that O(max_regressions) alone decides; with
-        O(max_regressions=0) any drop is a regression anyway.
+        (V(0.1) is ten points). When not set, O(max_regressions) alone decides.
     type: float
   concurrency:
     description: How many cases run at the same time (1 to 32).
@@ -113,16 +105,12 @@ attributes:
         conversation, observability rows), so C(changed=true) whenever turns were sent or the command ran (in check
         mode, when they would be).
 notes:
-  - Eval turns are real turns, the Engine records them in its brain like any user turn (tasks, conversations,
-    episodes, learning). The module still reports C(changed=false), as sending a message to an Engine is using it,
-    not changing it; keep eval messages harmless in a user's memory.
   - The API key goes in the C(X-Engine-Key) header and in the command's environment only; it is replaced by
     C(********) in every answer, error and command output returned.
   - O(timeout) (default 10 seconds) bounds each turn; raise it for an Engine whose turns take longer.
+  - See docs/evals.md in the collection for the eval-case format, how a case is scored and how the verdict is
+    reached.
 seealso:
-  - name: The eval-case format
-    description: The collection's format for eval cases, and how the verdict is reached.
-    link: https://example.invalid/september/engine/blob/main/docs/evals.md
   - module: september.engine.engine_health
 """
 
