@@ -10,21 +10,16 @@ module: engine_health
 short_description: Probe an Engine's health and tell why it is not healthy
 version_added: 0.1.0
 description:
-  - Probes C(GET /health) of an Engine. Healthy means what the Engine's contract says, HTTP 200 and a JSON body
-    whose C(status) is C(ok).
-  - When it is not healthy, tells why (RV(health.failure)), from the answer and from what the Docker API says about
-    the Engine's container (state, restart count, exit code, OOM kill) and its last log lines,
-    V(migration_required) (the container logged C(MIGRATION_REQUIRED), it refuses a brain migrated by a newer
-    release), V(crash_loop) (restarting, restarted O(crash_loop_restarts) times or more, exited non-zero, or OOM
-    killed), V(unhealthy) (it answers, but not healthy; RV(health.subsystems) names the failing part), or
-    V(unreachable) (nothing answers, for example refused, timed out, TLS failure, container stopped).
+  - Probes C(GET /health) of an Engine. Healthy is HTTP 200 and a JSON body whose C(status) is C(ok).
+  - When it is not healthy, tells why (RV(health.failure), RV(health.failure_detail)) from the answer, from the
+    container's state as the Docker API reports it (state, restart count, exit code, OOM kill) and from its last log
+    lines.
   - With O(wait=true), probes every O(interval) seconds until O(healthy_streak) probes in a row are healthy or
     O(wait_timeout) passes (a monotonic clock), and stops early on a failure that waiting cannot cure (O(fail_fast)).
   - It only reports, with C(changed=false), and never fails because the Engine is unhealthy; the playbook decides
     (C(failed_when)). It fails on bad input only (no such container, Docker unreachable, a malformed O(url)).
-  - Runs on the Docker host. Without O(container), a loopback O(url) is matched to the container that publishes
-    its port, when the Docker SDK and daemon are available, to tell crash loops from outages; otherwise the probe
-    alone decides.
+  - Runs on the Docker host. Without O(container), a loopback O(url) is matched to the container that publishes its port when the Docker SDK
+    and daemon are available; otherwise the probe alone decides.
 author:
   - September Engine maintainers (@september-engine)
 options:
@@ -48,14 +43,12 @@ options:
     default: 2
   healthy_streak:
     description:
-      - Consecutive healthy probes needed with O(wait=true) (the orchestrator calls an Engine failed after 3
-        misses; 3 good probes in a row show it is not flapping). Without O(wait), one probe decides.
+      - Consecutive healthy probes needed with O(wait=true). Without O(wait), one probe decides.
     type: int
     default: 3
   fail_fast:
     description:
-      - With O(wait=true), stop waiting as soon as the failure is V(crash_loop) or V(migration_required), since
-        those do not heal by waiting.
+      - With O(wait=true), stop waiting as soon as the failure is V(crash_loop) or V(migration_required).
     type: bool
     default: true
   crash_loop_restarts:
@@ -75,10 +68,10 @@ extends_documentation_fragment:
 notes:
   - Uses C(ansible.module_utils.urls); TLS certificates are verified by default.
   - The Docker SDK is only needed with O(container) (or to explain a failure behind a loopback O(url)).
+  - See docs/modules.md in the collection for the health contract and how a failure is classified.
 seealso:
-  - name: The Engine's health contract
-    description: Healthy is HTTP 200 with C(status=ok); 503 or another C(status) means unhealthy, starting or draining.
-    link: https://example.invalid/september/engine/blob/main/tests/reference_engine/README.md
+  - module: september.engine.engine_watch
+  - module: september.engine.engine_outage
 """
 
 EXAMPLES = r"""
@@ -161,7 +154,12 @@ health:
       returned: always
       sample: false
     failure:
-      description: Why it is not healthy.
+      description:
+        - Why it is not healthy. V(migration_required) the container logged C(MIGRATION_REQUIRED) (it refuses a
+          brain migrated by a newer release); V(crash_loop) restarting, restarted O(crash_loop_restarts) times or
+          more, exited non-zero, or OOM killed; V(unhealthy) it answers, but not healthy (RV(health.subsystems)
+          names the failing part); V(unreachable) nothing answers (refused, timed out, TLS failure, container
+          stopped).
       type: str
       returned: always
       sample: none
