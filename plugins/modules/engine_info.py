@@ -11,16 +11,12 @@ short_description: What Docker knows of one Engine, in either hosting model
 version_added: 0.1.0
 description:
   - Resolves an Engine as the inventory names it, a per-user container (O(deployment=container)) or the service of a
-    Docker Compose project (O(deployment=compose)), to its container, image, version, URL, brain volume and what a
-    rollback would go back to.
-  - The version is the image's C(org.opencontainers.image.version) label, else its tag (the Engine's C(/health)
-    carries no version).
-  - The roles of this collection run it first on every Engine. It changes nothing.
-  - A Compose service's container is found by the labels Compose v1 and v2 both set (working directory and service),
-    so the project name does not matter, unless several projects run the service from one folder (then
-    O(project_name) says which). How the project is run (files, project name, env file, profiles) is read from
-    the same labels, the options and the env file, as M(september.engine.engine_compose) does, and returned in
-    RV(engine.compose).
+    Docker Compose project (O(deployment=compose)), to its container, image, version, URL, brain volume, identity
+    and what a rollback would go back to. It changes nothing.
+  - The version is the image's C(org.opencontainers.image.version) label, else its tag.
+  - A Compose service's container is found by the labels Compose v1 and v2 both set (working directory and service);
+    O(project_name) says which project when several run the service from one folder. How the project is run is
+    returned in RV(engine.compose).
 author:
   - September Engine maintainers (@september-engine)
 extends_documentation_fragment:
@@ -30,6 +26,8 @@ extends_documentation_fragment:
   - september.engine._engine
   - september.engine._engine.COMPOSE_PROJECT
   - september.engine._docker
+notes:
+  - See docs/modules.md in the collection for how the identity and the Compose project are found.
 seealso:
   - module: september.engine.engine_health
   - module: september.engine.engine_container
@@ -125,7 +123,7 @@ engine:
         - Who the Engine is, whatever the inventory calls it, that is the storage of its brain. C(key) is
           C(volume:<name>) for a named volume at O(data_dir), C(bind:<host path>) for a bind mount,
           C(container:<name>) when nothing is mounted there; C(slug) is a file-name-safe form of it.
-        - Locks, snapshots and restores are keyed by it, so that no Engine takes another Engine's lock or brain.
+        - Locks, snapshots and restores are keyed by it.
       type: dict
       sample: {"key": "volume:engine-data-u042", "slug": "engine-data-u042", "volume": "engine-data-u042",
                "brain_source": "/var/lib/docker/volumes/engine-data-u042/_data", "container": "engine-u042"}
