@@ -10,38 +10,27 @@ module: engine_container
 short_description: Switch a per-user Engine's container to another image, roll it back, finalize
 version_added: 0.1.0
 description:
-  - In the per-user hosting model, an Engine is a container created by an orchestrator (a named volume
-    C(engine-data-<id>) at C(/data), a restart policy, a network with aliases, a C(127.0.0.1) port, an API key in the
-    environment, labels). There is no API to change the image of an existing container, so O(state=present) recreates
-    it on O(image) with the identical configuration, and keeps the old container, stopped, until the new one is
-    verified.
-  - 'O(state=present): when the container does not run O(image) yet, drains it (C(docker stop) with O(stop_timeout):
-    SIGTERM, in-flight turns finish), renames it C(<name><previous_suffix>), creates C(<name>) again on O(image),
-    starts it, and last gives the kept container restart policy C(no) so that it never comes back by itself. When the
-    container runs O(image) already but such a switch was cut off before its last steps, they are done.'
-  - The new container gets the old one's HostConfig (port bindings, binds and mounts, restart policy, network mode,
-    log config, resources...), its networks with their aliases, links and explicit addresses, and the Env, Labels,
-    Cmd, Entrypoint, WorkingDir, User, ExposedPorts, StopSignal, StopTimeout, Healthcheck and explicit Hostname its
-    creator set. What the OLD image contributed is not copied, so that the new image's defaults apply (its
-    C(ENGINE_VERSION) variable, its C(org.opencontainers.image.version) label, its command...). Anonymous volumes are
-    carried over by name.
-  - The new container records the exact image it replaced, reference and id, in the labels
-    C(io.september.engine.previous-image) and C(io.september.engine.previous-image-id).
-  - When the drain fails (a Docker error on C(stop), for example on a paused container) or the new container cannot
-    be created or started, the half-made one is removed and the old container is put back under its name, with its
-    restart policy, and started again; then the module fails. A missing O(image) fails before anything is stopped.
-    The module never leaves the Engine stopped, and with O(start=true) a stopped (or paused) container already on
-    the right image is started (unpaused) by O(state=present) and O(state=rolled_back) too.
-  - 'O(state=rolled_back): the current (bad) container is drained, gets restart policy C(no) and is kept as
-    C(<name><failed_suffix>) (replacing an older one); C(<name><previous_suffix>) gets its name back, its restart
-    policy back, and is started; when a step fails, what was serving is put back and started again. Without a
-    previous container (finalized already), the container is recreated on the image recorded before the switch
-    (its labels), or O(image), as for O(state=present), keeping the bad one as C(<name><failed_suffix>). When the
-    recorded reference now points at another image id (the tag was moved) or is gone, the recorded id is used and
-    tagged with the reference again; a reference is never made up from the version label of an image.'
-  - 'O(state=finalized): removes C(<name><previous_suffix>) (never a volume). O(state=stopped) drains the container,
-    O(state=started) starts (or unpauses) it.'
-  - Make sure O(image) is present first with M(september.engine.engine_image); this module never pulls.
+  - Switches a per-user Engine's container to another image (O(state=present)) by recreating it with the same
+    configuration, keeps the old container, stopped, as C(<name><previous_suffix>) until O(state=finalized), and goes
+    back to it with O(state=rolled_back). O(state=stopped) drains the container, O(state=started) starts (or
+    unpauses) it.
+  - 'O(state=present), when the container does not run O(image) yet: drains it (C(docker stop) with
+    O(stop_timeout)), renames it C(<name><previous_suffix>), creates C(<name>) on O(image), starts it, and sets the
+    restart policy of the kept container to C(no). A switch to O(image) that was cut off before its last steps is
+    completed.'
+  - The new container gets what the old one's creator set (HostConfig, networks with their aliases, Env, Labels,
+    Cmd, Entrypoint, healthcheck ...), not what the old image contributed, so that the new image's defaults apply.
+    It records the image it replaced, reference and id, in the labels C(io.september.engine.previous-image) and
+    C(io.september.engine.previous-image-id).
+  - 'O(state=rolled_back): drains the current container, keeps it as C(<name><failed_suffix>) (replacing an older
+    one) with restart policy C(no), and brings C(<name><previous_suffix>) back under its name with its restart
+    policy, started. Without a previous container, recreates the container on the image recorded before the switch
+    (or O(image)) as for O(state=present); when the recorded reference was moved or removed, the recorded image id
+    is used and tagged with the reference again.'
+  - 'O(state=finalized): removes C(<name><previous_suffix>) (never a volume).'
+  - When a step fails, the half-made container is removed and what was serving is put back and started again
+    before the module fails. A missing O(image) fails before anything is stopped. It never pulls; make sure O(image)
+    is present first with M(september.engine.engine_image).
 author:
   - September Engine maintainers (@september-engine)
 options:
@@ -68,8 +57,8 @@ options:
     default: present
   stop_timeout:
     description:
-      - The drain window in seconds, passed to C(docker stop) (SIGTERM, then SIGKILL after it). The Engine finishes
-        its in-flight turns on SIGTERM. A warning says so when a container had to be killed.
+      - The drain window in seconds, passed to C(docker stop) (SIGTERM, then SIGKILL after it). A warning says so
+        when a container had to be killed.
     type: int
     default: 60
   previous_suffix:
@@ -83,6 +72,8 @@ options:
   start:
     description:
       - Start the container that O(state=present) creates, or that O(state=rolled_back) brings back.
+      - With V(true), O(state=present) and O(state=rolled_back) also start (or unpause) a container already on the
+        right image.
     type: bool
     default: true
   remove_failed:
@@ -113,6 +104,7 @@ notes:
   - 'Unfinished switches are refused: with a previous container kept, O(state=present) to another image fails until
     O(state=finalized) or O(state=rolled_back).'
   - Networks other than the one of the network mode are connected after the create, before the start.
+  - See docs/modules.md in the collection for what is copied to the new container, and why.
 seealso:
   - module: september.engine.engine_image
   - module: september.engine.engine_health
