@@ -10,36 +10,26 @@ module: engine_compose
 short_description: Switch the Engine service of a Docker Compose project to another image tag, and back
 version_added: 0.1.0
 description:
-  - Changes the image tag of a Compose service B(where the project sets it) and recreates only that service, the way
-    the Engine's upgrade and rollback runbooks do by hand, with the drain first.
-  - The compose files are read with PyYAML (a real YAML parser), and the image is found as Compose finds it, through
-    anchors, aliases and C(<<) merge keys, in block or flow style. When a compose file holds the reference, only that
-    one value is rewritten, at its exact place and in its own quoting; every other byte of the file is kept. When it
-    references a variable (C(engine:${ENGINE_TAG}), C(engine:$ENGINE_TAG), or C(${ENGINE_IMAGE}) for the whole
-    reference), that variable's line of the env file is rewritten where it is set; an unset C(${ENGINE_TAG:-2.3.0})
-    has its default rewritten in the file. Modes and owners are kept. The env file's content is never shown (it
-    usually holds C(ENGINE_API_KEY)).
-  - Anything it cannot read with certainty (a build without C(image:), a digest pin, a tag that is only partly a
-    variable, a block scalar, an image other services share through an anchor or alias) fails with what it found,
-    before anything is touched.
-  - A switch is drain (C(stop --timeout)), edit, C(up -d --no-deps --no-build) of the service. If C(up) fails,
-    the previous setting is put back and the service started again before the module fails.
-  - The image in place before a switch is recorded in O(state_file), so that O(state=rolled_back) knows where to
-    go back to, also after a failed or interrupted run.
-  - The project is run as the service's running container was created, read from its C(com.docker.compose.*)
-    labels, with the same compose files (an override that mounts the brain is never dropped), project name and env
-    file; the
-    inventory can name them (O(compose_file), O(project_name), O(env_file)), and C(COMPOSE_FILE) /
-    C(COMPOSE_PROJECT_NAME) of the env file count, as for Compose. A service with C(profiles) gets them passed.
-  - The brain is checked around the switch. Before anything stops, what C(config) says the project mounts at
-    O(data_dir) must be the storage the Engine runs on (Compose v2 and v1); after C(up), the new
-    container must mount the same volume or host folder there as the old one. Otherwise the previous setting is put
-    back and the service started again from what it was created with, and the module fails.
-  - The exact image (reference B(and) id) in place before a switch is recorded in O(state_file). O(state=rolled_back)
-    goes back to that image id even when its tag was moved (or removed) since, tagging it again.
-  - The Engine is never left stopped by this module; a failed drain starts the old container again before failing.
-  - Compose v2 (C(docker compose)) and v1 (C(docker-compose) 1.29) both work; O(compose_command=auto) detects
-    which one this host has. Runs on the Docker host.
+  - Switches the Engine service of a Docker Compose project to another image tag, where the project sets it, and
+    recreates only that service (drain with C(stop --timeout), edit, C(up -d --no-deps --no-build));
+    O(state=rolled_back) goes back to the image recorded before the last switch.
+  - Rewrites only the one value that sets the tag, at its exact place and in its own quoting, in the compose file
+    that holds the reference, or, for a variable (C(engine:${ENGINE_TAG}), C(engine:$ENGINE_TAG), C(${ENGINE_IMAGE})),
+    its line in the env file; an unset C(${ENGINE_TAG:-2.3.0}) has its default rewritten in the file. Every other
+    byte, the modes and the owners are kept. The env file's content is never shown.
+  - Fails before anything is touched on what it cannot read with certainty, a build without C(image:), a digest
+    pin, a tag that is only partly a variable, a block scalar, an image other services share through an anchor or
+    alias.
+  - Runs the project as the service's running container was created (compose files, project name and env file from
+    its C(com.docker.compose.*) labels) unless O(compose_file), O(project_name) or O(env_file) say otherwise; the
+    service's C(profiles) are passed.
+  - Checks that the service mounts the same brain storage at O(data_dir) before anything stops and again after
+    C(up). When C(up) fails or the storage differs, the previous setting is put back and the service started again
+    before the module fails; a failed drain starts the old container again. The Engine is never left stopped.
+  - Records the image in place before a switch, reference and id, in O(state_file); O(state=rolled_back) goes back
+    to that image id even when its tag was moved or removed since, tagging it again.
+  - Works with Compose v2 (C(docker compose)) and v1 (C(docker-compose) 1.29), see O(compose_command). Runs on the
+    Docker host.
 author:
   - September Engine maintainers (@september-engine)
 options:
@@ -47,16 +37,12 @@ options:
     description:
       - V(present) makes the service run O(version) (or O(image)) where the project sets it.
       - V(rolled_back) goes back to the previous image recorded in O(state_file) (its recorded id), or to
-        O(version)/O(image) when given.
-        The record is the image in place before the B(last) switch attempt, whichever run made it (a switch that
-        failed and was undone records the image it went back to). A playbook that can fail before its own switch
-        should pass the version it found before, so that a rollback never goes further back than that.
+        O(version)/O(image) when given. The record is the image in place before the B(last) switch attempt,
+        whichever run made it (a switch that failed and was undone records the image it went back to).
       - V(stopped) drains the service (C(stop --timeout O(stop_timeout))); V(started) starts it again (C(start), an
         unpause, or C(up -d --no-deps) when it has no container).
       - V(present) and V(rolled_back) start a stopped service that is on the right image already.
-      - V(finalized) marks the last switch as verified in O(state_file) (the upgrade's checks passed) and changes
-        nothing else. A switch not marked so is verified again by the next upgrade run (a run that died or stopped
-        before its checks ended), and rolled back if it fails.
+      - V(finalized) marks the last switch as verified in O(state_file) and changes nothing else.
     type: str
     choices: [present, rolled_back, stopped, started, finalized]
     default: present
@@ -116,8 +102,8 @@ requirements:
 notes:
   - O(docker_host) is passed to Compose as E(DOCKER_HOST) (with O(docker_tls_verify), E(DOCKER_TLS_VERIFY=1) and
     E(DOCKER_CERT_PATH) the directory of O(docker_ca_path)), so that Compose and the Docker SDK see the same daemon.
-  - Other services using the same variable change too the next time they are created; a warning says so. An image
-    other services share through an anchor is refused.
+  - Other services using the same variable change too the next time they are created; a warning says so.
+  - See docs/modules.md in the collection for how the tag is found and edited, and what the state file is for.
 seealso:
   - module: september.engine.engine_lock
   - module: september.engine.engine_health
