@@ -10,13 +10,11 @@ module: engine_image
 short_description: Make sure an Engine image is present on the Docker host before any downtime
 version_added: 0.1.0
 description:
-  - Makes sure the image an Engine is about to be switched to is present on the Docker host, pulling it when it is
-    not (O(pull=missing)), so that a missing tag, an unreachable registry or refused credentials fail the rollout
-    BEFORE any Engine is stopped.
+  - Makes sure an image is present on the Docker host, pulling it when it is not (O(pull=missing)), every time
+    (O(pull=always)) or never (O(pull=never)).
   - A failed pull fails with what it means (the tag does not exist, the registry is unreachable, access refused) and
     the daemon's own message.
-  - Images are pinned by tag or digest; a reference without either is refused (Engines never run an implicit
-    C(latest)).
+  - A reference without a tag or digest is refused.
 author:
   - September Engine maintainers (@september-engine)
 options:
@@ -35,7 +33,7 @@ options:
     choices: [missing, always, never]
     default: missing
   state:
-    description: V(present) is the only state; images are never removed by this module (keep them for rollbacks).
+    description: V(present) is the only state; this module never removes images.
     type: str
     choices: [present]
     default: present
@@ -68,6 +66,7 @@ attributes:
         without pulling).
 notes:
   - Runs on the Docker host. The pull is made by the Docker daemon, through its proxy and registry settings.
+  - See docs/modules.md in the collection for why the rollout pulls first.
 seealso:
   - module: september.engine.engine_container
 """
