@@ -12,18 +12,15 @@ version_added: 0.4.0
 description:
   - Per repository, orders the local images by version and keeps the newest O(keep) versions; older ones are
     removed, unless something may still need them.
-  - Never removes an image that a container uses (running or stopped, an Engine or not, a kept C(--previous)
-    container too), that an Engine's recorded rollback names (the C(io.september.engine.previous-image) and
-    C(io.september.engine.previous-image-id) labels of a container, C(image) / C(previous_image) and their ids in a
-    Compose project's C(.september-engine.json)), or that O(protect) lists. Such images are returned in
-    RV(images.protected) with the reason.
-  - A tag is a version when it is a whole semantic version (C(2.3.0), C(v2.3.0), C(2.4.0-rc.1)). Other tags
-    (C(latest), C(2.4), C(stable)) are never removed, nor is an image that carries one; they are returned in
-    RV(images.skipped). An image known in the repository only by digest is ordered by its
-    C(org.opencontainers.image.version) label.
-  - Removal goes reference by reference in the repository (each checked to still point at the planned image), never
-    forced. References of other repositories to the same image are left alone. Docker refusing a removal (an image
-    in use) is reported in RV(images.refused) and as a warning, not as a failure.
+  - Never removes an image that a container uses (running or stopped), that an Engine's recorded rollback names
+    (container labels, a Compose project's C(.september-engine.json)), or that O(protect) lists; such images are
+    returned in RV(images.protected) with the reason.
+  - Only whole semantic-version tags (C(2.3.0), C(v2.3.0), C(2.4.0-rc.1)) are versions. Other tags (C(latest),
+    C(2.4), C(stable)) and the images that carry one are never removed (RV(images.skipped)). An image known in the
+    repository only by digest is ordered by its C(org.opencontainers.image.version) label.
+  - Removes reference by reference in the repository, never forced; references of other repositories to the same
+    image are left alone. Docker refusing a removal is reported in RV(images.refused) and as a warning, not as a
+    failure.
 author:
   - September Engine maintainers (@september-engine)
 options:
@@ -90,6 +87,7 @@ notes:
   - Runs on the Docker host; run it once per Docker host (the role M(september.engine.engine_image_retention)
     does), not once per Engine.
   - The Compose state files are read on the Docker host; run as a user that can read them (they are mode 0600).
+  - See docs/modules.md in the collection for what protects an image.
 seealso:
   - module: september.engine.engine_image
   - module: september.engine.engine_preflight
