@@ -262,9 +262,9 @@ def check_restore(store: SnapshotStore, location: BrainLocation, entry: dict, *,
         return plan
     plan.same_filesystem = same_filesystem(store.dest, folder)
     current = sum(file_size(brain + suffix) for suffix in ("", *SIDE_SUFFIXES))
-    check_space([(folder, entry["size"], f"staged snapshot {entry['size']}"),
-                 (store.dest, 0 if plan.same_filesystem else current, f"copy of the current brain {current}")],
-                min_free_bytes)
+    # check_space says each size once ("staged snapshot 339968 bytes").
+    check_space([(folder, entry["size"], "staged snapshot"),
+                 (store.dest, 0 if plan.same_filesystem else current, "copy of the current brain")], min_free_bytes)
     if verify:
         _verify_snapshot(entry)
         plan.verified = True

@@ -250,6 +250,15 @@ class SnapshotStore:
         write the same temporary file)."""
         return os.path.join(self.dest, f".{name}{'.' + tag if tag else ''}{suffix}.tmp")
 
+    def temps_of(self, tag: str) -> list[str]:
+        """Every hidden temporary file of the Engine `tag` in the folder, whatever the snapshot's name (what
+        :meth:`temp` names, and SQLite's journals of them): a killed snapshot's are among them."""
+        if not tag or not os.path.isdir(self.dest):
+            return []
+        pattern = re.compile(rf"^\..+\.{re.escape(tag)}(?:{re.escape(DATA_SUFFIX)}(?:-wal|-journal)?|"
+                             rf"{re.escape(MANIFEST_SUFFIX)})\.tmp(?:-journal|-wal|-shm)?$")
+        return sorted(os.path.join(self.dest, name) for name in os.listdir(self.dest) if pattern.match(name))
+
     # ---- reading
 
     def load_manifest(self, name: str) -> dict | None:

@@ -63,6 +63,28 @@ from ansible_collections.september.engine.plugins.module_utils._timeutil import 
 
 METHODS = ("backup", "reflink")
 _METHOD_TEXT = dict(backup="online backup API", reflink="reflink clone")
+#: A temporary file of this Engine written to less than this long ago may be a snapshot's being committed right now
+#: (it is held by no process between the copy and its rename); older and held by none, a killed snapshot left it.
+LEFTOVER_GRACE_SECONDS = 10.0
+
+
+def clear_leftovers(store: SnapshotStore, slug: str, actions: list, check_mode: bool = False,
+                    now: float | None = None) -> list[str]:
+    """Remove the hidden temporary files a killed snapshot of this Engine (`slug`) left in the folder, whatever its
+    name (each run names its snapshot anew): those no process holds and nobody wrote to for a while."""
+    now = time.time() if now is None else now
+    removed = []
+    for path in store.temps_of(slug):
+        try:
+            age = now - os.stat(path).st_mtime
+        except FileNotFoundError:
+            continue
+        if age < LEFTOVER_GRACE_SECONDS or processes_holding(path):
+            continue
+        actions.append(f"remove {path} (left by a snapshot that did not end)")
+        if check_mode or remove(path):
+            removed.append(path)
+    return removed
 
 
 def _prepare_temp(path: str) -> None:
@@ -210,8 +232,9 @@ def take_snapshot(store: SnapshotStore, brain_path: str, name: str, *, verify: s
         facts = database_facts(source)
         wal = file_size(brain_path + "-wal")
         need = wal if method == "reflink" else facts["logical_size"] + wal
-        check_space([(store.dest, need, f"brain {facts['logical_size']} + WAL {wal}")], min_free_bytes)
         planned = []
+        clear_leftovers(store, slug, planned, check_mode)  # first: they take room too
+        check_space([(store.dest, need, f"brain {facts['logical_size']} + WAL {wal}")], min_free_bytes)
         created = store.ensure_dest(check_mode, planned)
         planned.append(f"snapshot {brain_path} to {store.data_path(name)} ({_METHOD_TEXT[method]}, verify {verify})")
         if check_mode:
@@ -282,8 +305,9 @@ def save_raw(store: SnapshotStore, brain_path: str, name: str, *, fields: dict, 
         (brain_path + suffix, DATA_SUFFIX + suffix) for suffix in SIDE_SUFFIXES if file_size(brain_path + suffix)
     ]
     total = sum(file_size(source[0]) for source in sources)
-    check_space([(store.dest, total, f"raw copy of the brain {total}")], min_free_bytes)
     planned = []
+    clear_leftovers(store, slug, planned, check_mode)  # first: they take room too
+    check_space([(store.dest, total, "raw copy of the brain")], min_free_bytes)
     created = store.ensure_dest(check_mode, planned)
     planned.append(f"copy the unreadable brain {brain_path} byte for byte to {store.data_path(name)}")
     if check_mode:

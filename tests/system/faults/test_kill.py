@@ -167,11 +167,18 @@ def play(sc: Killed) -> Killed:
     return sc
 
 
+def selected_steps(request: pytest.FixtureRequest) -> list[str]:
+    """The steps whose tests this session runs (``-k compose`` plays the compose scenario alone)."""
+    chosen = {item.callspec.params["step"] for item in request.session.items
+              if getattr(item, "originalname", None) == "test_killed_then_rerun" and hasattr(item, "callspec")}
+    return [name for name in SCENARIOS if name in chosen] or list(SCENARIOS)
+
+
 @pytest.fixture(scope="module")
-def killed(docker_client: docker.DockerClient, fault_images: list[str],
+def killed(request: pytest.FixtureRequest, docker_client: docker.DockerClient, fault_images: list[str],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Killed]]:
     scenarios = {name: Killed(name, Faults(docker_client, tmp_path_factory.mktemp(f"kill-{name}")))
-                 for name in SCENARIOS}
+                 for name in selected_steps(request)}
     started = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
@@ -186,17 +193,10 @@ def killed(docker_client: docker.DockerClient, fault_images: list[str],
 
 #: The defects these scenarios show (see docs/faults.md); the marks go when they are fixed.
 DEFECTS = {
-    "snapshot": "defect: a snapshot killed mid-copy leaves its hidden temporary file (.pre-upgrade-...-<run id>.<slug>."
-                "sqlite.tmp, up to the brain's size) in the snapshot folder for good: the next run's snapshot has "
-                "another name, and _snapshot_take._prepare_temp only clears a leftover of its own name",
     "restore": "defect: the rollback in the upgrade's rescue keeps the run's lock with engine_rollback's TTL (1200 s), "
                "not engine_upgrade_lock_ttl (roles/engine_rollback/tasks/main.yml passes no lock ttl): a run killed "
                "during its rollback locks the Engine for 20 minutes, and the re-run after engine_upgrade_lock_ttl is "
                "refused",
-    "compose": "defect: after a run died in a Compose switch, the re-run's resume (engine_compose state=rolled_back "
-               "to the recorded image) leaves the switch record unverified, the pre-flight asks to resume again and "
-               "the run stops: 'could not be brought back (running)'; the Engine can never be upgraded again without "
-               "editing .september-engine.json",
 }
 
 

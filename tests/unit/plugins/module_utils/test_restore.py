@@ -219,8 +219,10 @@ def test_restore_refusals_change_nothing(brain, store, monkeypatch):
         check_restore(store, location(brain), entry, identity=IDENTITY_A, client=None, engine_may_run=True)
     monkeypatch.undo()
 
-    with pytest.raises(InsufficientSpaceError, match="staged snapshot"):
+    with pytest.raises(InsufficientSpaceError, match="staged snapshot") as full:
         check_restore(store, location(brain), entry, identity=IDENTITY_A, client=None, min_free_bytes=2**62)
+    size = entry["size"]  # said once: "staged snapshot 339968 bytes", never "staged snapshot 339968 339968 bytes"
+    assert f"(staged snapshot {size} bytes, " in full.value.msg and f"{size} {size}" not in full.value.msg
 
     with open(entry["path"], "r+b") as handle:
         handle.seek(3000)

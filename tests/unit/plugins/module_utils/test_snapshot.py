@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -329,6 +330,55 @@ def test_stale_temp_file_is_replaced(brain, store):
         handle.write(b"left over by a killed run")
     take(store, brain, "s1")
     assert sorted(os.listdir(store.dest)) == [".lock", "s1.json", "s1.sqlite"]
+
+
+def leave(store, name, age=3600.0):
+    """A hidden temporary file, as a killed snapshot leaves it, last written ``age`` seconds ago."""
+    path = os.path.join(store.dest, name)
+    with open(path, "wb") as handle:
+        handle.write(b"half written by a killed run")
+    os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+def test_a_killed_snapshot_of_another_name_leaves_nothing_behind(brain, store):
+    """Defect D4: each run names its snapshot anew (its run id), so a leftover of the killed run's name was never
+    cleared. This Engine's hidden temporary files that no process holds go; another Engine's, a fresh one (a
+    snapshot being committed right now), one held open and any other file stay."""
+    os.makedirs(store.dest)
+    dead = [leave(store, ".pre-upgrade-engine-data-a-2.3.0-to-2.4.0-run1.engine-data-a.sqlite.tmp"),
+            leave(store, ".pre-upgrade-engine-data-a-2.3.0-to-2.4.0-run1.engine-data-a.sqlite.tmp-journal"),
+            leave(store, ".pre-upgrade-engine-data-a-2.3.0-to-2.4.0-run1.engine-data-a.json.tmp"),
+            leave(store, ".raw-run2.engine-data-a.sqlite-wal.tmp")]
+    kept = [leave(store, ".pre-upgrade-b-run1.engine-data-b.sqlite.tmp"),    # another Engine's
+            leave(store, ".s0.engine-data-a.sqlite.tmp", age=1),            # written a moment ago
+            leave(store, ".s9.engine-data-a.sqlite.tmp"),                    # held open below
+            leave(store, "engine-data-a.sqlite.tmp"), leave(store, ".s0.engine-data-a.sqlite")]
+    assert store.temps_of("engine-data-a") == sorted([*dead, *kept[1:3]])
+    actions = []
+    with open(kept[2], "rb") as handle:
+        holder = subprocess.Popen(["sleep", "60"], stdin=handle)  # another process holds it (a snapshot at work)
+    try:
+        take(store, brain, "s1", actions=actions)
+    finally:
+        holder.kill()
+        holder.wait()
+    left = sorted(os.listdir(store.dest))
+    assert left == sorted([".lock", "s1.json", "s1.sqlite", *(os.path.basename(p) for p in kept)]), left
+    assert [a for a in actions if a.startswith("remove")] == [
+        f"remove {p} (left by a snapshot that did not end)" for p in sorted(dead)]
+
+
+def test_leftovers_are_only_listed_in_check_mode_and_cleared_before_the_space_check(brain, store, monkeypatch):
+    os.makedirs(store.dest)
+    dead = leave(store, ".run1.engine-data-a.sqlite.tmp")
+    actions = []
+    take(store, brain, "s1", actions=actions, check_mode=True)
+    assert os.path.exists(dead) and f"remove {dead} (left by a snapshot that did not end)" in actions
+    seen = []
+    monkeypatch.setattr(_snapshot_take, "check_space", lambda needs, margin: seen.append(os.path.exists(dead)))
+    take(store, brain, "s1")
+    assert seen == [False]
 
 
 def test_list_ignores_foreign_files_and_get_refuses_half_pairs(brain, store):
