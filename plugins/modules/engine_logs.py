@@ -11,13 +11,11 @@ short_description: The log lines of an Engine's container over a time window, wi
 version_added: 0.1.0
 description:
   - Returns the log lines (stdout and stderr, in order) an Engine's container wrote in a time window, read through
-    the Docker API like C(docker logs), for a diagnostics bundle, for example the one written after a rollback.
-  - Works on a stopped container too, and on a renamed one (such as the C(<name>--failed) container kept after a
-    rollback), by name or by id.
+    the Docker API like C(docker logs), from a running, stopped or renamed container (such as C(<name>--failed)).
   - Each line is placed in the window by the time Docker recorded it; Docker's timestamps are not part of the
-    returned lines, which are the Engine's own (JSON lines for the reference Engine).
-  - Every occurrence of a string given in O(redact) (for example the Engine's API key) is replaced by C(********) in
-    the returned lines before they leave the module.
+    returned lines, which are the Engine's own.
+  - Every occurrence of a string given in O(redact) (for example the Engine's API key) is replaced by C(********)
+    before the lines leave the module.
   - It changes nothing.
 author:
   - September Engine maintainers (@september-engine)
