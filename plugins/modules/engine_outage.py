@@ -11,16 +11,13 @@ short_description: Tell a provider outage from a bad release when upgraded Engin
 version_added: 0.1.0
 description:
   - Classifies the M(september.engine.engine_health) results of the upgraded Engines of a batch against those of
-    control Engines (not upgraded, probed at the same time). Pure computation, runs anywhere (the controller is
-    fine) and changes nothing.
-  - V(provider_outage) only with evidence, most control Engines (more than half of those probed, and at least 2
-    when 2 or more were) unhealthy with C(llm_provider) failing in their subsystems, or, with O(canary_measures) and
-    O(control_measures), both cohorts' turns failing with C(LLM_PROVIDER_ERROR) (or C(HTTP_502)) at similar rates;
-    and every unhealthy upgraded Engine failing the same way (its C(llm_provider) failing too).
-  - One unhealthy neighbour, or controls unhealthy in unrelated ways (a database error, a crash loop, no answer), is
-    not an outage, and an upgraded Engine that crash-loops, answers nothing or fails another way is not explained by
-    one. An unhealthy upgraded Engine is then a V(bad_release).
-  - V(none) when every upgraded Engine is healthy.
+    control Engines (not upgraded, probed at the same time) as V(none) (every upgraded Engine is healthy),
+    V(provider_outage) or V(bad_release). Pure computation; runs anywhere (the controller is fine) and changes
+    nothing.
+  - V(provider_outage) needs evidence, more than half of the probed controls (at least 2 when 2 or more were)
+    unhealthy with C(llm_provider) failing, or, with O(canary_measures) and O(control_measures), both cohorts'
+    turns failing with C(LLM_PROVIDER_ERROR) (or C(HTTP_502)) at similar rates; and every unhealthy upgraded Engine
+    failing the same way. Otherwise an unhealthy upgraded Engine is a V(bad_release).
   - Probe results of a loop are accepted as registered (C(results) items); skipped items are left out, and a probe
     that failed or whose host was unreachable counts as not probed.
 author:
@@ -65,6 +62,8 @@ options:
 extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._attributes.READ_ONLY
+notes:
+  - See docs/modules.md in the collection for why a provider outage is not blamed on the release.
 seealso:
   - module: september.engine.engine_health
   - module: september.engine.engine_verdict
