@@ -12,34 +12,24 @@ version_added: 0.1.0
 description:
   - Weighs the evidence M(september.engine.engine_metrics) (and M(september.engine.engine_eval)) gathered on a
     rollout batch and decides, for the batch (the canary cohort) and for each canary, V(pass), V(fail) or
-    V(undecided). Pure computation, run it on the controller (C(delegate_to=localhost), C(run_once)), the role acts
-    on RV(verdict.decision).
-  - "The evidence: each canary against its own baseline (its window before the switch); the canary cohort (every
-    canary's turns pooled) against a control cohort of Engines not upgraded yet, measured over the same window
-    (same clock, same LLM provider), and against the canaries' baselines pooled; eval runs before and after the
-    switch. Probe or eval turns show up in the logs like any turn, so they count as turns."
-  - "The rules, each compared with every reference that has O(min_turns) turns (it fires only when it breaches
-    against all of them; a breach against one but not the other makes the verdict undecided):
-    the error rate sharply worse (more than O(error_rate_max_increase) points AND O(error_rate_factor) times the
-    reference, at least two failed turns) and significant (one-sided Fisher exact test, p < O(significance));
-    p50 / p99 latency more than O(latency_p50_factor) / O(latency_p99_factor) times the reference and significant
-    (Mann-Whitney U test for p50, Fisher test on the turns over the threshold for p99);
-    a new ERROR or CRITICAL log kind, absent from every baseline and from the control cohort, in at least
-    O(new_error_kind_share) of the canary cohort's turns and O(new_error_kind_min_count) times, its absence from
-    the references significant (this rule needs no O(min_turns), it decides on thin per-user traffic);
-    more than O(eval_max_regressions) eval cases that passed before the switch and fail after."
+    V(undecided). Pure computation; run it on the controller (C(delegate_to=localhost), C(run_once)).
+  - "The evidence: each canary against its own baseline; the canary cohort (turns pooled) against the control
+    cohort (Engines not upgraded yet, measured over the same window) and against the canaries' baselines pooled;
+    eval runs before and after the switch."
+  - "The rules, each fired only when it breaches against every reference that has O(min_turns) turns (references
+    that disagree make the verdict undecided): the error rate sharply worse (O(error_rate_max_increase) and
+    O(error_rate_factor)) and significant (O(significance)); p50 / p99 latency more than O(latency_p50_factor) /
+    O(latency_p99_factor) times the reference, and significant; a new ERROR or CRITICAL log kind, absent from every
+    baseline and control, in at least O(new_error_kind_share) of the canary cohort's turns and
+    O(new_error_kind_min_count) times (no O(min_turns) needed); more than O(eval_max_regressions) eval regressions."
   - New WARNING kinds and a cache hit ratio drop are reported, and decide only with O(fail_on_new_warnings) /
-    O(fail_on_cache_drop). A breach that no longer stands in the last slice of the window (improving) and a single
-    outlier (one failed turn, one slow turn) never decide.
-  - V(pass) needs evidence, the canary cohort with O(min_turns) turns since the switch and a reference (the control
-    cohort over the same window, or the canaries' baselines pooled) with O(min_turns) turns, and every eval set
-    that was given must have run. Otherwise V(undecided), RV(verdict.missing) naming each missing piece.
-  - A provider outage (both cohorts' turns failing with C(LLM_PROVIDER_ERROR) or C(HTTP_502), each in at least
-    O(new_error_kind_share) of its turns and O(new_error_kind_min_count) times, the canaries' share not significantly
-    higher than the controls') is not blamed on the release. The error rate then counts only other failures, latency
-    is not judged, log kinds and eval failures naming the provider are left out. When nothing else fires the decision
-    is V(undecided) with RV(verdict.outage=true) and RV(verdict.rule=provider_outage), the rollout should stop
-    without rolling back.
+    O(fail_on_cache_drop). A breach that no longer stands in the last slice (improving) and a single outlier never
+    decide.
+  - V(pass) needs the canary cohort and a reference with O(min_turns) turns since the switch, and every given eval
+    set run; otherwise V(undecided), RV(verdict.missing) naming each missing piece.
+  - Both cohorts' turns failing with the provider's codes at similar rates is a provider outage, not blamed on the
+    release; when nothing else fires the decision is V(undecided) with RV(verdict.outage=true) and
+    RV(verdict.rule=provider_outage).
 author:
   - September Engine maintainers (@september-engine)
 options:
@@ -144,9 +134,8 @@ attributes:
     details:
       - The same options always give the same verdict.
 notes:
-  - The statistics are computed in plain Python (no SciPy). The Fisher tests are exact; the Mann-Whitney test uses
-    the normal approximation with tie and continuity corrections, on the latency lists of the measures (at most
-    200 per window, evenly spaced ranks when there were more).
+  - The statistics are computed in plain Python (no SciPy).
+  - See docs/modules.md in the collection for the rules, the tests and the outage in detail.
 seealso:
   - module: september.engine.engine_metrics
   - module: september.engine.engine_eval
