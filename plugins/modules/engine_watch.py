@@ -10,13 +10,17 @@ module: engine_watch
 short_description: Watch an Engine after its switch, then measure its turns since the switch, in one call
 version_added: 0.3.0
 description:
-  - One round of an upgrade's bake for one Engine. Waits until the Engine answers healthy O(healthy_streak) times in a
-    row (within O(wait_timeout)), then checks that it stays healthy at every probe for O(watch_seconds), then measures
-    its turns since O(since) as M(september.engine.engine_metrics) does (error rate, latency, cache hits, log kinds,
-    in O(slices) slices).
+  - Waits until an Engine answers healthy O(healthy_streak) times in a row (within O(wait_timeout)), then checks
+    that it stays healthy at every probe for O(watch_seconds), then measures its turns since O(since) as
+    M(september.engine.engine_metrics) does, in O(slices) slices.
   - Reports rather than fails (the C(is_healthy) of RV(watch.health)); the verdict on the measures is
-    M(september.engine.engine_verdict)'s, on the controller, with the batch's other Engines and its controls.
-  - One call instead of three (health wait, bake, measures) keeps the controller's cost per Engine low in large fleets.
+    M(september.engine.engine_verdict)'s.
+notes:
+  - See docs/modules.md in the collection for its place in an upgrade's bake.
+seealso:
+  - module: september.engine.engine_health
+  - module: september.engine.engine_metrics
+  - module: september.engine.engine_verdict
 extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._attributes.ACTIONGROUP_ENGINE
