@@ -10,22 +10,14 @@ module: migration_check
 short_description: Tell what upgrading an Engine's brain to a target image would do, and how to roll it back
 version_added: 0.1.0
 description:
-  - Compares the migrations applied to an Engine's brain with the migrations a target image ships, without ever
-    starting the target on the real brain.
-  - The applied migrations are read from the brain over a read-only connection, as configured by
-    O(migrations_source) (the Engine does not document how it records them).
-  - The shipped migrations are read out of the target image's file system (O(migrations_dir), files named
-    C(NNNN_name.sql)) from a container that is created and removed again, never started.
-  - Every pending migration is classified by SQLite itself, not by parsing SQL. Its SQL is run on an in-memory copy
-    of the brain's schema (no rows) under an authorizer that records each statement's actions. V(destructive)
-    means it drops, renames or rebuilds a table, drops or renames a column, or deletes or updates rows of an
-    existing table. V(additive) means it only creates tables, columns, indexes, views or triggers, inserts rows, or
-    drops indexes, views or triggers (which hold no data); RV(migration.pending[].reasons) lists what it does.
-    V(unknown) means it does not run on the schema copy (or attaches a database file, which is never run).
-  - From that it derives the version bump, whether the upgrade is forward-only, destructive or a downgrade, and
-    the rollback strategy; V(brain_restore) whenever a migration would run.
-  - With O(boot_test=true), it also starts the target image on a throwaway copy of the brain (its migrations run
-    there), then the current image on the migrated copy, which proves whether an image-only rollback really works.
+  - Compares the migrations applied to an Engine's brain (read over a read-only connection, as O(migrations_source)
+    says) with the migrations a target image ships (its O(migrations_dir), read from a container that is created and
+    removed again, never started), and classifies each pending migration as V(additive), V(destructive) or
+    V(unknown) (RV(migration.pending)).
+  - From that it derives the version bump, whether the upgrade is forward-only, destructive or a downgrade, and the
+    rollback strategy (RV(migration.rollback_strategy)); V(brain_restore) whenever a migration would run.
+  - With O(boot_test=true), it also starts the target image on a throwaway copy of the brain, then the current image
+    on the migrated copy, to see whether an image-only rollback works.
   - It only reports, with C(changed=false); the playbook decides (C(failed_when)). It fails on bad input only.
 author:
   - September Engine maintainers (@september-engine)
@@ -55,9 +47,9 @@ options:
       - Start O(target_image) on a throwaway copy of the brain until its C(/health) is ok (its migrations run on
         the copy), stop it, then start O(current_image) on the migrated copy to see whether it becomes healthy or
         refuses the brain (C(MIGRATION_REQUIRED)).
-      - The copy is taken with SQLite's backup API into a private folder (mode C(0700)) under O(boot_test_dir),
-        bind-mounted at O(data_dir); the containers publish port C(8000/tcp) on a random loopback port and run with
-        a random throwaway API key. Containers and copy are removed whatever happens. The real brain is only read.
+      - The copy is taken into a private folder (mode C(0700)) under O(boot_test_dir) and bind-mounted at
+        O(data_dir); the containers publish port C(8000/tcp) on a random loopback port and run with a throwaway API
+        key. Containers and copy are removed whatever happens. The real brain is only read.
       - When the current image does not come back on the migrated copy, RV(migration.rollback_strategy) is
         V(brain_restore) whatever the static analysis said.
     type: bool
@@ -89,12 +81,14 @@ extends_documentation_fragment:
   - september.engine._brain.MIGRATIONS
   - september.engine._docker
 notes:
-  - Runs in check mode as well, boot test included, since it never changes the real brain or the Engine. The
-    boot test's throwaway containers and copy are the module's own and are gone when it returns, so it reports
-    C(changed=false).
-  - The classification judges what a migration's SQL does to the schema; it cannot foresee failures that depend on
-    the rows (a unique index over duplicates, for example). O(boot_test=true) runs the migrations on a real copy.
+  - Runs in check mode as well, boot test included; the boot test's containers and copy are gone when it returns.
+  - The classification cannot foresee failures that depend on the rows (a unique index over duplicates, for
+    example); O(boot_test=true) runs the migrations on a real copy.
   - Must run on the Docker host, since it reads the brain and bind-mounts its copy through the host's file system.
+  - See docs/modules.md in the collection for how migrations are classified and what the strategy means.
+seealso:
+  - module: september.engine.engine_preflight
+  - module: september.engine.brain_snapshot
 """
 
 EXAMPLES = r"""
