@@ -6,20 +6,25 @@
 1. a fresh fleet of Engines on loopback, in both hosting models, at the starting release;
 2. the load generator drives authenticated turns and feedback against every Engine, recording each
    acknowledged write;
-3. ``ansible-playbook playbooks/upgrade.yml`` upgrades the fleet (canary, 10%, 50%, 100%), output live;
+3. ``ansible-playbook playbooks/upgrade.yml`` upgrades the fleet (canary, 10%, 50%, 100%), output live. The
+   load is the evidence: each batch bakes until its verdict decides, judged against its Engines' own baselines
+   (their turns before the switch) and against control Engines not upgraded yet, measured over the same window;
 4. the load stops, and every acknowledged write is looked for in the brains;
-5. ``playbooks/health.yml`` shows each Engine's version and health, and the run's report is printed.
+5. each batch's verdict (decision, rule, turns per cohort) is printed, then ``playbooks/health.yml`` shows each
+   Engine's version and health, and the run's report is printed.
 
 The fleet stays up afterwards (``make demo-down`` removes it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from . import brain
 from .ansible import REPO_ROOT, ansible_env, ensure_collection_link
@@ -38,15 +43,73 @@ def _playbook(name: str, inventory: Path, extra: list[str]) -> int:
     return subprocess.run(command, env=env, check=False).returncode
 
 
-def _lost_writes(fleet: Fleet, load: LoadGenerator) -> tuple[int, dict[str, int]]:
-    """(acknowledged turns, {engine: acknowledged turns missing from its brain})."""
+def _kept_brains(state_dir: Path, engine_id: str) -> list[Path]:
+    """The brains a restore replaced and kept (snapshots of kind pre-restore) in the Engine's snapshot folder."""
+    folder = state_dir / "snapshots" / engine_id
+    kept = []
+    for manifest in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if json.loads(manifest.read_text(encoding="utf-8")).get("kind") == "pre-restore":
+            kept.append(manifest.with_suffix(".sqlite"))
+    return kept
+
+
+def _lost_writes(fleet: Fleet, load: LoadGenerator, state_dir: Path) -> tuple[int, dict[str, tuple[int, int, str]]]:
+    """(acknowledged turns, {engine: (missing from its live brain, of those in none of its kept brains, where)})."""
     missing, acked = {}, 0
     for engine in fleet.engines:
         acked += len(load.acked_task_ids(engine.engine_id))
         lost = brain.missing_acknowledged(load, engine)
         if lost:
-            missing[engine.engine_id] = len(lost)
+            kept = _kept_brains(state_dir, engine.engine_id)
+            nowhere = set(lost)
+            for path in kept:
+                nowhere &= brain.missing_acknowledged(load, engine, path)  # what this kept brain lacks too
+            where = ", ".join(str(p) for p in kept) or "no kept brain"
+            missing[engine.engine_id] = (len(lost), len(nowhere), where)
     return acked, missing
+
+
+#: The load: turns per second per Engine, and the seconds of it every Engine gets before upgrade.yml starts.
+RATE = 2.0
+WARMUP = "10"
+#: The verdict decides on this many turns per cohort (the role's default is 20: demo-sized windows).
+MIN_TURNS = 10
+
+
+def _cohort(part: dict[str, Any] | None) -> str:
+    if not part:
+        return "none"
+    rate = part.get("error_rate")
+    errors = "n/a" if rate is None else f"{rate * 100:.1f}% errors"
+    return (f"{part.get('turns', 0)} turns on {part.get('engines', '?')} Engine(s), {errors}, "
+            f"p99 {part.get('latency_p99_ms')} ms")
+
+
+def _verdicts(report: dict[str, Any]) -> None:
+    """Each batch's verdict as the run recorded it: on what evidence the release was judged."""
+    by_batch: dict[int, list[dict[str, Any]]] = {}
+    for entry in report.get("engines") or []:
+        by_batch.setdefault(int(entry.get("batch") or 0), []).append(entry)
+    for batch, entries in sorted(by_batch.items()):
+        names = ", ".join(e["engine"] for e in entries)
+        first = entries[0]
+        verdict = first.get("verdict") or {}
+        label = "canary" if batch == 1 else f"batch {batch}"
+        print(f"{label} ({names}): {first.get('status')}, evidence {first.get('evidence')}"
+              + (f", policy {first.get('policy')}" if first.get("policy") else ""))
+        if verdict:
+            evidence = verdict.get("evidence") or {}
+            print(f"  verdict {verdict.get('decision')}"
+                  + (f" (rule {verdict['rule']})" if verdict.get("rule") else ""))
+            print(f"  upgraded: {_cohort(evidence.get('canary'))}")
+            print(f"  controls, same window: {_cohort(evidence.get('control'))}")
+            print(f"  own baselines, before the switch: {_cohort(evidence.get('baseline'))}")
+            if verdict.get("symptom"):
+                print(f"  fired: {verdict['symptom']}")
+            if verdict.get("decision") == "undecided" and verdict.get("missing"):
+                print(f"  missing: {'; '.join(verdict['missing'])}")
+        if first.get("reason"):
+            print(f"  reason: {first['reason']}")
 
 
 def run_demo(name: str, count: int, from_version: str, to_version: str, base_port: int = 9001) -> int:
@@ -60,40 +123,61 @@ def run_demo(name: str, count: int, from_version: str, to_version: str, base_por
     state_dir, report_dir = workdir / "state", workdir / "reports"
     print(f"inventory: {inventory}\nsnapshots and locks: {state_dir}\nreports: {report_dir}")
 
+    bake = int(os.environ.get("DEMO_BAKE_SECONDS", "15"))
+    longest = max(60, bake)
     _banner(f"load: turns and feedback against every Engine while upgrade.yml takes them to {to_version}")
+    print(
+        f"The load ({RATE:g} turns/s per Engine) is the evidence, no synthetic probe is sent: the canary bakes {bake} s"
+        f" (about {int(RATE * bake)} turns of its own), then in rounds until its verdict decides (at most {longest} s);"
+        f" it is judged against its own baseline (its turns before the switch) and against up to 5 control Engines"
+        f" not upgraded yet, measured over the same window. The verdict decides on {MIN_TURNS} turns per cohort (the"
+        f" role's default is 20); a canary still undecided after {longest} s would be rolled back. The later batches"
+        f" bake 6 s each, so that they are judged too. An Engine not healthy within 30 s of its switch is rolled"
+        f" back on its health alone."
+    )
     extra = [
         "-e", f"engine_target_version={to_version}",
         "-e", f"engine_state_dir={state_dir}",
         "-e", f"engine_report_dir={report_dir}",
-        "-e", f"engine_upgrade_canary_bake_seconds={os.environ.get('DEMO_BAKE_SECONDS', '15')}",
+        "-e", f"engine_upgrade_canary_bake_seconds={bake}",
+        "-e", f"engine_upgrade_canary_max_bake_seconds={longest}",
+        "-e", "engine_upgrade_bake_seconds=6",
         "-e", "engine_upgrade_bake_interval=2",
-        # A demo-sized baseline and bake: the measures decide on 10 turns (the default is 20).
-        "-e", "engine_upgrade_metrics_min_turns=10",
+        "-e", f"engine_upgrade_metrics_min_turns={MIN_TURNS}",
         "-e", "engine_upgrade_baseline_seconds=120",
         "-e", "engine_upgrade_drain_timeout=30",
+        # A reference Engine is healthy within seconds of its start: a broken release (2.4.1) is caught in 30 s.
+        "-e", "engine_upgrade_health_timeout=30",
         "-f", str(max(count, 5)),
     ]
-    with LoadGenerator(fleet.engines, rate=2.0, feedback_ratio=0.25) as load:
+    with LoadGenerator(fleet.engines, rate=RATE, feedback_ratio=0.25) as load:
         # Every Engine's baseline: the measures before its switch are compared with those after it.
-        time.sleep(float(os.environ.get("DEMO_WARMUP_SECONDS", "10")))
+        time.sleep(float(os.environ.get("DEMO_WARMUP_SECONDS", WARMUP)))
         rc = _playbook("upgrade.yml", inventory, extra)
     stats = load.stats()
 
     _banner("every acknowledged write, looked for in the brains")
-    acked, missing = _lost_writes(fleet, load)
+    acked, missing = _lost_writes(fleet, load, state_dir)
     print(f"{acked} turns acknowledged during the upgrade, failures by kind: {stats['totals']['failures'] or 'none'}")
     if missing:
-        print("not in the live brain (a rolled-back Engine keeps them in its saved bad-window brain):")
-        for engine_id, lost in sorted(missing.items()):
-            print(f"  {engine_id}: {lost}")
+        print("not in the live brain (a rolled-back Engine keeps what the bad release wrote in its bad-window brain):")
+        for engine_id, (lost, nowhere, where) in sorted(missing.items()):
+            found = "all of them in" if not nowhere else f"{nowhere} of them LOST, in neither the live brain nor"
+            print(f"  {engine_id}: {lost}, {found} the kept brain {where}")
     else:
         print("all of them are in the brains")
 
+    reports = sorted(report_dir.glob("*/upgrade.json"), key=lambda p: p.stat().st_mtime)
+    if reports:
+        report = json.loads(reports[-1].read_text(encoding="utf-8"))
+        _banner(f"the verdicts: outcome {report.get('outcome')}, on what evidence each batch was judged")
+        _verdicts(report)
+
     _banner("the fleet now")
     _playbook("health.yml", inventory, [])
-    reports = sorted(report_dir.glob("*/upgrade.md"))
     if reports:
-        _banner(f"the run's report: {reports[-1]}")
-        print(reports[-1].read_text(encoding="utf-8"))
+        markdown = reports[-1].with_suffix(".md")
+        _banner(f"the run's report: {markdown}")
+        print(markdown.read_text(encoding="utf-8"))
     print(f"upgrade.yml exited {rc}. The fleet stays up: `make demo-down` removes it.")
     return rc
