@@ -10,24 +10,17 @@ module: brain_replay
 short_description: Find what a rolled back release wrote in its bad window, and replay it onto the restored brain
 version_added: 0.4.0
 description:
-  - A rollback with a brain restore puts back the pre-upgrade snapshot and keeps the brain it replaced (everything
-    the failed release wrote during the bad window) as a C(pre-restore) snapshot. This module compares that kept
-    brain (O(bad_window)) with the snapshot it was restored from (O(baseline)) and, per table, finds the rows
-    inserted, updated and deleted during the bad window, by primary key (by rowid for a table without one), with
-    each table's real schema read from both files. They are opened read only (immutable when nothing writes them).
-  - With O(mode=replay) it writes onto the restored brain what the old schema can hold, in one transaction, while
-    the Engine is stopped. Inserted rows of tables the old schema has, without the columns it lacks (columns the rows
-    lack get their defaults); updates of rows the restored brain still holds as the snapshot had them. It never
-    deletes. A row already there with the same values is counted C(already_there), so a second replay writes
-    nothing; a row whose key the restored brain holds with other values (or that changed there since the snapshot)
-    is a conflict and is not overwritten.
-  - Constraints of the old schema hold (C(PRAGMA foreign_keys=ON), NOT NULL, CHECK, UNIQUE); each row is written
-    under its own savepoint, and a row that violates one is skipped and listed with SQLite's reason while the rest
-    commits. Rows refused for a foreign key are tried again after the other rows are in.
-  - What is not replayed is listed per table with the reason and sample keys, among them tables the old schema does
-    not have, rows deleted in the bad window, tables the bad release dropped, the bad release's own record of its
-    migrations (replaying it would make the old release refuse the brain), conflicts and constraint violations.
-    It stays in the bad-window brain (RV(replay.bad_window.path)).
+  - Compares the brain a rollback replaced (O(bad_window), kept as a C(pre-restore) snapshot) with the snapshot the
+    brain was restored from (O(baseline)), both opened read only, and finds per table the rows inserted, updated and
+    deleted in the bad window, by primary key (by rowid for a table without one).
+  - With O(mode=replay), writes onto the restored brain, in one transaction while the Engine is stopped, what the
+    old schema can hold, inserted rows of tables it has (without the columns it lacks), and updates of rows the
+    restored brain still holds as the snapshot had them. It never deletes, and never overwrites a row whose key the
+    restored brain holds with other values (a conflict).
+  - A row that violates a constraint of the old schema is skipped and listed with SQLite's reason while the rest
+    commits.
+  - What is not replayed is listed per table with the reason and sample keys (RV(replay.tables)); it stays in the
+    bad-window brain (RV(replay.bad_window.path)).
   - O(mode=report) compares and lists only (the Engine may run). O(mode=off) does nothing.
 author:
   - September Engine maintainers (@september-engine)
@@ -75,7 +68,7 @@ options:
   allow_other_engine:
     description:
       - Use a bad-window brain or baseline whose manifest names another Engine (a deliberate migration). Without it
-        they are refused, so that no Engine ever gets another user's rows.
+        they are refused.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -105,6 +98,7 @@ notes:
     rowid cannot be matched row by row; their rows are listed as not replayable.
   - Deferred foreign keys (C(DEFERRABLE INITIALLY DEFERRED)) are checked only when the transaction commits; a
     violation there fails the whole replay (nothing changed).
+  - See docs/modules.md in the collection for how rows are matched and what is never replayed, and why.
 seealso:
   - module: september.engine.brain_snapshot
   - module: september.engine.engine_rollback
