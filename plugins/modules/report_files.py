@@ -13,9 +13,9 @@ description:
   - Writes text files (a run's JSON and Markdown report, a diagnostics bundle) into a folder on the controller.
     The folder is made (and kept) mode C(0700), each file is written atomically, mode C(0600). A file that already
     holds the same text is left alone.
-  - An action plugin, it runs on the controller, in the worker that runs the task, never on a managed node, and
-    costs no module round trip (a rollout writes its report after every batch).
-  - In check mode it writes nothing.
+  - An action plugin; it runs on the controller, never on a managed node.
+notes:
+  - See docs/modules.md in the collection for why it is an action plugin.
 extends_documentation_fragment:
   - september.engine._attributes
 attributes:
