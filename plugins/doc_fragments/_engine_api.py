@@ -35,7 +35,7 @@ options:
     type: path
   timeout:
     description:
-      - Seconds one request may take before it counts as failed (the orchestrator's probe uses 10).
+      - Seconds one request may take before it counts as failed.
     type: float
     default: 10
   use_proxy:
