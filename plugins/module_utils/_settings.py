@@ -447,8 +447,76 @@ def validate(given: dict, environ=None) -> tuple[Settings, list[str]]:
     return s, problems
 
 
-def message(problems: list[str]) -> str:
+def message(problems: list[str], what: str = "The upgrade's settings") -> str:
     """One message for all the problems: what is wrong, each on its own line, and that nothing was changed."""
-    head = ("The upgrade's settings have a problem" if len(problems) == 1
-            else f"The upgrade's settings have {len(problems)} problems")
+    head = f"{what} have a problem" if len(problems) == 1 else f"{what} have {len(problems)} problems"
     return head + "; nothing was changed:\n" + "\n".join(f"- {problem}" for problem in problems)
+
+
+# ---- each Engine's own inventory variables ----------------------------------------------------------------------
+
+#: The variables of one Engine that say where and what it is (the role's pre-flight takes them as module options).
+ENGINE_VARS = ("engine_deployment", "engine_container_name", "engine_compose_dir", "engine_url", "engine_snapshot_dir")
+DEPLOYMENTS = ("container", "compose")
+
+
+def _set(value) -> bool:
+    return value is not None and (not isinstance(value, str) or bool(value.strip()))
+
+
+def _folder(engine: str, name: str, value) -> list[str]:
+    if not isinstance(value, str):
+        return [f"{engine}: {name}={value!r}: must be a path (a string)."]
+    if not value.startswith(("/", "~")):
+        return [f"{engine}: {name}={value!r}: not an absolute path; the folder on the Docker host must be absolute, "
+                f"e.g. /srv/engines/{engine}."]
+    return []
+
+
+def _where(engine: str, v: dict) -> list[str]:
+    """The Engine's hosting model and what it needs: a container's name, or a Compose project's folder."""
+    deployment = v.get("engine_deployment") if _set(v.get("engine_deployment")) else "container"
+    if deployment not in DEPLOYMENTS:
+        return [f"{engine}: engine_deployment={deployment!r}: must be one of {', '.join(DEPLOYMENTS)} (a per-user "
+                f"container, or a service of a Compose project)."]
+    if deployment == "compose":
+        if not _set(v.get("engine_compose_dir")):
+            return [f"{engine}: engine_compose_dir is not set: a Compose Engine (engine_deployment=compose) needs "
+                    f"its project's folder on the Docker host."]
+        return _folder(engine, "engine_compose_dir", v["engine_compose_dir"])
+    name = v.get("engine_container_name")
+    if not _set(name):
+        return [f"{engine}: engine_container_name is not set: a per-user container Engine (engine_deployment="
+                f"container, the default) needs its container's name."]
+    if not isinstance(name, str):
+        return [f"{engine}: engine_container_name={name!r}: must be a container's name (a string)."]
+    return []
+
+
+def _engine_url(engine: str, url) -> list[str]:
+    if not _set(url):
+        return []
+    try:
+        parts = urlsplit(str(url).strip())
+        scheme, host = parts.scheme, parts.hostname
+    except ValueError:
+        scheme, host = "", None
+    if not isinstance(url, str) or scheme not in ("http", "https") or not host:
+        return [f"{engine}: engine_url={url!r} is not an http:// or https:// URL with a host: give the Engine's base "
+                f"URL, e.g. http://127.0.0.1:9001."]
+    return []
+
+
+def engine_problems(engines: list[str], engine_vars: dict) -> list[str]:
+    """Every problem of every Engine's own variables (``engine_vars``: variable -> Engine -> value, None when not
+    set), one line each naming the Engine and the variable; [] when all can be upgraded as far as the controller can
+    tell (a folder or a container that does not exist is found on the Docker host, at the Engine's pre-flight).
+    Without ``engine_vars`` (the module given its Engines alone) nothing is checked."""
+    problems = []
+    for engine in engines if engine_vars else []:
+        v = {name: (engine_vars.get(name) or {}).get(engine) for name in ENGINE_VARS}
+        problems += _where(engine, v)
+        problems += _engine_url(engine, v["engine_url"])
+        if _set(v["engine_snapshot_dir"]):
+            problems += _folder(engine, "engine_snapshot_dir", v["engine_snapshot_dir"])
+    return problems

@@ -84,6 +84,19 @@ options:
   limit:
     description: The run's C(--limit) (C(ansible_limit)), only to say it in the message when no Engine is left.
     type: str
+  engine_vars:
+    description:
+      - Each Engine's own inventory variables, by variable then by Engine (V(null) when an Engine does not set it):
+        C(engine_deployment), C(engine_container_name), C(engine_compose_dir), C(engine_url), C(engine_snapshot_dir).
+      - The Engines of O(engines) are checked with the settings, every problem of every Engine at once, naming the
+        Engine and the variable (a hosting model that does not exist, a container name or Compose folder that is
+        missing, a URL without http(s), a folder that is not absolute), so that a typo in a later batch stops the run
+        before its canary is touched. What only the Docker host can tell (a folder or container that does not exist)
+        is found at the Engine's pre-flight.
+      - The playbook C(september.engine.upgrade) passes them from C(hostvars). Not given, no Engine variable is
+        checked here.
+    type: dict
+    default: {}
 extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._attributes.READ_ONLY
@@ -198,7 +211,8 @@ plan:
       returned: always
       sample: {"docker-a": 4, "docker-b": 3, "docker-c": 3}
 problems:
-  description: On failure, every problem of the settings, one line each (the message holds them too).
+  description: On failure, every problem of the settings and of the Engines' variables, one line each (the message
+    holds them too).
   returned: failure
   type: list
   elements: str
@@ -238,8 +252,11 @@ class RolloutPlanner:
                             f"pattern (-e engine_hosts=<group or pattern>) and the inventory.")
         elif not stage_problems:
             problems += self._batch_problems(stages, stages_name, len(engines))
-        if problems:
-            raise OptionsError(_settings.message(problems), problems=problems)
+        engine_problems = _settings.engine_problems([e["name"] for e in engines], p["engine_vars"] or {})
+        if problems or engine_problems:
+            what = "The upgrade's settings" + (" and the Engines' inventory variables" if engine_problems else "")
+            problems += engine_problems
+            raise OptionsError(_settings.message(problems, what), problems=problems)
         self._warn_counts(stages, len(engines))
         return {"changed": False, "plan": _plan.make_plan(engines, stages, run_id, controls)}
 
@@ -293,6 +310,7 @@ def main() -> None:
             controls=dict(type="int"),
             settings=dict(type="dict", default={}),
             limit=dict(type="str"),
+            engine_vars=dict(type="dict", default={}),
         ),
     )
     module.run(lambda: RolloutPlanner(module).run())

@@ -28,21 +28,10 @@ from .conftest import PLAYBOOKS, Faults, failure_messages
 
 pytestmark = pytest.mark.timeout(600)
 
-#: Relative folders a user may type: a module resolves them against its working directory (on a local connection,
-#: the playbook's folder), so the test removes whatever they made there.
+#: Relative folders a user may type: a module would resolve them against its working directory (on a local
+#: connection, the playbook's folder); they are refused, and the test removes whatever a regression made there.
 RELATIVE_STATE = "faults-relative-state"
 RELATIVE_SNAPSHOTS = "faults-relative-snapshots"
-#: The defects these cases show (docs/faults.md); the marks go when they are fixed.
-DEFECTS = {
-    "rollback state dir not absolute": (
-        "defect: a relative engine_state_dir is taken as it is by rollback.yml (type path in the role's argument "
-        "specs, no check in engine_rollback): its locks go to a folder relative to wherever the module runs"),
-    "snapshot folder not absolute": (
-        "defect: a relative engine_snapshot_dir is taken as it is by snapshot.yml: the snapshot is written to a "
-        "folder relative to the module's working directory (on a local connection, inside the playbooks folder; "
-        "over SSH, the login's home), where no rollback looks for it (brain_snapshot's dest is not required to be "
-        "absolute)"),
-}
 #: id -> (playbook, extra vars, inventory variables of the Engine, what the one message must say)
 CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any], tuple[str, ...]]] = {
     "rollback restore_brain not a choice": (
@@ -113,8 +102,7 @@ def bad_runs(docker_client: docker.DockerClient, fault_images: list[str],
             shutil.rmtree(PLAYBOOKS / relative, ignore_errors=True)
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=DEFECTS[c]))
-                                  if c in DEFECTS else c for c in CASES])
+@pytest.mark.parametrize("case", list(CASES))
 def test_one_clear_message_and_nothing_changed(bad_runs: dict[str, Any], case: str) -> None:
     f: Faults = bad_runs["faults"]
     run = bad_runs["runs"][case]
@@ -129,12 +117,9 @@ def test_one_clear_message_and_nothing_changed(bad_runs: dict[str, Any], case: s
     assert f.lock_files() == [] and f.snapshot_files() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: the plan play checks the upgrade's settings but not the Engines' own inventory variables "
-    "(engine_deployment, engine_container_name, engine_compose_dir, engine_url): a typo in a later batch's Engine is "
-    "found at its pre-flight, after the earlier batches were upgraded (plugins/module_utils/_settings.py, "
-    "plugins/filter/rollout_engines: check each Engine's variables in play 1, with the settings)"))
 def test_a_bad_inventory_variable_in_a_later_batch_stops_the_run_before_the_canary(faults: Faults) -> None:
+    """The plan play checks every Engine's own variables with the settings (was defect D8: found only at that
+    Engine's pre-flight, after the canary was upgraded)."""
     (engine,) = faults.up_engines(1)
     inventory = yaml.safe_load(faults.inventory_path.read_text())
     hosts = inventory["all"]["children"]["engines"]["hosts"]

@@ -115,3 +115,48 @@ def test_warnings_for_unknown_names_and_counts_that_look_like_percentages(exits)
 def test_duplicate_engines_fail():
     result = run({"engines": [{"name": "a"}, {"name": "a"}], "settings": {"engine_target_version": "1"}}, FailJson)
     assert "Engine a is listed twice" in result["msg"]
+
+
+def test_every_engines_own_variables_are_checked_with_the_settings():
+    """Defect D8: a typo in an Engine of a later batch stops the run in the plan, before the canary is touched;
+    every problem of every Engine at once, each naming the Engine and the inventory variable."""
+    names = [e["name"] for e in engines(6)]
+    engine_vars = {
+        "engine_deployment": {names[0]: None, names[1]: "docker", names[2]: "compose", names[3]: "compose",
+                              names[4]: "container", names[5]: None},
+        "engine_container_name": {names[0]: "u0", names[4]: None, names[5]: "u5"},
+        "engine_compose_dir": {names[2]: None, names[3]: "engines/u3"},
+        "engine_url": {names[0]: "127.0.0.1:9001", names[5]: "http://127.0.0.1:9005"},
+        "engine_snapshot_dir": {names[5]: "snapshots"},
+    }
+    settings = {"engine_target_version": "2.4.0", "engine_upgrade_bake_interval": 0}
+    failed = run({"engines": engines(6), "settings": settings, "engine_vars": engine_vars}, expect=FailJson)
+    assert failed["msg"].startswith("The upgrade's settings and the Engines' inventory variables have 7 problems; "
+                                    "nothing was changed:")
+    problems = failed["problems"]
+    assert problems[0].startswith("engine_upgrade_bake_interval=0")  # the settings first, then the Engines
+    assert problems[1:] == [
+        f"{names[0]}: engine_url='127.0.0.1:9001' is not an http:// or https:// URL with a host: give the Engine's "
+        "base URL, e.g. http://127.0.0.1:9001.",
+        f"{names[1]}: engine_deployment='docker': must be one of container, compose (a per-user container, or a "
+        "service of a Compose project).",
+        f"{names[2]}: engine_compose_dir is not set: a Compose Engine (engine_deployment=compose) needs its project's "
+        "folder on the Docker host.",
+        f"{names[3]}: engine_compose_dir='engines/u3': not an absolute path; the folder on the Docker host must be "
+        f"absolute, e.g. /srv/engines/{names[3]}.",
+        f"{names[4]}: engine_container_name is not set: a per-user container Engine (engine_deployment=container, "
+        "the default) needs its container's name.",
+        f"{names[5]}: engine_snapshot_dir='snapshots': not an absolute path; the folder on the Docker host must be "
+        f"absolute, e.g. /srv/engines/{names[5]}.",
+    ]
+
+
+def test_good_engine_variables_plan_and_only_the_runs_engines_are_checked():
+    engine_vars = {"engine_deployment": {"sept-u000": "compose", "sept-u001": None, "not-in-the-run": "docker"},
+                   "engine_compose_dir": {"sept-u000": "~/engine"}, "engine_container_name": {"sept-u001": "u1"},
+                   "engine_url": {"sept-u000": "https://engine.example:8443/"}}
+    result = run({"engines": engines(2), "settings": {"engine_target_version": "2.4.0"}, "engine_vars": engine_vars})
+    assert result["plan"]["total"] == 2
+    only_settings = run({"engines": engines(2), "settings": {"engine_upgrade_bake_interval": 0,
+                                                             "engine_target_version": "2.4.0"}}, expect=FailJson)
+    assert only_settings["msg"].startswith("The upgrade's settings have a problem; nothing was changed:")
