@@ -105,22 +105,12 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Stop the Engine the rollback brought back (before it takes new turns)
-  september.engine.engine_container:
-    name: sept-u001
-    state: stopped
-
-- name: Replay what the bad release wrote, as far as the old schema holds it
+- name: Replay what the bad release wrote, as far as the old schema holds it (the Engine stopped)
   september.engine.brain_replay:
     container: sept-u001
     dest: /var/backups/engine
   register: engine_replay
   failed_when: engine_replay.failed or engine_replay.replay.totals.not_replayable > 100
-
-- name: Start it again
-  september.engine.engine_container:
-    name: sept-u001
-    state: started
 
 - name: Only list what a destructive release wrote, from named snapshots
   september.engine.brain_replay:

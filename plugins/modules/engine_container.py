@@ -111,23 +111,12 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Make sure the target image is present before any downtime
-  september.engine.engine_image:
-    name: engine:2.3.1
-
 - name: Switch the Engine's container to 2.3.1, keeping the old one
   september.engine.engine_container:
     name: "{{ engine_container_name }}"
     image: engine:2.3.1
     stop_timeout: 60
   register: engine_switch
-
-- name: Verify the new version
-  september.engine.engine_health:
-    container: "{{ engine_container_name }}"
-    wait: true
-  register: engine_gate
-  failed_when: not engine_gate.health.is_healthy
 
 - name: Remove the previous container once the new one is verified
   september.engine.engine_container:
@@ -140,13 +129,6 @@ EXAMPLES = r"""
     state: rolled_back
     image: engine:2.3.0
   register: engine_rollback
-
-- name: Keep the logs of the bad container
-  ansible.builtin.command:
-    cmd: docker logs --tail 200 {{ engine_rollback.container.failed_container }}
-  register: engine_failed_logs
-  changed_when: false
-  when: engine_rollback.container.failed_container is not none
 
 - name: Drain an Engine (SIGTERM, 30 s for the turns in flight)
   september.engine.engine_container:

@@ -18,8 +18,8 @@ description:
     O(wait_timeout) passes (a monotonic clock), and stops early on a failure that waiting cannot cure (O(fail_fast)).
   - It only reports, with C(changed=false), and never fails because the Engine is unhealthy; the playbook decides
     (C(failed_when)). It fails on bad input only (no such container, Docker unreachable, a malformed O(url)).
-  - Runs on the Docker host. Without O(container), a loopback O(url) is matched to the container that publishes its port when the Docker SDK
-    and daemon are available; otherwise the probe alone decides.
+  - Runs on the Docker host. Without O(container), a loopback O(url) is matched to the container that publishes
+    its port when the Docker SDK and daemon are available; otherwise the probe alone decides.
 author:
   - September Engine maintainers (@september-engine)
 options:
@@ -88,11 +88,6 @@ EXAMPLES = r"""
     healthy_streak: 3
   register: engine_gate
   failed_when: not engine_gate.health.is_healthy
-
-- name: Roll back when the old image refuses the migrated brain
-  ansible.builtin.debug:
-    msg: "Restore the brain snapshot: {{ engine_gate.health.failure_detail }}"
-  when: engine_gate.health.failure == 'migration_required'
 
 - name: Probe an Engine behind TLS with a private CA
   september.engine.engine_health:

@@ -74,12 +74,6 @@ EXAMPLES = r"""
     tail: 200
   register: engine_window_logs
   failed_when: engine_window_logs.logs.count == 0
-
-- name: Write them to the diagnostics bundle
-  ansible.builtin.copy:
-    content: "{{ engine_failed_logs.logs.lines | join('\n') }}\n"
-    dest: /var/tmp/engine-u042-diagnostics/engine.log
-    mode: "0600"
 """
 
 RETURN = r"""
