@@ -163,8 +163,14 @@ def predict_method(source: str, target: str, clone: str) -> str:
 def _skipped(top: bool, entry: os.DirEntry, names: set) -> bool:
     if top and (entry.name.startswith(PREFIX) or entry.name in SKIP_TOP):
         return True
-    # SQLite's shared-memory index beside a database: rebuilt on open, never part of a snapshot.
-    return entry.name.endswith("-shm") and entry.name[:-4] in names
+    # SQLite's shared-memory index beside a database (rebuilt on open), and an empty WAL or journal (nothing in it):
+    # never part of a snapshot, never a difference between a volume and its snapshot.
+    if entry.name.endswith("-shm") and entry.name[:-4] in names:
+        return True
+    for suffix in ("-wal", "-journal"):
+        if entry.name.endswith(suffix) and entry.name[: -len(suffix)] in names:
+            return entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size == 0
+    return False
 
 
 def list_tree(folder: str, warnings: list, relative: str = "") -> list[dict]:

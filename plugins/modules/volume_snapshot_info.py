@@ -264,7 +264,7 @@ from ansible_collections.september.engine.plugins.module_utils._brain import (
 )
 from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
-from ansible_collections.september.engine.plugins.module_utils._volume_snapshot import VolumeSnapshotInfo
+from ansible_collections.september.engine.plugins.module_utils._volume_info import VolumeSnapshotInfo
 from ansible_collections.september.engine.plugins.module_utils._volume_store import ALL_KINDS
 
 
