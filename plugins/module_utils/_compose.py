@@ -138,8 +138,18 @@ def detect_compose(module, choice: str = "auto") -> ComposeCli:
 class ComposeProject:
     """One Compose project as this module runs it: fixed files, project name, env file, profiles, environment."""
 
-    def __init__(self, module, cli: ComposeCli, project_src: str, files: list, *, project_name: str | None = None,
-                 env_file: str | None = None, environ: dict | None = None, profiles: list | None = None):
+    def __init__(
+        self,
+        module,
+        cli: ComposeCli,
+        project_src: str,
+        files: list,
+        *,
+        project_name: str | None = None,
+        env_file: str | None = None,
+        environ: dict | None = None,
+        profiles: list | None = None,
+    ):
         self.module = module
         self.cli = cli
         self.project_src = project_src
@@ -272,8 +282,9 @@ def _env_file_choice(src: str, env_file: str | None, labels: dict) -> tuple[str,
     return os.path.join(src, ".env"), False, "default"
 
 
-def _files_choice(src: str, service: str, files: list | None, from_labels: list, from_env: list, env_path: str,
-                  warn) -> tuple[list, str]:
+def _files_choice(
+    src: str, service: str, files: list | None, from_labels: list, from_env: list, env_path: str, warn
+) -> tuple[list, str]:
     """(compose files, source): the inventory's, the container's, ``COMPOSE_FILE``, else Compose's defaults."""
     if files:
         chosen = [_absolute(f, src) for f in files]
@@ -306,8 +317,16 @@ def _project_choice(project_name: str | None, labels: dict, values: dict) -> tup
     return None, "default"
 
 
-def resolve_config(project_src: str, service: str, *, files: list | None = None, project_name: str | None = None,
-                   env_file: str | None = None, labels: dict | None = None, warn=None) -> ProjectConfig:
+def resolve_config(
+    project_src: str,
+    service: str,
+    *,
+    files: list | None = None,
+    project_name: str | None = None,
+    env_file: str | None = None,
+    labels: dict | None = None,
+    warn=None,
+) -> ProjectConfig:
     """The files, project name, env file and profiles to run ``service`` of the project in ``project_src`` with.
 
     The inventory's options win; then what the running container was created from (its ``labels``); then
@@ -320,8 +339,15 @@ def resolve_config(project_src: str, service: str, *, files: list | None = None,
     sources: dict = {}
     env_path, explicit, sources["env_file"] = _env_file_choice(src, env_file, labels)
     values = env_values(env_path)
-    chosen, sources["files"] = _files_choice(src, service, files, _label_files(labels, src),
-                                             _env_compose_files(values, src), env_path, warn or (lambda msg: None))
+    chosen, sources["files"] = _files_choice(
+        src,
+        service,
+        files,
+        _label_files(labels, src),
+        _env_compose_files(values, src),
+        env_path,
+        warn or (lambda msg: None),
+    )
     missing = next((path for path in chosen if not os.path.isfile(path)), None)
     if missing:
         raise NotFoundError(
@@ -418,9 +444,11 @@ def planned_brain(config: dict, service: str, project: str, working_dir: str, da
         if kind == "volume" and source:
             top = ((config.get("volumes") or {}).get(source)) or {}
             external = top.get("external")
-            name = top.get("name") or (
-                (external.get("name") if isinstance(external, dict) else None) or (source if external else None)
-            ) or f"{project}_{source}"
+            name = (
+                top.get("name")
+                or ((external.get("name") if isinstance(external, dict) else None) or (source if external else None))
+                or f"{project}_{source}"
+            )
             return identity_from_mount({"type": "volume", "name": name}, None)
         return None
     return None
@@ -500,9 +528,19 @@ def service_record(state: dict, service: str) -> dict:
     return dict((state.get("services") or {}).get(service) or {})
 
 
-def record(state: dict, service: str, *, image: str, previous_image: str | None, tag_location: dict,
-           history: dict, rolled_back_from: str | None = None, image_id: str | None = None,
-           previous_image_id: str | None = None, project: dict | None = None) -> dict:
+def record(
+    state: dict,
+    service: str,
+    *,
+    image: str,
+    previous_image: str | None,
+    tag_location: dict,
+    history: dict,
+    rolled_back_from: str | None = None,
+    image_id: str | None = None,
+    previous_image_id: str | None = None,
+    project: dict | None = None,
+) -> dict:
     """A copy of ``state`` where ``service`` now uses ``image`` and rolls back to ``previous_image``.
 
     The image ids are recorded with the references, so that a rollback goes back to the exact image even when
@@ -569,8 +607,15 @@ class ComposeSwitch:
         hint = p["project_name"] or env_project_name(self.src, p["env_file"])
         running = find_service_container(client, self.src, self.service, hint)
         labels = (running.labels or {}) if running is not None else None
-        self.config = resolve_config(self.src, self.service, files=p["compose_file"], project_name=p["project_name"],
-                                     env_file=p["env_file"], labels=labels, warn=module.warn)
+        self.config = resolve_config(
+            self.src,
+            self.service,
+            files=p["compose_file"],
+            project_name=p["project_name"],
+            env_file=p["env_file"],
+            labels=labels,
+            warn=module.warn,
+        )
         # What the running container was created from: what a failed switch brings back.
         self.origin = self.config
         if labels and any(p[k] for k in ("compose_file", "project_name", "env_file")):
@@ -604,9 +649,16 @@ class ComposeSwitch:
                 environ["DOCKER_TLS_VERIFY"] = "1"
             if self.p["docker_ca_path"]:
                 environ["DOCKER_CERT_PATH"] = os.path.dirname(self.p["docker_ca_path"])
-        return ComposeProject(self.module, self.cli, config.working_dir, config.files, project_name=config.project,
-                              env_file=config.env_path if config.env_explicit else None, environ=environ,
-                              profiles=config.profiles)
+        return ComposeProject(
+            self.module,
+            self.cli,
+            config.working_dir,
+            config.files,
+            project_name=config.project,
+            env_file=config.env_path if config.env_explicit else None,
+            environ=environ,
+            profiles=config.profiles,
+        )
 
     def find(self):
         """The service's container object (a running one first; one-off C(run) containers are ignored)."""
@@ -616,9 +668,16 @@ class ComposeSwitch:
         c = self.find()
         if c is None:
             return None
-        return {"id": c.id, "name": c.name, "status": c.status, "running": c.status == "running",
-                "image": (c.attrs.get("Config") or {}).get("Image"), "image_id": c.attrs.get("Image"),
-                "project": (c.labels or {}).get(PROJECT_LABEL), "brain": brain_of(c, self.data_dir)}
+        return {
+            "id": c.id,
+            "name": c.name,
+            "status": c.status,
+            "running": c.status == "running",
+            "image": (c.attrs.get("Config") or {}).get("Image"),
+            "image_id": c.attrs.get("Image"),
+            "project": (c.labels or {}).get(PROJECT_LABEL),
+            "brain": brain_of(c, self.data_dir),
+        }
 
     def image_id(self, ref: str) -> str | None:
         try:
@@ -667,8 +726,13 @@ class ComposeSwitch:
         """Refuse, before anything stops, a switch whose project would mount another storage at the data dir."""
         if before is None:
             return
-        planned = planned_brain(self.project().config() or {}, self.service, self.config.project_name,
-                                self.config.working_dir, self.data_dir)
+        planned = planned_brain(
+            self.project().config() or {},
+            self.service,
+            self.config.project_name,
+            self.config.working_dir,
+            self.data_dir,
+        )
         if planned is not None and not same_brain(before, planned):
             raise ComposeError(
                 f"Refusing to switch service '{self.service}': the project as it would be run "
@@ -697,15 +761,26 @@ class ComposeSwitch:
         edit = None
         if not on_target:
             edit = plan_tag_edit(self.setting, dict(self.texts)[self.setting.compose_file], self.env_text, target)
-            verify_edit(self.texts, edit, self.service, env_path=self.env_path, environ=dict(os.environ),
-                        env_text=self.env_text, expected=target)
+            verify_edit(
+                self.texts,
+                edit,
+                self.service,
+                env_path=self.env_path,
+                environ=dict(os.environ),
+                env_text=self.env_text,
+                expected=target,
+            )
             self.diff = dict(before_header=edit.path, after_header=edit.path, before=edit.before, after=edit.after)
         before_brain = c["brain"] if c else None
         self.check_planned_brain(before_brain)
         old = (c["image"] if c else None) or self.setting.image
         old_id = c["image_id"] if c else None
-        self.actions = ((["drain"] if c and c["running"] else []) + (["retag"] if retag else [])
-                        + (["edit"] if edit else []) + ["up"])
+        self.actions = (
+            (["drain"] if c and c["running"] else [])
+            + (["retag"] if retag else [])
+            + (["edit"] if edit else [])
+            + ["up"]
+        )
         recorded = (self.previous, self.previous_id)
         self.previous, self.previous_id = old, old_id
         if self.module.check_mode:
@@ -713,18 +788,32 @@ class ComposeSwitch:
         # Record the attempt before anything stops: a rollback after a crash of this run still knows where to go.
         rolled_back = action == "rolled_back"
         self.attempt = dict(
-            base=load_state(self.state_path), old=old, old_id=old_id, target=target, target_id=target_id,
-            where=self.setting.as_dict(), previous=recorded if rolled_back else (old, old_id), edit=edit,
-            written=False, brain=before_brain,
+            base=load_state(self.state_path),
+            old=old,
+            old_id=old_id,
+            target=target,
+            target_id=target_id,
+            where=self.setting.as_dict(),
+            previous=recorded if rolled_back else (old, old_id),
+            edit=edit,
+            written=False,
+            brain=before_brain,
             # Not verified until state=finalized says so: a re-run then knows the switch still needs verifying.
-            history={"action": action, "from": old, "to": target, "at": now_iso(), "result": "in progress",
-                     "verified": False},
+            history={
+                "action": action,
+                "from": old,
+                "to": target,
+                "at": now_iso(),
+                "result": "in progress",
+                "verified": False,
+            },
         )
         after = (target, target_id)
         self.remember(after, after if rolled_back else (old, old_id), rolled_back_from=old if rolled_back else None)
         self.carry_out(c, edit, retag, target, target_id)
-        self.remember(after, after if rolled_back else (old, old_id), rolled_back_from=old if rolled_back else None,
-                      result="ok")
+        self.remember(
+            after, after if rolled_back else (old, old_id), rolled_back_from=old if rolled_back else None, result="ok"
+        )
         return True
 
     def carry_out(self, c: dict | None, edit, retag: bool, target: str, target_id: str | None) -> None:
@@ -752,17 +841,32 @@ class ComposeSwitch:
             self.restore(stage, explain(exc))
         before, now = self.attempt["brain"], (self.container() or {}).get("brain")
         if before is not None and not same_brain(before, now):
-            self.restore("brain", f"the new container mounts {now['key'] if now else 'nothing'} at {self.data_dir}, "
-                                  f"not {before['key']} as before")
+            self.restore(
+                "brain",
+                f"the new container mounts {now['key'] if now else 'nothing'} at {self.data_dir}, "
+                f"not {before['key']} as before",
+            )
 
-    def remember(self, image: tuple, previous: tuple, rolled_back_from: str | None = None,
-                 result: str | None = None) -> None:
+    def remember(
+        self, image: tuple, previous: tuple, rolled_back_from: str | None = None, result: str | None = None
+    ) -> None:
         """Write the state file: the attempt's base state plus this outcome (one history entry per attempt)."""
         a = self.attempt
         history = dict(a["history"], result=result or a["history"]["result"])
-        self.save(record(a["base"], self.service, image=image[0], image_id=image[1], previous_image=previous[0],
-                         previous_image_id=previous[1], tag_location=self.setting.as_dict(), history=history,
-                         rolled_back_from=rolled_back_from, project=self.config.as_dict()))
+        self.save(
+            record(
+                a["base"],
+                self.service,
+                image=image[0],
+                image_id=image[1],
+                previous_image=previous[0],
+                previous_image_id=previous[1],
+                tag_location=self.setting.as_dict(),
+                history=history,
+                rolled_back_from=rolled_back_from,
+                project=self.config.as_dict(),
+            )
+        )
 
     def revive(self) -> str:
         """Start the service's container again as it is (after a failed drain): what was done, for the message."""
@@ -812,11 +916,18 @@ class ComposeSwitch:
         wrong = rc == 0 and a["brain"] is not None and not same_brain(a["brain"], brain)
         if wrong:
             self.project(self.origin).stop(self.service, self.p["stop_timeout"])
-            again = (f"but it came back on {brain['key'] if brain else 'no brain'} again, not on {a['brain']['key']}: "
-                     "it was STOPPED so that it does not serve another brain. Fix the project's files, then start it")
-        self.remember((now, a["old_id"]), (now, a["old_id"]), rolled_back_from=a["target"],
-                      result="brain changed, previous setting restored" if stage == "brain"
-                      else "up failed, previous setting restored")
+            again = (
+                f"but it came back on {brain['key'] if brain else 'no brain'} again, not on {a['brain']['key']}: "
+                "it was STOPPED so that it does not serve another brain. Fix the project's files, then start it"
+            )
+        self.remember(
+            (now, a["old_id"]),
+            (now, a["old_id"]),
+            rolled_back_from=a["target"],
+            result="brain changed, previous setting restored"
+            if stage == "brain"
+            else "up failed, previous setting restored",
+        )
         what = "came back on another brain" if stage == "brain" else "failed"
         raise ComposeError(
             f"Switching service '{self.service}' to {a['target']} {what}: {cause} -- put '{self.setting.raw}' back "
@@ -918,16 +1029,27 @@ class ComposeSwitch:
         c = self.container()
         project = self.config.as_dict()
         compose = {
-            "project_src": self.src, "service": self.service, "compose_command": self.cli.argv,
-            "compose_version": self.cli.generation, "compose_release": ".".join(map(str, self.cli.version_tuple)),
-            "compose_files": self.files, "project": project["project"], "env_file": project["env_file"],
-            "profiles": project["profiles"], "config_sources": project["sources"],
-            "tag_location": self.setting.as_dict(), "image": self.image, "version": image_tag(self.image),
-            "previous_image": self.previous, "previous_image_id": self.previous_id,
+            "project_src": self.src,
+            "service": self.service,
+            "compose_command": self.cli.argv,
+            "compose_version": self.cli.generation,
+            "compose_release": ".".join(map(str, self.cli.version_tuple)),
+            "compose_files": self.files,
+            "project": project["project"],
+            "env_file": project["env_file"],
+            "profiles": project["profiles"],
+            "config_sources": project["sources"],
+            "tag_location": self.setting.as_dict(),
+            "image": self.image,
+            "version": image_tag(self.image),
+            "previous_image": self.previous,
+            "previous_image_id": self.previous_id,
             "previous_version": image_tag(self.previous),
             "container": {k: v for k, v in c.items() if k not in ("running", "brain")} if c else None,
             "brain": (c or {}).get("brain"),
-            "actions": self.actions, "timings": self.timings, "state_file": self.state_path,
+            "actions": self.actions,
+            "timings": self.timings,
+            "state_file": self.state_path,
         }
         result = {"changed": changed, "compose": compose}
         if self.module._diff and changed and self.diff:

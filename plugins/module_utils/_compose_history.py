@@ -67,11 +67,18 @@ def settle(entry: dict, running: str | None, running_id: str | None, at: str) ->
     settled = dict(entry, history=history, image=running, image_id=running_id, version=image_tag(running))
     if last.get("action") == "rolled_back":
         # The rollback never happened: a rollback still goes where this one was to go.
-        settled.update(previous_image=entry.get("image"), previous_image_id=entry.get("image_id"),
-                       previous_version=image_tag(entry.get("image")))
+        settled.update(
+            previous_image=entry.get("image"),
+            previous_image_id=entry.get("image_id"),
+            previous_version=image_tag(entry.get("image")),
+        )
         settled.pop("rolled_back_from", None)
     else:
         # As after a rollback: it runs the release it ran; nothing further back is recorded.
-        settled.update(previous_image=running, previous_image_id=running_id, previous_version=image_tag(running),
-                       rolled_back_from=last.get("to"))
+        settled.update(
+            previous_image=running,
+            previous_image_id=running_id,
+            previous_version=image_tag(running),
+            rolled_back_from=last.get("to"),
+        )
     return settled

@@ -83,8 +83,9 @@ class EngineLock:
         named after its slug, so that every name of one Engine takes one lock.
     """
 
-    def __init__(self, lock_dir: str, engine: str | None = None, clock=None, key: str | None = None,
-                 option: str = "lock_dir"):
+    def __init__(
+        self, lock_dir: str, engine: str | None = None, clock=None, key: str | None = None, option: str = "lock_dir"
+    ):
         require_absolute({option: lock_dir})  # every run must find the lock again (`option`: the module's name)
         if key:
             try:
@@ -133,11 +134,20 @@ class EngineLock:
             return Holder("unknown (unreadable lock file)", "unknown", iso(mtime), iso(mtime + UNREADABLE_GRACE), False)
 
     def _content(self, holder: Holder) -> str:
-        return json.dumps(
-            {"engine": self.engine, "key": self.key, "owner": holder.owner, "run_id": holder.run_id,
-             "acquired_at": holder.acquired_at, "expires_at": holder.expires_at},
-            indent=2,
-        ) + "\n"
+        return (
+            json.dumps(
+                {
+                    "engine": self.engine,
+                    "key": self.key,
+                    "owner": holder.owner,
+                    "run_id": holder.run_id,
+                    "acquired_at": holder.acquired_at,
+                    "expires_at": holder.expires_at,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
     def _temp(self, holder: Holder) -> str:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.", suffix=".tmp", dir=self.lock_dir)
@@ -191,8 +201,12 @@ class EngineLock:
         return LockedError(
             f"Engine {self._name()} is locked by {before.owner} (run {before.run_id}) since {before.acquired_at} "
             f"until {before.expires_at}: wait, or remove {self.path} if that run is dead.",
-            holder={"owner": before.owner, "run_id": before.run_id, "acquired_at": before.acquired_at,
-                    "expires_at": before.expires_at},
+            holder={
+                "owner": before.owner,
+                "run_id": before.run_id,
+                "acquired_at": before.acquired_at,
+                "expires_at": before.expires_at,
+            },
         )
 
     def plan_acquire(self, owner: str, run_id: str, ttl: int) -> dict:
@@ -246,8 +260,12 @@ class EngineLock:
                 f"The lock of Engine {self._name()} is held by {before.owner} (run {before.run_id}), not by run "
                 f"{run_id}; it expired at {before.expires_at}. A refresh never takes a lock: take it over with "
                 "state=present.",
-                holder={"owner": before.owner, "run_id": before.run_id, "acquired_at": before.acquired_at,
-                        "expires_at": before.expires_at},
+                holder={
+                    "owner": before.owner,
+                    "run_id": before.run_id,
+                    "acquired_at": before.acquired_at,
+                    "expires_at": before.expires_at,
+                },
             )
         after = Holder(owner or before.owner, run_id, before.acquired_at, iso(math.ceil(now + ttl)))
         return {"action": "refresh", "before": before, "after": after, "was_expired": before.expired(now)}
@@ -298,8 +316,18 @@ class LockKeeper:
     the work itself raised. Check mode checks on entry and writes nothing.
     """
 
-    def __init__(self, lock: EngineLock, owner: str, run_id: str, ttl: int = DEFAULT_TTL, *,
-                 interval: float | None = None, check_mode: bool = False, warn=None, release: bool = False):
+    def __init__(
+        self,
+        lock: EngineLock,
+        owner: str,
+        run_id: str,
+        ttl: int = DEFAULT_TTL,
+        *,
+        interval: float | None = None,
+        check_mode: bool = False,
+        warn=None,
+        release: bool = False,
+    ):
         if ttl < 1:
             raise OptionsError(f"the lock's ttl must be at least 1 second, not {ttl}.")
         self.lock = lock
@@ -386,8 +414,16 @@ def lock_keeper(options: dict | None, check_mode: bool = False, warn=None):
     """A :class:`LockKeeper` for the module's ``lock`` option, or a context that does nothing without one."""
     if not options:
         return contextlib.nullcontext()
-    lock = EngineLock(options.get("dir") or DEFAULT_LOCK_DIR, options.get("engine"), key=options["key"],
-                      option="lock.dir")
+    lock = EngineLock(
+        options.get("dir") or DEFAULT_LOCK_DIR, options.get("engine"), key=options["key"], option="lock.dir"
+    )
     ttl = options.get("ttl") or DEFAULT_TTL
-    return LockKeeper(lock, options["owner"], options["run_id"], ttl, check_mode=check_mode, warn=warn,
-                      release=bool(options.get("release")))
+    return LockKeeper(
+        lock,
+        options["owner"],
+        options["run_id"],
+        ttl,
+        check_mode=check_mode,
+        warn=warn,
+        release=bool(options.get("release")),
+    )

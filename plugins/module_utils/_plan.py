@@ -43,6 +43,7 @@ class StageError(OptionsError):
 
 # ---- stages -> batch sizes -------------------------------------------------------------------------------------
 
+
 def stage_list(stages) -> list:
     """The stages as a list: a list as given, a string split at its commas (an AWX survey answer)."""
     if isinstance(stages, str) and stages.strip():
@@ -74,8 +75,9 @@ def parse_stage(stage) -> tuple[str, float]:
             raise ValueError
         return "count", count
     except ValueError:
-        hint = (" (it looks like a release: the release goes in engine_target_version)"
-                if VERSION_LIKE.match(text) else "")
+        hint = (
+            " (it looks like a release: the release goes in engine_target_version)" if VERSION_LIKE.match(text) else ""
+        )
         raise StageError(
             f"rollout stage {stage!r} is neither a percentage in (0%, 100%] nor a positive number of Engines{hint}"
         ) from None
@@ -145,6 +147,7 @@ def batch_of(batches, position) -> int:
 
 # ---- run id ------------------------------------------------------------------------------------------------------
 
+
 def new_run_id(now: float | None = None) -> str:
     """``YYYYmmddTHHMMSSZ-<6 digits>``: sorts by time, unique enough for two runs started in the same second."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
@@ -152,6 +155,7 @@ def new_run_id(now: float | None = None) -> str:
 
 
 # ---- order, canaries, controls -----------------------------------------------------------------------------------
+
 
 def name_hash(name: str) -> str:
     """The stable hash order of Engines: sha256 of the name (the same on every controller, in every run)."""
@@ -177,11 +181,15 @@ def _spread(engines: list[dict], placed: dict[str, int]) -> list[tuple[dict, str
         engine = queues[host].pop(0)
         hosts_total = len(queues)
         if count == 0:
-            why = (f"spread across Docker hosts: the first on {host} (of {hosts_total} hosts); "
-                   f"chosen there by the stable sha256 order of names")
+            why = (
+                f"spread across Docker hosts: the first on {host} (of {hosts_total} hosts); "
+                f"chosen there by the stable sha256 order of names"
+            )
         else:
-            why = (f"{host} already had {count} (every Docker host had at least {count}); "
-                   f"next on it in the stable sha256 order of names")
+            why = (
+                f"{host} already had {count} (every Docker host had at least {count}); "
+                f"next on it in the stable sha256 order of names"
+            )
         out.append((engine, why))
         placed[host] = count + 1
         if queues[host]:
@@ -229,11 +237,13 @@ def check_engines(engines) -> list[dict]:
         if name in seen:
             raise OptionsError(f"Engine {name} is listed twice in engines: every Engine must appear once")
         seen.add(name)
-        out.append({
-            "name": name,
-            "docker_host": str(engine.get("docker_host") or name),
-            "canary": bool(engine.get("canary", False)),
-        })
+        out.append(
+            {
+                "name": name,
+                "docker_host": str(engine.get("docker_host") or name),
+                "canary": bool(engine.get("canary", False)),
+            }
+        )
     return out
 
 
@@ -244,13 +254,17 @@ def make_plan(engines: list[dict], stages, run_id: str, controls: int = DEFAULT_
     serial = batch_sizes(stages, len(order))
     batches, start = [], 0
     for size in serial:
-        batches.append(order[start:start + size])
+        batches.append(order[start : start + size])
         start += size
     by_name = {engine["name"]: engine for engine in engines}
-    canaries = [
-        {"engine": engine["name"], "docker_host": engine["docker_host"], "why": why}
-        for engine, why in ordered[:len(batches[0])]
-    ] if order else []
+    canaries = (
+        [
+            {"engine": engine["name"], "docker_host": engine["docker_host"], "why": why}
+            for engine, why in ordered[: len(batches[0])]
+        ]
+        if order
+        else []
+    )
     control_map = {}
     for number, batch in enumerate(batches, start=1):
         later = [by_name[name] for later_batch in batches[number:] for name in later_batch]

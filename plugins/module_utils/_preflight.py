@@ -126,9 +126,16 @@ class Preflight:
         return dict(
             path=self.lock.path,
             action=plan["action"],
-            taken_over=(dict(owner=holder.owner, run_id=holder.run_id, acquired_at=holder.acquired_at,
-                             expired_at=holder.expires_at)
-                        if plan["action"] == "take_over" and holder is not None else None),
+            taken_over=(
+                dict(
+                    owner=holder.owner,
+                    run_id=holder.run_id,
+                    acquired_at=holder.acquired_at,
+                    expired_at=holder.expires_at,
+                )
+                if plan["action"] == "take_over" and holder is not None
+                else None
+            ),
         )
 
     def _release_lock(self) -> None:
@@ -143,16 +150,29 @@ class Preflight:
         raise PreflightRefused(f"{self.name}: {message} {NOTHING_CHANGED}", **details)
 
     def _health(self, engine: dict) -> dict:
-        params = dict(self.p, container=engine.get("container") if engine.get("exists") else None,
-                      url=self.p.get("url") or engine.get("url"), wait=False, wait_timeout=0, interval=1.0,
-                      healthy_streak=1, fail_fast=True, crash_loop_restarts=3, log_lines=50)
+        params = dict(
+            self.p,
+            container=engine.get("container") if engine.get("exists") else None,
+            url=self.p.get("url") or engine.get("url"),
+            wait=False,
+            wait_timeout=0,
+            interval=1.0,
+            healthy_streak=1,
+            fail_fast=True,
+            crash_loop_restarts=3,
+            log_lines=50,
+        )
         if not params["container"] and not params["url"]:
             return dict(is_healthy=False, failure="unreachable", failure_detail="no container and no url to probe")
         return EngineHealth(params).run()
 
     def _image(self, image: str) -> dict:
-        params = dict(name=image, pull=self.p["pull"], registry_username=self.p.get("registry_username"),
-                      registry_password=self.p.get("registry_password"))
+        params = dict(
+            name=image,
+            pull=self.p["pull"],
+            registry_username=self.p.get("registry_username"),
+            registry_password=self.p.get("registry_password"),
+        )
         result = EngineImage(self.client, params, check_mode=self.check_mode).run()
         self.changed = self.changed or (result["changed"] and not self.check_mode)
         return result["image"]
@@ -163,9 +183,19 @@ class Preflight:
         return dict(username=self.p["registry_username"], password=self.p.get("registry_password"))
 
     def _migration(self, engine: dict, image: str, current_image: str | None) -> dict:
-        params = dict(self.p, target_image=image, current_image=current_image, container=engine["container"],
-                      volume=None, path=None, boot_test=False, boot_timeout=120, boot_test_dir=None,
-                      api_key_env="ENGINE_API_KEY", env=None)
+        params = dict(
+            self.p,
+            target_image=image,
+            current_image=current_image,
+            container=engine["container"],
+            volume=None,
+            path=None,
+            boot_test=False,
+            boot_timeout=120,
+            boot_test_dir=None,
+            api_key_env="ENGINE_API_KEY",
+            env=None,
+        )
         return MigrationCheck(params, hide=self.hide, client=self.client).run()
 
     def _health_gate(self, health: dict) -> None:
@@ -206,8 +236,12 @@ class Preflight:
 
     def run(self) -> dict:
         # Folders that later runs must find again: refused when relative, before anything.
-        require_absolute({"lock.dir": (self.p.get("lock") or {}).get("dir"),
-                          "snapshot.dest": (self.p.get("snapshot") or {}).get("dest")})
+        require_absolute(
+            {
+                "lock.dir": (self.p.get("lock") or {}).get("dir"),
+                "snapshot.dest": (self.p.get("snapshot") or {}).get("dest"),
+            }
+        )
         engine = resolve_engine(self.client, self.p)
         lock = self._take_lock(engine)
         try:
@@ -221,13 +255,25 @@ class Preflight:
         action = decide_action(engine, image, dead_run=bool(lock and lock["taken_over"]))
         previous = engine.get("previous") or {}
         if action in ("verify", "resume") or (not engine.get("running") and previous.get("container")):
-            origin = dict(version=previous.get("version"), image=previous.get("image"),
-                          image_id=previous.get("image_id"))
+            origin = dict(
+                version=previous.get("version"), image=previous.get("image"), image_id=previous.get("image_id")
+            )
         else:
             origin = dict(version=engine.get("version"), image=engine.get("image"), image_id=engine.get("image_id"))
-        result = dict(action=action, engine=engine, identity=engine.get("identity"), lock=lock, image=image,
-                      target_version=self.p["target_version"], **{"from": origin},
-                      target=None, health=None, migration=None, switched_at=None, baseline_container=None)
+        result = dict(
+            action=action,
+            engine=engine,
+            identity=engine.get("identity"),
+            lock=lock,
+            image=image,
+            target_version=self.p["target_version"],
+            **{"from": origin},
+            target=None,
+            health=None,
+            migration=None,
+            switched_at=None,
+            baseline_container=None,
+        )
         if action == "resume":
             result["resume"] = self._resume_plan(engine, image)
             return result
@@ -242,15 +288,13 @@ class Preflight:
             # the previous container (kept) or the brain's events before the switch.
             result["switched_at"] = switched_at(engine, self.client)
             result["baseline_container"] = previous.get("container")
-            result["baseline"] = self._baseline(engine, end=result["switched_at"],
-                                                previous=previous.get("container"))
+            result["baseline"] = self._baseline(engine, end=result["switched_at"], previous=previous.get("container"))
             return result
         # A release that was rolled back is refused (until acknowledged) before anything else (_release_record).
         result["rolled_back_release"] = preflight_gate(self)
         self._health_gate(health)  # before a pull: an Engine that is not healthy is not upgraded anyway
         # What a rollback would go back to must be there (or pullable) before anything stops.
-        problem = rollback_image_problem(self.client, origin, pull=self.p["pull"],
-                                         registry_auth=self._registry_auth())
+        problem = rollback_image_problem(self.client, origin, pull=self.p["pull"], registry_auth=self._registry_auth())
         if problem:
             self._refuse(problem)
         result["target"] = self._image(image)
@@ -272,11 +316,16 @@ class Preflight:
         spec = self.p.get("baseline")
         if not spec:
             return None
-        params = dict(metrics_defaults(), window_seconds=spec["window_seconds"],
-                      baseline_max_seconds=spec["max_seconds"], min_turns=spec["min_turns"], slices=1,
-                      source=spec["source"],
-                      container=previous or engine.get("container"),
-                      **{k: v for k, v in self.p.items() if k.startswith("docker_")})
+        params = dict(
+            metrics_defaults(),
+            window_seconds=spec["window_seconds"],
+            baseline_max_seconds=spec["max_seconds"],
+            min_turns=spec["min_turns"],
+            slices=1,
+            source=spec["source"],
+            container=previous or engine.get("container"),
+            **{k: v for k, v in self.p.items() if k.startswith("docker_")},
+        )
         if end is not None:
             params["end"] = end
             if not previous:
@@ -290,19 +339,29 @@ class Preflight:
             return None
         identity = engine.get("identity") or {}
         run_id = (self.p.get("lock") or {}).get("run_id") or spec.get("run_id") or "manual"
-        name = spec.get("name") or (f"pre-upgrade-{identity.get('slug')}-{origin.get('version')}-to-"
-                                    f"{self.p['target_version']}-{run_id}")
+        name = spec.get("name") or (
+            f"pre-upgrade-{identity.get('slug')}-{origin.get('version')}-to-{self.p['target_version']}-{run_id}"
+        )
         retain = spec["retain_days"]
         if (migration or {}).get("needs_acknowledgement"):
             retain = max(retain or 0, spec["destructive_retain_days"])
-        params = dict(snapshot_defaults(), state="present", dest=spec["dest"], name=name, kind="pre-upgrade",
-                      engine_name=self.p.get("inventory_name"), engine_key=identity.get("key"),
-                      reason=spec.get("reason") or (f"pre-upgrade: {origin.get('version')} -> "
-                                                    f"{self.p['target_version']} (run {run_id})"),
-                      verify=spec["verify"], retain_days=retain, keep_last=spec["keep_last"],
-                      container=engine["container"],
-                      **{k: self.p[k] for k in ("migrations_source", "migrations_table", "migrations_column")},
-                      **{k: v for k, v in self.p.items() if k.startswith("docker_")})
+        params = dict(
+            snapshot_defaults(),
+            state="present",
+            dest=spec["dest"],
+            name=name,
+            kind="pre-upgrade",
+            engine_name=self.p.get("inventory_name"),
+            engine_key=identity.get("key"),
+            reason=spec.get("reason")
+            or (f"pre-upgrade: {origin.get('version')} -> {self.p['target_version']} (run {run_id})"),
+            verify=spec["verify"],
+            retain_days=retain,
+            keep_last=spec["keep_last"],
+            container=engine["container"],
+            **{k: self.p[k] for k in ("migrations_source", "migrations_table", "migrations_column")},
+            **{k: v for k, v in self.p.items() if k.startswith("docker_")},
+        )
         manager = BrainSnapshot(params, self.check_mode, warn=self.warnings.append, client=self.client)
         if self.lock is not None and not self.check_mode:
             lock = self.p["lock"]

@@ -157,15 +157,18 @@ def brain_matches(brain_path: str, entry: dict) -> bool:
     return content_sha256(brain_path) == content_sha256(entry["path"])
 
 
-def _check_binding(entry: dict, identity: dict, container: str | None, path: str, allow_other_engine: bool,
-                   warnings: list) -> None:
+def _check_binding(
+    entry: dict, identity: dict, container: str | None, path: str, allow_other_engine: bool, warnings: list
+) -> None:
     binding = engine_binding(entry["manifest"], identity["key"], container, path)
     if binding == SAME:
         return
     owner = describe_engine(entry["manifest"])
     if allow_other_engine:
-        warnings.append(f"Snapshot {entry['name']} belongs to {owner}, not to this Engine ({identity['key']}); it is "
-                        "restored anyway (allow_other_engine=true).")
+        warnings.append(
+            f"Snapshot {entry['name']} belongs to {owner}, not to this Engine ({identity['key']}); it is "
+            "restored anyway (allow_other_engine=true)."
+        )
         return
     if binding == OTHER:
         raise ForeignSnapshotError(
@@ -173,13 +176,15 @@ def _check_binding(entry: dict, identity: dict, container: str | None, path: str
             "give this Engine another Engine's brain (another user's memory). Nothing was changed. Restore a snapshot "
             f"of this Engine (september.engine.brain_snapshot_info with engine_key={identity['key']} lists them), or, "
             "to move that brain here on purpose (a migration), set allow_other_engine=true.",
-            snapshot_engine=entry["engine_key"], engine=identity["key"],
+            snapshot_engine=entry["engine_key"],
+            engine=identity["key"],
         )
     raise ForeignSnapshotError(
         f"Snapshot {entry['name']} has an older manifest that records neither this Engine's volume or mount "
         f"({identity['key']}) nor its container or brain path, so it cannot be told whose brain it is. Nothing was "
         "changed. If you know it is this Engine's, set allow_other_engine=true.",
-        snapshot_engine=None, engine=identity["key"],
+        snapshot_engine=None,
+        engine=identity["key"],
     )
 
 
@@ -193,8 +198,10 @@ def _verify_snapshot(entry: dict, checksum: bool = True) -> None:
     try:
         conn = connect_readonly(entry["path"], immutable=True)
     except BrainError as exc:
-        raise SnapshotError(f"Snapshot {entry['name']} cannot be read ({exc.msg}); it was not restored and nothing "
-                            "was changed. Choose another snapshot.") from exc
+        raise SnapshotError(
+            f"Snapshot {entry['name']} cannot be read ({exc.msg}); it was not restored and nothing "
+            "was changed. Choose another snapshot."
+        ) from exc
     try:
         problems = integrity_problems(conn, "quick")
     finally:
@@ -208,8 +215,10 @@ def _verify_snapshot(entry: dict, checksum: bool = True) -> None:
 
 def busy_error(brain: str, reasons: list, engine_may_run: bool) -> EngineBusyError:
     if engine_may_run:
-        advice = ("Stop or remove what else uses it (a sidecar container that mounts the Engine's volume, a process "
-                  "that has the brain open), then run again. The Engine was not stopped.")
+        advice = (
+            "Stop or remove what else uses it (a sidecar container that mounts the Engine's volume, a process "
+            "that has the brain open), then run again. The Engine was not stopped."
+        )
     else:
         advice = "Stop the Engine first (docker stop --timeout 30 <container>), then run the restore again."
     return EngineBusyError(
@@ -219,9 +228,19 @@ def busy_error(brain: str, reasons: list, engine_may_run: bool) -> EngineBusyErr
     )
 
 
-def check_restore(store: SnapshotStore, location: BrainLocation, entry: dict, *, identity: dict, client,
-                  allow_other_engine: bool = False, engine_may_run: bool = False,
-                  engine_container: str | None = None, min_free_bytes: int = 0, verify: bool = True) -> RestorePlan:
+def check_restore(
+    store: SnapshotStore,
+    location: BrainLocation,
+    entry: dict,
+    *,
+    identity: dict,
+    client,
+    allow_other_engine: bool = False,
+    engine_may_run: bool = False,
+    engine_container: str | None = None,
+    min_free_bytes: int = 0,
+    verify: bool = True,
+) -> RestorePlan:
     """Everything a restore of `entry` over the brain at `location` needs, checked before anything is stopped.
 
     Raises, with nothing changed:
@@ -251,8 +270,14 @@ def check_restore(store: SnapshotStore, location: BrainLocation, entry: dict, *,
             "evidence): it cannot be restored. Choose another snapshot."
         )
     container = engine_container or location.container or identity.get("container")
-    plan = RestorePlan(store=store, location=location, entry=entry, identity=identity, engine_container=container,
-                       brain_exists=os.path.exists(brain))
+    plan = RestorePlan(
+        store=store,
+        location=location,
+        entry=entry,
+        identity=identity,
+        engine_container=container,
+        brain_exists=os.path.exists(brain),
+    )
     _check_binding(entry, identity, container, brain, allow_other_engine, plan.warnings)
     reasons = holders(client, location, container, engine_may_run)
     if reasons:
@@ -263,8 +288,13 @@ def check_restore(store: SnapshotStore, location: BrainLocation, entry: dict, *,
     plan.same_filesystem = same_filesystem(store.dest, folder)
     current = sum(file_size(brain + suffix) for suffix in ("", *SIDE_SUFFIXES))
     # check_space says each size once ("staged snapshot 339968 bytes").
-    check_space([(folder, entry["size"], "staged snapshot"),
-                 (store.dest, 0 if plan.same_filesystem else current, "copy of the current brain")], min_free_bytes)
+    check_space(
+        [
+            (folder, entry["size"], "staged snapshot"),
+            (store.dest, 0 if plan.same_filesystem else current, "copy of the current brain"),
+        ],
+        min_free_bytes,
+    )
     if verify:
         _verify_snapshot(entry)
         plan.verified = True
@@ -328,8 +358,9 @@ def stage_restore(plan: RestorePlan) -> None:
     except (OSError, sqlite3.DatabaseError) as exc:
         _remove_temp(temp)
         if is_disk_full(exc):
-            raise InsufficientSpaceError(f"The file system of {plan.folder} filled up while staging the restore "
-                                         f"({exc}); nothing was changed.") from exc
+            raise InsufficientSpaceError(
+                f"The file system of {plan.folder} filled up while staging the restore ({exc}); nothing was changed."
+            ) from exc
         raise SnapshotError(f"Cannot stage the restore in {plan.folder}: {exc}. Nothing was changed.") from exc
     plan.staged = temp
     plan.actions.append(f"stage snapshot {plan.entry['name']} as {temp} (copy, sha256 while copying, fsync)")
@@ -461,26 +492,51 @@ def _commit_keep(plan: RestorePlan, kept: _Kept) -> dict:
     if kept.facts is not None:
         facts = kept.facts
         manifest = dict(
-            kept.fields, format=FORMAT, name=kept.name, created_at=iso(kept.started),
-            retain_until=retain_until(kept.started, kept.retain_days), size=os.path.getsize(data_temp), sha256=digest,
-            page_size=facts["page_size"], page_count=facts["page_count"],
+            kept.fields,
+            format=FORMAT,
+            name=kept.name,
+            created_at=iso(kept.started),
+            retain_until=retain_until(kept.started, kept.retain_days),
+            size=os.path.getsize(data_temp),
+            sha256=digest,
+            page_size=facts["page_size"],
+            page_count=facts["page_count"],
             journal_mode="wal" if kept.was_wal else str(facts["journal_mode"]).lower(),
-            applied_migrations=facts["applied_migrations"], sqlite_version=sqlite3.sqlite_version,
-            method="link" if kept.linked else "copy", verify=dict(mode="none", result="skipped"), raw_copy=False,
+            applied_migrations=facts["applied_migrations"],
+            sqlite_version=sqlite3.sqlite_version,
+            method="link" if kept.linked else "copy",
+            verify=dict(mode="none", result="skipped"),
+            raw_copy=False,
             collection_version=COLLECTION_VERSION,
         )
     else:
-        side_files = [dict(file=kept.name + suffix, size=os.path.getsize(temp), sha256=sha256_file(temp))
-                      for temp, suffix in kept.renames[1:]]
-        manifest = raw_manifest(kept.fields, kept.name, kept.started, kept.retain_days, os.path.getsize(data_temp),
-                                digest, journal_mode_in_header(data_temp), side_files)
+        side_files = [
+            dict(file=kept.name + suffix, size=os.path.getsize(temp), sha256=sha256_file(temp))
+            for temp, suffix in kept.renames[1:]
+        ]
+        manifest = raw_manifest(
+            kept.fields,
+            kept.name,
+            kept.started,
+            kept.retain_days,
+            os.path.getsize(data_temp),
+            digest,
+            journal_mode_in_header(data_temp),
+            side_files,
+        )
     kept.committed = store.commit(kept.name, kept.renames, manifest, tag=plan.identity.get("slug") or "")
     kept.renames = []
-    kept.side_copies = [(os.path.join(store.dest, kept.committed + side["file"][len(kept.name):]),
-                         plan.brain + side["file"][len(kept.name) + len(DATA_SUFFIX):])
-                        for side in manifest.get("side_files") or []]
-    plan.actions.append(f"keep the replaced brain as snapshot {kept.committed} "
-                        f"({'hard link' if kept.linked else 'copy'}, kind pre-restore)")
+    kept.side_copies = [
+        (
+            os.path.join(store.dest, kept.committed + side["file"][len(kept.name) :]),
+            plan.brain + side["file"][len(kept.name) + len(DATA_SUFFIX) :],
+        )
+        for side in manifest.get("side_files") or []
+    ]
+    plan.actions.append(
+        f"keep the replaced brain as snapshot {kept.committed} "
+        f"({'hard link' if kept.linked else 'copy'}, kind pre-restore)"
+    )
     return manifest
 
 
@@ -489,13 +545,27 @@ def _summary(plan: RestorePlan, kept: _Kept, manifest: dict) -> dict:
     with contextlib.suppress(OSError):  # the kept inode is the snapshot folder's alone now
         os.chown(kept_path, os.getuid(), os.getgid())
         os.chmod(kept_path, 0o600)
-    return dict(name=kept.committed, path=kept_path, sha256=manifest["sha256"], raw_copy=manifest["raw_copy"],
-                retain_until=manifest["retain_until"])
+    return dict(
+        name=kept.committed,
+        path=kept_path,
+        sha256=manifest["sha256"],
+        raw_copy=manifest["raw_copy"],
+        retain_until=manifest["retain_until"],
+    )
 
 
-def install_restore(plan: RestorePlan, *, client, name: str | None = None, reason: str | None = None,
-                    retain_days: int | None = 30, fields: dict | None = None, migrations: dict | None = None,
-                    warnings: list | None = None, defer_keep: bool = False) -> dict | None:
+def install_restore(
+    plan: RestorePlan,
+    *,
+    client,
+    name: str | None = None,
+    reason: str | None = None,
+    retain_days: int | None = 30,
+    fields: dict | None = None,
+    migrations: dict | None = None,
+    warnings: list | None = None,
+    defer_keep: bool = False,
+) -> dict | None:
     """Replace the brain with the staged snapshot; call it with the Engine stopped. Returns where the replaced
     brain was kept ({name, path, sha256, raw_copy, retain_until}), None when there was no brain (or plan.noop).
 
@@ -523,8 +593,9 @@ def install_restore(plan: RestorePlan, *, client, name: str | None = None, reaso
         raise busy_error(plan.brain, reasons, engine_may_run=False)
     kept = None
     if plan.brain_exists:
-        kept = _Kept(plan, previous_name(plan.store, name, plan.identity.get("slug")), reason, retain_days,
-                     dict(fields or {}))
+        kept = _Kept(
+            plan, previous_name(plan.store, name, plan.identity.get("slug")), reason, retain_days, dict(fields or {})
+        )
     try:
         manifest = _swap(plan, kept, migrations or {}, warnings, defer_keep)
     except (OSError, sqlite3.DatabaseError, SnapshotError) as exc:
@@ -540,8 +611,13 @@ def install_restore(plan: RestorePlan, *, client, name: str | None = None, reaso
         return None
     if manifest is None:  # deferred: the kept brain waits under its hidden name (path), committed by complete
         plan.pending_keep = kept
-        return dict(name=kept.name, path=kept.renames[0][0], sha256=None, raw_copy=False,
-                    retain_until=retain_until(kept.started, kept.retain_days))
+        return dict(
+            name=kept.name,
+            path=kept.renames[0][0],
+            sha256=None,
+            raw_copy=False,
+            retain_until=retain_until(kept.started, kept.retain_days),
+        )
     return _summary(plan, kept, manifest)
 
 
@@ -568,10 +644,13 @@ def _put_back_error(plan: RestorePlan, exc: BaseException):
     if isinstance(exc, SnapshotError):
         return SnapshotError(f"{exc.msg} The replaced brain was put back as it was.")
     if is_disk_full(exc):
-        return InsufficientSpaceError(f"A file system filled up during the restore ({exc}); the brain was not "
-                                      "replaced (it was put back as it was).")
-    return SnapshotError(f"Cannot replace the brain at {plan.brain}: {exc}. The brain was not replaced (it was put "
-                         "back as it was).")
+        return InsufficientSpaceError(
+            f"A file system filled up during the restore ({exc}); the brain was not "
+            "replaced (it was put back as it was)."
+        )
+    return SnapshotError(
+        f"Cannot replace the brain at {plan.brain}: {exc}. The brain was not replaced (it was put back as it was)."
+    )
 
 
 def complete_restore(plan: RestorePlan) -> dict | None:
@@ -587,8 +666,10 @@ def complete_restore(plan: RestorePlan) -> dict | None:
     try:
         manifest = _commit_keep(plan, kept)
     except OSError as exc:
-        raise SnapshotError(f"The replaced brain could not be committed as snapshot {kept.name} ({exc}); it is kept "
-                            f"as {kept.renames[0][0]}.") from exc
+        raise SnapshotError(
+            f"The replaced brain could not be committed as snapshot {kept.name} ({exc}); it is kept "
+            f"as {kept.renames[0][0]}."
+        ) from exc
     plan.pending_keep = None
     return _summary(plan, kept, manifest)
 
@@ -598,11 +679,20 @@ def predict_previous(plan: RestorePlan, name: str | None, retain_days: int | Non
     if plan.noop or not plan.brain_exists:
         return None
     kept = previous_name(plan.store, name, plan.identity.get("slug"))
-    plan.actions.extend([f"stage snapshot {plan.entry['name']} beside {plan.brain} (copy, sha256 while copying)",
-                         f"keep the replaced brain as snapshot {kept} (kind pre-restore)",
-                         f"replace {plan.brain} with snapshot {plan.entry['name']} (rename of the staged copy)"])
-    return dict(name=kept, path=plan.store.data_path(kept), sha256=None,
-                raw_copy=journal_mode_in_header(plan.brain) is None, retain_until=retain_until(utc_now(), retain_days))
+    plan.actions.extend(
+        [
+            f"stage snapshot {plan.entry['name']} beside {plan.brain} (copy, sha256 while copying)",
+            f"keep the replaced brain as snapshot {kept} (kind pre-restore)",
+            f"replace {plan.brain} with snapshot {plan.entry['name']} (rename of the staged copy)",
+        ]
+    )
+    return dict(
+        name=kept,
+        path=plan.store.data_path(kept),
+        sha256=None,
+        raw_copy=journal_mode_in_header(plan.brain) is None,
+        retain_until=retain_until(utc_now(), retain_days),
+    )
 
 
 def restore_data_at_risk(entry: dict, previous: dict | None, brain_path: str, warnings: list) -> dict | None:
@@ -614,8 +704,9 @@ def restore_data_at_risk(entry: dict, previous: dict | None, brain_path: str, wa
     if previous is None:
         return None
     if previous["raw_copy"]:
-        warnings.append("data_at_risk is unknown: the replaced brain was kept as a raw copy; its rows cannot be "
-                        "counted.")
+        warnings.append(
+            "data_at_risk is unknown: the replaced brain was kept as a raw copy; its rows cannot be counted."
+        )
         return None
     bad_window = previous["path"] if os.path.isfile(previous["path"]) else brain_path
     counts = []

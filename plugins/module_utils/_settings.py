@@ -84,12 +84,16 @@ SETTINGS: dict[str, tuple] = {
     "engine_upgrade_new_error_kind_share": ("float", 0.05, None),
     "engine_upgrade_new_error_kind_min_count": ("int", 3, None),
     "engine_upgrade_probe_turns": ("int", 0, None),
-    "engine_upgrade_probe_cases": ("cases", [
-        {"name": "probe-sum", "message": "what is 17 + 25", "checks": [{"equals": "42"}]},
-        {"name": "probe-product", "message": "what is 6 * 7", "checks": [{"equals": "42"}]},
-        {"name": "probe-difference", "message": "what is 50 - 8", "checks": [{"equals": "42"}]},
-        {"name": "probe-echo", "message": "echo: september probe", "checks": [{"equals": "september probe"}]},
-    ], None),
+    "engine_upgrade_probe_cases": (
+        "cases",
+        [
+            {"name": "probe-sum", "message": "what is 17 + 25", "checks": [{"equals": "42"}]},
+            {"name": "probe-product", "message": "what is 6 * 7", "checks": [{"equals": "42"}]},
+            {"name": "probe-difference", "message": "what is 50 - 8", "checks": [{"equals": "42"}]},
+            {"name": "probe-echo", "message": "echo: september probe", "checks": [{"equals": "september probe"}]},
+        ],
+        None,
+    ),
     "engine_upgrade_control_engines": ("int", _plan.DEFAULT_CONTROLS, None),
     "engine_upgrade_undecided": (UNDECIDED_POLICIES, "rollback", None),
     "engine_upgrade_undecided_later": (UNDECIDED_POLICIES, "proceed", None),
@@ -113,11 +117,18 @@ SETTINGS: dict[str, tuple] = {
 }
 ALIASES = {spec[2]: name for name, spec in SETTINGS.items() if spec[2]}
 #: What the rollout_settings filter picks from an Engine's variables: every setting, under either of its names.
-NAME_RE = re.compile(r"^engine_(upgrade_|rollout_)|^(" + "|".join([*sorted(ALIASES), "engine_hosts", "engine_run_id"])
-                     + ")$")
-_KIND = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a string",
-         "stages": "a list of stages or a comma-separated string", "command": "a list or a string",
-         "cases": "a non-empty list of eval cases, each with a name and a message (docs/evals.md)"}
+NAME_RE = re.compile(
+    r"^engine_(upgrade_|rollout_)|^(" + "|".join([*sorted(ALIASES), "engine_hosts", "engine_run_id"]) + ")$"
+)
+_KIND = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "stages": "a list of stages or a comma-separated string",
+    "command": "a list or a string",
+    "cases": "a non-empty list of eval cases, each with a name and a message (docs/evals.md)",
+}
 
 
 class Settings:
@@ -214,8 +225,15 @@ def _as_cases(raw) -> list:
 
 
 #: kind -> the function that returns a value of that kind, or raises TypeError / ValueError.
-_COERCE = {"int": _as_int, "float": _as_float, "bool": check_type_bool, "str": _as_str,
-           "stages": _as_list_or_string, "cases": _as_cases, "command": _as_command}
+_COERCE = {
+    "int": _as_int,
+    "float": _as_float,
+    "bool": check_type_bool,
+    "str": _as_str,
+    "stages": _as_list_or_string,
+    "cases": _as_cases,
+    "command": _as_command,
+}
 
 
 def _coerce(kind, raw):
@@ -230,17 +248,18 @@ def unknown_names(given: dict) -> list[str]:
     """Warnings for names that look like settings but are none (a typo is otherwise silently ignored)."""
     warnings = []
     # Compared without the common "engine_" prefix, which would make every name look close to every other.
-    known = {name[len("engine_"):]: name for name in list(SETTINGS) + list(ALIASES)}
+    known = {name[len("engine_") :]: name for name in list(SETTINGS) + list(ALIASES)}
     for name in sorted(given):
         if name in SETTINGS or name in ALIASES or not re.match(r"^engine_(upgrade|rollout)_", name):
             continue
-        close = difflib.get_close_matches(name[len("engine_"):], list(known), n=1, cutoff=0.8)
+        close = difflib.get_close_matches(name[len("engine_") :], list(known), n=1, cutoff=0.8)
         hint = f" Did you mean {known[close[0]]}?" if close else ""
         warnings.append(f"{name} is not a setting of the upgrade: it is ignored.{hint}")
     return warnings
 
 
 # ---- the checks -------------------------------------------------------------------------------------------------
+
 
 def _at_least(s: Settings, name: str, low: int, what: str) -> list[str]:
     value = s.values[name]
@@ -252,35 +271,43 @@ def _at_least(s: Settings, name: str, low: int, what: str) -> list[str]:
 def _share(s: Settings, name: str, high: float, what: str) -> list[str]:
     value = s.values[name]
     if not 0 < value <= high:
-        return [f"{s.show(name)}: {what} must be in (0, {high:g}] (a share: 0.05 is 5%); set e.g. "
-                f"{SETTINGS[name][1]}."]
+        return [f"{s.show(name)}: {what} must be in (0, {high:g}] (a share: 0.05 is 5%); set e.g. {SETTINGS[name][1]}."]
     return []
 
 
 def _factor(s: Settings, name: str, what: str) -> list[str]:
     if s.values[name] <= 1:
-        return [f"{s.show(name)}: {what} is a multiple of the baseline and must be more than 1 (2.0 is twice as bad); "
-                f"at {s.values[name]} every Engine would count as worse."]
+        return [
+            f"{s.show(name)}: {what} is a multiple of the baseline and must be more than 1 (2.0 is twice as bad); "
+            f"at {s.values[name]} every Engine would count as worse."
+        ]
     return []
 
 
 def _target(s: Settings) -> list[str]:
     name, raw = "engine_upgrade_target_version", s.values["engine_upgrade_target_version"]
     if isinstance(raw, float):
-        return [f"{s.show(name)}: a number, not a tag (YAML reads an unquoted 2.10 as 2.1); quote the release, "
-                f"e.g. '2.10'."]
+        return [
+            f"{s.show(name)}: a number, not a tag (YAML reads an unquoted 2.10 as 2.1); quote the release, e.g. '2.10'."
+        ]
     text = str(raw).strip()
     if not text:
-        return [f"{s.cite[name]} is not set: set engine_target_version to the release to upgrade to "
-                f"(for example -e engine_target_version=2.4.0)."]
+        return [
+            f"{s.cite[name]} is not set: set engine_target_version to the release to upgrade to "
+            f"(for example -e engine_target_version=2.4.0)."
+        ]
     if text.endswith("%") or "," in text:
-        return [f"{s.show(name)}: looks like a rollout stage, not a release; the release (an image tag such as "
-                f"2.4.0) goes in engine_target_version, the stages in engine_rollout_stages."]
+        return [
+            f"{s.show(name)}: looks like a rollout stage, not a release; the release (an image tag such as "
+            f"2.4.0) goes in engine_target_version, the stages in engine_rollout_stages."
+        ]
     if ":" in text or "/" in text or "@" in text:
         return [f"{s.show(name)}: give the image tag only (2.4.0); the repository goes in engine_image_repository."]
     if not TAG_RE.match(text):
-        return [f"{s.show(name)}: not a valid image tag (letters, digits, '.', '_' and '-', at most 128); "
-                f"give the release's tag, e.g. 2.4.0."]
+        return [
+            f"{s.show(name)}: not a valid image tag (letters, digits, '.', '_' and '-', at most 128); "
+            f"give the release's tag, e.g. 2.4.0."
+        ]
     return []
 
 
@@ -289,8 +316,10 @@ def _repository(s: Settings) -> list[str]:
     text = str(s.values[name]).strip()
     last = text.rsplit("/", 1)[-1]
     if ":" in last or "@" in last:
-        return [f"{s.show(name)}: holds a tag or digest; give the repository only (registry.example.com/engine) "
-                f"and the release in engine_target_version."]
+        return [
+            f"{s.show(name)}: holds a tag or digest; give the repository only (registry.example.com/engine) "
+            f"and the release in engine_target_version."
+        ]
     return []
 
 
@@ -301,15 +330,21 @@ def _bakes(s: Settings) -> list[str]:
     out += _at_least(s, "engine_upgrade_bake_seconds", 0, "a bake cannot be negative")
     for bake in ("engine_upgrade_canary_bake_seconds", "engine_upgrade_bake_seconds"):
         if v["engine_upgrade_bake_interval"] >= 1 and 0 < v[bake] < v["engine_upgrade_bake_interval"]:
-            out.append(f"{s.show('engine_upgrade_bake_interval')} is longer than {s.show(bake)}: the bake would "
-                       f"check only once; make the interval at most the bake (or the bake longer).")
-    for short, long in (("engine_upgrade_canary_bake_seconds", "engine_upgrade_canary_max_bake_seconds"),
-                        ("engine_upgrade_bake_seconds", "engine_upgrade_bake_max_seconds"),
-                        ("engine_upgrade_baseline_seconds", "engine_upgrade_baseline_max_seconds")):
+            out.append(
+                f"{s.show('engine_upgrade_bake_interval')} is longer than {s.show(bake)}: the bake would "
+                f"check only once; make the interval at most the bake (or the bake longer)."
+            )
+    for short, long in (
+        ("engine_upgrade_canary_bake_seconds", "engine_upgrade_canary_max_bake_seconds"),
+        ("engine_upgrade_bake_seconds", "engine_upgrade_bake_max_seconds"),
+        ("engine_upgrade_baseline_seconds", "engine_upgrade_baseline_max_seconds"),
+    ):
         # 0 means "no longer than the usual"; any other value shorter than the usual is a mistake.
         if v[long] != 0 and v[long] < v[short]:
-            out.append(f"{s.show(long)} is shorter than {s.show(short)}: the longest may not be shorter than the "
-                       f"usual; raise {s.cite[long]} to at least {v[short]} (or 0: no longer than the usual).")
+            out.append(
+                f"{s.show(long)} is shorter than {s.show(short)}: the longest may not be shorter than the "
+                f"usual; raise {s.cite[long]} to at least {v[short]} (or 0: no longer than the usual)."
+            )
     return out
 
 
@@ -320,20 +355,30 @@ def _health(s: Settings) -> list[str]:
     out += _at_least(s, "engine_upgrade_drain_timeout", 0, "the drain cannot be negative (0: stop at once)")
     need = v["engine_upgrade_healthy_streak"] * HEALTH_PROBE_INTERVAL
     if v["engine_upgrade_healthy_streak"] >= 1 and 1 <= v["engine_upgrade_health_timeout"] < need:
-        out.append(f"{s.show('engine_upgrade_health_timeout')} is shorter than "
-                   f"{s.show('engine_upgrade_healthy_streak')} probes {HEALTH_PROBE_INTERVAL} s apart: no Engine "
-                   f"could ever pass; raise the timeout to at least {need} or lower the streak.")
-    longest = max(v["engine_upgrade_canary_bake_seconds"], v["engine_upgrade_canary_max_bake_seconds"],
-                  v["engine_upgrade_bake_seconds"], v["engine_upgrade_bake_max_seconds"])
+        out.append(
+            f"{s.show('engine_upgrade_health_timeout')} is shorter than "
+            f"{s.show('engine_upgrade_healthy_streak')} probes {HEALTH_PROBE_INTERVAL} s apart: no Engine "
+            f"could ever pass; raise the timeout to at least {need} or lower the streak."
+        )
+    longest = max(
+        v["engine_upgrade_canary_bake_seconds"],
+        v["engine_upgrade_canary_max_bake_seconds"],
+        v["engine_upgrade_bake_seconds"],
+        v["engine_upgrade_bake_max_seconds"],
+    )
     need = max(0, v["engine_upgrade_drain_timeout"]) + max(0, v["engine_upgrade_health_timeout"]) + longest
     if v["engine_upgrade_lock_ttl"] < need:
-        out.append(f"{s.show('engine_upgrade_lock_ttl')} is shorter than one Engine's upgrade (drain "
-                   f"{v['engine_upgrade_drain_timeout']} + health timeout {v['engine_upgrade_health_timeout']} + "
-                   f"longest bake {longest} = {need} s): another run could take the lock mid-upgrade; raise "
-                   f"{s.cite['engine_upgrade_lock_ttl']} to at least {need} (with margin).")
+        out.append(
+            f"{s.show('engine_upgrade_lock_ttl')} is shorter than one Engine's upgrade (drain "
+            f"{v['engine_upgrade_drain_timeout']} + health timeout {v['engine_upgrade_health_timeout']} + "
+            f"longest bake {longest} = {need} s): another run could take the lock mid-upgrade; raise "
+            f"{s.cite['engine_upgrade_lock_ttl']} to at least {need} (with margin)."
+        )
     if not str(v["engine_upgrade_lock_owner"]).strip():
-        out.append(f"{s.show('engine_upgrade_lock_owner')}: empty; say who runs the upgrade (shown to a colliding run)"
-                   f", or leave it unset.")
+        out.append(
+            f"{s.show('engine_upgrade_lock_owner')}: empty; say who runs the upgrade (shown to a colliding run)"
+            f", or leave it unset."
+        )
     return out
 
 
@@ -352,8 +397,10 @@ def _checks(s: Settings) -> list[str]:
     out += _at_least(s, "engine_upgrade_control_engines", 0, "control Engines cannot be negative (0: none)")
     out += _at_least(s, "engine_upgrade_outage_controls", 0, "control Engines cannot be negative (0: none)")
     if not 0 < v["engine_upgrade_significance"] <= 0.5:
-        out.append(f"{s.show('engine_upgrade_significance')}: the significance of the one-sided test must be in "
-                   f"(0, 0.5] (0.05 is the usual 5%); set e.g. 0.05.")
+        out.append(
+            f"{s.show('engine_upgrade_significance')}: the significance of the one-sided test must be in "
+            f"(0, 0.5] (0.05 is the usual 5%); set e.g. 0.05."
+        )
     return out
 
 
@@ -361,11 +408,15 @@ def _evals(s: Settings) -> list[str]:
     v, out = s.values, []
     evals_file, command = str(v["engine_upgrade_evals_file"]).strip(), v["engine_upgrade_eval_command"]
     if evals_file and (command.strip() if isinstance(command, str) else len(command)):
-        out.append(f"{s.cite['engine_upgrade_evals_file']} and {s.cite['engine_upgrade_eval_command']} are both "
-                   f"set: the upgrade runs one kind of evals; keep the one you mean and empty the other.")
+        out.append(
+            f"{s.cite['engine_upgrade_evals_file']} and {s.cite['engine_upgrade_eval_command']} are both "
+            f"set: the upgrade runs one kind of evals; keep the one you mean and empty the other."
+        )
     if evals_file and not os.path.isfile(os.path.expanduser(evals_file)):
-        out.append(f"{s.show('engine_upgrade_evals_file')}: not a file on the controller; give the path of an eval "
-                   f"set (format: docs/evals.md), or leave it empty for no evals.")
+        out.append(
+            f"{s.show('engine_upgrade_evals_file')}: not a file on the controller; give the path of an eval "
+            f"set (format: docs/evals.md), or leave it empty for no evals."
+        )
     out += _at_least(s, "engine_upgrade_eval_timeout", 1, "each eval case needs time to run")
     out += _at_least(s, "engine_upgrade_eval_max_regressions", 0, "a number of tolerated regressions")
     return out
@@ -382,8 +433,10 @@ def _webhook(s: Settings) -> list[str]:
             scheme, host = "", None
         if scheme not in ("http", "https") or not host:
             said = f"its scheme is {scheme!r}" if scheme else "it has no http:// or https:// scheme"
-            out.append(f"{s.show('engine_upgrade_webhook_url')} is not an http(s) URL ({said}); give the webhook's "
-                       f"full https:// URL, or leave it empty for no notifications.")
+            out.append(
+                f"{s.show('engine_upgrade_webhook_url')} is not an http(s) URL ({said}); give the webhook's "
+                f"full https:// URL, or leave it empty for no notifications."
+            )
     return out
 
 
@@ -396,13 +449,17 @@ def _report_dir(s: Settings) -> list[str]:
     while not os.path.lexists(probe):
         probe = os.path.dirname(probe)
     if not os.path.isdir(probe):
-        return [f"{s.show('engine_upgrade_report_dir')}: {probe} is a file, not a folder, on the controller; point "
-                f"{s.cite['engine_upgrade_report_dir']} at a folder you can write (or set "
-                f"engine_upgrade_write_report=false and engine_upgrade_diagnostics=false)."]
+        return [
+            f"{s.show('engine_upgrade_report_dir')}: {probe} is a file, not a folder, on the controller; point "
+            f"{s.cite['engine_upgrade_report_dir']} at a folder you can write (or set "
+            f"engine_upgrade_write_report=false and engine_upgrade_diagnostics=false)."
+        ]
     if not os.access(probe, os.W_OK | os.X_OK):
         where = "" if probe == path else f" (nor can {path} be made: {probe} is not writable)"
-        return [f"{s.show('engine_upgrade_report_dir')}: not writable on the controller{where}; point "
-                f"{s.cite['engine_upgrade_report_dir']} at a folder you can write."]
+        return [
+            f"{s.show('engine_upgrade_report_dir')}: not writable on the controller{where}; point "
+            f"{s.cite['engine_upgrade_report_dir']} at a folder you can write."
+        ]
     return []
 
 
@@ -415,25 +472,35 @@ def _retention(s: Settings) -> list[str]:
         out += _at_least(s, "engine_upgrade_diagnostics_log_lines", 1, "the diagnostics bundle keeps log lines")
     state_dir = str(s.values["engine_upgrade_state_dir"])
     if not state_dir.startswith("/"):
-        out.append(f"{s.show('engine_upgrade_state_dir')}: not an absolute path; the state folder on the Docker host "
-                   f"must be absolute, e.g. /var/lib/september-engine.")
+        out.append(
+            f"{s.show('engine_upgrade_state_dir')}: not an absolute path; the state folder on the Docker host "
+            f"must be absolute, e.g. /var/lib/september-engine."
+        )
     return out
 
 
 def _rollout(s: Settings) -> list[str]:
     v, out = s.values, []
-    out += [f"{s.cite['engine_upgrade_rollout_stages']}: {problem}."
-            for problem in _plan.stage_problems(v["engine_upgrade_rollout_stages"])]
+    out += [
+        f"{s.cite['engine_upgrade_rollout_stages']}: {problem}."
+        for problem in _plan.stage_problems(v["engine_upgrade_rollout_stages"])
+    ]
     if not 0 <= v["engine_rollout_max_fail_percentage"] <= 100:
-        out.append(f"{s.show('engine_rollout_max_fail_percentage')}: a percentage of a batch's Engines, 0 to 100 "
-                   f"(0: the first failed Engine stops the rollout).")
+        out.append(
+            f"{s.show('engine_rollout_max_fail_percentage')}: a percentage of a batch's Engines, 0 to 100 "
+            f"(0: the first failed Engine stops the rollout)."
+        )
     if v["engine_rollout_promote"] and v["engine_rollout_abort"]:
-        out.append(f"{s.cite['engine_rollout_promote']} and {s.cite['engine_rollout_abort']} are both true: promote "
-                   f"continues the paused rollout, abort rolls its canary back; choose one.")
+        out.append(
+            f"{s.cite['engine_rollout_promote']} and {s.cite['engine_rollout_abort']} are both true: promote "
+            f"continues the paused rollout, abort rolls its canary back; choose one."
+        )
     run_id = str(v["engine_run_id"])
     if run_id and not _plan.RUN_ID_RE.match(run_id):
-        out.append(f"{s.show('engine_run_id')}: names the run's report folder; use letters, digits, '.', '_' and '-' "
-                   f"only (at most 128).")
+        out.append(
+            f"{s.show('engine_run_id')}: names the run's report folder; use letters, digits, '.', '_' and '-' "
+            f"only (at most 128)."
+        )
     return out
 
 
@@ -441,8 +508,7 @@ def validate(given: dict, environ=None) -> tuple[Settings, list[str]]:
     """The resolved settings and every problem found (an empty list: good to go)."""
     s = Settings(given or {}, environ)
     problems = list(s.problems)
-    for check in (_target, _repository, _rollout, _health, _bakes, _checks, _evals, _webhook, _report_dir,
-                  _retention):
+    for check in (_target, _repository, _rollout, _health, _bakes, _checks, _evals, _webhook, _report_dir, _retention):
         problems += check(s)
     return s, problems
 
@@ -468,8 +534,10 @@ def _folder(engine: str, name: str, value) -> list[str]:
     if not isinstance(value, str):
         return [f"{engine}: {name}={value!r}: must be a path (a string)."]
     if not value.startswith(("/", "~")):
-        return [f"{engine}: {name}={value!r}: not an absolute path; the folder on the Docker host must be absolute, "
-                f"e.g. /srv/engines/{engine}."]
+        return [
+            f"{engine}: {name}={value!r}: not an absolute path; the folder on the Docker host must be absolute, "
+            f"e.g. /srv/engines/{engine}."
+        ]
     return []
 
 
@@ -477,17 +545,23 @@ def _where(engine: str, v: dict) -> list[str]:
     """The Engine's hosting model and what it needs: a container's name, or a Compose project's folder."""
     deployment = v.get("engine_deployment") if _set(v.get("engine_deployment")) else "container"
     if deployment not in DEPLOYMENTS:
-        return [f"{engine}: engine_deployment={deployment!r}: must be one of {', '.join(DEPLOYMENTS)} (a per-user "
-                f"container, or a service of a Compose project)."]
+        return [
+            f"{engine}: engine_deployment={deployment!r}: must be one of {', '.join(DEPLOYMENTS)} (a per-user "
+            f"container, or a service of a Compose project)."
+        ]
     if deployment == "compose":
         if not _set(v.get("engine_compose_dir")):
-            return [f"{engine}: engine_compose_dir is not set: a Compose Engine (engine_deployment=compose) needs "
-                    f"its project's folder on the Docker host."]
+            return [
+                f"{engine}: engine_compose_dir is not set: a Compose Engine (engine_deployment=compose) needs "
+                f"its project's folder on the Docker host."
+            ]
         return _folder(engine, "engine_compose_dir", v["engine_compose_dir"])
     name = v.get("engine_container_name")
     if not _set(name):
-        return [f"{engine}: engine_container_name is not set: a per-user container Engine (engine_deployment="
-                f"container, the default) needs its container's name."]
+        return [
+            f"{engine}: engine_container_name is not set: a per-user container Engine (engine_deployment="
+            f"container, the default) needs its container's name."
+        ]
     if not isinstance(name, str):
         return [f"{engine}: engine_container_name={name!r}: must be a container's name (a string)."]
     return []
@@ -502,8 +576,10 @@ def _engine_url(engine: str, url) -> list[str]:
     except ValueError:
         scheme, host = "", None
     if not isinstance(url, str) or scheme not in ("http", "https") or not host:
-        return [f"{engine}: engine_url={url!r} is not an http:// or https:// URL with a host: give the Engine's base "
-                f"URL, e.g. http://127.0.0.1:9001."]
+        return [
+            f"{engine}: engine_url={url!r} is not an http:// or https:// URL with a host: give the Engine's base "
+            f"URL, e.g. http://127.0.0.1:9001."
+        ]
     return []
 
 

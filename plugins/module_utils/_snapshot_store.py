@@ -157,8 +157,9 @@ def sort_newest_first(snapshots: list[dict]) -> list[dict]:
     return sorted(snapshots, key=_newest_first_key, reverse=True)
 
 
-def select_prunable(snapshots, now: datetime, keep_last: int | None = None, keep_days: int | None = None,
-                    protect=()) -> list[str]:
+def select_prunable(
+    snapshots, now: datetime, keep_last: int | None = None, keep_days: int | None = None, protect=()
+) -> list[str]:
     """Names of the snapshots that retention removes, newest first (a pure function).
 
     `snapshots` are those of one Engine and one kind (SnapshotStore.prune chooses them). The newest `keep_last`
@@ -189,7 +190,8 @@ def matching(snapshots, key: str | None = None, kind: str | None = None, version
     """The listed snapshots (store.list() entries) of the Engine `key`, of `kind`, taken on `version` (each
     filter only when given), newest first. Older manifests match a key only through their volume or bind mount."""
     chosen = [
-        entry for entry in snapshots
+        entry
+        for entry in snapshots
         if (key is None or engine_binding(entry["manifest"], key) == SAME)
         and (kind is None or entry["kind"] == kind)
         and (version is None or entry["engine_version"] == version)
@@ -223,8 +225,11 @@ def diff_after(state: str, before: dict, result: dict) -> dict:
     elif state == "restored":
         names.update([result["previous_brain"]["name"]] if result["previous_brain"] else [])
         snapshot = result["snapshot"]
-        after["brain"] = dict(path=before["brain"]["path"], sha256=snapshot["sha256"],
-                              applied_migrations=snapshot["manifest"].get("applied_migrations"))
+        after["brain"] = dict(
+            path=before["brain"]["path"],
+            sha256=snapshot["sha256"],
+            applied_migrations=snapshot["manifest"].get("applied_migrations"),
+        )
     after["snapshots"] = sorted(names)
     return after
 
@@ -255,8 +260,10 @@ class SnapshotStore:
         :meth:`temp` names, and SQLite's journals of them): a killed snapshot's are among them."""
         if not tag or not os.path.isdir(self.dest):
             return []
-        pattern = re.compile(rf"^\..+\.{re.escape(tag)}(?:{re.escape(DATA_SUFFIX)}(?:-wal|-journal)?|"
-                             rf"{re.escape(MANIFEST_SUFFIX)})\.tmp(?:-journal|-wal|-shm)?$")
+        pattern = re.compile(
+            rf"^\..+\.{re.escape(tag)}(?:{re.escape(DATA_SUFFIX)}(?:-wal|-journal)?|"
+            rf"{re.escape(MANIFEST_SUFFIX)})\.tmp(?:-journal|-wal|-shm)?$"
+        )
         return sorted(os.path.join(self.dest, name) for name in os.listdir(self.dest) if pattern.match(name))
 
     # ---- reading
@@ -342,8 +349,9 @@ class SnapshotStore:
         """The Engine keys that snapshots (of `kind`) in the folder belong to (None for those that do not say)."""
         return {entry["engine_key"] for entry in self.list() if kind is None or entry["kind"] == kind}
 
-    def resolve_name(self, name: str, key: str, slug: str, container: str | None = None,
-                     path: str | None = None) -> tuple[str, dict | None, str | None]:
+    def resolve_name(
+        self, name: str, key: str, slug: str, container: str | None = None, path: str | None = None
+    ) -> tuple[str, dict | None, str | None]:
         """The name a new snapshot of the Engine `key` takes when it asks for `name`, and whether one exists.
 
         Returns (name, existing entry of this Engine to re-use or None, warning or None). A snapshot of that
@@ -358,9 +366,11 @@ class SnapshotStore:
         if binding == SAME:
             return name, self._unless_damaged(existing), None
         distinct = check_name(f"{name}-{slug}", "name")
-        warning = (f"Snapshot {name} in {self.dest} belongs to {describe_engine(existing['manifest'])}, not to this "
-                   f"Engine ({key}): it is left alone, and this Engine's snapshot is named {distinct}. Include the "
-                   "Engine's identity slug in snapshot names when Engines share a folder.")
+        warning = (
+            f"Snapshot {name} in {self.dest} belongs to {describe_engine(existing['manifest'])}, not to this "
+            f"Engine ({key}): it is left alone, and this Engine's snapshot is named {distinct}. Include the "
+            "Engine's identity slug in snapshot names when Engines share a folder."
+        )
         other = self.get(distinct)
         if other is None:
             return distinct, None, warning
@@ -427,8 +437,9 @@ class SnapshotStore:
             os.fsync(handle.fileno())
         return temp
 
-    def commit(self, name: str, renames: list, manifest: dict, *, key: str | None = None, slug: str = "",
-               tag: str = "") -> str:
+    def commit(
+        self, name: str, renames: list, manifest: dict, *, key: str | None = None, slug: str = "", tag: str = ""
+    ) -> str:
         """Data files into place, then the manifest that makes them a snapshot; then fsync the folder.
 
         `renames`: (temporary path, suffix) pairs, the data file first. Under the folder's lock, the name is
@@ -442,8 +453,10 @@ class SnapshotStore:
                     name = check_name(f"{name}-{slug}", "name")
                     manifest = dict(manifest, name=name)
             if os.path.exists(self.manifest_path(name)) or os.path.exists(self.data_path(name)):
-                raise SnapshotError(f"A snapshot named {name} appeared in {self.dest} while this one was written: "
-                                    "it is left alone and this one was not kept. Run again.")
+                raise SnapshotError(
+                    f"A snapshot named {name} appeared in {self.dest} while this one was written: "
+                    "it is left alone and this one was not kept. Run again."
+                )
             manifest_temp = self.write_manifest_temp(name, manifest, tag)
             for temp, suffix in renames:
                 os.replace(temp, os.path.join(self.dest, name + suffix))
@@ -458,9 +471,19 @@ class SnapshotStore:
         remove(self.manifest_path(name))
         fsync_path(self.dest)
 
-    def prune(self, keep_last: int | None, keep_days: int | None, *, kind: str, key: str | None,
-              protect=(), taken: dict | None = None, now: datetime | None = None, check_mode: bool = False,
-              actions: list) -> list[str]:
+    def prune(
+        self,
+        keep_last: int | None,
+        keep_days: int | None,
+        *,
+        kind: str,
+        key: str | None,
+        protect=(),
+        taken: dict | None = None,
+        now: datetime | None = None,
+        check_mode: bool = False,
+        actions: list,
+    ) -> list[str]:
         """Apply retention to the snapshots of one Engine (`key`) and one `kind`; every other snapshot in the
         folder is left alone (another Engine's, another kind's, one whose kind or Engine cannot be told).
 

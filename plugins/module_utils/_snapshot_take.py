@@ -68,8 +68,9 @@ _METHOD_TEXT = dict(backup="online backup API", reflink="reflink clone")
 LEFTOVER_GRACE_SECONDS = 10.0
 
 
-def clear_leftovers(store: SnapshotStore, slug: str, actions: list, check_mode: bool = False,
-                    now: float | None = None) -> list[str]:
+def clear_leftovers(
+    store: SnapshotStore, slug: str, actions: list, check_mode: bool = False, now: float | None = None
+) -> list[str]:
     """Remove the hidden temporary files a killed snapshot of this Engine (`slug`) left in the folder, whatever its
     name (each run names its snapshot anew): those no process holds and nobody wrote to for a while."""
     now = time.time() if now is None else now
@@ -99,8 +100,13 @@ def _prepare_temp(path: str) -> None:
 
 def _cleanup(store: SnapshotStore, name: str, tag: str) -> None:
     data_temp = store.temp(name, DATA_SUFFIX, tag)
-    for path in (data_temp, data_temp + "-journal", data_temp + "-wal", data_temp + "-shm",
-                 store.temp(name, MANIFEST_SUFFIX, tag)):
+    for path in (
+        data_temp,
+        data_temp + "-journal",
+        data_temp + "-wal",
+        data_temp + "-shm",
+        store.temp(name, MANIFEST_SUFFIX, tag),
+    ):
         remove(path)
     for suffix in SIDE_SUFFIXES:
         remove(store.temp(name, DATA_SUFFIX + suffix, tag))
@@ -207,15 +213,29 @@ def _clone(source: sqlite3.Connection, temp: str, brain_path: str) -> sqlite3.Co
         copy.execute("PRAGMA journal_mode=DELETE").fetchone()
     except sqlite3.DatabaseError as exc:
         copy.close()
-        raise BrainError(f"The clone of the brain at {brain_path} cannot be read ({exc}); no snapshot was kept."
-                         ) from exc
+        raise BrainError(
+            f"The clone of the brain at {brain_path} cannot be read ({exc}); no snapshot was kept."
+        ) from exc
     return copy
 
 
-def take_snapshot(store: SnapshotStore, brain_path: str, name: str, *, verify: str, fields: dict, migrations: dict,
-                  min_free_bytes: int, warnings: list, actions: list, check_mode: bool = False,
-                  retain_days: int | None = None, method: str = "backup", key: str | None = None,
-                  slug: str = "") -> dict:
+def take_snapshot(
+    store: SnapshotStore,
+    brain_path: str,
+    name: str,
+    *,
+    verify: str,
+    fields: dict,
+    migrations: dict,
+    min_free_bytes: int,
+    warnings: list,
+    actions: list,
+    check_mode: bool = False,
+    retain_days: int | None = None,
+    method: str = "backup",
+    key: str | None = None,
+    slug: str = "",
+) -> dict:
     """A consistent snapshot of the (possibly live) brain at `brain_path`, kept as `name` in `store`.
 
     `fields` go into the manifest as they are (reason, kind, engine, engine_version, image, image_id, source);
@@ -243,11 +263,21 @@ def take_snapshot(store: SnapshotStore, brain_path: str, name: str, *, verify: s
                 raise _corrupt(brain_path, verify, problems)
             actions.extend(planned)
             now = utc_now()
-            return dict(name=name, path=store.data_path(name), manifest_path=store.manifest_path(name),
-                        size=facts["logical_size"], sha256=None, created_at=iso(now),
-                        retain_until=retain_until(now, retain_days), reason=fields.get("reason"), raw_copy=False,
-                        kind=fields.get("kind"), engine_key=key, engine_version=fields.get("engine_version"),
-                        manifest=None)
+            return dict(
+                name=name,
+                path=store.data_path(name),
+                manifest_path=store.manifest_path(name),
+                size=facts["logical_size"],
+                sha256=None,
+                created_at=iso(now),
+                retain_until=retain_until(now, retain_days),
+                reason=fields.get("reason"),
+                raw_copy=False,
+                kind=fields.get("kind"),
+                engine_key=key,
+                engine_version=fields.get("engine_version"),
+                manifest=None,
+            )
         try:
             _prepare_temp(data_temp)
             started, clock = utc_now(), time.monotonic()
@@ -288,8 +318,10 @@ def take_snapshot(store: SnapshotStore, brain_path: str, name: str, *, verify: s
             if is_disk_full(exc):
                 raise _full(store, exc) from exc
             if isinstance(exc, sqlite3.DatabaseError):
-                raise BrainError(f"The copy of the brain at {brain_path} cannot be read ({exc}): the brain is corrupt, "
-                                 "and no snapshot was kept. Restore it from an earlier snapshot.") from exc
+                raise BrainError(
+                    f"The copy of the brain at {brain_path} cannot be read ({exc}): the brain is corrupt, "
+                    "and no snapshot was kept. Restore it from an earlier snapshot."
+                ) from exc
             raise SnapshotError(f"Cannot write the snapshot {store.data_path(name)}: {exc}") from exc
         finally:
             _cleanup(store, name, slug)
@@ -298,8 +330,18 @@ def take_snapshot(store: SnapshotStore, brain_path: str, name: str, *, verify: s
     return store.get(committed)
 
 
-def save_raw(store: SnapshotStore, brain_path: str, name: str, *, fields: dict, min_free_bytes: int, actions: list,
-             check_mode: bool = False, retain_days: int | None = None, slug: str = "") -> dict:
+def save_raw(
+    store: SnapshotStore,
+    brain_path: str,
+    name: str,
+    *,
+    fields: dict,
+    min_free_bytes: int,
+    actions: list,
+    check_mode: bool = False,
+    retain_days: int | None = None,
+    slug: str = "",
+) -> dict:
     """A byte copy of a brain that cannot be read as a database (with its -wal / -journal), kept as evidence."""
     sources = [(brain_path, DATA_SUFFIX)] + [
         (brain_path + suffix, DATA_SUFFIX + suffix) for suffix in SIDE_SUFFIXES if file_size(brain_path + suffix)
@@ -313,10 +355,21 @@ def save_raw(store: SnapshotStore, brain_path: str, name: str, *, fields: dict, 
     if check_mode:
         actions.extend(planned)
         now = utc_now()
-        return dict(name=name, path=store.data_path(name), manifest_path=store.manifest_path(name),
-                    size=file_size(brain_path), sha256=None, created_at=iso(now),
-                    retain_until=retain_until(now, retain_days), reason=fields.get("reason"), raw_copy=True,
-                    kind=fields.get("kind"), engine_key=None, engine_version=None, manifest=None)
+        return dict(
+            name=name,
+            path=store.data_path(name),
+            manifest_path=store.manifest_path(name),
+            size=file_size(brain_path),
+            sha256=None,
+            created_at=iso(now),
+            retain_until=retain_until(now, retain_days),
+            reason=fields.get("reason"),
+            raw_copy=True,
+            kind=fields.get("kind"),
+            engine_key=None,
+            engine_version=None,
+            manifest=None,
+        )
     renames, side_files, digests = [], [], {}
     started = utc_now()
     try:
@@ -327,14 +380,23 @@ def save_raw(store: SnapshotStore, brain_path: str, name: str, *, fields: dict, 
             renames.append((temp, suffix))
             if suffix != DATA_SUFFIX:
                 side_files.append(dict(file=name + suffix, size=os.path.getsize(temp), sha256=digests[suffix]))
-        manifest = raw_manifest(fields, name, started, retain_days, os.path.getsize(renames[0][0]),
-                                digests[DATA_SUFFIX], journal_mode_in_header(brain_path), side_files)
+        manifest = raw_manifest(
+            fields,
+            name,
+            started,
+            retain_days,
+            os.path.getsize(renames[0][0]),
+            digests[DATA_SUFFIX],
+            journal_mode_in_header(brain_path),
+            side_files,
+        )
         store.commit(name, renames, manifest, tag=slug)
         created = None
     except OSError as exc:
         if is_disk_full(exc):
-            raise InsufficientSpaceError(f"The file system of {store.dest} filled up ({exc}); nothing was kept."
-                                         ) from exc
+            raise InsufficientSpaceError(
+                f"The file system of {store.dest} filled up ({exc}); nothing was kept."
+            ) from exc
         raise SnapshotError(f"Cannot write the raw copy {store.data_path(name)}: {exc}") from exc
     finally:
         _cleanup(store, name, slug)

@@ -389,9 +389,12 @@ def main() -> None:
     )
     # A multi-GB snapshot or restore keeps the Engine's lock alive while it works. A relative dest is refused by
     # BrainSnapshot before anything, the lock too.
-    module.run(lambda: BrainSnapshot(module.params, module.check_mode, diff=module._diff, warn=module.warn,
-                                     check_sdk=module.check_sdk).run(),
-               locked=not relative_paths({"dest": module.params["dest"]}))
+    module.run(
+        lambda: BrainSnapshot(
+            module.params, module.check_mode, diff=module._diff, warn=module.warn, check_sdk=module.check_sdk
+        ).run(),
+        locked=not relative_paths({"dest": module.params["dest"]}),
+    )
 
 
 if __name__ == "__main__":

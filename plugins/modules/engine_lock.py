@@ -247,22 +247,36 @@ class LockManager:
         before, after = plan["before"], plan["after"]
         taken_over = None
         if plan["action"] == "take_over":
-            taken_over = {"owner": before.owner, "run_id": before.run_id, "acquired_at": before.acquired_at,
-                          "expired_at": before.expires_at}
+            taken_over = {
+                "owner": before.owner,
+                "run_id": before.run_id,
+                "acquired_at": before.acquired_at,
+                "expired_at": before.expires_at,
+            }
             self.module.warn(
                 f"Took over the expired lock of Engine {self.lock.engine}, held by {before.owner} (run "
                 f"{before.run_id}) since {before.acquired_at}, expired at {before.expires_at}."
             )
         lock = {
-            "engine": self.lock.engine, "key": self.lock.key, "path": self.lock.path, "is_held": after is not None,
-            "owner": after.owner if after else None, "run_id": after.run_id if after else None,
-            "acquired_at": after.acquired_at if after else None, "expires_at": after.expires_at if after else None,
-            "action": plan["action"], "taken_over": taken_over,
+            "engine": self.lock.engine,
+            "key": self.lock.key,
+            "path": self.lock.path,
+            "is_held": after is not None,
+            "owner": after.owner if after else None,
+            "run_id": after.run_id if after else None,
+            "acquired_at": after.acquired_at if after else None,
+            "expires_at": after.expires_at if after else None,
+            "action": plan["action"],
+            "taken_over": taken_over,
         }
         result = {"changed": changed, "lock": lock}
         if self.module._diff and changed:
-            result["diff"] = {"before": _text(before), "after": _text(after), "before_header": self.lock.path,
-                              "after_header": self.lock.path}
+            result["diff"] = {
+                "before": _text(before),
+                "after": _text(after),
+                "before_header": self.lock.path,
+                "after_header": self.lock.path,
+            }
         return result
 
 

@@ -242,14 +242,18 @@ class RolloutPlanner:
             problems.append(f"controls={controls}: control Engines per batch cannot be negative (0: none).")
         run_id = p["run_id"] or v["engine_run_id"] or _plan.new_run_id()
         if p["run_id"] and not _plan.RUN_ID_RE.match(p["run_id"]):
-            problems.append(f"run_id={p['run_id']!r}: names the run's report folder; use letters, digits, '.', '_' "
-                            f"and '-' only (at most 128).")
+            problems.append(
+                f"run_id={p['run_id']!r}: names the run's report folder; use letters, digits, '.', '_' "
+                f"and '-' only (at most 128)."
+            )
         engines = _plan.check_engines(p["engines"])
         if not engines:
             pattern = settings.show("engine_hosts")
             limit = f" within --limit {p['limit']!r}" if p["limit"] else ""
-            problems.append(f"{pattern} matches no host of the inventory{limit}: nothing to upgrade; check the "
-                            f"pattern (-e engine_hosts=<group or pattern>) and the inventory.")
+            problems.append(
+                f"{pattern} matches no host of the inventory{limit}: nothing to upgrade; check the "
+                f"pattern (-e engine_hosts=<group or pattern>) and the inventory."
+            )
         elif not stage_problems:
             problems += self._batch_problems(stages, stages_name, len(engines))
         engine_problems = _settings.engine_problems([e["name"] for e in engines], p["engine_vars"] or {})
@@ -300,11 +304,16 @@ class RolloutPlanner:
 def main() -> None:
     module = EngineModule(
         argument_spec=dict(
-            engines=dict(type="list", elements="dict", required=True, options=dict(
-                name=dict(type="str", required=True),
-                docker_host=dict(type="str"),
-                canary=dict(type="bool", default=False),
-            )),
+            engines=dict(
+                type="list",
+                elements="dict",
+                required=True,
+                options=dict(
+                    name=dict(type="str", required=True),
+                    docker_host=dict(type="str"),
+                    canary=dict(type="bool", default=False),
+                ),
+            ),
             stages=dict(type="raw"),
             run_id=dict(type="str"),
             controls=dict(type="int"),

@@ -35,50 +35,93 @@ RELATIVE_SNAPSHOTS = "faults-relative-snapshots"
 #: id -> (playbook, extra vars, inventory variables of the Engine, what the one message must say)
 CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any], tuple[str, ...]]] = {
     "rollback restore_brain not a choice": (
-        "rollback.yml", {"engine_rollback_restore_brain": "sometimes"}, {},
-        ("engine_rollback_restore_brain", "sometimes", "auto, always, never")),
+        "rollback.yml",
+        {"engine_rollback_restore_brain": "sometimes"},
+        {},
+        ("engine_rollback_restore_brain", "sometimes", "auto, always, never"),
+    ),
     "rollback drain timeout not a number": (
-        "rollback.yml", {"engine_rollback_drain_timeout": "sixty"}, {},
-        ("engine_rollback_drain_timeout", "int")),
+        "rollback.yml",
+        {"engine_rollback_drain_timeout": "sixty"},
+        {},
+        ("engine_rollback_drain_timeout", "int"),
+    ),
     "rollback drain timeout negative": (
-        "rollback.yml", {"engine_rollback_drain_timeout": -5}, {}, ("drain_timeout must be 0 or more",)),
+        "rollback.yml",
+        {"engine_rollback_drain_timeout": -5},
+        {},
+        ("drain_timeout must be 0 or more",),
+    ),
     "rollback healthy streak zero": (
-        "rollback.yml", {"engine_rollback_healthy_streak": 0}, {}, ("healthy_streak must be 1 or more",)),
+        "rollback.yml",
+        {"engine_rollback_healthy_streak": 0},
+        {},
+        ("healthy_streak must be 1 or more",),
+    ),
     "rollback to a release that does not exist": (
-        "rollback.yml", {"engine_rollback_version": "2.9.9"}, {}, ("engine:2.9.9",)),
+        "rollback.yml",
+        {"engine_rollback_version": "2.9.9"},
+        {},
+        ("engine:2.9.9",),
+    ),
     "rollback state dir not absolute": (
-        "rollback.yml", {"engine_state_dir": RELATIVE_STATE, "engine_rollback_version": "2.3.0"}, {},
-        (RELATIVE_STATE, "absolute")),
+        "rollback.yml",
+        {"engine_state_dir": RELATIVE_STATE, "engine_rollback_version": "2.3.0"},
+        {},
+        (RELATIVE_STATE, "absolute"),
+    ),
     "snapshot kind not a choice": (
-        "snapshot.yml", {"engine_snapshot_kind": "daily"}, {}, ("engine_snapshot_kind", "daily", "scheduled")),
+        "snapshot.yml",
+        {"engine_snapshot_kind": "daily"},
+        {},
+        ("engine_snapshot_kind", "daily", "scheduled"),
+    ),
     "snapshot verify not a choice": (
-        "snapshot.yml", {"engine_snapshot_verify": "fast"}, {}, ("engine_snapshot_verify", "fast", "quick")),
-    "snapshot keep_last negative": (
-        "snapshot.yml", {"engine_snapshot_keep_last": -1}, {}, ("keep_last", "-1")),
-    "snapshot lock ttl zero": (
-        "snapshot.yml", {"engine_snapshot_lock_ttl": 0}, {}, ("ttl", "0")),
+        "snapshot.yml",
+        {"engine_snapshot_verify": "fast"},
+        {},
+        ("engine_snapshot_verify", "fast", "quick"),
+    ),
+    "snapshot keep_last negative": ("snapshot.yml", {"engine_snapshot_keep_last": -1}, {}, ("keep_last", "-1")),
+    "snapshot lock ttl zero": ("snapshot.yml", {"engine_snapshot_lock_ttl": 0}, {}, ("ttl", "0")),
     "snapshot folder not absolute": (
-        "snapshot.yml", {}, {"engine_snapshot_dir": RELATIVE_SNAPSHOTS}, (RELATIVE_SNAPSHOTS, "absolute")),
+        "snapshot.yml",
+        {},
+        {"engine_snapshot_dir": RELATIVE_SNAPSHOTS},
+        (RELATIVE_SNAPSHOTS, "absolute"),
+    ),
     "deployment not a hosting model": (
-        "upgrade.yml", {"engine_target_version": "2.4.0"}, {"engine_deployment": "kubernetes"},
-        ("deployment", "kubernetes", "container, compose")),
+        "upgrade.yml",
+        {"engine_target_version": "2.4.0"},
+        {"engine_deployment": "kubernetes"},
+        ("deployment", "kubernetes", "container, compose"),
+    ),
     "container name missing": (
-        "upgrade.yml", {"engine_target_version": "2.4.0"}, {"engine_container_name": None},
-        ("container_name",)),
+        "upgrade.yml",
+        {"engine_target_version": "2.4.0"},
+        {"engine_container_name": None},
+        ("container_name",),
+    ),
     "engine url without a scheme": (
-        "upgrade.yml", {"engine_target_version": "2.4.0"}, {"engine_url": "127.0.0.1:9001"},
-        ("127.0.0.1:9001", "http")),
+        "upgrade.yml",
+        {"engine_target_version": "2.4.0"},
+        {"engine_url": "127.0.0.1:9001"},
+        ("127.0.0.1:9001", "http"),
+    ),
     "compose folder that does not exist": (
-        "upgrade.yml", {"engine_target_version": "2.4.0"},
+        "upgrade.yml",
+        {"engine_target_version": "2.4.0"},
         {"engine_deployment": "compose", "engine_compose_dir": "/nonexistent/engine", "engine_container_name": None},
-        ("/nonexistent/engine",)),
+        ("/nonexistent/engine",),
+    ),
 }
 PARALLEL = 4
 
 
 @pytest.fixture(scope="module")
-def bad_runs(docker_client: docker.DockerClient, fault_images: list[str],
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def bad_runs(
+    docker_client: docker.DockerClient, fault_images: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     f = Faults(docker_client, tmp_path_factory.mktemp("bad-input"))
     try:
         (engine,) = f.up_engines(1)
@@ -89,8 +132,9 @@ def bad_runs(docker_client: docker.DockerClient, fault_images: list[str],
             playbook, extra, host_vars, _expected = CASES[case]
             hv = {k: v for k, v in {**base, **host_vars}.items() if v is not None}
             inventory = f.tmp / f"inventory-{case.replace(' ', '-')}.yml"
-            inventory.write_text(yaml.safe_dump(
-                {"all": {"children": {"engines": {"hosts": {engine.engine_id: hv}}}}}, sort_keys=False))
+            inventory.write_text(
+                yaml.safe_dump({"all": {"children": {"engines": {"hosts": {engine.engine_id: hv}}}}}, sort_keys=False)
+            )
             return f.start(playbook, label=case, inventory=inventory, **extra).wait()
 
         with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
@@ -127,8 +171,9 @@ def test_a_bad_inventory_variable_in_a_later_batch_stops_the_run_before_the_cana
     inventory["all"]["children"]["engine_canary"] = {"hosts": {engine.engine_id: None}}
     faults.inventory_path.write_text(yaml.safe_dump(inventory, sort_keys=False))
     before = faults.state()
-    run = faults.run("upgrade.yml", label="typo in a later batch", engine_target_version="2.4.0",
-                     engine_upgrade_checks=False)
+    run = faults.run(
+        "upgrade.yml", label="typo in a later batch", engine_target_version="2.4.0", engine_upgrade_checks=False
+    )
     assert run.rc not in (0, 4), run.stdout[-3000:]
     assert any("engine_deployment" in m and "docker" in m for m in failure_messages(run)), failure_messages(run)
     assert faults.state() == before, "the canary was upgraded before the typo of a later Engine was found"

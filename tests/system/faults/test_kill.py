@@ -82,8 +82,9 @@ class Killed:
     seconds: float = 0.0
 
 
-def docker_event(client: docker.DockerClient, since: float, match: Callable[[dict], bool], timeout: float = 120
-                 ) -> dict:
+def docker_event(
+    client: docker.DockerClient, since: float, match: Callable[[dict], bool], timeout: float = 120
+) -> dict:
     """The first container event since ``since`` that ``match``es (Docker's event stream, read in a thread)."""
     found: dict = {}
     done = threading.Event()
@@ -117,12 +118,21 @@ def kill_point(sc: Killed, run: LiveRun, started: float) -> None:
     name = engine.container().name
     if sc.name == "snapshot":
         folder = sc.faults.snapshot_dir(engine.engine_id)
-        wait_for(lambda: folder.is_dir() and any(e.name.startswith(".pre-upgrade") and e.stat().st_size > 0
-                                                 for e in os.scandir(folder)),
-                 "the snapshot's temporary file", timeout=180, interval=0.005)
+        wait_for(
+            lambda: (
+                folder.is_dir()
+                and any(e.name.startswith(".pre-upgrade") and e.stat().st_size > 0 for e in os.scandir(folder))
+            ),
+            "the snapshot's temporary file",
+            timeout=180,
+            interval=0.005,
+        )
     elif sc.name in ("drain", "compose"):
-        docker_event(client, started, lambda e: e.get("Action") == "kill" and _attrs(e).get("signal") == "15"
-                     and _attrs(e).get("name") == name)
+        docker_event(
+            client,
+            started,
+            lambda e: e.get("Action") == "kill" and _attrs(e).get("signal") == "15" and _attrs(e).get("name") == name,
+        )
     elif sc.name == "switch":
         docker_event(client, started, lambda e: e.get("Action") == "create" and _attrs(e).get("name") == name)
     elif sc.name == "health":
@@ -131,8 +141,13 @@ def kill_point(sc: Killed, run: LiveRun, started: float) -> None:
         run.wait_for_line(r"TASK \[.*Bake: healthy at every check")
     elif sc.name == "restore":
         run.wait_for_line(r"TASK \[.*Rollback \| Roll back \(checks")
-        docker_event(client, started, lambda e: e.get("Action") == "kill" and _attrs(e).get("name") == name
-                     and _attrs(e).get("image") == "engine:2.4.1")
+        docker_event(
+            client,
+            started,
+            lambda e: (
+                e.get("Action") == "kill" and _attrs(e).get("name") == name and _attrs(e).get("image") == "engine:2.4.1"
+            ),
+        )
     run.kill()
 
 
@@ -152,14 +167,20 @@ def play(sc: Killed) -> Killed:
             sc.killed = f.start("upgrade.yml", label=f"killed at {sc.name}", **extra)
             kill_point(sc, sc.killed, started)
             time.sleep(1)  # what Docker still finishes by itself (a stop it was asked for) is done by now
-            sc.after_kill = {c.name: c.status for c in f.client.containers.list(
-                all=True, filters={"label": f"io.september.fleet={f.fleet.name}"})}
+            sc.after_kill = {
+                c.name: c.status
+                for c in f.client.containers.list(all=True, filters={"label": f"io.september.fleet={f.fleet.name}"})
+            }
             assert f.lock_files(), "the killed run left no lock"
             # engine_upgrade_lock_ttl is how long a dead run may keep its Engines locked: then the job runs again.
             killed_at = sc.killed.killed_at
             assert killed_at is not None
-            wait_for(lambda: time.monotonic() > killed_at + KILL_VARS["engine_upgrade_lock_ttl"] + 1,
-                     "the dead run's lock TTL to pass", timeout=120, interval=0.5)
+            wait_for(
+                lambda: time.monotonic() > killed_at + KILL_VARS["engine_upgrade_lock_ttl"] + 1,
+                "the dead run's lock TTL to pass",
+                timeout=120,
+                interval=0.5,
+            )
             sc.rerun = f.run("upgrade.yml", label=f"re-run after {sc.name}", **extra)
     except BaseException:  # reported by the scenario's test
         sc.error = traceback.format_exc()
@@ -169,22 +190,33 @@ def play(sc: Killed) -> Killed:
 
 def selected_steps(request: pytest.FixtureRequest) -> list[str]:
     """The steps whose tests this session runs (``-k compose`` plays the compose scenario alone)."""
-    chosen = {item.callspec.params["step"] for item in request.session.items
-              if getattr(item, "originalname", None) == "test_killed_then_rerun" and hasattr(item, "callspec")}
+    chosen = {
+        item.callspec.params["step"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_killed_then_rerun" and hasattr(item, "callspec")
+    }
     return [name for name in SCENARIOS if name in chosen] or list(SCENARIOS)
 
 
 @pytest.fixture(scope="module")
-def killed(request: pytest.FixtureRequest, docker_client: docker.DockerClient, fault_images: list[str],
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Killed]]:
-    scenarios = {name: Killed(name, Faults(docker_client, tmp_path_factory.mktemp(f"kill-{name}")))
-                 for name in selected_steps(request)}
+def killed(
+    request: pytest.FixtureRequest,
+    docker_client: docker.DockerClient,
+    fault_images: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Killed]]:
+    scenarios = {
+        name: Killed(name, Faults(docker_client, tmp_path_factory.mktemp(f"kill-{name}")))
+        for name in selected_steps(request)
+    }
     started = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
             list(pool.map(play, scenarios.values()))
-        print(f"kill scenarios: {time.monotonic() - started:.1f}s in all; "
-              + ", ".join(f"{s.name} {s.seconds:.0f}s" for s in scenarios.values()))
+        print(
+            f"kill scenarios: {time.monotonic() - started:.1f}s in all; "
+            + ", ".join(f"{s.name} {s.seconds:.0f}s" for s in scenarios.values())
+        )
         yield scenarios
     finally:
         for sc in scenarios.values():
@@ -194,14 +226,19 @@ def killed(request: pytest.FixtureRequest, docker_client: docker.DockerClient, f
 #: The defects these scenarios show (see docs/faults.md); the marks go when they are fixed.
 DEFECTS = {
     "restore": "defect: the rollback in the upgrade's rescue keeps the run's lock with engine_rollback's TTL (1200 s), "
-               "not engine_upgrade_lock_ttl (roles/engine_rollback/tasks/main.yml passes no lock ttl): a run killed "
-               "during its rollback locks the Engine for 20 minutes, and the re-run after engine_upgrade_lock_ttl is "
-               "refused",
+    "not engine_upgrade_lock_ttl (roles/engine_rollback/tasks/main.yml passes no lock ttl): a run killed "
+    "during its rollback locks the Engine for 20 minutes, and the re-run after engine_upgrade_lock_ttl is "
+    "refused",
 }
 
 
-@pytest.mark.parametrize("step", [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=DEFECTS[s]))
-                                  if s in DEFECTS else s for s in SCENARIOS])
+@pytest.mark.parametrize(
+    "step",
+    [
+        pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=DEFECTS[s])) if s in DEFECTS else s
+        for s in SCENARIOS
+    ],
+)
 def test_killed_then_rerun(killed: dict[str, Killed], step: str) -> None:
     sc = killed[step]
     f, engine = sc.faults, sc.engine

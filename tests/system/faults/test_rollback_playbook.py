@@ -36,8 +36,12 @@ pytestmark = pytest.mark.timeout(420)
 
 
 def die_events(f: Faults, container_id: str, since: float) -> list[str]:
-    events = f.client.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
-                             filters={"type": "container", "container": container_id, "event": ["die", "kill"]})
+    events = f.client.events(
+        since=int(since) - 1,
+        until=int(time.time()) + 1,
+        decode=True,
+        filters={"type": "container", "container": container_id, "event": ["die", "kill"]},
+    )
     return [e.get("Action", "") for e in events]
 
 
@@ -80,7 +84,8 @@ def test_rollback_faults_on_a_bind_mounted_brain(faults: Faults) -> None:
             sidecar.remove(force=True)
         assert run.rc == 2, run.stdout[-3000:]
         assert any(sidecar.name in m and "The Engine was not stopped" in m for m in failure_messages(run)), (
-            failure_messages(run))
+            failure_messages(run)
+        )
         assert die_events(faults, upgraded, since) == []
         assert engine.container().id == upgraded and engine.is_healthy()
         assert faults.lock_files() == [] and faults.temp_files() == []

@@ -25,23 +25,26 @@ def switch(base: dict, result: str, verified: bool | None = False) -> dict:
     return entry
 
 
-@pytest.mark.parametrize(("last", "running", "image", "resume"), [
-    ({}, True, "engine:2.3.0", False),
-    (switch(UP, "ok", None), True, "engine:2.4.0", False),                # an older record: verified
-    (switch(UP, "ok", True), True, "engine:2.4.0", False),
-    (switch(UP, "ok"), True, "engine:2.4.0", True),                       # switched, never verified
-    (switch(UP, "in progress"), False, "engine:2.3.0", True),             # a run died mid-switch, the Engine down
-    (switch(UP, "in progress"), True, "engine:2.4.0", True),
-    (switch(UP, "in progress"), True, "engine:2.3.0", False),             # the switch never happened: upgrade it
-    (switch(UP, "up failed, previous setting restored"), True, "engine:2.3.0", False),
-    (switch(UP, "up failed, previous setting restored"), False, "engine:2.3.0", True),  # still down: bring it back
-    (switch(BACK, "ok"), True, "engine:2.3.0", False),                    # a finished rollback (D3)
-    (switch(BACK, "ok"), False, "engine:2.3.0", False),                   # down: the health gate says so
-    (switch(BACK, "ok", True), True, "engine:2.3.0", False),
-    (switch(BACK, "in progress"), True, "engine:2.4.0", True),            # a rollback a run left half done
-    (switch(BACK, "in progress"), True, "engine:2.3.0", False),
-    (switch(BACK, "up failed, previous setting restored"), True, "engine:2.4.0", True),
-])
+@pytest.mark.parametrize(
+    ("last", "running", "image", "resume"),
+    [
+        ({}, True, "engine:2.3.0", False),
+        (switch(UP, "ok", None), True, "engine:2.4.0", False),  # an older record: verified
+        (switch(UP, "ok", True), True, "engine:2.4.0", False),
+        (switch(UP, "ok"), True, "engine:2.4.0", True),  # switched, never verified
+        (switch(UP, "in progress"), False, "engine:2.3.0", True),  # a run died mid-switch, the Engine down
+        (switch(UP, "in progress"), True, "engine:2.4.0", True),
+        (switch(UP, "in progress"), True, "engine:2.3.0", False),  # the switch never happened: upgrade it
+        (switch(UP, "up failed, previous setting restored"), True, "engine:2.3.0", False),
+        (switch(UP, "up failed, previous setting restored"), False, "engine:2.3.0", True),  # still down: bring it back
+        (switch(BACK, "ok"), True, "engine:2.3.0", False),  # a finished rollback (D3)
+        (switch(BACK, "ok"), False, "engine:2.3.0", False),  # down: the health gate says so
+        (switch(BACK, "ok", True), True, "engine:2.3.0", False),
+        (switch(BACK, "in progress"), True, "engine:2.4.0", True),  # a rollback a run left half done
+        (switch(BACK, "in progress"), True, "engine:2.3.0", False),
+        (switch(BACK, "up failed, previous setting restored"), True, "engine:2.4.0", True),
+    ],
+)
 def test_what_the_last_switch_leaves_to_do(last, running, image, resume) -> None:
     assert needs_resume(last, running, image) is resume
 
@@ -54,11 +57,17 @@ def test_the_way_back_of_an_upgrade_and_of_a_rollback() -> None:
 def entry(last: dict) -> dict:
     """A service's record right after engine_compose wrote its attempt (what it writes again with the result)."""
     if last["action"] == "rolled_back":
-        fields = dict(image="engine:2.3.0", image_id="sha256:230", previous_image="engine:2.3.0",
-                      previous_image_id="sha256:230", rolled_back_from="engine:2.4.0")
+        fields = dict(
+            image="engine:2.3.0",
+            image_id="sha256:230",
+            previous_image="engine:2.3.0",
+            previous_image_id="sha256:230",
+            rolled_back_from="engine:2.4.0",
+        )
     else:
-        fields = dict(image="engine:2.4.0", image_id="sha256:240", previous_image="engine:2.3.0",
-                      previous_image_id="sha256:230")
+        fields = dict(
+            image="engine:2.4.0", image_id="sha256:240", previous_image="engine:2.3.0", previous_image_id="sha256:230"
+        )
     return dict(fields, version=fields["image"].split(":")[1], history=[switch(UP, "ok", True), last])
 
 
@@ -87,7 +96,10 @@ def test_a_rollback_that_never_happened_still_goes_where_it_was_to_go() -> None:
     done = settle(entry(switch(BACK, "in progress")), "engine:2.4.0", "sha256:240", "t")
     assert done["history"][-1]["result"] == "rolled back"
     assert (done["image"], done["previous_image"], done["previous_image_id"]) == (
-        "engine:2.4.0", "engine:2.3.0", "sha256:230")
+        "engine:2.4.0",
+        "engine:2.3.0",
+        "sha256:230",
+    )
     assert "rolled_back_from" not in done
 
 

@@ -20,8 +20,11 @@ MESSAGE = "must be an absolute path on the Docker host, e.g. /var/lib/september-
 def test_relative_paths_are_named_and_none_is_fine() -> None:
     assert relative_paths({"a": "/srv/x", "b": None, "c": "", "d": "x/y", "e": "./z"}) == ["d='x/y'", "e='./z'"]
     require_absolute({"dest": "/var/lib/september-engine/snapshots", "lock.dir": None})
-    with pytest.raises(OptionsError, match=r"^dest='snaps': must be an absolute path on the Docker host, e\.g\. "
-                                           r"/var/lib/september-engine .*Nothing was changed\.$"):
+    with pytest.raises(
+        OptionsError,
+        match=r"^dest='snaps': must be an absolute path on the Docker host, e\.g\. "
+        r"/var/lib/september-engine .*Nothing was changed\.$",
+    ):
         require_absolute({"dest": "snaps"})
     with pytest.raises(OptionsError, match=r"^a='x', b='y': each must be"):
         require_absolute({"a": "x", "b": "y"})
@@ -45,10 +48,13 @@ def test_a_snapshot_folder_must_be_absolute(tmp_path) -> None:
         SnapshotStore("s", option="snapshot_dir")
 
 
-@pytest.mark.parametrize(("spec", "named"), [
-    ({"lock": {"dir": "state/locks", "owner": "me", "run_id": "r1"}}, "lock.dir='state/locks'"),
-    ({"snapshot": {"dest": "state/snapshots/u1"}}, "snapshot.dest='state/snapshots/u1'"),
-])
+@pytest.mark.parametrize(
+    ("spec", "named"),
+    [
+        ({"lock": {"dir": "state/locks", "owner": "me", "run_id": "r1"}}, "lock.dir='state/locks'"),
+        ({"snapshot": {"dest": "state/snapshots/u1"}}, "snapshot.dest='state/snapshots/u1'"),
+    ],
+)
 def test_the_preflight_refuses_relative_folders_before_it_looks_at_the_engine(monkeypatch, spec, named) -> None:
     def never(client, params):
         raise AssertionError("the Engine was looked up")

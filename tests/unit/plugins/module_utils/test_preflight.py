@@ -17,34 +17,47 @@ from ansible_collections.september.engine.plugins.module_utils._preflight import
     unverified_switch,
 )
 
-RUNNING = {"deployment": "container", "running": True, "exists": True, "image": "engine:2.3.0",
-           "repository": "engine", "previous": None, "container": "u1"}
+RUNNING = {
+    "deployment": "container",
+    "running": True,
+    "exists": True,
+    "image": "engine:2.3.0",
+    "repository": "engine",
+    "previous": None,
+    "container": "u1",
+}
 
 
 def engine(**changes) -> dict:
     return {**RUNNING, **changes}
 
 
-@pytest.mark.parametrize(("facts", "dead_run", "action"), [
-    (engine(), False, "upgrade"),
-    (engine(image="engine:2.4.0"), False, "none"),
-    (engine(image="engine:2.4.0", previous={"container": "u1--previous"}), False, "verify"),
-    (engine(running=False), False, "upgrade"),                 # an operator stopped it: the health gate says so
-    (engine(running=False), True, "resume"),                   # a dead run left it down
-    (engine(running=False, previous={"container": "u1--previous"}), False, "resume"),
-    (engine(image="engine:2.3.1", previous={"container": "u1--previous"}), False, "resume"),  # other target
-])
+@pytest.mark.parametrize(
+    ("facts", "dead_run", "action"),
+    [
+        (engine(), False, "upgrade"),
+        (engine(image="engine:2.4.0"), False, "none"),
+        (engine(image="engine:2.4.0", previous={"container": "u1--previous"}), False, "verify"),
+        (engine(running=False), False, "upgrade"),  # an operator stopped it: the health gate says so
+        (engine(running=False), True, "resume"),  # a dead run left it down
+        (engine(running=False, previous={"container": "u1--previous"}), False, "resume"),
+        (engine(image="engine:2.3.1", previous={"container": "u1--previous"}), False, "resume"),  # other target
+    ],
+)
 def test_decide_action(facts: dict, dead_run: bool, action: str) -> None:
     assert decide_action(facts, "engine:2.4.0", dead_run) == action
 
 
-@pytest.mark.parametrize(("last", "unverified"), [
-    (None, False),
-    ({"result": "ok"}, False),                          # an older record: verified
-    ({"result": "ok", "verified": True}, False),
-    ({"result": "ok", "verified": False}, True),
-    ({"result": "in progress"}, True),
-])
+@pytest.mark.parametrize(
+    ("last", "unverified"),
+    [
+        (None, False),
+        ({"result": "ok"}, False),  # an older record: verified
+        ({"result": "ok", "verified": True}, False),
+        ({"result": "ok", "verified": False}, True),
+        ({"result": "in progress"}, True),
+    ],
+)
 def test_a_compose_switch_is_unverified_until_finalized(last, unverified: bool) -> None:
     facts = engine(deployment="compose", image="engine:2.4.0", compose={"last_switch": last})
     assert unverified_switch(facts) is unverified
@@ -54,25 +67,57 @@ UPGRADE = {"action": "present", "from": "engine:2.3.0", "to": "engine:2.4.0", "v
 ROLLBACK = {"action": "rolled_back", "from": "engine:2.4.0", "to": "engine:2.3.0", "result": "ok", "verified": False}
 
 
-@pytest.mark.parametrize(("facts", "dead_run", "action", "how"), [
-    # D3: a rolled-back Compose Engine (rollback.yml, a canary's rescue) upgrades like any other.
-    (engine(deployment="compose", compose={"last_switch": ROLLBACK}), False, "upgrade", None),
-    # D3: the switch put 2.3.0 back but could not record it (a full disk): it runs what it came from.
-    (engine(deployment="compose", compose={"last_switch": dict(UPGRADE, result="in progress")}), False, "upgrade",
-     None),
-    # A dead run's switch left the Engine down: go back first.
-    (engine(deployment="compose", running=False, compose={"last_switch": dict(UPGRADE, result="in progress")}),
-     True, "resume", "compose_back"),
-    # An unverified switch to 2.3.1, and the run now targets 2.4.0: go back first (never start it as it is).
-    (engine(deployment="compose", image="engine:2.3.1",
-            compose={"last_switch": dict(UPGRADE, to="engine:2.3.1", result="ok")}), False, "resume", "compose_back"),
-    # Down after a switch that ended unverified: start what the project names, then decide again.
-    (engine(deployment="compose", running=False, image="engine:2.4.0",
-            compose={"last_switch": dict(UPGRADE, result="ok")}), True, "resume", "compose_start"),
-    (engine(deployment="compose", image="engine:2.4.0", compose={"last_switch": dict(UPGRADE, result="ok")}), False,
-     "verify", None),
-    (engine(deployment="compose", image="engine:2.4.0", compose={"last_switch": ROLLBACK}), False, "none", None),
-])
+@pytest.mark.parametrize(
+    ("facts", "dead_run", "action", "how"),
+    [
+        # D3: a rolled-back Compose Engine (rollback.yml, a canary's rescue) upgrades like any other.
+        (engine(deployment="compose", compose={"last_switch": ROLLBACK}), False, "upgrade", None),
+        # D3: the switch put 2.3.0 back but could not record it (a full disk): it runs what it came from.
+        (
+            engine(deployment="compose", compose={"last_switch": dict(UPGRADE, result="in progress")}),
+            False,
+            "upgrade",
+            None,
+        ),
+        # A dead run's switch left the Engine down: go back first.
+        (
+            engine(deployment="compose", running=False, compose={"last_switch": dict(UPGRADE, result="in progress")}),
+            True,
+            "resume",
+            "compose_back",
+        ),
+        # An unverified switch to 2.3.1, and the run now targets 2.4.0: go back first (never start it as it is).
+        (
+            engine(
+                deployment="compose",
+                image="engine:2.3.1",
+                compose={"last_switch": dict(UPGRADE, to="engine:2.3.1", result="ok")},
+            ),
+            False,
+            "resume",
+            "compose_back",
+        ),
+        # Down after a switch that ended unverified: start what the project names, then decide again.
+        (
+            engine(
+                deployment="compose",
+                running=False,
+                image="engine:2.4.0",
+                compose={"last_switch": dict(UPGRADE, result="ok")},
+            ),
+            True,
+            "resume",
+            "compose_start",
+        ),
+        (
+            engine(deployment="compose", image="engine:2.4.0", compose={"last_switch": dict(UPGRADE, result="ok")}),
+            False,
+            "verify",
+            None,
+        ),
+        (engine(deployment="compose", image="engine:2.4.0", compose={"last_switch": ROLLBACK}), False, "none", None),
+    ],
+)
 def test_a_compose_engine_after_a_rollback_or_an_unfinished_switch(facts, dead_run, action, how) -> None:
     assert decide_action(facts, "engine:2.4.0", dead_run) == action
     if how:
@@ -90,15 +135,26 @@ def test_target_image_from_the_engine_or_the_recorded_previous() -> None:
 
 
 def gates(migration: dict | None, healthy: bool = True, allow: bool = False, require_healthy: bool = True):
-    pre = Preflight({"inventory_name": "u1", "require_healthy": require_healthy, "allow_destructive": allow},
-                    client=None)
-    pre._gates(engine(), {"is_healthy": healthy, "failure": "unhealthy", "failure_detail": "HTTP 503"}, migration,
-               "engine:3.0.0")
+    pre = Preflight(
+        {"inventory_name": "u1", "require_healthy": require_healthy, "allow_destructive": allow}, client=None
+    )
+    pre._gates(
+        engine(),
+        {"is_healthy": healthy, "failure": "unhealthy", "failure_detail": "HTTP 503"},
+        migration,
+        "engine:3.0.0",
+    )
 
 
 def migration(**changes) -> dict:
-    base = {"is_downgrade": False, "needs_acknowledgement": False, "not_shipped": [], "pending": [],
-            "unclassified": [], "snapshot_retention_days": None}
+    base = {
+        "is_downgrade": False,
+        "needs_acknowledgement": False,
+        "not_shipped": [],
+        "pending": [],
+        "unclassified": [],
+        "snapshot_retention_days": None,
+    }
     return {**base, **changes}
 
 
@@ -114,12 +170,18 @@ def test_gates_refuse_a_downgrade() -> None:
 
 
 def test_gates_refuse_destructive_and_unclassified_migrations_until_acknowledged() -> None:
-    destructive = migration(needs_acknowledgement=True, snapshot_retention_days=7,
-                            pending=[{"name": "0008_memory_v3", "classification": "destructive"}])
+    destructive = migration(
+        needs_acknowledgement=True,
+        snapshot_retention_days=7,
+        pending=[{"name": "0008_memory_v3", "classification": "destructive"}],
+    )
     with pytest.raises(PreflightRefused, match=r"destructive migrations 0008_memory_v3 .*at least 7 days"):
         gates(destructive)
-    unknown = migration(needs_acknowledgement=True, unclassified=["0009_vec"],
-                        pending=[{"name": "0009_vec", "classification": "unknown"}])
+    unknown = migration(
+        needs_acknowledgement=True,
+        unclassified=["0009_vec"],
+        pending=[{"name": "0009_vec", "classification": "unknown"}],
+    )
     with pytest.raises(PreflightRefused, match=r"0009_vec that this host's SQLite could not classify"):
         gates(unknown)
     gates(destructive, allow=True)
@@ -129,12 +191,20 @@ def test_gates_refuse_destructive_and_unclassified_migrations_until_acknowledged
 def test_a_refusal_releases_the_lock_the_preflight_took(monkeypatch, tmp_path) -> None:
     facts = engine(identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"})
     monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
-    params = {"inventory_name": "u1", "target_version": "2.4.0", "image_repository": None, "pull": "never",
-              "require_healthy": True, "allow_destructive": False, "url": None,
-              "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60}}
+    params = {
+        "inventory_name": "u1",
+        "target_version": "2.4.0",
+        "image_repository": None,
+        "pull": "never",
+        "require_healthy": True,
+        "allow_destructive": False,
+        "url": None,
+        "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60},
+    }
     pre = Preflight(params, client=None)
-    monkeypatch.setattr(pre, "_health", lambda e: {"is_healthy": False, "failure": "unreachable",
-                                                   "failure_detail": "nothing answered"})
+    monkeypatch.setattr(
+        pre, "_health", lambda e: {"is_healthy": False, "failure": "unreachable", "failure_detail": "nothing answered"}
+    )
     with pytest.raises(PreflightRefused, match="not healthy"):
         pre.run()
     assert list(tmp_path.iterdir()) == []  # the lock file is gone: nothing was left behind
@@ -143,8 +213,12 @@ def test_a_refusal_releases_the_lock_the_preflight_took(monkeypatch, tmp_path) -
 def test_an_engine_already_on_the_target_releases_its_lock_and_does_nothing(monkeypatch, tmp_path) -> None:
     facts = engine(image="engine:2.4.0", identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"})
     monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
-    params = {"inventory_name": "u1", "target_version": "2.4.0", "image_repository": None,
-              "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60}}
+    params = {
+        "inventory_name": "u1",
+        "target_version": "2.4.0",
+        "image_repository": None,
+        "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60},
+    }
     result = Preflight(params, client=None).run()
     assert result["action"] == "none" and result["lock"]["action"] == "released"
     assert list(tmp_path.iterdir()) == []
@@ -153,11 +227,21 @@ def test_an_engine_already_on_the_target_releases_its_lock_and_does_nothing(monk
 def test_an_upgrade_without_its_rollback_image_is_refused_before_anything_stops(monkeypatch, tmp_path) -> None:
     facts = engine(identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"}, image_id="sha256:230")
     monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
-    monkeypatch.setattr(_preflight, "rollback_image_problem",
-                        lambda client, origin, pull, registry_auth: f"its rollback image {origin['image']} is gone.")
-    params = {"inventory_name": "u1", "target_version": "2.4.0", "image_repository": None, "pull": "missing",
-              "require_healthy": True, "allow_destructive": False, "url": None,
-              "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60}}
+    monkeypatch.setattr(
+        _preflight,
+        "rollback_image_problem",
+        lambda client, origin, pull, registry_auth: f"its rollback image {origin['image']} is gone.",
+    )
+    params = {
+        "inventory_name": "u1",
+        "target_version": "2.4.0",
+        "image_repository": None,
+        "pull": "missing",
+        "require_healthy": True,
+        "allow_destructive": False,
+        "url": None,
+        "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60},
+    }
     pre = Preflight(params, client=None)
     monkeypatch.setattr(pre, "_health", lambda e: {"is_healthy": True, "failure": "none"})
     monkeypatch.setattr(pre, "_image", lambda image: pytest.fail("no pull before the rollback image is known"))

@@ -78,9 +78,19 @@ def store(tmp_path):
 
 def take(store, brain, name, key=KEY_A, engine=None):
     engine = engine or dict(key=key, slug=key.split(":", 1)[1])
-    return take_snapshot(store, brain, name, verify="quick", fields=dict(reason="t", kind="manual", engine=engine),
-                         migrations=MIGRATIONS, min_free_bytes=0, warnings=[], actions=[], key=key,
-                         slug=engine.get("slug", ""))
+    return take_snapshot(
+        store,
+        brain,
+        name,
+        verify="quick",
+        fields=dict(reason="t", kind="manual", engine=engine),
+        migrations=MIGRATIONS,
+        min_free_bytes=0,
+        warnings=[],
+        actions=[],
+        key=key,
+        slug=engine.get("slug", ""),
+    )
 
 
 def location(brain):
@@ -170,8 +180,13 @@ def test_restore_copies_the_old_brain_across_file_systems(brain, store, monkeypa
 
 
 def test_restore_refuses_another_engines_snapshot_and_changes_nothing(brain, store, tmp_path):
-    entry = take(store, brain, "theirs", key=KEY_B,
-                 engine=dict(key=KEY_B, slug="engine-data-b", inventory_name="u002", container="sept-b"))
+    entry = take(
+        store,
+        brain,
+        "theirs",
+        key=KEY_B,
+        engine=dict(key=KEY_B, slug="engine-data-b", inventory_name="u002", container="sept-b"),
+    )
     make_brain(brain, rows=3, start=1000)
     before = everything(os.path.dirname(brain), store.dest)
     with pytest.raises(ForeignSnapshotError) as info:
@@ -194,9 +209,19 @@ def test_restore_refuses_another_engines_snapshot_and_changes_nothing(brain, sto
     ],
 )
 def test_restore_of_an_older_manifest(brain, store, engine, container, accepted):
-    entry = take_snapshot(store, brain, "old", verify="quick", fields=dict(reason="t", engine=engine or None,
-                          source=dict(source="container", container=engine.get("container"))),
-                          migrations=MIGRATIONS, min_free_bytes=0, warnings=[], actions=[])
+    entry = take_snapshot(
+        store,
+        brain,
+        "old",
+        verify="quick",
+        fields=dict(
+            reason="t", engine=engine or None, source=dict(source="container", container=engine.get("container"))
+        ),
+        migrations=MIGRATIONS,
+        min_free_bytes=0,
+        warnings=[],
+        actions=[],
+    )
     make_brain(brain, rows=3, start=1000)
     digest = sha256_file(brain)
     identity = dict(IDENTITY_A, container=container)
@@ -287,6 +312,7 @@ def test_a_failed_install_puts_the_replaced_brain_back(brain, store, monkeypatch
     stage_restore(plan)
     conn.close()
     if fail_at == "commit":
+
         def fail(*args, **kwargs):
             raise OSError(28, "No space left on device")
 

@@ -32,11 +32,14 @@ def rollback(monkeypatch, deployment: str, healthy: bool, fail: Exception | None
     return done, calls
 
 
-@pytest.mark.parametrize(("deployment", "healthy", "finalized"), [
-    ("compose", True, ["finalized"]),
-    ("compose", False, []),     # not healthy: the record stays unverified, the next upgrade's health gate says so
-    ("container", True, []),    # a per-user container keeps no switch record
-])
+@pytest.mark.parametrize(
+    ("deployment", "healthy", "finalized"),
+    [
+        ("compose", True, ["finalized"]),
+        ("compose", False, []),  # not healthy: the record stays unverified, the next upgrade's health gate says so
+        ("container", True, []),  # a per-user container keeps no switch record
+    ],
+)
 def test_a_healthy_compose_rollback_is_recorded_as_verified(monkeypatch, deployment, healthy, finalized) -> None:
     done, calls = rollback(monkeypatch, deployment, healthy)
     assert done._finish({})["healthy"] is healthy
@@ -49,15 +52,24 @@ def test_a_record_that_cannot_be_written_is_a_warning_not_a_failed_rollback(monk
     assert any("No space left" in warning and "not marked verified" in warning for warning in done.warnings)
 
 
-BASE = {"restore_brain": "auto", "drain_timeout": 10, "health_timeout": 30, "healthy_streak": 2,
-        "snapshot_dir": "/var/lib/september-engine/snapshots/u1", "lock": None}
+BASE = {
+    "restore_brain": "auto",
+    "drain_timeout": 10,
+    "health_timeout": 30,
+    "healthy_streak": 2,
+    "snapshot_dir": "/var/lib/september-engine/snapshots/u1",
+    "lock": None,
+}
 
 
-@pytest.mark.parametrize(("change", "names"), [
-    ({"snapshot_dir": "state/snapshots/u1"}, ["snapshot_dir='state/snapshots/u1'"]),
-    ({"lock": {"dir": "state/locks"}}, ["lock.dir='state/locks'"]),
-    ({"snapshot_dir": "s", "lock": {"dir": "l"}}, ["snapshot_dir='s'", "lock.dir='l'"]),
-])
+@pytest.mark.parametrize(
+    ("change", "names"),
+    [
+        ({"snapshot_dir": "state/snapshots/u1"}, ["snapshot_dir='state/snapshots/u1'"]),
+        ({"lock": {"dir": "state/locks"}}, ["lock.dir='state/locks'"]),
+        ({"snapshot_dir": "s", "lock": {"dir": "l"}}, ["snapshot_dir='s'", "lock.dir='l'"]),
+    ],
+)
 def test_relative_folders_are_refused_before_anything(change: dict, names: list) -> None:
     with pytest.raises(OptionsError) as info:
         check_options(dict(BASE, **change))

@@ -77,16 +77,28 @@ FIVE = [snap(f"s{i}", i) for i in range(5)]  # s0 newest ... s4 oldest
         pytest.param(list(reversed(FIVE)), 2, None, (), ["s2", "s3", "s4"], id="input-order-does-not-matter"),
         pytest.param(
             [*FIVE[:3], snap("s3", 3, retain_days=1), snap("s4", 4, retain_days=-1)],
-            1, None, (), ["s1", "s2", "s4"], id="retain-until-future-is-never-pruned",
+            1,
+            None,
+            (),
+            ["s1", "s2", "s4"],
+            id="retain-until-future-is-never-pruned",
         ),
         pytest.param(FIVE, 0, None, ("s3",), ["s0", "s1", "s2", "s4"], id="protected-name"),
         pytest.param(
             [*FIVE[:2], dict(name="undated", created_at="garbage", retain_until=None)],
-            0, None, (), ["s0", "s1"], id="undated-is-kept",
+            0,
+            None,
+            (),
+            ["s0", "s1"],
+            id="undated-is-kept",
         ),
         pytest.param(
             [*FIVE[:2], dict(name="odd", created_at=iso(NOW - timedelta(days=9)), retain_until="not a date")],
-            0, None, (), ["s0", "s1"], id="unreadable-retain-until-is-kept",
+            0,
+            None,
+            (),
+            ["s0", "s1"],
+            id="unreadable-retain-until-is-kept",
         ),
         pytest.param([], 1, 1, (), [], id="empty"),
     ],
@@ -161,8 +173,16 @@ def fields(key=KEY_A, kind="manual", version="2.3.0", **extra):
 
 
 def take(store, brain, name, key=KEY_A, **kwargs):
-    options = dict(verify="quick", fields=fields(key), migrations=MIGRATIONS, min_free_bytes=0, warnings=[], actions=[],
-                   key=key, slug=key.split(":", 1)[1])
+    options = dict(
+        verify="quick",
+        fields=fields(key),
+        migrations=MIGRATIONS,
+        min_free_bytes=0,
+        warnings=[],
+        actions=[],
+        key=key,
+        slug=key.split(":", 1)[1],
+    )
     options.update(kwargs)
     return take_snapshot(store, brain, name, **options)
 
@@ -346,14 +366,19 @@ def test_a_killed_snapshot_of_another_name_leaves_nothing_behind(brain, store):
     cleared. This Engine's hidden temporary files that no process holds go; another Engine's, a fresh one (a
     snapshot being committed right now), one held open and any other file stay."""
     os.makedirs(store.dest)
-    dead = [leave(store, ".pre-upgrade-engine-data-a-2.3.0-to-2.4.0-run1.engine-data-a.sqlite.tmp"),
-            leave(store, ".pre-upgrade-engine-data-a-2.3.0-to-2.4.0-run1.engine-data-a.sqlite.tmp-journal"),
-            leave(store, ".pre-upgrade-engine-data-a-2.3.0-to-2.4.0-run1.engine-data-a.json.tmp"),
-            leave(store, ".raw-run2.engine-data-a.sqlite-wal.tmp")]
-    kept = [leave(store, ".pre-upgrade-b-run1.engine-data-b.sqlite.tmp"),    # another Engine's
-            leave(store, ".s0.engine-data-a.sqlite.tmp", age=1),            # written a moment ago
-            leave(store, ".s9.engine-data-a.sqlite.tmp"),                    # held open below
-            leave(store, "engine-data-a.sqlite.tmp"), leave(store, ".s0.engine-data-a.sqlite")]
+    dead = [
+        leave(store, ".pre-upgrade-engine-data-a-2.3.0-to-2.4.0-run1.engine-data-a.sqlite.tmp"),
+        leave(store, ".pre-upgrade-engine-data-a-2.3.0-to-2.4.0-run1.engine-data-a.sqlite.tmp-journal"),
+        leave(store, ".pre-upgrade-engine-data-a-2.3.0-to-2.4.0-run1.engine-data-a.json.tmp"),
+        leave(store, ".raw-run2.engine-data-a.sqlite-wal.tmp"),
+    ]
+    kept = [
+        leave(store, ".pre-upgrade-b-run1.engine-data-b.sqlite.tmp"),  # another Engine's
+        leave(store, ".s0.engine-data-a.sqlite.tmp", age=1),  # written a moment ago
+        leave(store, ".s9.engine-data-a.sqlite.tmp"),  # held open below
+        leave(store, "engine-data-a.sqlite.tmp"),
+        leave(store, ".s0.engine-data-a.sqlite"),
+    ]
     assert store.temps_of("engine-data-a") == sorted([*dead, *kept[1:3]])
     actions = []
     with open(kept[2], "rb") as handle:
@@ -366,7 +391,8 @@ def test_a_killed_snapshot_of_another_name_leaves_nothing_behind(brain, store):
     left = sorted(os.listdir(store.dest))
     assert left == sorted([".lock", "s1.json", "s1.sqlite", *(os.path.basename(p) for p in kept)]), left
     assert [a for a in actions if a.startswith("remove")] == [
-        f"remove {p} (left by a snapshot that did not end)" for p in sorted(dead)]
+        f"remove {p} (left by a snapshot that did not end)" for p in sorted(dead)
+    ]
 
 
 def test_leftovers_are_only_listed_in_check_mode_and_cleared_before_the_space_check(brain, store, monkeypatch):
@@ -384,8 +410,12 @@ def test_leftovers_are_only_listed_in_check_mode_and_cleared_before_the_space_ch
 def test_list_ignores_foreign_files_and_get_refuses_half_pairs(brain, store):
     take(store, brain, "s1")
     take(store, brain, "s2")
-    for name, text in (("notes.json", '{"hello": 1}'), ("other.json", "{not json"), ("lonely.sqlite", "x"),
-                       ("README", "hi")):
+    for name, text in (
+        ("notes.json", '{"hello": 1}'),
+        ("other.json", "{not json"),
+        ("lonely.sqlite", "x"),
+        ("README", "hi"),
+    ):
         with open(os.path.join(store.dest, name), "w", encoding="utf-8") as handle:
             handle.write(text)
     assert [e["name"] for e in store.list()] == ["s2", "s1"]
@@ -395,8 +425,15 @@ def test_list_ignores_foreign_files_and_get_refuses_half_pairs(brain, store):
             store.get(name)
     store.delete("s1")
     assert store.names() == ["s2"]
-    assert sorted(os.listdir(store.dest)) == [".lock", "README", "lonely.sqlite", "notes.json", "other.json",
-                                              "s2.json", "s2.sqlite"]
+    assert sorted(os.listdir(store.dest)) == [
+        ".lock",
+        "README",
+        "lonely.sqlite",
+        "notes.json",
+        "other.json",
+        "s2.json",
+        "s2.sqlite",
+    ]
 
 
 def test_checksum_problem(brain, store):
@@ -442,24 +479,51 @@ BRAIN = dict(path="/data/brain.sqlite", sha256="cd" * 32, applied_migrations=["0
 @pytest.mark.parametrize(
     ("state", "before", "result", "after"),
     [
-        pytest.param("present", dict(snapshots=["a"]), dict(changed=False, pruned=[], snapshot=dict(name="a")),
-                     dict(snapshots=["a"]), id="unchanged-is-before"),
-        pytest.param("present", dict(snapshots=["a", "b"]), dict(changed=True, pruned=["a"], snapshot=SNAP),
-                     dict(snapshots=["b", "new"]), id="present-adds-and-prunes"),
-        pytest.param("pruned", dict(snapshots=["a", "b"]), dict(changed=True, pruned=["a"], snapshot=None),
-                     dict(snapshots=["b"]), id="pruned"),
-        pytest.param("absent", dict(snapshots=["a", "b"]), dict(changed=True, pruned=[], snapshot=dict(name="a")),
-                     dict(snapshots=["b"]), id="absent"),
-        pytest.param("restored", dict(snapshots=["new"], brain=BRAIN),
-                     dict(changed=True, pruned=[], snapshot=SNAP, previous_brain=dict(name="old-pre-restore")),
-                     dict(snapshots=["new", "old-pre-restore"],
-                          brain=dict(path=BRAIN["path"], sha256=SNAP["sha256"], applied_migrations=["0001"])),
-                     id="restored"),
-        pytest.param("restored", dict(snapshots=["new"], brain=dict(BRAIN, sha256=None)),
-                     dict(changed=True, pruned=[], snapshot=SNAP, previous_brain=None),
-                     dict(snapshots=["new"],
-                          brain=dict(path=BRAIN["path"], sha256=SNAP["sha256"], applied_migrations=["0001"])),
-                     id="restored-into-empty-volume"),
+        pytest.param(
+            "present",
+            dict(snapshots=["a"]),
+            dict(changed=False, pruned=[], snapshot=dict(name="a")),
+            dict(snapshots=["a"]),
+            id="unchanged-is-before",
+        ),
+        pytest.param(
+            "present",
+            dict(snapshots=["a", "b"]),
+            dict(changed=True, pruned=["a"], snapshot=SNAP),
+            dict(snapshots=["b", "new"]),
+            id="present-adds-and-prunes",
+        ),
+        pytest.param(
+            "pruned",
+            dict(snapshots=["a", "b"]),
+            dict(changed=True, pruned=["a"], snapshot=None),
+            dict(snapshots=["b"]),
+            id="pruned",
+        ),
+        pytest.param(
+            "absent",
+            dict(snapshots=["a", "b"]),
+            dict(changed=True, pruned=[], snapshot=dict(name="a")),
+            dict(snapshots=["b"]),
+            id="absent",
+        ),
+        pytest.param(
+            "restored",
+            dict(snapshots=["new"], brain=BRAIN),
+            dict(changed=True, pruned=[], snapshot=SNAP, previous_brain=dict(name="old-pre-restore")),
+            dict(
+                snapshots=["new", "old-pre-restore"],
+                brain=dict(path=BRAIN["path"], sha256=SNAP["sha256"], applied_migrations=["0001"]),
+            ),
+            id="restored",
+        ),
+        pytest.param(
+            "restored",
+            dict(snapshots=["new"], brain=dict(BRAIN, sha256=None)),
+            dict(changed=True, pruned=[], snapshot=SNAP, previous_brain=None),
+            dict(snapshots=["new"], brain=dict(path=BRAIN["path"], sha256=SNAP["sha256"], applied_migrations=["0001"])),
+            id="restored-into-empty-volume",
+        ),
     ],
 )
 def test_diff_after(state, before, result, after):
@@ -474,10 +538,21 @@ def manifest_of(key=None, kind=None, reason=None, name="s", source=None, contain
     return dict(format=FORMAT, name=name, kind=kind, reason=reason, engine=engine or None, source=source)
 
 
-LEGACY_VOLUME = dict(source="container", container="sept-u001", volume="engine-data-a", mount_type="volume",
-                     mount_source="/var/lib/docker/volumes/engine-data-a/_data", path="/v/a/brain.sqlite")
-LEGACY_BIND = dict(source="container", container="sept-u009", mount_type="bind", mount_source="/srv/engine/u009/",
-                   path="/srv/engine/u009/brain.sqlite")
+LEGACY_VOLUME = dict(
+    source="container",
+    container="sept-u001",
+    volume="engine-data-a",
+    mount_type="volume",
+    mount_source="/var/lib/docker/volumes/engine-data-a/_data",
+    path="/v/a/brain.sqlite",
+)
+LEGACY_BIND = dict(
+    source="container",
+    container="sept-u009",
+    mount_type="bind",
+    mount_source="/srv/engine/u009/",
+    path="/srv/engine/u009/brain.sqlite",
+)
 LEGACY_PATH = dict(source="path", path="/srv/x/brain.sqlite")
 
 
@@ -490,10 +565,12 @@ LEGACY_PATH = dict(source="path", path="/srv/x/brain.sqlite")
         pytest.param(manifest_of(source=LEGACY_VOLUME), KEY_B, None, None, OTHER, id="legacy-volume-other"),
         pytest.param(manifest_of(source=LEGACY_BIND), "bind:/srv/engine/u009", None, None, SAME, id="legacy-bind"),
         pytest.param(manifest_of(source=LEGACY_PATH), KEY_A, None, "/srv/x/brain.sqlite", SAME, id="legacy-path"),
-        pytest.param(manifest_of(source=LEGACY_PATH, container="c1"), KEY_A, "c1", "/y", SAME,
-                     id="legacy-container-same"),
-        pytest.param(manifest_of(source=LEGACY_PATH, container="c1"), KEY_A, "c2", "/y", OTHER,
-                     id="legacy-container-other"),
+        pytest.param(
+            manifest_of(source=LEGACY_PATH, container="c1"), KEY_A, "c1", "/y", SAME, id="legacy-container-same"
+        ),
+        pytest.param(
+            manifest_of(source=LEGACY_PATH, container="c1"), KEY_A, "c2", "/y", OTHER, id="legacy-container-other"
+        ),
         pytest.param(manifest_of(source=LEGACY_PATH), KEY_A, "c2", "/y", UNKNOWN, id="legacy-cannot-tell"),
         pytest.param(manifest_of(), KEY_A, None, None, UNKNOWN, id="nothing-recorded"),
     ],
@@ -517,22 +594,38 @@ def test_recorded_key_kind_and_description():
     assert "an unknown Engine" in describe_engine(manifest_of())
 
 
-def write_pair(store, name, hours_old, kind="scheduled", key=KEY_A, version="2.3.0", retain_hours=None,
-               legacy_source=None, raw=False):
+def write_pair(
+    store,
+    name,
+    hours_old,
+    kind="scheduled",
+    key=KEY_A,
+    version="2.3.0",
+    retain_hours=None,
+    legacy_source=None,
+    raw=False,
+):
     """A snapshot pair written directly (tiny data file, real manifest) `hours_old` hours before NOW."""
     os.makedirs(store.dest, exist_ok=True)
     data = f"snapshot {name}".encode()
     with open(store.data_path(name), "wb") as handle:
         handle.write(data)
     created = NOW - timedelta(hours=hours_old)
-    manifest = dict(format=FORMAT, name=name, created_at=iso(created), size=len(data), raw_copy=raw,
-                    sha256=__import__("hashlib").sha256(data).hexdigest(),
-                    retain_until=iso(NOW + timedelta(hours=retain_hours)) if retain_hours is not None else None)
+    manifest = dict(
+        format=FORMAT,
+        name=name,
+        created_at=iso(created),
+        size=len(data),
+        raw_copy=raw,
+        sha256=__import__("hashlib").sha256(data).hexdigest(),
+        retain_until=iso(NOW + timedelta(hours=retain_hours)) if retain_hours is not None else None,
+    )
     if legacy_source is None:
         manifest.update(kind=kind, engine=dict(key=key), engine_version=version)
     else:
-        manifest.update(reason=kind, source=legacy_source, engine=dict(container=legacy_source.get("container"),
-                                                                       version=version))
+        manifest.update(
+            reason=kind, source=legacy_source, engine=dict(container=legacy_source.get("container"), version=version)
+        )
     with open(store.manifest_path(name), "w", encoding="utf-8") as handle:
         json.dump(manifest, handle)
 
@@ -543,8 +636,14 @@ def test_upgrade_retention_never_prunes_scheduled_snapshots(store):
         write_pair(store, f"a-scheduled-{hour:02d}", hour + 0.5, "scheduled", KEY_A)
         write_pair(store, f"b-scheduled-{hour:02d}", hour + 0.5, "scheduled", KEY_B)
     for number in range(8):  # eight upgrades of A, and three of B; one of A's retained for a week
-        write_pair(store, f"a-pre-upgrade-{number}", 24 * number + 1, "pre-upgrade", KEY_A,
-                   retain_hours=7 * 24 if number == 6 else None)
+        write_pair(
+            store,
+            f"a-pre-upgrade-{number}",
+            24 * number + 1,
+            "pre-upgrade",
+            KEY_A,
+            retain_hours=7 * 24 if number == 6 else None,
+        )
     for number in range(3):
         write_pair(store, f"b-pre-upgrade-{number}", 24 * number + 1, "pre-upgrade", KEY_B)
     write_pair(store, "legacy-upgrade", 500, "pre-upgrade: 2.2.0 -> 2.3.0", legacy_source=LEGACY_VOLUME)
@@ -577,8 +676,13 @@ def test_choose_snapshot_by_manifest(store):
     write_pair(store, "a-raw", 1, "pre-upgrade", KEY_A, "2.3.0", raw=True)
     write_pair(store, "a-sched", 2, "scheduled", KEY_A, "2.3.0")
     write_pair(store, "b-newest", 0.5, "pre-upgrade", KEY_B, "2.3.0")
-    write_pair(store, "pre-upgrade-2.3.0-to-2.4.0-run1", 0.1, "pre-upgrade: 2.3.0 -> 2.4.0",
-               legacy_source=dict(LEGACY_VOLUME, volume="engine-data-b"))
+    write_pair(
+        store,
+        "pre-upgrade-2.3.0-to-2.4.0-run1",
+        0.1,
+        "pre-upgrade: 2.3.0 -> 2.4.0",
+        legacy_source=dict(LEGACY_VOLUME, volume="engine-data-b"),
+    )
     assert choose_snapshot(store, KEY_A, "2.3.0")["name"] == "a-230-new"
     assert choose_snapshot(store, KEY_A)["name"] == "a-240"
     assert choose_snapshot(store, KEY_A, "2.3.0", kind="scheduled")["name"] == "a-sched"
@@ -586,7 +690,11 @@ def test_choose_snapshot_by_manifest(store):
     assert choose_snapshot(store, KEY_A, "9.9.9") is None
     assert choose_snapshot(store, "volume:nobody") is None
     assert [e["name"] for e in matching(store.list(), key=KEY_A, kind="pre-upgrade")] == [
-        "a-raw", "a-240", "a-230-new", "a-223-old"]
+        "a-raw",
+        "a-240",
+        "a-230-new",
+        "a-223-old",
+    ]
     assert [e["name"] for e in matching(store.list(), version="2.4.0")] == ["a-240"]
 
 

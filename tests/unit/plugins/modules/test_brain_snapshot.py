@@ -56,8 +56,12 @@ class FakeClient:
 class FakeContainer:
     def __init__(self, name, source):
         self.name = name
-        self.attrs = {"Mounts": [{"Type": "bind", "Source": source, "Destination": "/data"}],
-                      "State": {"Running": True}, "Config": {"Image": "engine:2.3.0"}, "Image": "sha256:1"}
+        self.attrs = {
+            "Mounts": [{"Type": "bind", "Source": source, "Destination": "/data"}],
+            "State": {"Running": True},
+            "Config": {"Image": "engine:2.3.0"},
+            "Image": "sha256:1",
+        }
 
 
 @pytest.fixture
@@ -126,7 +130,8 @@ def test_present_apply_again_check_diff(brain, tmp_path, client):
     assert listing(dest) == before
     diff = run(brain_snapshot, dict(args, name="s2"), diff=True)
     assert diff["diff"]["after"] == dict(snapshots=["s1", "s2"]) and listing(dest) == sorted(
-        [".lock", "s1.json", "s1.sqlite", "s2.json", "s2.sqlite"])
+        [".lock", "s1.json", "s1.sqlite", "s2.json", "s2.sqlite"]
+    )
     same = run(brain_snapshot, dict(args, name="s2"), diff=True)
     assert not same["changed"] and same["diff"]["before"] == same["diff"]["after"]
 
@@ -224,7 +229,8 @@ def test_a_relative_dest_is_refused_before_the_lock_or_any_folder(brain, tmp_pat
     for state in ("present", "restored"):
         result = run(brain_snapshot, dict(path=brain, dest="snaps", state=state, snapshot="s1", lock=lock))
         assert result["failed"] and result["msg"].startswith(
-            "dest='snaps': must be an absolute path on the Docker host, e.g. /var/lib/september-engine"), result
+            "dest='snaps': must be an absolute path on the Docker host, e.g. /var/lib/september-engine"
+        ), result
     assert not (tmp_path / "snaps").exists() and not (tmp_path / "locks").exists()
 
 
@@ -301,8 +307,10 @@ def test_two_engines_share_a_folder_and_one_name(brain, tmp_path, client):
     for path, taken, expected in ((brain, a, a_rows), (other, b, b_rows)):
         restored = run(brain_snapshot, dict(dest=dest, path=path, state="restored", snapshot=taken["snapshot"]["name"]))
         assert restored["changed"] and rows(path) == expected and restored["data_at_risk"] == {"tasks": 1}
-    moved = run(brain_snapshot, dict(dest=dest, path=other, state="restored", snapshot=a["snapshot"]["name"],
-                                     allow_other_engine=True))
+    moved = run(
+        brain_snapshot,
+        dict(dest=dest, path=other, state="restored", snapshot=a["snapshot"]["name"], allow_other_engine=True),
+    )
     assert moved["changed"] and rows(other) == a_rows and "restored anyway" in moved["warnings"][0]
 
 
@@ -350,6 +358,8 @@ def test_info_filters_by_engine_kind_and_version(brain, tmp_path, client):
     assert manifest["image_id"] == "sha256:1" and manifest["sqlite_version"] == sqlite3.sqlite_version
     assert run(brain_snapshot_info, dict(dest=dest, version="9.9.9"))["snapshots"] == []
     assert [s["name"] for s in run(brain_snapshot_info, dict(dest=dest, kind="pre-upgrade"))["snapshots"]] == [
-        "b1", "a1"]
+        "b1",
+        "a1",
+    ]
     bad = run(brain_snapshot_info, dict(dest=dest, engine_key="x"))
     assert bad["failed"] and "identity key" in bad["msg"]

@@ -27,8 +27,10 @@ from ansible_collections.september.engine.plugins.modules import engine_compose
 from engine_testkit.module_runner import ExitJson, FailJson
 
 KEY = "ENGINE_API_KEY=never-show-this-key"
-BASE = "# the Engine\nservices:\n  engine:\n    image: engine:2.3.0  # pinned\n    env_file: .env\n" \
-       "    volumes:\n      - engine_data:/data\nvolumes:\n  engine_data:\n"
+BASE = (
+    "# the Engine\nservices:\n  engine:\n    image: engine:2.3.0  # pinned\n    env_file: .env\n"
+    "    volumes:\n      - engine_data:/data\nvolumes:\n  engine_data:\n"
+)
 
 
 class FakeContainer:
@@ -54,8 +56,12 @@ class FakeContainer:
 
     @property
     def attrs(self):
-        return {"Config": {"Image": self.rec["image"], "Labels": self.labels}, "Image": self.rec["image_id"],
-                "Mounts": [dict(m) for m in self.rec["mounts"]], "State": {"Running": self.status == "running"}}
+        return {
+            "Config": {"Image": self.rec["image"], "Labels": self.labels},
+            "Image": self.rec["image_id"],
+            "Mounts": [dict(m) for m in self.rec["mounts"]],
+            "State": {"Running": self.status == "running"},
+        }
 
     def reload(self):
         pass
@@ -83,8 +89,11 @@ class FakeClient:
 
     def list(self, filters=None, **_kwargs):
         wanted = dict(item.split("=", 1) for item in (filters or {}).get("label", []))
-        return [FakeContainer(self.world, cid) for cid, rec in self.world.containers.items()
-                if all(rec["labels"].get(k) == v for k, v in wanted.items())]
+        return [
+            FakeContainer(self.world, cid)
+            for cid, rec in self.world.containers.items()
+            if all(rec["labels"].get(k) == v for k, v in wanted.items())
+        ]
 
     def tag(self, image, repository, tag=None, force=False):
         self.world.sdk_calls.append(("tag", image, f"{repository}:{tag}", force))
@@ -162,13 +171,22 @@ class World:
                 out.append({"Type": "bind", "Source": source, "Destination": target})
             else:
                 name = f"{self.name(opts)}_{source}"
-                out.append({"Type": "volume", "Name": name, "Source": f"/var/lib/docker/volumes/{name}/_data",
-                            "Destination": target})
+                out.append(
+                    {
+                        "Type": "volume",
+                        "Name": name,
+                        "Source": f"/var/lib/docker/volumes/{name}/_data",
+                        "Destination": target,
+                    }
+                )
         return out
 
     def ids(self, opts):
-        return [cid for cid, rec in self.containers.items() if rec["labels"]["com.docker.compose.project"]
-                == self.name(opts)]
+        return [
+            cid
+            for cid, rec in self.containers.items()
+            if rec["labels"]["com.docker.compose.project"] == self.name(opts)
+        ]
 
     def skipped(self, opts):
         """A profile'd service that no --profile enables: Compose skips it (the defect the profiles fix)."""
@@ -225,15 +243,24 @@ class World:
             return 1, "", f"ERROR: No such image: {image}"
         for cid in self.ids(opts):
             del self.containers[cid]
-        labels = {"com.docker.compose.project": self.name(opts), "com.docker.compose.service": "engine",
-                  "com.docker.compose.oneoff": "False", "com.docker.compose.project.working_dir": opts["dir"],
-                  "com.docker.compose.project.config_files": ",".join(files)}
+        labels = {
+            "com.docker.compose.project": self.name(opts),
+            "com.docker.compose.service": "engine",
+            "com.docker.compose.oneoff": "False",
+            "com.docker.compose.project.working_dir": opts["dir"],
+            "com.docker.compose.project.config_files": ",".join(files),
+        }
         if opts["env_file"]:
             labels["com.docker.compose.project.environment_file"] = opts["env_file"]
         sep = "-" if self.generation == "v2" else "_"
         self.containers[uuid.uuid4().hex * 2] = {
-            "name": f"{self.name(opts)}{sep}engine{sep}1", "status": "running", "image": image,
-            "image_id": self.images[image], "labels": labels, "mounts": self.mounts(opts, service)}
+            "name": f"{self.name(opts)}{sep}engine{sep}1",
+            "status": "running",
+            "image": image,
+            "image_id": self.images[image],
+            "labels": labels,
+            "mounts": self.mounts(opts, service),
+        }
         return 0, "", ""
 
     def subcommands(self):
@@ -263,8 +290,15 @@ def world(tmp_path, monkeypatch):
     monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
     monkeypatch.setattr(engine_compose, "docker_client", lambda params: FakeClient(w))
     w.up = lambda *files, project=None, env_file=None: w.do_up(
-        {"files": [str(project_dir(w, f)) for f in files], "profiles": [], "project": project,
-         "env_file": env_file, "dir": str(w.project)}, ["up"])
+        {
+            "files": [str(project_dir(w, f)) for f in files],
+            "profiles": [],
+            "project": project,
+            "env_file": env_file,
+            "dir": str(w.project),
+        },
+        ["up"],
+    )
     w.up()  # the project as its owner brought it up (v1 labels: the files Compose found itself)
     return w
 
@@ -306,7 +340,10 @@ def test_switch_in_file_then_idempotent(world):
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
     record = json.loads(state_file.read_text())["services"]["engine"]
     assert (record["image"], record["previous_image"], record["history"][-1]["result"]) == (
-        "engine:2.3.1", "engine:2.3.0", "ok")
+        "engine:2.3.1",
+        "engine:2.3.0",
+        "ok",
+    )
     assert (record["image_id"], record["previous_image_id"]) == ("sha256:231", "sha256:230")
     assert record["project"]["files"] == [str(world.project / "docker-compose.yml")]
     world.calls.clear()
@@ -340,7 +377,7 @@ def test_tag_in_env_file(world):
 
 
 ANCHORED_CRLF = (
-    "# the Engine\r\nx-engine: &engine\r\n  image: \"engine:2.3.0\"  #\tpinned\r\n  env_file: .env\r\n"
+    '# the Engine\r\nx-engine: &engine\r\n  image: "engine:2.3.0"  #\tpinned\r\n  env_file: .env\r\n'
     "services:\r\n  engine:\r\n    <<: *engine\r\n    volumes: [engine_data:/data]\r\nvolumes:\r\n"
     "  engine_data: {}\r\n"
 )
@@ -351,8 +388,15 @@ def test_an_anchored_quoted_crlf_file_changes_in_its_one_value(world):
     path.write_bytes(ANCHORED_CRLF.encode())
     result = run({"project_src": str(world.project), "version": "2.3.1", "_ansible_diff": True})
     assert result["compose"]["tag_location"] == {
-        "location": "file", "path": str(path), "compose_file": str(path), "line": 3, "raw": "engine:2.3.1",
-        "variable": None, "whole_ref": False, "anchor": "engine"}
+        "location": "file",
+        "path": str(path),
+        "compose_file": str(path),
+        "line": 3,
+        "raw": "engine:2.3.1",
+        "variable": None,
+        "whole_ref": False,
+        "anchor": "engine",
+    }
     assert path.read_bytes() == ANCHORED_CRLF.replace('"engine:2.3.0"', '"engine:2.3.1"').encode()
     assert result["diff"]["after"] == '  image: "engine:2.3.1"  #\tpinned\n'
     assert world.only()["image"] == "engine:2.3.1"
@@ -374,8 +418,9 @@ def test_a_default_in_the_file_is_edited_when_the_variable_is_set_nowhere(world)
 
 def test_an_image_shared_with_another_service_is_refused_before_anything_stops(world):
     path = world.project / "docker-compose.yml"
-    shared = BASE.replace("  engine:\n    image: engine:2.3.0  # pinned\n",
-                          "  engine:\n    image: &img engine:2.3.0  # pinned\n")
+    shared = BASE.replace(
+        "  engine:\n    image: engine:2.3.0  # pinned\n", "  engine:\n    image: &img engine:2.3.0  # pinned\n"
+    )
     shared = shared.replace("volumes:\n  engine_data:\n", "  worker:\n    image: *img\nvolumes:\n  engine_data:\n")
     path.write_text(shared)
     result = run({"project_src": str(world.project), "version": "2.3.1"}, expect=FailJson)
@@ -403,7 +448,10 @@ def test_failed_up_puts_the_previous_tag_back(world):
     assert world.only()["status"] == "running"
     record = json.loads((world.project / ".september-engine.json").read_text())["services"]["engine"]
     assert (record["image"], record["previous_image"], record["rolled_back_from"]) == (
-        "engine:2.3.0", "engine:2.3.0", "engine:9.9.9")
+        "engine:2.3.0",
+        "engine:2.3.0",
+        "engine:9.9.9",
+    )
 
 
 def test_missing_image_fails_before_anything_stops(world):
@@ -457,8 +505,7 @@ def test_bad_options(world):
     assert "allow_repository_change" in result["msg"]
     result = run({"project_src": str(world.project / "nope"), "version": "2.3.1"}, expect=FailJson)
     assert "is not a directory" in result["msg"]
-    result = run({"project_src": str(world.project), "version": "2.3.1", "compose_file": ["nope.yml"]},
-                 expect=FailJson)
+    result = run({"project_src": str(world.project), "version": "2.3.1", "compose_file": ["nope.yml"]}, expect=FailJson)
     assert "nope.yml does not exist" in result["msg"]
 
 
@@ -486,8 +533,10 @@ def test_an_override_that_mounts_the_brain_is_kept(world, tmp_path, generation):
     brain = with_override(world, tmp_path)
     result = run({"project_src": str(world.project), "version": "2.3.1"})
     c = result["compose"]
-    assert c["compose_files"] == [str(world.project / "docker-compose.yml"),
-                                  str(world.project / "docker-compose.brain.yml")]
+    assert c["compose_files"] == [
+        str(world.project / "docker-compose.yml"),
+        str(world.project / "docker-compose.brain.yml"),
+    ]
     assert c["project"] == "eng" and c["brain"]["key"] == f"bind:{brain}"
     for sub, opts, _env in world.calls:
         assert opts["files"] == c["compose_files"] and opts["project"] == "eng", sub
@@ -523,13 +572,19 @@ def test_compose_file_in_the_env_file(world, tmp_path):
 
 
 @pytest.mark.parametrize("generation", ["v1", "v2"])
-def test_inventory_files_that_drop_the_brain_are_refused_before_anything_stops(
-        world, tmp_path, warnings, generation):
+def test_inventory_files_that_drop_the_brain_are_refused_before_anything_stops(world, tmp_path, warnings, generation):
     world.generation = generation  # v2 answers `config` in JSON, v1 in YAML
     brain = with_override(world, tmp_path)
     running = world.only()
-    result = run({"project_src": str(world.project), "version": "2.3.1", "compose_file": ["docker-compose.yml"],
-                  "project_name": "eng"}, expect=FailJson)
+    result = run(
+        {
+            "project_src": str(world.project),
+            "version": "2.3.1",
+            "compose_file": ["docker-compose.yml"],
+            "project_name": "eng",
+        },
+        expect=FailJson,
+    )
     assert "Refusing to switch service 'engine'" in result["msg"] and "Nothing was stopped" in result["msg"]
     assert result["brain"] == {"running": f"bind:{brain}", "planned": "volume:eng_engine_data"}
     assert world.subcommands() == [] and world.only() is running and running["status"] == "running"
@@ -544,8 +599,15 @@ def config_fails(world, monkeypatch):
 def test_a_switch_that_came_back_on_another_brain_is_undone(world, tmp_path, monkeypatch):
     config_fails(world, monkeypatch)
     brain = with_override(world, tmp_path)
-    result = run({"project_src": str(world.project), "version": "2.3.1", "compose_file": ["docker-compose.yml"],
-                  "project_name": "eng"}, expect=FailJson)
+    result = run(
+        {
+            "project_src": str(world.project),
+            "version": "2.3.1",
+            "compose_file": ["docker-compose.yml"],
+            "project_name": "eng",
+        },
+        expect=FailJson,
+    )
     assert "came back on another brain" in result["msg"] and "volume:eng_engine_data" in result["msg"]
     assert "started it again" in result["msg"]
     c = world.only()
@@ -568,8 +630,9 @@ def test_a_put_back_that_still_mounts_another_brain_is_stopped(world, tmp_path, 
 @pytest.mark.parametrize("generation", ["v1", "v2"])
 def test_profiles_are_passed_so_no_command_skips_the_service(world, generation):
     world.generation = generation
-    (world.project / "docker-compose.yml").write_text(BASE.replace("    env_file: .env\n",
-                                                                   "    env_file: .env\n    profiles: [engine]\n"))
+    (world.project / "docker-compose.yml").write_text(
+        BASE.replace("    env_file: .env\n", "    env_file: .env\n    profiles: [engine]\n")
+    )
     result = run({"project_src": str(world.project), "version": "2.3.1"})
     assert result["compose"]["profiles"] == ["engine"] and result["compose"]["actions"] == ["drain", "edit", "up"]
     assert all(opts["profiles"] == ["engine"] for _sub, opts, _env in world.calls)
@@ -705,16 +768,25 @@ def test_finalized_settles_a_switch_left_in_progress_by_what_runs(world):
 def test_a_switch_left_in_progress_on_the_old_release_is_settled_as_rolled_back(world):
     """The disk filled up: the switch put 2.3.0 back but could not say so; going back to 2.3.0 settles it."""
     left_in_progress(world, "engine:2.3.0")
-    checked = run({"project_src": str(world.project), "image": "engine:2.3.0", "state": "rolled_back",
-                   "_ansible_check_mode": True})
+    checked = run(
+        {
+            "project_src": str(world.project),
+            "image": "engine:2.3.0",
+            "state": "rolled_back",
+            "_ansible_check_mode": True,
+        }
+    )
     assert checked["changed"] is True and record_of(world)["history"][-1]["result"] == "in progress"
     back = run({"project_src": str(world.project), "image": "engine:2.3.0", "state": "rolled_back"})
     assert back["changed"] is True and world.subcommands() == []  # nothing stopped: it already runs 2.3.0
     assert back["compose"]["actions"] == ["settle the unfinished switch's record (rolled back)"]
     record = record_of(world)
     assert (record["history"][-1]["result"], record["history"][-1]["verified"]) == ("rolled back", True)
-    assert (record["image"], record["image_id"], record["rolled_back_from"]) == ("engine:2.3.0", "sha256:230",
-                                                                                 "engine:2.3.1")
+    assert (record["image"], record["image_id"], record["rolled_back_from"]) == (
+        "engine:2.3.0",
+        "sha256:230",
+        "engine:2.3.1",
+    )
     again = run({"project_src": str(world.project), "image": "engine:2.3.0", "state": "rolled_back"})
     assert again["changed"] is False
     assert run({"project_src": str(world.project), "state": "finalized"})["changed"] is False

@@ -60,40 +60,63 @@ def test_check_mode_gives_the_same_plan():
 
 
 def test_stages_controls_and_run_id_from_the_settings_or_the_options():
-    settings = {"engine_target_version": "2.4.0", "engine_rollout_stages": "1,100%",
-                "engine_upgrade_control_engines": 2, "engine_run_id": "awx-77"}
+    settings = {
+        "engine_target_version": "2.4.0",
+        "engine_rollout_stages": "1,100%",
+        "engine_upgrade_control_engines": 2,
+        "engine_run_id": "awx-77",
+    }
     plan = run({"engines": engines(12), "settings": settings})["plan"]
     assert (plan["serial"], plan["run_id"], len(plan["controls"]["1"])) == ([1, 11], "awx-77", 2)
-    plan = run({"engines": engines(12), "settings": settings, "stages": ["2", "100%"], "controls": 0,
-                "run_id": "r-1"})["plan"]
+    plan = run({"engines": engines(12), "settings": settings, "stages": ["2", "100%"], "controls": 0, "run_id": "r-1"})[
+        "plan"
+    ]
     assert (plan["serial"], plan["run_id"], plan["controls"]["1"]) == ([2, 10], "r-1", [])
 
 
 def test_every_problem_in_one_failure_before_anything():
-    result = run({"engines": [], "limit": "web*", "stages": "50%,5%", "controls": -1, "run_id": "a/b",
-                  "settings": {"engine_upgrade_bake_interval": 0, "engine_hosts": "engines_eu"}}, FailJson)
+    result = run(
+        {
+            "engines": [],
+            "limit": "web*",
+            "stages": "50%,5%",
+            "controls": -1,
+            "run_id": "a/b",
+            "settings": {"engine_upgrade_bake_interval": 0, "engine_hosts": "engines_eu"},
+        },
+        FailJson,
+    )
     problems = result["problems"]
     assert result["msg"].startswith(f"The upgrade's settings have {len(problems)} problems; nothing was changed:")
     joined = "\n".join(problems)
-    for expected in ("engine_upgrade_target_version is not set", "engine_upgrade_bake_interval=0",
-                     "stages: rollout stages must grow", "controls=-1", "run_id='a/b'",
-                     "engine_hosts='engines_eu' matches no host of the inventory within --limit 'web*'"):
+    for expected in (
+        "engine_upgrade_target_version is not set",
+        "engine_upgrade_bake_interval=0",
+        "stages: rollout stages must grow",
+        "controls=-1",
+        "run_id='a/b'",
+        "engine_hosts='engines_eu' matches no host of the inventory within --limit 'web*'",
+    ):
         assert expected in joined, joined
     assert len(problems) == 6
 
 
 def test_stages_that_shrink_with_this_many_engines():
-    result = run({"engines": engines(10), "stages": ["3", "10%"], "settings": {"engine_target_version": "2.4.0"}},
-                 FailJson)
-    assert result["problems"] == ["stages: rollout stages must grow: '10%' comes after a larger stage in "
-                                  "['3', '10%'] (3 of 10 Engines are done before it)."]
+    result = run(
+        {"engines": engines(10), "stages": ["3", "10%"], "settings": {"engine_target_version": "2.4.0"}}, FailJson
+    )
+    assert result["problems"] == [
+        "stages: rollout stages must grow: '10%' comes after a larger stage in "
+        "['3', '10%'] (3 of 10 Engines are done before it)."
+    ]
 
 
 def test_the_default_pattern_is_named_when_nothing_matches():
     result = run({"engines": [], "settings": {"engine_target_version": "2.4.0"}}, FailJson)
     assert result["problems"] == [
         "engine_hosts='engines' (the default) matches no host of the inventory: nothing to upgrade; check the pattern "
-        "(-e engine_hosts=<group or pattern>) and the inventory."]
+        "(-e engine_hosts=<group or pattern>) and the inventory."
+    ]
 
 
 def test_the_webhook_url_is_hidden(exits):
@@ -105,8 +128,13 @@ def test_the_webhook_url_is_hidden(exits):
 
 
 def test_warnings_for_unknown_names_and_counts_that_look_like_percentages(exits):
-    run({"engines": engines(20), "stages": "5,10,50,100",
-         "settings": {"engine_target_version": "2.4.0", "engine_upgrade_bake_second": 3}})
+    run(
+        {
+            "engines": engines(20),
+            "stages": "5,10,50,100",
+            "settings": {"engine_target_version": "2.4.0", "engine_upgrade_bake_second": 3},
+        }
+    )
     assert exits["warnings"][0].startswith("engine_upgrade_bake_second is not a setting of the upgrade")
     assert "Did you mean engine_upgrade_bake_seconds?" in exits["warnings"][0]
     assert "are numbers of Engines, not percentages (the run has 20)" in exits["warnings"][1]
@@ -122,8 +150,14 @@ def test_every_engines_own_variables_are_checked_with_the_settings():
     every problem of every Engine at once, each naming the Engine and the inventory variable."""
     names = [e["name"] for e in engines(6)]
     engine_vars = {
-        "engine_deployment": {names[0]: None, names[1]: "docker", names[2]: "compose", names[3]: "compose",
-                              names[4]: "container", names[5]: None},
+        "engine_deployment": {
+            names[0]: None,
+            names[1]: "docker",
+            names[2]: "compose",
+            names[3]: "compose",
+            names[4]: "container",
+            names[5]: None,
+        },
         "engine_container_name": {names[0]: "u0", names[4]: None, names[5]: "u5"},
         "engine_compose_dir": {names[2]: None, names[3]: "engines/u3"},
         "engine_url": {names[0]: "127.0.0.1:9001", names[5]: "http://127.0.0.1:9005"},
@@ -131,8 +165,9 @@ def test_every_engines_own_variables_are_checked_with_the_settings():
     }
     settings = {"engine_target_version": "2.4.0", "engine_upgrade_bake_interval": 0}
     failed = run({"engines": engines(6), "settings": settings, "engine_vars": engine_vars}, expect=FailJson)
-    assert failed["msg"].startswith("The upgrade's settings and the Engines' inventory variables have 7 problems; "
-                                    "nothing was changed:")
+    assert failed["msg"].startswith(
+        "The upgrade's settings and the Engines' inventory variables have 7 problems; nothing was changed:"
+    )
     problems = failed["problems"]
     assert problems[0].startswith("engine_upgrade_bake_interval=0")  # the settings first, then the Engines
     assert problems[1:] == [
@@ -152,11 +187,16 @@ def test_every_engines_own_variables_are_checked_with_the_settings():
 
 
 def test_good_engine_variables_plan_and_only_the_runs_engines_are_checked():
-    engine_vars = {"engine_deployment": {"sept-u000": "compose", "sept-u001": None, "not-in-the-run": "docker"},
-                   "engine_compose_dir": {"sept-u000": "~/engine"}, "engine_container_name": {"sept-u001": "u1"},
-                   "engine_url": {"sept-u000": "https://engine.example:8443/"}}
+    engine_vars = {
+        "engine_deployment": {"sept-u000": "compose", "sept-u001": None, "not-in-the-run": "docker"},
+        "engine_compose_dir": {"sept-u000": "~/engine"},
+        "engine_container_name": {"sept-u001": "u1"},
+        "engine_url": {"sept-u000": "https://engine.example:8443/"},
+    }
     result = run({"engines": engines(2), "settings": {"engine_target_version": "2.4.0"}, "engine_vars": engine_vars})
     assert result["plan"]["total"] == 2
-    only_settings = run({"engines": engines(2), "settings": {"engine_upgrade_bake_interval": 0,
-                                                             "engine_target_version": "2.4.0"}}, expect=FailJson)
+    only_settings = run(
+        {"engines": engines(2), "settings": {"engine_upgrade_bake_interval": 0, "engine_target_version": "2.4.0"}},
+        expect=FailJson,
+    )
     assert only_settings["msg"].startswith("The upgrade's settings have a problem; nothing was changed:")
