@@ -43,8 +43,8 @@ options:
   dest:
     description:
       - Folder on the Docker host for snapshots; created C(0700) if missing. Engines may share it.
-      - An absolute path (a relative one is refused before anything changes: it would depend on where the module
-        runs, and no rollback would look there).
+      - An absolute path. A relative one is refused before anything changes, as it would depend on where the module
+        runs and no rollback would look there.
     type: path
     required: true
   name:

@@ -62,8 +62,8 @@ options:
   lock_dir:
     description:
       - Directory of the lock files; created with mode 0700 when missing.
-      - An absolute path (a relative one is refused: it would depend on where the module runs, and other runs would
-        not see the lock).
+      - An absolute path. A relative one is refused, as it would depend on where the module runs and other runs would
+        not see the lock.
     type: path
     default: /var/lib/september-engine/locks
   state:

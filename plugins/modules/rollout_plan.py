@@ -86,8 +86,9 @@ options:
     type: str
   engine_vars:
     description:
-      - Each Engine's own inventory variables, by variable then by Engine (V(null) when an Engine does not set it):
-        C(engine_deployment), C(engine_container_name), C(engine_compose_dir), C(engine_url), C(engine_snapshot_dir).
+      - Each Engine's own inventory variables, by variable then by Engine (V(null) when an Engine does not set it),
+        among C(engine_deployment), C(engine_container_name), C(engine_compose_dir), C(engine_url) and
+        C(engine_snapshot_dir).
       - The Engines of O(engines) are checked with the settings, every problem of every Engine at once, naming the
         Engine and the variable (a hosting model that does not exist, a container name or Compose folder that is
         missing, a URL without http(s), a folder that is not absolute), so that a typo in a later batch stops the run
