@@ -132,7 +132,8 @@ def _by_kind(turns: list[dict]) -> dict[str, int]:
 
 
 class _Timeline:
-    """Events in the run's order; those without a time keep their place, log lines go in by their time."""
+    """Events in the run's order. An event without a time happened after the timed one before it and just before the
+    timed one after it; a log line goes in by its time, before such untimed events."""
 
     def __init__(self):
         self.events: list[tuple[float | None, str]] = []
@@ -144,6 +145,8 @@ class _Timeline:
         merged = list(self.events)
         for ts, text in sorted(log_events, key=lambda event: event[0]):
             index = next((i for i, (when, _t) in enumerate(merged) if when is not None and when > ts), len(merged))
+            while index > 0 and merged[index - 1][0] is None:
+                index -= 1
             merged.insert(index, (ts, text))
         return merged
 

@@ -273,6 +273,17 @@ def describe(entry: dict) -> str:
     return f"on {where} at {_when(entry)}{run}{back}: {entry.get('reason') or 'no reason recorded'}"
 
 
+def merge(entries: list[dict]) -> list[dict]:
+    """One entry per rollback (release, Engine, run) from several places (Docker hosts, run reports), in order: the
+    first seen, or the first that is acknowledged (an acknowledgement in one place answers the others)."""
+    merged: dict[tuple, dict] = {}
+    for entry in entries:
+        key = (str(entry.get("release")), entry.get("engine") or entry.get("identity"), entry.get("run_id"))
+        if key not in merged or (entry.get("acknowledged") and not merged[key].get("acknowledged")):
+            merged[key] = entry
+    return list(merged.values())
+
+
 def pending(entries: list[dict]) -> list[dict]:
     """The entries nobody acknowledged, newest first."""
     waiting = [entry for entry in entries if not entry.get("acknowledged")]

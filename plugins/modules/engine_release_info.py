@@ -110,6 +110,7 @@ from ansible_collections.september.engine.plugins.module_utils._errors import Op
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._release_record import (
     ReleaseRecord,
+    merge,
     pending,
     refusal,
     report_entries,
@@ -138,6 +139,7 @@ class ReleaseInfo:
         if report_dir:
             paths.append(report_dir)
             entries += report_entries(report_dir, release, self.warnings)
+        entries = merge(entries)  # a rollback both recorded on the host and in a report is one
         waiting = pending(entries)
         message = refusal(release, waiting) if release and waiting else ""
         return dict(

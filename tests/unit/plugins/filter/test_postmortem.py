@@ -45,6 +45,11 @@ def test_the_gate_refuses_when_any_docker_host_recorded_the_release() -> None:
     clean = FILTERS["release_gate"](looped, "2.4.0")
     assert clean["refuse"] is False and clean["message"] == "" and clean["entries"] == []
     assert not FILTERS["release_gate"]([entry("u5", acknowledged={"reason": "x"})], "2.4.1")["refuse"]
+    # One rollback seen on its Docker host and in a run report is one; acknowledged in either place, it is answered.
+    host, report = entry("u6"), dict(entry("u6"), docker_host=None, source="/r/upgrade.json")
+    assert "rolled back once" in FILTERS["release_gate"]([info(host), info(report)], "2.4.1")["message"]
+    answered = dict(report, acknowledged={"reason": "fixed"})
+    assert not FILTERS["release_gate"]([info(host), info(answered)], "2.4.1")["refuse"]
 
 
 def test_the_postmortem_filters_need_the_diagnostics_record() -> None:
@@ -53,3 +58,18 @@ def test_the_postmortem_filters_need_the_diagnostics_record() -> None:
     with pytest.raises(AnsibleFilterError, match="regression_eval_case"):
         FILTERS["regression_eval_case"](["a list"])
     assert FILTERS["postmortem_draft"]({"engine": "u1", "to_version": "2.4.1"}).startswith("# Postmortem draft: 2.4.1")
+
+
+def test_one_reader_per_docker_host_and_state_folder() -> None:
+    hostvars = {
+        "u1": {"ansible_connection": "local"},
+        "u2": {"ansible_connection": "local"},
+        "u3": {"ansible_connection": "local", "engine_state_dir": "/srv/state"},
+        "r1": {"ansible_host": "10.0.0.7", "engine_upgrade_state_dir": "/data/se"},
+        "r2": {"ansible_host": "10.0.0.7", "engine_upgrade_state_dir": "/data/se", "engine_state_dir": "/other"},
+    }
+    assert FILTERS["release_record_readers"](["u1", "u2", "u3", "r1", "r2"], hostvars) == [
+        {"engine": "u1", "docker_host": "localhost", "state_dir": "/var/lib/september-engine"},
+        {"engine": "u3", "docker_host": "localhost", "state_dir": "/srv/state"},
+        {"engine": "r1", "docker_host": "10.0.0.7", "state_dir": "/data/se"},
+    ]

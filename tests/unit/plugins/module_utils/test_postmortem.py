@@ -79,7 +79,7 @@ LINES = [
     line("19:26.000", "INFO", "http", "POST /execute 400", method="POST", path="/execute", status=400),
     line("19:27.000", "INFO", "http", "POST /execute 503", method="POST", path="/execute", status=503),
     line("19:27.200", "INFO", "http", "GET /health 503", method="GET", path="/health", status=503),
-    line("19:44.000", "INFO", "engine", "SIGTERM received: draining", in_flight=0),
+    line("19:45.500", "INFO", "engine", "SIGTERM received: draining", in_flight=0),
 ]
 
 
@@ -195,8 +195,8 @@ def test_the_timeline_is_in_time_order_with_the_release_s_own_log_lines() -> Non
         "bake ended after 15.0 s",
         "verdict: fail (new_error_kind)",
         "decision: rollback (fail)",
-        "log: engine: SIGTERM received: draining",
         "rollback began (to 2.3.0)",
+        "log: engine: SIGTERM received: draining",
         "brain restored from pre-upgrade-engine-data-u001-2.3.0-to-2.4.2-r1 (0.4 s)",
         "switched back to engine:2.3.0 (image+brain)",
         "healthy again on 2.3.0",
