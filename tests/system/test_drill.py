@@ -231,6 +231,9 @@ def assert_report_files(drill: Drill) -> None:
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
     text = (folder / "drill.md").read_text()
     assert "RTO **" in text and "What the upgrade role does not record" in text
+    # No report, diagnostics file or output holds the Engines' key.
+    for path in [p for p in folder.rglob("*") if p.is_file()] + list(drill.tmp.glob("run*.out")):
+        assert drill.fleet.api_key not in path.read_text(errors="replace"), path
 
 
 # ---------------------------------------------------------------------- engine_twin on its own
