@@ -147,6 +147,10 @@ class LabError(FleetError):
     """The lab could not do something; the message says what, and what to look at."""
 
 
+#: LabHost.query: the exit status of a command that only reads, printed after its output.
+_RC_MARK = "__september_rc="
+
+
 @dataclass
 class RunResult:
     """What a command on a lab host did."""
@@ -370,19 +374,50 @@ class LabHost:
         return self._client
 
     def exec(self, cmd: str | Sequence[str], *, check: bool = False, env: dict[str, str] | None = None) -> RunResult:
-        """Run ``cmd`` (a list, or a string for ``sh -c``) as root on the lab host (``docker exec``; no SSH needed)."""
+        """Run ``cmd`` (a list, or a string for ``sh -c``) as root on the lab host (``docker exec``; no SSH needed).
+
+        The exit status is read once Docker says the process has ended (``exec_inspect`` polled until it is no
+        longer running): docker-py's ``exec_run`` reads it right after the output, and on a loaded machine the
+        daemon may not have reaped the process yet (ExitCode None).
+        """
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        api = self.outer.api
         try:
-            result = self.container.exec_run(argv, demux=True, environment=env)
+            exec_id = api.exec_create(self.name, argv, stdout=True, stderr=True, environment=env)["Id"]
+            out, err = api.exec_start(exec_id, demux=True) or (None, None)
+            rc = self._exit_code(exec_id, argv)
         except docker.errors.APIError as exc:
             raise LabError(f"{self.name}: cannot run {shlex.join(argv)}: {exc.explanation or exc}") from exc
-        out, err = result.output or (None, None)
-        res = RunResult(
-            result.exit_code, (out or b"").decode("utf-8", "replace"), (err or b"").decode("utf-8", "replace")
-        )
+        res = RunResult(rc, (out or b"").decode("utf-8", "replace"), (err or b"").decode("utf-8", "replace"))
         return res.check(f"{self.name}: {shlex.join(argv)}") if check else res
 
     run = exec
+
+    def _exit_code(self, exec_id: str, argv: Sequence[str], timeout: float = 60) -> int:
+        """The exit status of a finished exec, once the daemon has it."""
+        deadline, pause = time.monotonic() + timeout, 0.01
+        while True:
+            state = self.outer.api.exec_inspect(exec_id)
+            if not state.get("Running") and state.get("ExitCode") is not None:
+                return int(state["ExitCode"])
+            if time.monotonic() > deadline:
+                raise LabError(f"{self.name}: {shlex.join(argv)}: no exit status after {timeout:g}s ({state})")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def query(self, argv: Sequence[str], *, env: dict[str, str] | None = None, tries: int = 3) -> RunResult:
+        """Run a command that only reads; its exit status travels in its output, after a marker, so that an answer
+        whose output was lost (an empty read, seen on a loaded machine) is told from an empty answer and asked
+        again (up to ``tries`` times). Never answers "nothing there" for "no answer": LabError instead."""
+        res = RunResult(-1, "", "")
+        for attempt in range(tries):
+            res = self.exec(["sh", "-c", f'"$@"; echo "{_RC_MARK}$?"', "sh", *argv], env=env)
+            out, sep, tail = res.stdout.rpartition(_RC_MARK)
+            if sep and tail.strip().isdigit():
+                return RunResult(int(tail.strip()), out, res.stderr)
+            if attempt + 1 < tries:
+                time.sleep(0.2 * (attempt + 1))
+        raise LabError(f"{self.name}: {shlex.join(argv)} did not answer ({tries} tries): {res.stderr.strip()[-500:]}")
 
     def ssh_argv(self, *, connect_timeout: int = 5) -> list[str]:
         """The ``ssh`` command line that reaches this host as Ansible does (append the remote command)."""
@@ -457,16 +492,16 @@ class LabHost:
             raise LabError(f"{self.name}: cannot write {path}")
 
     def exists(self, path: str | os.PathLike[str]) -> bool:
-        return self.exec(["test", "-e", str(path)]).rc == 0
+        return self.query(["test", "-e", str(path)]).rc == 0
 
     def listdir(self, path: str | os.PathLike[str]) -> list[str]:
         """Names in a directory of the lab host (empty when it does not exist)."""
-        res = self.exec(["ls", "-A", "-1", str(path)])
+        res = self.query(["ls", "-A", "-1", str(path)])
         return res.stdout.split() if res.rc == 0 else []
 
     def find(self, path: str | os.PathLike[str], *args: str) -> list[str]:
         """``find PATH ARGS...`` on the lab host: the paths found (empty when PATH does not exist)."""
-        res = self.exec(["find", str(path), *args])
+        res = self.query(["find", str(path), *args])
         return sorted(line for line in res.stdout.splitlines() if line) if res.rc == 0 else []
 
     def sha256(self, path: str | os.PathLike[str]) -> str:
@@ -503,7 +538,7 @@ class LabHost:
 
         :returns: ``{"pending": [urls not healthy], "last": {url: [status, body]}}``.
         """
-        res = self.exec(["python3", "-c", _HEALTH_SCRIPT, str(timeout), *urls], check=True)
+        res = self.query(["python3", "-c", _HEALTH_SCRIPT, str(timeout), *urls]).check(f"{self.name}: health probe")
         return json.loads(res.stdout)
 
     def fleet(self, api_key: str) -> LabFleet:

@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from engine_testkit import brain, dockerhosts
-from engine_testkit.dockerhosts import LabEngine, LabHost
+from engine_testkit.dockerhosts import LabEngine, LabError, LabHost
 from engine_testkit.fleet import Engine
 
 #: Where the collection keeps snapshots and locks on a Docker host (engine_state_dir's default).
@@ -196,33 +196,22 @@ class Relay:
 
 
 # ---------------------------------------------------------------------------------------------- commands on a host
-# LabHost.exec takes the exit status from docker-py's exec_run, which reads it with exec_inspect right after the
-# output: on a loaded machine the daemon may not have reaped the process yet and answers ExitCode None (then
-# LabHost.listdir / exists / find answer "nothing there"). Here the status travels in the output instead.
-
-_RC = "__september_rc="
 
 
-def sh(host: LabHost, argv: Sequence[str], env: dict[str, str] | None = None, tries: int = 3) -> tuple[int, str]:
-    """Run ``argv`` (a command that only reads) on the lab host: (its exit status, its stdout), the status read from
-    the output. An answer without it (the exec's output lost, seen on a loaded machine) is asked again."""
-    for _ in range(tries):
-        res = host.exec(["sh", "-c", f'"$@"; echo "{_RC}$?"', "sh", *argv], env=env)
-        out, sep, tail = res.stdout.rpartition(_RC)
-        if sep:
-            return int(tail.strip()), out
-        time.sleep(0.5)
-    raise AssertionError(f"{host.name}: {list(argv)} did not answer ({tries} tries): {res.stderr.strip()[-500:]}")
+def sh(host: LabHost, argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+    """(exit status, stdout) of ``argv``, a command that only reads, on the lab host (LabHost.query: an answer whose
+    output was lost is asked again, never taken for an empty one)."""
+    res = host.query(argv, env=env)
+    return res.rc, res.stdout
 
 
 def listdir(host: LabHost, path: str) -> list[str]:
     """Names in a folder of the lab host (empty when it does not exist)."""
-    rc, out = sh(host, ["ls", "-A", "-1", path])
-    return out.split() if rc == 0 else []
+    return host.listdir(path)
 
 
 def exists(host: LabHost, path: str) -> bool:
-    return sh(host, ["test", "-e", path])[0] == 0
+    return host.exists(path)
 
 
 def wait_healthy(engines: Sequence[LabEngine], timeout: float = 30) -> None:
@@ -237,8 +226,7 @@ def wait_healthy(engines: Sequence[LabEngine], timeout: float = 30) -> None:
 
 def find(host: LabHost, path: str, *args: str) -> list[str]:
     """``find PATH ARGS...`` on the lab host (empty when PATH does not exist)."""
-    rc, out = sh(host, ["find", path, *args])
-    return sorted(line for line in out.splitlines() if line) if rc == 0 else []
+    return host.find(path, *args)
 
 
 # ---------------------------------------------------------------------------------------------- brains
@@ -360,7 +348,7 @@ class LockWatcher:
                 for host in self.hosts:
                     try:
                         names = listdir(host, f"{STATE_DIR}/locks")
-                    except AssertionError:  # no answer this round: the next one looks again
+                    except LabError:  # no answer this round (LabHost.query gave up): the next one looks again
                         self.missed += 1
                         continue
                     self.on_host[host.name].update(n for n in names if n.endswith(".lock"))

@@ -13,7 +13,7 @@ Engine and a Compose project Engine on its own loopback, plus one local per-user
 2. rollback.yml on h1's per-user container and h2's Compose project: 2.3.0, brains restored on their hosts;
 3. upgrade.yml to 2.4.1 (health never ok) with h1's per-user container allowlisted as the canary: rolled back with
    its brain restored on h1, nobody else touched;
-4. the Engines rolled back in 2 and 3 upgraded again (a defect: see its xfail).
+4. the Engines rolled back in 2 and 3 upgraded again (the Compose one was defect D3, fixed).
 
 Each test states the versions it starts from; when they are not so (a test before it failed, or it runs alone), the
 playbooks themselves bring the Engines there first (``LabRollouts.ensure``) and the output says so.
@@ -431,20 +431,7 @@ def test_bad_release_canary_on_a_lab_host_is_rolled_back_there(lab: LabRollouts,
 # ---------------------------------------------------------------------------------------------- after a rollback
 
 
-COMPOSE_AFTER_ROLLBACK = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "defect: a Compose Engine whose last switch is a rollback (.september-engine.json: action rolled_back, "
-        "verified false) is taken by engine_preflight for an unverified switch a dead run left "
-        "(_preflight.unverified_switch): action resume, compose start, then refused 'could not be brought back "
-        "(running)'; it can never be upgraded again"
-    ),
-)
-
-
-@pytest.mark.parametrize(
-    ("host", "model"), [(1, "container"), pytest.param(2, "compose", marks=COMPOSE_AFTER_ROLLBACK)]
-)
+@pytest.mark.parametrize(("host", "model"), [(1, "container"), (2, "compose")])
 def test_a_rolled_back_engine_can_be_upgraded_again(lab: LabRollouts, host: int, model: str) -> None:
     """The release is fixed, the job runs again: an Engine rolled back (h1's per-user container by the 2.4.1 canary's
     rescue, h2's Compose project by rollback.yml) upgrades like any other."""
