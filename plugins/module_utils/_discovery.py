@@ -22,6 +22,8 @@ Which containers are Engines (``Rules``):
   Compose v1 and v2 both set (one-off ``run`` containers aside). The project's folder, files and env file are
   read from the labels; the modules run there, on the Docker host.
 - every Engine, of either model, carries all of ``required_labels`` (given to Docker as a filter, and checked).
+- a rollback drill's staging twin (label ``io.september.engine.drill``, made by ``engine_twin``) carries its
+  Engine's labels and image but is never an Engine of the inventory.
 
 The record holds no secret: the containers' environment (where the Engine key lives) is never read.
 """
@@ -45,6 +47,8 @@ WORKDIR_LABEL = "com.docker.compose.project.working_dir"
 CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
 ENV_FILE_LABEL = "com.docker.compose.project.environment_file"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
+#: The label engine_twin puts on a rollback drill's staging twins (and their volumes).
+DRILL_LABEL = "io.september.engine.drill"
 NUMBER_LABEL = "com.docker.compose.container-number"
 DEPLOYMENTS = ("container", "compose")
 #: Seconds a Docker host may overrun its time limit before it is no longer waited for.
@@ -285,7 +289,7 @@ class _HostReader:
         projects: dict = {}
         for summary in summaries:
             labels = summary.get("Labels") or {}
-            if not all(label_matches(labels, s) for s in rules.required_labels):
+            if DRILL_LABEL in labels or not all(label_matches(labels, s) for s in rules.required_labels):
                 continue
             if _is_compose(labels):
                 if (

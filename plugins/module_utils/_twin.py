@@ -55,6 +55,7 @@ from ansible_collections.september.engine.plugins.module_utils._brain import (
 )
 from ansible_collections.september.engine.plugins.module_utils._brain_rows import table_row_counts
 from ansible_collections.september.engine.plugins.module_utils._container import create_request, explain
+from ansible_collections.september.engine.plugins.module_utils._discovery import DRILL_LABEL
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     DockerException,
     NotFound,
@@ -79,7 +80,6 @@ from ansible_collections.september.engine.plugins.module_utils._snapshot_manager
 )
 from ansible_collections.september.engine.plugins.module_utils._timeutil import iso, utc_now
 
-DRILL_LABEL = "io.september.engine.drill"
 TWIN_LABEL = "io.september.engine.drill-twin"
 OF_LABEL = "io.september.engine.drill-of"
 #: Labels of Compose: a twin is a per-user container, never a container of the Engine's Compose project.

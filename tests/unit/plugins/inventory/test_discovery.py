@@ -216,6 +216,21 @@ def test_previous_and_failed_containers_are_not_engines(fake):
     assert found["u003"]["state"] == "exited"
 
 
+def test_a_drill_twin_is_never_an_engine(fake):
+    """engine_twin's staging twin carries its Engine's labels, image and volume naming, and the drill's label."""
+    drill = {"io.september.engine.drill": "drill-20260504T020000Z", "io.september.engine_id": "u001"}
+    boxes = [
+        fake.engine_container("u001", port=9001, labels={"io.september.engine_id": "u001"}),
+        fake.Box("u001--drill", "engine:2.3.0", labels=drill, mounts=[fake.volume_mount("engine-drill-u001")],
+                 port=9301),
+    ]  # fmt: skip
+    rules = Rules(container_labels=("io.september.engine_id",), container_images=("engine",))
+    assert sorted(by_id(run(fake.FakeApi(boxes), rules, fake=fake)[0])) == ["u001"]
+    # without the drill's label the same container is an Engine: the label is what keeps it out
+    boxes[1].labels.pop("io.september.engine.drill")
+    assert sorted(by_id(run(fake.FakeApi(boxes), rules, fake=fake)[0])) == ["u001", "u001--drill"]
+
+
 def test_required_labels_are_a_docker_filter_and_are_checked(fake):
     mine = {"io.september.fleet": "prod"}
     boxes = [
