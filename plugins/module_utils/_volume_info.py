@@ -166,16 +166,18 @@ class VolumeSnapshotInfo:
         if p.get("name"):
             entry = self.store.get(p["name"])
             if entry is None:
-                return None, [f"There is no volume snapshot {p['name']} in {self.store.dest}."]
+                return None, [f"There is no volume snapshot {p['name']} in {self.store.dest}. Nothing was changed."]
         elif key:
             entry = choose(self.store.list(), key, version=p.get("version"), kind=p.get("kind"))
             if entry is None:
                 kind = f"{p['kind']} " if p.get("kind") else ""
                 taken = f" taken on {p['version']}" if p.get("version") else ""
-                return None, [f"No {kind}volume snapshot of Engine {key}{taken} in {self.store.dest}."]
+                return None, [
+                    f"No {kind}volume snapshot of Engine {key}{taken} in {self.store.dest}. Nothing was changed."
+                ]
         else:
             return None, []
-        problem = restore_problem(entry, key, p.get("allow_other_engine"), warnings)
+        problem = restore_problem(entry, key, p.get("allow_other_engine"), warnings, builtin_only=False)
         if problem:
             return entry, [problem.msg]
         if p.get("verify") and entry["provider"] == BUILTIN:

@@ -182,10 +182,11 @@ def _summary(entry: dict | None) -> dict | None:
     )
 
 
-def restore_problem(entry: dict, key: str | None, allow_other_engine: bool, warnings: list):
+def restore_problem(entry: dict, key: str | None, allow_other_engine: bool, warnings: list, builtin_only: bool = True):
     """Why `entry` cannot be restored over the Engine `key`'s volume (an EngineModuleError to raise), or None.
 
-    Checks what the record says (whose it is, which provider, a raw copy, its files there); the files' sha256 and the
+    Checks what the record says (whose it is, a raw copy, a reflink snapshot's files there; with `builtin_only`, this
+    module's restore, a snapshot of another provider too: its own restore tasks restore it); the files' sha256 and the
     brain's quick_check are verify_reflink()'s."""
     binding = record_binding(entry["record"], key)
     if binding != SAME:
@@ -203,7 +204,7 @@ def restore_problem(entry: dict, key: str | None, allow_other_engine: bool, warn
             f"Volume snapshot {entry['name']} belongs to {owner}, not to this Engine ({key}); it is "
             "restored anyway (allow_other_engine=true)."
         )
-    if entry["provider"] != BUILTIN:
+    if builtin_only and entry["provider"] != BUILTIN:
         return OptionsError(
             f"Volume snapshot {entry['name']} was taken by provider {entry['provider']} (id {entry['id']}): restore it "
             "with that provider's restore tasks (engine_volume_snapshot_restore_tasks, see docs/volume-snapshots.md); "
@@ -214,7 +215,7 @@ def restore_problem(entry: dict, key: str | None, allow_other_engine: bool, warn
             f"Volume snapshot {entry['name']} is a raw copy of a volume whose brain could not be read "
             "(kept as evidence): it cannot be restored. Choose another snapshot. Nothing was changed."
         )
-    if not entry["has_data"]:
+    if entry["provider"] == BUILTIN and not entry["has_data"]:
         return SnapshotError(
             f"Volume snapshot {entry['name']} has no files ({entry['record_path']} names a folder "
             f"{entry['record_path'][:-5]} that is missing). Nothing was changed."

@@ -448,6 +448,8 @@ def test_what_may_be_restored():
     assert warnings and "restored anyway" in warnings[0]
     other = restore_problem(entry("ebs", provider="aws-ebs", data=False), KEY, False, [])
     assert isinstance(other, OptionsError) and "that provider's restore tasks" in other.msg
+    assert restore_problem(entry("ebs", provider="aws-ebs", data=False), KEY, False, [], builtin_only=False) is None
+    assert "raw copy" in restore_problem(entry("ebs", provider="aws-ebs", raw=True), KEY, False, [], False).msg
     assert "raw copy" in restore_problem(entry("raw", raw=True), KEY, False, []).msg
     assert (
         "has no files"

@@ -292,4 +292,6 @@ def test_info_chooses_checks_and_describes_the_hook(engine, tmp_path):
     assert not broken["is_restorable"] and "missing" in broken["problems"][0]
     other = run(volume_snapshot_info, dict(engine_key="volume:engine-data-u002", dest=str(dest)))
     assert other["chosen"] is None and other["snapshots"] == []
-    assert other["problems"] == [f"No volume snapshot of Engine volume:engine-data-u002 in {dest}."]
+    assert other["problems"] == [
+        f"No volume snapshot of Engine volume:engine-data-u002 in {dest}. Nothing was changed."
+    ]
