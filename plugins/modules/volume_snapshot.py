@@ -172,10 +172,11 @@ notes:
     binds a folder with C(type=none,o=bind), or a bind mount). A volume of another driver, or one that mounts a
     device only while a container uses it, is refused with a pointer to the provider hook.
   - Pausing freezes the Engine's processes; its connections wait (they are not refused) and resume after.
+  - The role C(september.engine.engine_volume_snapshot) runs this module as the built-in provider of the volume
+    snapshot hook, and the upgrade and rollback roles through it (docs/volume-snapshots.md).
 seealso:
   - module: september.engine.volume_snapshot_info
   - module: september.engine.brain_snapshot
-  - role: september.engine.engine_volume_snapshot
 """
 
 EXAMPLES = r"""

@@ -86,6 +86,9 @@ options:
       inventory_name:
         description: The Engine's inventory name.
         type: str
+notes:
+  - The role C(september.engine.engine_volume_snapshot) chooses and checks the snapshot to restore with this module,
+    and builds the variables of the provider's task files with it (docs/volume-snapshots.md).
 extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._attributes.READ_ONLY
@@ -93,7 +96,6 @@ extends_documentation_fragment:
   - september.engine._brain
 seealso:
   - module: september.engine.volume_snapshot
-  - role: september.engine.engine_volume_snapshot
 """
 
 EXAMPLES = r"""

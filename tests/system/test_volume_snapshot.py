@@ -29,12 +29,13 @@ import pytest
 
 from engine_testkit import LoadGenerator, task_ids
 from engine_testkit.ansible import run_playbook
-from engine_testkit.brain import row_counts
+from engine_testkit.brain import applied_migrations, row_counts
 from engine_testkit.fleet import unique_name
 from engine_testkit.lab import EngineLab
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "volume_snapshot.yml"
+ROLLBACK = Path(__file__).resolve().parent / "playbooks" / "volume_snapshot_rollback.yml"
 PROVIDER = Path(__file__).resolve().parent / "playbooks" / "files" / "volume_provider"
 PORTS = (9900, 9919)
 
@@ -65,8 +66,12 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
 def inventory(tmp_path: Path, hosts: dict, **common) -> Path:
     """An inventory of local Engines: {inventory name: host vars}."""
     path = tmp_path / "inventory.json"
-    group_vars = dict(ansible_connection="local", ansible_python_interpreter=sys.executable,
-                      engine_state_dir=str(tmp_path / "state"), **common)
+    group_vars = dict(
+        ansible_connection="local",
+        ansible_python_interpreter=sys.executable,
+        engine_state_dir=str(tmp_path / "state"),
+        **common,
+    )
     path.write_text(json.dumps({"all": {"children": {"engines": {"vars": group_vars, "hosts": hosts}}}}))
     return path
 
@@ -78,8 +83,11 @@ def play(inv: Path, check: bool = False, limit: str | None = None, **extra):
 def records(folder: Path) -> dict[str, dict]:
     if not folder.is_dir():
         return {}
-    return {name[: -len(".volume.json")]: json.loads((folder / name).read_text())
-            for name in os.listdir(folder) if name.endswith(".volume.json")}
+    return {
+        name[: -len(".volume.json")]: json.loads((folder / name).read_text())
+        for name in os.listdir(folder)
+        if name.endswith(".volume.json")
+    }
 
 
 def container_facts(engine) -> tuple[str, str, bool]:
@@ -109,8 +117,12 @@ def test_snapshot_under_load_then_restore_gives_exactly_the_snapshot(lab, tmp_pa
         check = play(inv, check=True, engine_volume_snapshot_name="s1", engine_volume_snapshot_kind="pre-upgrade")
         assert check.rc == 0, check.stdout[-4000:]
         assert records(snaps) == {}, "check mode must write no snapshot"
-        taken = play(inv, engine_volume_snapshot_name="s1", engine_volume_snapshot_kind="pre-upgrade",
-                     engine_volume_snapshot_reason="system test")
+        taken = play(
+            inv,
+            engine_volume_snapshot_name="s1",
+            engine_volume_snapshot_kind="pre-upgrade",
+            engine_volume_snapshot_reason="system test",
+        )
         assert taken.rc == 0, taken.stdout[-4000:]
         at_snapshot = len(load.acks(engine.engine_id))
         wait_for(lambda: len(load.acks(engine.engine_id)) >= at_snapshot + 10, 60, "turns after the snapshot")
@@ -141,8 +153,12 @@ def test_snapshot_under_load_then_restore_gives_exactly_the_snapshot(lab, tmp_pa
     assert set(records(snaps)) == {"s1"}
 
     # the restore, left stopped: the volume holds exactly the snapshot's files
-    restored = play(inv, engine_volume_snapshot_action="restore", engine_volume_snapshot_restore_name="s1",
-                    engine_volume_snapshot_restore_start=False)
+    restored = play(
+        inv,
+        engine_volume_snapshot_action="restore",
+        engine_volume_snapshot_restore_name="s1",
+        engine_volume_snapshot_restore_start=False,
+    )
     assert restored.rc == 0, restored.stdout[-4000:]
     assert not container_facts(engine)[2], "the Engine was left stopped as asked"
     assert sha256(engine.brain_path()) == by_path["brain.sqlite"]["sha256"]
@@ -164,14 +180,17 @@ def test_snapshot_under_load_then_restore_gives_exactly_the_snapshot(lab, tmp_pa
 def test_another_engines_snapshot_is_refused_before_anything_changes(lab, tmp_path):
     first, second = lab.run("2.3.0"), lab.run("2.3.0")
     shared = tmp_path / "shared-snapshots"
-    inv = inventory(tmp_path, {"e1": {"engine_container_name": first.container_name},
-                               "e2": {"engine_container_name": second.container_name}},
-                    engine_snapshot_dir=str(shared))
+    inv = inventory(
+        tmp_path,
+        {"e1": {"engine_container_name": first.container_name}, "e2": {"engine_container_name": second.container_name}},
+        engine_snapshot_dir=str(shared),
+    )
     taken = play(inv, limit="e1", engine_volume_snapshot_name="of-e1")
     assert taken.rc == 0, taken.stdout[-4000:]
     before, brain = container_facts(second), sha256(second.brain_path())
-    refused = play(inv, limit="e2", engine_volume_snapshot_action="restore",
-                   engine_volume_snapshot_restore_name="of-e1")
+    refused = play(
+        inv, limit="e2", engine_volume_snapshot_action="restore", engine_volume_snapshot_restore_name="of-e1"
+    )
     assert refused.rc != 0
     assert f"belongs to Engine volume:{first.volume}" in refused.stdout and "another user's memory" in refused.stdout
     assert container_facts(second) == before and sha256(second.brain_path()) == brain
@@ -186,8 +205,10 @@ def test_bad_input_is_one_error_before_anything_changes(lab, tmp_path):
     bad_choice = play(inv, engine_volume_snapshot_clone="sometimes")
     assert bad_choice.rc != 0 and "engine_volume_snapshot_clone" in bad_choice.stdout
     bad_provider = tmp_path / "bad_provider.yml"
-    bad_provider.write_text("---\n- name: A provider that returns no id\n  ansible.builtin.set_fact:\n"
-                            "    engine_volume_snapshot_provided: {provider: nowhere}\n")
+    bad_provider.write_text(
+        "---\n- name: A provider that returns no id\n  ansible.builtin.set_fact:\n"
+        "    engine_volume_snapshot_provided: {provider: nowhere}\n"
+    )
     wrong = play(inv, engine_volume_snapshot_tasks=str(bad_provider))
     assert wrong.rc != 0 and "must set the fact engine_volume_snapshot_provided" in wrong.stdout
     assert "Nothing was recorded" in wrong.stdout
@@ -200,10 +221,14 @@ def test_a_teams_provider_through_the_hook(lab, tmp_path):
     engine = lab.run("2.3.0")
     archives, log = tmp_path / "archives", tmp_path / "provider.log"
     archives.mkdir()
-    inv = inventory(tmp_path, {"u1": {"engine_container_name": engine.container_name}},
-                    engine_volume_snapshot_tasks=str(PROVIDER / "snapshot.yml"),
-                    engine_volume_snapshot_restore_tasks=str(PROVIDER / "restore.yml"),
-                    test_provider_dir=str(archives), test_provider_log=str(log))
+    inv = inventory(
+        tmp_path,
+        {"u1": {"engine_container_name": engine.container_name}},
+        engine_volume_snapshot_tasks=str(PROVIDER / "snapshot.yml"),
+        engine_volume_snapshot_restore_tasks=str(PROVIDER / "restore.yml"),
+        test_provider_dir=str(archives),
+        test_provider_log=str(log),
+    )
     snaps = tmp_path / "state" / "snapshots" / "u1"
     load = under_load(engine, 5)
     try:
@@ -219,8 +244,11 @@ def test_a_teams_provider_through_the_hook(lab, tmp_path):
     assert record["data"] == {"volume": engine.volume, "identity": f"volume:{engine.volume}"}
     restored = play(inv, engine_volume_snapshot_action="restore")  # chosen by record: the newest pre-upgrade one
     assert restored.rc == 0, restored.stdout[-4000:]
-    assert log.read_text().split("\n")[:3] == ["snapshot snapshot running=true", "restore check running=true",
-                                                "restore restore running=false"]
+    assert log.read_text().split("\n")[:3] == [
+        "snapshot snapshot running=true",
+        "restore check running=true",
+        "restore restore running=false",
+    ]
     assert engine.is_healthy()
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -270,12 +298,17 @@ def test_reflink_clones_on_xfs(lab, xfs, tmp_path, docker_client):
     folder = xfs / "engine-data"
     folder.mkdir()
     volume = f"engine-data-{lab.name}-xfs"
-    docker_client.volumes.create(name=volume, driver="local", labels=lab.labels(),
-                                 driver_opts={"type": "none", "o": "bind", "device": str(folder)})
+    docker_client.volumes.create(
+        name=volume,
+        driver="local",
+        labels=lab.labels(),
+        driver_opts={"type": "none", "o": "bind", "device": str(folder)},
+    )
     engine = lab.run("2.3.0", volume=volume)
     snaps = xfs / "snapshots"
-    inv = inventory(tmp_path, {"x1": {"engine_container_name": engine.container_name,
-                                      "engine_snapshot_dir": str(snaps)}})
+    inv = inventory(
+        tmp_path, {"x1": {"engine_container_name": engine.container_name, "engine_snapshot_dir": str(snaps)}}
+    )
     load = under_load(engine, 10)
     try:
         taken = play(inv, engine_volume_snapshot_name="x1", engine_volume_snapshot_clone="always")
@@ -289,9 +322,41 @@ def test_reflink_clones_on_xfs(lab, xfs, tmp_path, docker_client):
     assert record["source"]["folder"] == str(folder), "the volume's content is the folder it binds, not its Mountpoint"
     snapshot_tasks = task_ids(snaps / "x1.volume" / "brain.sqlite")
     assert load.acked_before(engine.engine_id, wall(record["created_at"]), clock="wall") <= snapshot_tasks
-    restored = play(inv, engine_volume_snapshot_action="restore", engine_volume_snapshot_restore_name="x1",
-                    engine_volume_snapshot_clone="always")
+    restored = play(
+        inv,
+        engine_volume_snapshot_action="restore",
+        engine_volume_snapshot_restore_name="x1",
+        engine_volume_snapshot_clone="always",
+    )
     assert restored.rc == 0, restored.stdout[-4000:]
     assert engine.is_healthy() and task_ids(folder / "brain.sqlite") == snapshot_tasks
     kept = [rec for rec in records(snaps).values() if rec["kind"] == "pre-restore"]
     assert len(kept) == 1 and kept[0]["method"] == "reflink"
+
+
+# ---------------------------------------------------------------- wired as the upgrade and the rollback will
+
+
+def test_the_rollback_wiring_restores_the_volume_then_switches_back(lab, tmp_path):
+    engine = lab.run("2.3.0")
+    inv = inventory(tmp_path, {"u1": {"engine_container_name": engine.container_name}})
+    snaps = tmp_path / "state" / "snapshots" / "u1"
+    load = under_load(engine, 5)
+    try:
+        run = run_playbook(ROLLBACK, extra_vars=dict(vol_run="run7", vol_to="2.4.0"), inventory=inv)
+    finally:
+        load.stop()
+    assert run.rc == 0, run.stdout[-6000:]
+    name = "volume-pre-upgrade-" + engine.volume + "-2.3.0-to-2.4.0-run7"
+    record = records(snaps)[name]
+    assert record["kind"] == "pre-upgrade" and record["engine_version"] == "2.3.0" and record["run_id"] == "run7"
+    assert engine.is_healthy() and engine.image_version() == "2.3.0"
+    snapshot_brain = snaps / f"{name}.volume" / "brain.sqlite"
+    assert (
+        applied_migrations(engine.brain_path())
+        == applied_migrations(snapshot_brain)
+        == [f"000{i}" for i in range(1, 6)]
+    )
+    assert task_ids(snapshot_brain) <= task_ids(engine.brain_path())
+    kept = [rec for rec in records(snaps).values() if rec["kind"] == "pre-restore"]
+    assert len(kept) == 1 and kept[0]["brain"]["applied_migrations"][-1] > "0005", "the 2.4.0 brain is kept"
