@@ -360,3 +360,24 @@ def test_the_rollback_wiring_restores_the_volume_then_switches_back(lab, tmp_pat
     assert task_ids(snapshot_brain) <= task_ids(engine.brain_path())
     kept = [rec for rec in records(snaps).values() if rec["kind"] == "pre-restore"]
     assert len(kept) == 1 and kept[0]["brain"]["applied_migrations"][-1] > "0005", "the 2.4.0 brain is kept"
+
+
+def test_a_compose_engine_is_stopped_restored_and_started_through_compose(make_fleet, tmp_path):
+    fleet = make_fleet(name=unique_name("volc"), base_port=PORTS[1] + 1)
+    engine = fleet.up(1, "2.3.0", model="compose")[0]
+    inv = fleet.write_inventory(tmp_path / "inventory.yml", group_vars={"engine_state_dir": str(tmp_path / "state")})
+    snaps = tmp_path / "state" / "snapshots" / engine.engine_id
+    taken = play(inv, engine_volume_snapshot_name="c1")
+    assert taken.rc == 0, taken.stdout[-4000:]
+    record = records(snaps)["c1"]
+    assert record["engine"]["key"] == f"volume:{engine.volume}" and record["paused"] == [engine.container_name]
+    load = under_load(engine, 5)
+    load.stop()
+    assert load.acked_task_ids(engine.engine_id) - task_ids(snaps / "c1.volume" / "brain.sqlite")
+    restored = play(inv, engine_volume_snapshot_action="restore", engine_volume_snapshot_restore_name="c1")
+    assert restored.rc == 0, restored.stdout[-4000:]
+    for step in ("Drain and stop the Compose service", "Start the Compose service again"):
+        name = f"september.engine.engine_volume_snapshot : Volume restore | {step}"
+        assert [r["changed"] for r in restored.task_results(name, engine.engine_id)] == [True], step
+    assert engine.is_healthy()
+    assert task_ids(engine.brain_path()) == task_ids(snaps / "c1.volume" / "brain.sqlite")
