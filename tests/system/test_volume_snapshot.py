@@ -337,17 +337,18 @@ def test_reflink_clones_on_xfs(lab, xfs, tmp_path, docker_client):
 # ---------------------------------------------------------------- wired as the upgrade and the rollback will
 
 
-def test_the_rollback_wiring_restores_the_volume_then_switches_back(lab, tmp_path):
+@pytest.mark.parametrize(("to", "restored"), [("2.4.0", True), ("2.3.1", False)])
+def test_the_rollback_wiring_restores_the_volume_only_when_the_brain_needs_it(lab, tmp_path, to, restored):
     engine = lab.run("2.3.0")
     inv = inventory(tmp_path, {"u1": {"engine_container_name": engine.container_name}})
     snaps = tmp_path / "state" / "snapshots" / "u1"
     load = under_load(engine, 5)
     try:
-        run = run_playbook(ROLLBACK, extra_vars=dict(vol_run="run7", vol_to="2.4.0"), inventory=inv)
+        run = run_playbook(ROLLBACK, extra_vars=dict(vol_run="run7", vol_to=to, vol_restored=restored), inventory=inv)
     finally:
         load.stop()
     assert run.rc == 0, run.stdout[-6000:]
-    name = "volume-pre-upgrade-" + engine.volume + "-2.3.0-to-2.4.0-run7"
+    name = f"volume-pre-upgrade-{engine.volume}-2.3.0-to-{to}-run7"
     record = records(snaps)[name]
     assert record["kind"] == "pre-upgrade" and record["engine_version"] == "2.3.0" and record["run_id"] == "run7"
     assert engine.is_healthy() and engine.image_version() == "2.3.0"
@@ -359,7 +360,11 @@ def test_the_rollback_wiring_restores_the_volume_then_switches_back(lab, tmp_pat
     )
     assert task_ids(snapshot_brain) <= task_ids(engine.brain_path())
     kept = [rec for rec in records(snaps).values() if rec["kind"] == "pre-restore"]
-    assert len(kept) == 1 and kept[0]["brain"]["applied_migrations"][-1] > "0005", "the 2.4.0 brain is kept"
+    if restored:
+        assert len(kept) == 1 and kept[0]["brain"]["applied_migrations"][-1] > "0005", "the 2.4.0 brain is kept"
+    else:  # an image rollback: what was written on 2.3.1 stays in the brain
+        assert kept == []
+        assert load.acked_task_ids(engine.engine_id) <= task_ids(engine.brain_path())
 
 
 def test_a_compose_engine_is_stopped_restored_and_started_through_compose(make_fleet, tmp_path):
