@@ -4,9 +4,9 @@
 """engine_eval against real reference Engines on the local Docker engine, through real ansible-playbook.
 
 Every case runs playbooks/engine_eval.yml: evaluate, evaluate again, check mode, diff; the playbook
-asserts changed=true (every eval turn is written to the brain), no diff, the pass rate and the verdict; pytest
-then checks the results against the Engine's brain (the turns are really there, check mode wrote none) and searches every output for
-the API key. Fleets are named ``evl-<8 hex>`` and use host ports 9500-9549.
+asserts changed=true (every eval turn is written to the brain), no diff, the pass rate and the verdict;
+pytest then checks the results against the Engine's brain (the turns are really there, check mode wrote
+none) and searches every output for the API key. Fleets are named ``evl-<8 hex>`` and use host ports 9500-9549.
 """
 
 from __future__ import annotations
