@@ -61,7 +61,7 @@ options:
         type: bool
         default: false
       dir:
-        description: Directory of the lock files, the same for every run on this host.
+        description: Directory of the lock files, the same for every run on this host (an absolute path).
         type: path
         default: /var/lib/september-engine/locks
 """

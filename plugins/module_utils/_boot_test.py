@@ -113,6 +113,8 @@ class BootTest:
         self.warnings: list[str] = []
 
     def run(self) -> dict:
+        if self.work_dir:
+            os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
         folder = tempfile.mkdtemp(prefix="migration-check-", dir=self.work_dir)  # mode 0700
         try:
             copy = os.path.join(folder, self.brain_file)

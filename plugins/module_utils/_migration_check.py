@@ -58,7 +58,7 @@ class MigrationCheck:
         try:
             image = client.images.get(lookup)
         except ImageNotFound:
-            if self.params["boot_test"] is True:
+            if self.params["boot_test"]:
                 get_image(client, ref)  # raises NotFoundError with the fix
             tag = ref.rpartition(":")[2] if "/" not in ref.rpartition(":")[2] else None
             return ref, tag, None
@@ -70,7 +70,7 @@ class MigrationCheck:
         target = get_image(client, p["target_image"])
         location = locate_brain(p, client)
         current_ref, current_version, current_id = self._current(client, location)
-        if p["boot_test"] is True and not current_ref:
+        if p["boot_test"] and not current_ref:
             raise OptionsError(
                 "boot_test needs the current image: give current_image (or locate the brain with container)."
             )
@@ -96,11 +96,22 @@ class MigrationCheck:
         )
         report["boot_test"] = None
         report["boot_test_reasons"] = boot_test_reasons(report)
-        # "auto" (engine_preflight's default): only when the upgrade is major or may drop or rewrite data
-        if p["boot_test"] is True or (p["boot_test"] == "auto" and report["boot_test_reasons"]):
-            report["boot_test"] = self._boot_test(client, location, current_ref, report)
         report["brain_path"] = location.path
+        self._read = (client, location, current_ref)
+        if p["boot_test"]:
+            self.boot_test(report)
         return report
+
+    def boot_test(self, report: dict) -> dict:
+        """Boot the target (then the current image) on a copy of the brain, after run(); fills report["boot_test"]
+        (and may turn the rollback strategy to brain_restore). engine_preflight calls it once its gates passed."""
+        client, location, current_ref = self._read
+        if not current_ref:
+            raise OptionsError(
+                "boot_test needs the current image: give current_image (or locate the brain with container)."
+            )
+        report["boot_test"] = self._boot_test(client, location, current_ref, report)
+        return report["boot_test"]
 
     def _boot_test(self, client, location, current_ref: str, report: dict) -> dict:
         p = self.params

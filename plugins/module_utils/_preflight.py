@@ -21,7 +21,10 @@ What this run does with the Engine (``action``):
 from __future__ import annotations
 
 from ansible_collections.september.engine.plugins.module_utils._compose_history import IN_PROGRESS, needs_resume
-from ansible_collections.september.engine.plugins.module_utils._container import EngineImage
+from ansible_collections.september.engine.plugins.module_utils._container import (
+    EngineImage,
+    env_without_image_defaults,
+)
 from ansible_collections.september.engine.plugins.module_utils._docker import DockerException, NotFound
 from ansible_collections.september.engine.plugins.module_utils._engine import resolve_engine, split_repository
 from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
@@ -182,7 +185,7 @@ class Preflight:
             return None
         return dict(username=self.p["registry_username"], password=self.p.get("registry_password"))
 
-    def _migration(self, engine: dict, image: str, current_image: str | None) -> dict:
+    def _migration(self, engine: dict, image: str, current_image: str | None) -> tuple[dict, MigrationCheck]:
         params = dict(
             self.p,
             target_image=image,
@@ -190,13 +193,43 @@ class Preflight:
             container=engine["container"],
             volume=None,
             path=None,
+            brain_file=self.p.get("brain_file") or "brain.sqlite",
             boot_test=False,
-            boot_timeout=120,
-            boot_test_dir=None,
+            boot_timeout=self.p.get("boot_timeout") or 120,
+            boot_test_dir=self.p.get("boot_test_dir") or (self.p.get("snapshot") or {}).get("dest"),
             api_key_env="ENGINE_API_KEY",
             env=None,
         )
-        return MigrationCheck(params, hide=self.hide, client=self.client).run()
+        check = MigrationCheck(params, hide=self.hide, client=self.client)
+        return check.run(), check
+
+    def _boot_test(self, check: MigrationCheck, migration: dict, engine: dict) -> None:
+        """The runbook's N-1 test in staging: the target booted on a copy of the brain (then the current image on
+        the migrated copy), when O(boot_test) says so: V(auto) for a major release or a migration that may drop or
+        rewrite data. Check mode starts no container (boot_test_reasons say whether it would)."""
+        wanted = self.p.get("boot_test") or "auto"
+        if wanted == "never" or (wanted == "auto" and not migration["boot_test_reasons"]) or self.check_mode:
+            return
+        if not migration["boot_test_reasons"]:
+            migration["boot_test_reasons"] = ["engine_upgrade_boot_test=always"]
+        check.params["env"] = self._engine_env(engine)
+        check.boot_test(migration)
+        self._boot_gate(migration, migration["target_image"])
+
+    def _engine_env(self, engine: dict) -> dict:
+        """The environment the Engine's creator gave it (not what its image sets: the target's own image does), for
+        its boot-test containers, so that they boot as it would; without the key the boot test replaces by a
+        throwaway one and the brain path it points at the copy."""
+        try:
+            container = self.client.containers.get(engine["container"])
+            image_env = self.client.images.get(container.attrs.get("Image")).attrs.get("Config", {}).get("Env")
+        except (NotFound, DockerException):
+            return {}
+        listed = env_without_image_defaults(container.attrs.get("Config", {}).get("Env"), image_env)
+        env = dict(item.split("=", 1) for item in listed if "=" in item)
+        for name in ("ENGINE_API_KEY", "SQLITE_DB_PATH"):
+            env.pop(name, None)
+        return env
 
     def _health_gate(self, health: dict) -> None:
         if not health.get("is_healthy") and self.p["require_healthy"]:
@@ -204,6 +237,18 @@ class Preflight:
                 f"it is not healthy before the upgrade ({health.get('failure')}: {health.get('failure_detail')}). "
                 "Repair it first, or set engine_upgrade_require_healthy=false."
             )
+
+    def _boot_gate(self, migration: dict, image: str) -> None:
+        boot = migration.get("boot_test")
+        if boot is None or boot["target_healthy"]:
+            return
+        target = boot.get("target") or {}
+        self._refuse(
+            f"{image} did not come up healthy on a copy of its brain ({target.get('failure')}: "
+            f"{target.get('message')}); it was boot-tested first for {' and '.join(migration['boot_test_reasons'])}. "
+            "Nothing was stopped: do not upgrade to this release (engine_upgrade_boot_test=never skips the test).",
+            migration=migration,
+        )
 
     def _gates(self, engine: dict, health: dict, migration: dict | None, image: str) -> None:
         self._health_gate(health)
@@ -298,11 +343,13 @@ class Preflight:
         if problem:
             self._refuse(problem)
         result["target"] = self._image(image)
-        migration = None
+        migration = check = None
         if result["target"]["present"]:
-            migration = self._migration(engine, image, engine.get("image"))
+            migration, check = self._migration(engine, image, engine.get("image"))
         result["migration"] = migration
         self._gates(engine, health, migration, image)
+        if migration is not None:
+            self._boot_test(check, migration, engine)
         result["baseline"] = self._baseline(engine)
         result["snapshot"] = self._snapshot(engine, origin, migration)
         return result

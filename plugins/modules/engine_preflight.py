@@ -15,8 +15,9 @@ description:
     does with it (RV(preflight.action)), probes its health, makes sure the target image is on the Docker host
     (pulling it when told to) and reads what the target's migrations will do to the brain.
   - A gate that refuses (an unhealthy Engine, a target older than the brain, a destructive or unclassifiable
-    migration that was not acknowledged) fails the module with one message that says what to do. The lock it took
-    is released first, so nothing is left behind. No container is stopped by this module.
+    migration that was not acknowledged, a target that does not boot on a copy of the brain) fails the module
+    with one message that says what to do. The lock it took is released first, so nothing is left behind. No
+    container is stopped by this module.
   - The snapshot, the baseline measures and the switch are separate steps (M(september.engine.brain_snapshot),
     M(september.engine.engine_metrics), M(september.engine.engine_container) or M(september.engine.engine_compose)).
 extends_documentation_fragment:
@@ -70,6 +71,25 @@ options:
         (V(unknown), which are treated as destructive). Without it such an upgrade is refused.
     type: bool
     default: false
+  boot_test:
+    description:
+      - Boot the target on a throwaway copy of the brain once the gates passed (then the current image on the
+        migrated copy), as M(september.engine.migration_check) does with its C(boot_test) option,
+        and refuse the upgrade when the target does not come up healthy there; nothing is stopped.
+      - V(auto) for a major release or a migration that is destructive or unclassified
+        (RV(preflight.migration.boot_test_reasons)); V(always); V(never).
+      - The boot-test containers get the Engine's own environment, with a throwaway API key. Check mode starts none.
+    type: str
+    choices: [auto, always, never]
+    default: auto
+  boot_timeout:
+    description: Seconds each boot-test container gets to become healthy.
+    type: int
+    default: 120
+  boot_test_dir:
+    description: Where the copy of the brain is made (room for a full copy). Default O(snapshot.dest), else the
+      system's temporary folder.
+    type: path
   migrations_dir:
     description: Where the images keep their migration files.
     type: str
@@ -113,7 +133,7 @@ options:
     type: dict
     suboptions:
       dest:
-        description: The folder of the Engine's snapshots on the Docker host.
+        description: The folder of the Engine's snapshots on the Docker host (an absolute path).
         type: path
         required: true
       name:
@@ -170,7 +190,7 @@ options:
     type: dict
     suboptions:
       dir:
-        description: Folder of the lock files on the Docker host.
+        description: Folder of the lock files on the Docker host (an absolute path).
         type: path
         required: true
       owner:
@@ -316,6 +336,9 @@ def main() -> None:
         registry_password=dict(type="str", no_log=True),
         require_healthy=dict(type="bool", default=True),
         allow_destructive=dict(type="bool", default=False),
+        boot_test=dict(type="str", choices=["auto", "always", "never"], default="auto"),
+        boot_timeout=dict(type="int", default=120),
+        boot_test_dir=dict(type="path"),
         migrations_dir=dict(type="str", default="/app/migrations"),
         version_label=dict(type="str", default="org.opencontainers.image.version"),
         baseline=dict(type="dict", options=dict(

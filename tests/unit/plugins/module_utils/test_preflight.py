@@ -248,3 +248,58 @@ def test_an_upgrade_without_its_rollback_image_is_refused_before_anything_stops(
     with pytest.raises(PreflightRefused, match=r"u1: its rollback image engine:2.3.0 is gone\. Nothing was changed"):
         pre.run()
     assert list(tmp_path.iterdir()) == []
+
+
+class FakeCheck:
+    """MigrationCheck after run(): boot_test() fills the report with what the boot saw."""
+
+    def __init__(self, healthy: bool = True) -> None:
+        self.params: dict = {}
+        self.healthy = healthy
+        self.booted = 0
+
+    def boot_test(self, report: dict) -> dict:
+        self.booted += 1
+        target = {"failure": "none" if self.healthy else "exited", "message": None if self.healthy else "exit 3"}
+        report["boot_test"] = {"target_healthy": self.healthy, "image_rollback_works": False, "target": target}
+        return report["boot_test"]
+
+
+def boot(wanted: str | None, reasons: list[str], healthy: bool = True, check_mode: bool = False):
+    pre = Preflight({"inventory_name": "u1", "boot_test": wanted}, client=None, check_mode=check_mode)
+    pre._engine_env = lambda engine: {"LLM_PROVIDER": "x"}
+    check = FakeCheck(healthy)
+    report = migration(boot_test=None, boot_test_reasons=list(reasons), target_image="engine:3.0.0")
+    pre._boot_test(check, report, engine())
+    return check, report
+
+
+@pytest.mark.parametrize(
+    ("wanted", "reasons", "booted"),
+    [
+        (None, ["a major upgrade (2.4.0 to 3.0.0)"], 1),  # auto is the default
+        ("auto", ["destructive migration(s) 0007_x"], 1),
+        ("auto", [], 0),  # a minor release with additive migrations: no boot test
+        ("always", [], 1),
+        ("never", ["a major upgrade (2.4.0 to 3.0.0)"], 0),
+    ],
+)
+def test_the_boot_test_runs_for_a_major_or_destructive_upgrade(wanted, reasons, booted) -> None:
+    check, report = boot(wanted, reasons)
+    assert check.booted == booted
+    assert (report["boot_test"] is not None) == bool(booted)
+    if booted:
+        assert check.params["env"] == {"LLM_PROVIDER": "x"}  # the boot-test containers boot as the Engine would
+
+
+def test_check_mode_starts_no_boot_test_container() -> None:
+    check, report = boot("always", ["a major upgrade (2.4.0 to 3.0.0)"], check_mode=True)
+    assert check.booted == 0 and report["boot_test"] is None
+
+
+def test_a_target_that_does_not_come_up_on_the_copy_is_refused_with_nothing_stopped() -> None:
+    with pytest.raises(PreflightRefused) as refused:
+        boot("auto", ["a major upgrade (2.4.0 to 3.0.0)"], healthy=False)
+    message = refused.value.msg
+    assert "engine:3.0.0 did not come up healthy on a copy of its brain (exited: exit 3)" in message
+    assert "for a major upgrade (2.4.0 to 3.0.0)" in message and message.endswith("Nothing was changed.")
