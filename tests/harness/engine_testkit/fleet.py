@@ -24,11 +24,10 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,8 @@ import requests
 import yaml
 
 from . import compose
+from .net import port_free as _port_free
+from .net import published_ports as _published_ports
 
 __all__ = [
     "BASELINE_VERSION",
@@ -227,27 +228,6 @@ def _labels(fleet: str, engine_id: str | None = None, model: str | None = None) 
     return labels
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _published_ports(client: docker.DockerClient) -> set[int]:
-    """Host ports published by any container on this engine, running or not (they come back)."""
-    used: set[int] = set()
-    for container in client.containers.list(all=True, sparse=False, ignore_removed=True):
-        bindings = (container.attrs.get("HostConfig") or {}).get("PortBindings") or {}
-        for binds in bindings.values():
-            for bind in binds or []:
-                with contextlib.suppress(TypeError, ValueError):
-                    used.add(int(bind.get("HostPort")))
-    return used
-
-
 def _is_port_clash(exc: BaseException) -> bool:
     text = str(exc).lower()
     return any(s in text for s in _PORT_IN_USE)
@@ -270,6 +250,68 @@ def _rmtree_owned(path: Path, fleet: str) -> bool:
         shutil.rmtree(path, ignore_errors=True)
         return True
     return False
+
+
+def start_container_engine(
+    client: docker.DockerClient,
+    *,
+    engine_id: str,
+    image: str,
+    volume: str,
+    environment: dict[str, str],
+    labels: dict[str, str],
+    next_port: Callable[[], int],
+    fleet: str,
+    api_key: str,
+    restart: str | None = "unless-stopped",
+    network: str | None = None,
+    attempts: int = 10,
+) -> Engine:
+    """Create and start one container-model Engine: container ``engine_id`` of ``image``, ``volume`` at ``/data``,
+    port 8000 published on ``127.0.0.1`` at ``next_port()``, restart policy ``restart`` (``None``: none).
+
+    A port that another process took between ``next_port()`` and the start is given up for the next one, up to
+    ``attempts`` times. The one start-up of :class:`Fleet` and :class:`engine_testkit.lab.EngineLab`; it does not
+    wait for health.
+
+    :raises FleetError: Docker refused the container, or no port was usable.
+    """
+    for _attempt in range(attempts):
+        port = next_port()
+        try:
+            container = client.containers.create(
+                image,
+                name=engine_id,
+                detach=True,
+                environment=environment,
+                volumes={volume: {"bind": "/data", "mode": "rw"}},
+                ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
+                restart_policy={"Name": restart} if restart else None,
+                network=network,
+                labels=labels,
+            )
+        except docker.errors.APIError as exc:
+            raise FleetError(f"engine {engine_id}: cannot create container: {exc.explanation or exc}") from exc
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            container.remove(force=True)
+            if _is_port_clash(exc):
+                continue
+            raise FleetError(f"engine {engine_id}: cannot start container: {exc.explanation or exc}") from exc
+        return Engine(
+            engine_id=engine_id,
+            model="container",
+            container_name=engine_id,
+            volume=volume,
+            port=port,
+            url=f"http://127.0.0.1:{port}",
+            api_key=api_key,
+            image=image,
+            fleet=fleet,
+            client=client,
+        )
+    raise FleetError(f"engine {engine_id}: no usable host port after {attempts} attempts")
 
 
 COMPOSE_TEMPLATE = """\
@@ -514,43 +556,24 @@ class Fleet:
         self._ensure_network()
         self.client.volumes.create(name=volume, labels=labels)
         tried: set[int] = set()
-        for _attempt in range(10):
+
+        def next_port() -> int:
             port = self._allocate_port(tried)
             tried.add(port)
-            try:
-                container = self.client.containers.create(
-                    image,
-                    name=engine_id,
-                    detach=True,
-                    environment={"ENGINE_API_KEY": self.api_key},
-                    volumes={volume: {"bind": "/data", "mode": "rw"}},
-                    ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
-                    restart_policy={"Name": "unless-stopped"},
-                    network=self.network,
-                    labels=labels,
-                )
-            except docker.errors.APIError as exc:
-                raise FleetError(f"engine {engine_id}: cannot create container: {exc.explanation or exc}") from exc
-            try:
-                container.start()
-            except docker.errors.APIError as exc:
-                container.remove(force=True)
-                if _is_port_clash(exc):
-                    continue
-                raise FleetError(f"engine {engine_id}: cannot start container: {exc.explanation or exc}") from exc
-            return Engine(
-                engine_id=engine_id,
-                model="container",
-                container_name=engine_id,
-                volume=volume,
-                port=port,
-                url=f"http://127.0.0.1:{port}",
-                api_key=self.api_key,
-                image=image,
-                fleet=self.name,
-                client=self.client,
-            )
-        raise FleetError(f"engine {engine_id}: no usable port after 10 attempts from {self.base_port}")
+            return port
+
+        return start_container_engine(
+            self.client,
+            engine_id=engine_id,
+            image=image,
+            volume=volume,
+            environment={"ENGINE_API_KEY": self.api_key},
+            labels=labels,
+            next_port=next_port,
+            fleet=self.name,
+            api_key=self.api_key,
+            network=self.network,
+        )
 
     def _up_compose(self, engine_id: str, image: str, version: str, tag_in: str) -> Engine:
         cdir = self.workdir / engine_id

@@ -15,10 +15,8 @@ fixed range (9800-9899 by default) on ``127.0.0.1``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
-import socket
 import threading
 import time
 from typing import Any
@@ -27,7 +25,6 @@ import docker
 import docker.errors
 
 from .fleet import (
-    CONTAINER_PORT,
     LABEL_ENGINE_ID,
     LABEL_FLEET,
     LABEL_MODEL,
@@ -35,21 +32,14 @@ from .fleet import (
     Engine,
     Fleet,
     FleetError,
+    start_container_engine,
     sweep,
 )
+from .net import port_free, published_ports
 
 __all__ = ["EngineLab", "LogLine"]
 
 LogLine = dict[str, Any]
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class EngineLab:
@@ -74,7 +64,7 @@ class EngineLab:
         self.repository = repository
         self.api_key = secrets.token_urlsafe(24)
         # A Fleet only for its naming checks and its health wait; it owns no engine.
-        self._fleet = Fleet(name=name, base_port=ports[0], api_key=self.api_key, client=client)
+        self._fleet = Fleet(name=name, base_port=ports[0], api_key=self.api_key, repository=repository, client=client)
         self._lock = threading.Lock()
         self._reserved: set[int] = set()
         self._seq = 0
@@ -88,22 +78,12 @@ class EngineLab:
             labels[LABEL_ENGINE_ID] = engine_id
         return labels
 
-    def _published(self) -> set[int]:
-        used: set[int] = set()
-        for container in self.client.containers.list(all=True, sparse=False, ignore_removed=True):
-            bindings = (container.attrs.get("HostConfig") or {}).get("PortBindings") or {}
-            for binds in bindings.values():
-                for bind in binds or []:
-                    with contextlib.suppress(TypeError, ValueError):
-                        used.add(int(bind.get("HostPort")))
-        return used
-
     def _take_port(self) -> int:
         """A port of the lab's range that no container publishes and nothing binds (thread-safe)."""
         with self._lock:
-            used = self._published() | self._reserved
+            used = published_ports(self.client) | self._reserved
             for port in range(self.ports[0], self.ports[1] + 1):
-                if port not in used and _port_free(port):
+                if port not in used and port_free(port):
                     self._reserved.add(port)
                     return port
         raise FleetError(f"no free host port in {self.ports[0]}-{self.ports[1]}")
@@ -139,47 +119,22 @@ class EngineLab:
         :param restart: Docker restart policy name (``no``, ``unless-stopped``, ...).
         :param wait: wait until ``/health`` answers 200 ``ok``.
         """
-        image = f"{self.repository}:{version}"
-        try:
-            self.client.images.get(image)
-        except docker.errors.ImageNotFound as exc:
-            raise FleetError(f"image {image} not found: run `make images`") from exc
+        image = self._fleet._require_image(version)  # ImageMissingError (a FleetError) when not built
         engine_id = self._next_id()
         volume = volume or self.new_volume()
         environment = {"ENGINE_API_KEY": self.api_key, **(env or {})}
-        for _attempt in range(5):
-            port = self._take_port()
-            container = self.client.containers.create(
-                image,
-                name=engine_id,
-                detach=True,
-                environment=environment,
-                volumes={volume: {"bind": "/data", "mode": "rw"}},
-                ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
-                restart_policy={"Name": restart} if restart != "no" else None,
-                labels=self.labels(engine_id),
-            )
-            try:
-                container.start()
-            except docker.errors.APIError as exc:
-                container.remove(force=True)
-                if "port" in str(exc).lower() or "address already in use" in str(exc).lower():
-                    continue
-                raise FleetError(f"{engine_id}: cannot start: {exc.explanation or exc}") from exc
-            break
-        else:
-            raise FleetError(f"{engine_id}: no usable port")
-        engine = Engine(
+        engine = start_container_engine(
+            self.client,
             engine_id=engine_id,
-            model="container",
-            container_name=engine_id,
-            volume=volume,
-            port=port,
-            url=f"http://127.0.0.1:{port}",
-            api_key=self.api_key,
             image=image,
+            volume=volume,
+            environment=environment,
+            labels=self.labels(engine_id),
+            next_port=self._take_port,
             fleet=self.name,
-            client=self.client,
+            api_key=self.api_key,
+            restart=restart if restart != "no" else None,
+            attempts=5,
         )
         if wait:
             self.wait_healthy([engine], timeout)
