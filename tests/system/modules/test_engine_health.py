@@ -10,14 +10,12 @@ what Docker and the Engine say. Fleets are named ``hlth-<8 hex>`` and use host p
 
 from __future__ import annotations
 
-import socket
-import time
 import uuid
 from pathlib import Path
 
-import docker
 import pytest
 
+from engine_testkit import free_port, wait_until
 from engine_testkit.ansible import run_playbook
 from engine_testkit.fleet import LABEL_FLEET, Engine, Fleet
 
@@ -34,33 +32,9 @@ def fleet(make_fleet) -> Fleet:
     return make_fleet(name=f"hlth-{uuid.uuid4().hex[:8]}", base_port=BASE_PORT)
 
 
-def free_port() -> int:
-    """A host port of our range that nothing listens on and no container publishes."""
-    client = docker.from_env()
-    published = set()
-    for container in client.containers.list(all=True):
-        for binds in ((container.attrs.get("HostConfig") or {}).get("PortBindings") or {}).values():
-            published |= {int(b["HostPort"]) for b in binds or [] if str(b.get("HostPort", "")).isdigit()}
-    for port in range(LAST_PORT, BASE_PORT, -1):
-        if port in published:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError(f"no free port in {BASE_PORT}-{LAST_PORT}")
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+def unused_port(docker_client) -> int:
+    """A port of our range that nothing listens on and no container publishes (from the top: the fleets start low)."""
+    return free_port(BASE_PORT, LAST_PORT, client=docker_client, descending=True)
 
 
 def probe(expected_failure: str, expected_healthy: bool = False, **options) -> list[dict]:
@@ -122,7 +96,8 @@ def test_url_only_finds_the_container(fleet):
 
 def test_broken_release_is_unhealthy(fleet):
     engine = fleet.up(1, "2.4.1", wait=False)[0]
-    wait_for(lambda: (engine.health()[1] or {}).get("status") == "degraded", what="2.4.1 to finish starting")
+    wait_until(lambda: (engine.health()[1] or {}).get("status") == "degraded", 60, "2.4.1 to finish starting",
+               last=engine.health)
     for health in probe("unhealthy", container=engine.container_name):
         assert health["http_status"] == 503 and health["status"] == "degraded"
         assert health["subsystems"]["database"] == "error"
@@ -175,7 +150,7 @@ def test_old_release_on_a_migrated_brain_is_migration_required(fleet):
     assert b"MIGRATION_REQUIRED" in engine.container().logs(tail=50)
 
 
-def test_stopped_engine_and_nothing_listening_are_unreachable(fleet):
+def test_stopped_engine_and_nothing_listening_are_unreachable(fleet, docker_client):
     engine = fleet.up(1, "2.3.0")[0]
     engine.container().stop(timeout=30)
     for health in probe("unreachable", container=engine.container_name):
@@ -183,7 +158,7 @@ def test_stopped_engine_and_nothing_listening_are_unreachable(fleet):
         assert health["container"]["status"] == "exited" and health["container"]["exit_code"] == 0
         assert health["url"] == engine.url  # from the container's configured port binding
         assert "refused" in health["failure_detail"]
-    port = free_port()
+    port = unused_port(docker_client)
     for health in probe("unreachable", url=f"http://127.0.0.1:{port}", timeout=3):
         assert health["container"] is None and "nothing listens" in health["failure_detail"]
 
@@ -231,7 +206,7 @@ def test_https_against_plain_http_is_unreachable(fleet):
 )
 @pytest.mark.parametrize("check", [False, True])
 def test_bad_input_fails_with_a_message(options, expected_msg, check, docker_client):
-    options = {k: v.format(free=free_port()) if isinstance(v, str) else v for k, v in options.items()}
+    options = {k: v.format(free=unused_port(docker_client)) if isinstance(v, str) else v for k, v in options.items()}
     run = run_playbook(BAD_INPUT, extra_vars={**options, "expected_msg": expected_msg}, check=check)
     assert run.rc == 0, run.stdout[-4000:] + run.stderr[-2000:]
     result = run.result("Probe with bad input")
