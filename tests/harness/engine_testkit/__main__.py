@@ -155,10 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--compose-tag-in", choices=["file", "env"], default="file")
     up.add_argument("--timeout", type=float, default=90, help="seconds to wait for health")
     up.add_argument("--no-wait", action="store_true", help="do not wait for health")
-    up.add_argument("--canary", type=int, default=0, metavar="N",
-                    help="put the fleet's first N Engines in the inventory group engine_canary (the plan's first)")
-    up.add_argument("--test-settings", action="store_true",
-                    help="give the group engines the fast test settings (engine_testkit.settings.FAST_VARS)")
+    up.add_argument(
+        "--canary",
+        type=int,
+        default=0,
+        metavar="N",
+        help="put the fleet's first N Engines in the inventory group engine_canary (the plan's first)",
+    )
+    up.add_argument(
+        "--test-settings",
+        action="store_true",
+        help="give the group engines the fast test settings (engine_testkit.settings.FAST_VARS)",
+    )
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="health of every Engine of a fleet")

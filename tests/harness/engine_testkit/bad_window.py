@@ -51,8 +51,9 @@ def make_brain(path: str | Path, upto: int = 5) -> str:
     return str(path)
 
 
-def write_turns(path: str | Path, count: int, *, seed: int = 0, feedback_every: int = 2,
-                conversation_id: str | None = None) -> dict[str, list[str]]:
+def write_turns(
+    path: str | Path, count: int, *, seed: int = 0, feedback_every: int = 2, conversation_id: str | None = None
+) -> dict[str, list[str]]:
     """Write ``count`` completed turns (each committed as the Engine commits it: the running task first, then the
     turn's rows) and a feedback row for every ``feedback_every``-th turn. Returns ``{"tasks": [...], "signals":
     [...]}``. Arithmetic and chat messages alternate, so facts, skills and graph rows are written and updated."""
@@ -70,9 +71,17 @@ def write_turns(path: str | Path, count: int, *, seed: int = 0, feedback_every: 
             with brain.transaction(conn):
                 agent.insert_running_task(conn, task_id, conversation, message, now)
             record = agent.TurnRecord(
-                task_id=task_id, conversation_id=conversation, message=message,
-                request_body=json.dumps({"message": message}), plan=plan, status="completed", error_code=None,
-                error_message=None, started_at=now, finished_at=now, latency_ms=250,
+                task_id=task_id,
+                conversation_id=conversation,
+                message=message,
+                request_body=json.dumps({"message": message}),
+                plan=plan,
+                status="completed",
+                error_code=None,
+                error_message=None,
+                started_at=now,
+                finished_at=now,
+                latency_ms=250,
             )
             with brain.transaction(conn):
                 agent.record_turn(conn, features, record)
@@ -80,7 +89,8 @@ def write_turns(path: str | Path, count: int, *, seed: int = 0, feedback_every: 
                     signal_id = str(uuid.UUID(int=rng.getrandbits(128)))
                     conn.execute(
                         "INSERT INTO learning_signals (signal_id, task_id, rating, comment, created_at)"
-                        " VALUES (?, ?, ?, ?, ?)", (signal_id, task_id, index % 5 + 1, "replay test", now),
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (signal_id, task_id, index % 5 + 1, "replay test", now),
                     )
                     written["signals"].append(signal_id)
             written["tasks"].append(task_id)

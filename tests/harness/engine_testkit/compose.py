@@ -36,9 +36,7 @@ class ComposeError(RuntimeError):
 
 def _works(cmd: Sequence[str]) -> bool:
     try:
-        proc = subprocess.run(
-            [*cmd, "version"], capture_output=True, text=True, timeout=30, check=False
-        )
+        proc = subprocess.run([*cmd, "version"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.returncode == 0
@@ -49,9 +47,7 @@ def _detect(override: str | None) -> tuple[str, ...]:
     if override:
         cmd = tuple(shlex.split(override))
         if not cmd or not _works(cmd):
-            raise ComposeError(
-                f"ENGINE_COMPOSE_CMD={override!r} does not work (`{override} version` failed)"
-            )
+            raise ComposeError(f"ENGINE_COMPOSE_CMD={override!r} does not work (`{override} version` failed)")
         return cmd
     for candidate in (("docker", "compose"), ("docker-compose",)):
         if _works(candidate):
@@ -70,8 +66,9 @@ def available_commands() -> list[str]:
 @functools.cache
 def generation(command: str) -> str:
     """``v2`` or ``v1``: what ``<command> version --short`` says."""
-    proc = subprocess.run([*command.split(), "version", "--short"], capture_output=True, text=True, timeout=30,
-                          check=False)
+    proc = subprocess.run(
+        [*command.split(), "version", "--short"], capture_output=True, text=True, timeout=30, check=False
+    )
     return "v2" if proc.stdout.strip().lstrip("v").startswith("2") else "v1"
 
 

@@ -81,8 +81,10 @@ def _cohort(part: dict[str, Any] | None) -> str:
         return "none"
     rate = part.get("error_rate")
     errors = "n/a" if rate is None else f"{rate * 100:.1f}% errors"
-    return (f"{part.get('turns', 0)} turns on {part.get('engines', '?')} Engine(s), {errors}, "
-            f"p99 {part.get('latency_p99_ms')} ms")
+    return (
+        f"{part.get('turns', 0)} turns on {part.get('engines', '?')} Engine(s), {errors}, "
+        f"p99 {part.get('latency_p99_ms')} ms"
+    )
 
 
 def _verdicts(report: dict[str, Any]) -> None:
@@ -95,12 +97,15 @@ def _verdicts(report: dict[str, Any]) -> None:
         first = entries[0]
         verdict = first.get("verdict") or {}
         label = "canary" if batch == 1 else f"batch {batch}"
-        print(f"{label} ({names}): {first.get('status')}, evidence {first.get('evidence')}"
-              + (f", policy {first.get('policy')}" if first.get("policy") else ""))
+        print(
+            f"{label} ({names}): {first.get('status')}, evidence {first.get('evidence')}"
+            + (f", policy {first.get('policy')}" if first.get("policy") else "")
+        )
         if verdict:
             evidence = verdict.get("evidence") or {}
-            print(f"  verdict {verdict.get('decision')}"
-                  + (f" (rule {verdict['rule']})" if verdict.get("rule") else ""))
+            print(
+                f"  verdict {verdict.get('decision')}" + (f" (rule {verdict['rule']})" if verdict.get("rule") else "")
+            )
             print(f"  upgraded: {_cohort(evidence.get('canary'))}")
             print(f"  controls, same window: {_cohort(evidence.get('control'))}")
             print(f"  own baselines, before the switch: {_cohort(evidence.get('baseline'))}")
@@ -135,21 +140,22 @@ def run_demo(name: str, count: int, from_version: str, to_version: str, base_por
         f" bake 6 s each, so that they are judged too. An Engine not healthy within 30 s of its switch is rolled"
         f" back on its health alone."
     )
-    extra = [
-        "-e", f"engine_target_version={to_version}",
-        "-e", f"engine_state_dir={state_dir}",
-        "-e", f"engine_report_dir={report_dir}",
-        "-e", f"engine_upgrade_canary_bake_seconds={bake}",
-        "-e", f"engine_upgrade_canary_max_bake_seconds={longest}",
-        "-e", "engine_upgrade_bake_seconds=6",
-        "-e", "engine_upgrade_bake_interval=2",
-        "-e", f"engine_upgrade_metrics_min_turns={MIN_TURNS}",
-        "-e", "engine_upgrade_baseline_seconds=120",
-        "-e", "engine_upgrade_drain_timeout=30",
+    settings = {
+        "engine_target_version": to_version,
+        "engine_state_dir": state_dir,
+        "engine_report_dir": report_dir,
+        "engine_upgrade_canary_bake_seconds": bake,
+        "engine_upgrade_canary_max_bake_seconds": longest,
+        "engine_upgrade_bake_seconds": 6,
+        "engine_upgrade_bake_interval": 2,
+        "engine_upgrade_metrics_min_turns": MIN_TURNS,
+        "engine_upgrade_baseline_seconds": 120,
+        "engine_upgrade_drain_timeout": 30,
         # A reference Engine is healthy within seconds of its start: a broken release (2.4.1) is caught in 30 s.
-        "-e", "engine_upgrade_health_timeout=30",
-        "-f", str(max(count, 5)),
-    ]
+        "engine_upgrade_health_timeout": 30,
+    }
+    extra = [arg for name, value in settings.items() for arg in ("-e", f"{name}={value}")]
+    extra += ["-f", str(max(count, 5))]
     with LoadGenerator(fleet.engines, rate=RATE, feedback_ratio=0.25) as load:
         # Every Engine's baseline: the measures before its switch are compared with those after it.
         time.sleep(float(os.environ.get("DEMO_WARMUP_SECONDS", WARMUP)))

@@ -109,9 +109,7 @@ def docker_client() -> docker.DockerClient:
         client = docker.from_env(timeout=120)
         client.ping()
     except docker.errors.DockerException as exc:
-        raise FleetError(
-            f"cannot reach the Docker engine ({exc}); start Docker and run `make bootstrap`"
-        ) from exc
+        raise FleetError(f"cannot reach the Docker engine ({exc}); start Docker and run `make bootstrap`") from exc
     return client
 
 
@@ -704,13 +702,17 @@ class Fleet:
     # ------------------------------------------------------------------ ansible
 
     def inventory(
-        self, canaries: Iterable[str] = (), group_vars: dict[str, Any] | None = None
+        self,
+        canaries: Iterable[str] = (),
+        group_vars: dict[str, Any] | None = None,
+        host_vars: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """An Ansible inventory (YAML-able dict): group ``engines`` with one host per Engine.
 
         Sub-groups ``engines_container`` and ``engines_compose`` split them by hosting model. ``canaries``
         (Engine ids) go into the group ``engine_canary``, which the upgrade's plan puts first; ``group_vars``
-        become variables of the group ``engines`` (e.g. the fast test settings).
+        become variables of the group ``engines`` (e.g. the fast test settings); ``host_vars`` (Engine id to
+        variables) are added to those hosts' own.
         """
         hosts: dict[str, dict[str, Any]] = {}
         by_model: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in MODELS}
@@ -732,6 +734,11 @@ class Fleet:
                 hv["engine_container_name"] = e.container_name
             hosts[e.engine_id] = hv
             by_model[e.model][e.engine_id] = {}
+        unknown = sorted(set(host_vars or {}) - set(hosts))
+        if unknown:
+            raise FleetError(f"host_vars for {unknown}: not Engines of fleet {self.name}")
+        for engine_id, extra in (host_vars or {}).items():
+            hosts[engine_id].update(extra)
         engines: dict[str, Any] = {"hosts": hosts}
         if group_vars:
             engines["vars"] = dict(group_vars)
@@ -748,13 +755,17 @@ class Fleet:
         return {"all": {"children": children}}
 
     def write_inventory(
-        self, path: str | os.PathLike[str], canaries: Iterable[str] = (), group_vars: dict[str, Any] | None = None
+        self,
+        path: str | os.PathLike[str],
+        canaries: Iterable[str] = (),
+        group_vars: dict[str, Any] | None = None,
+        host_vars: dict[str, dict[str, Any]] | None = None,
     ) -> Path:
         """Write :meth:`inventory` as YAML (mode 0600: it holds the API key); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         text = "# Written by engine_testkit; holds the fleet's API key.\n" + yaml.safe_dump(
-            self.inventory(canaries, group_vars), sort_keys=False, default_flow_style=False
+            self.inventory(canaries, group_vars, host_vars), sort_keys=False, default_flow_style=False
         )
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

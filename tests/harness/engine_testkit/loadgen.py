@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .waits import wait_until
+
 __all__ = ["Failure", "FeedbackAck", "LoadGenerator", "TurnAck", "expected_answer", "iter_stream_lines", "parse_sse"]
 
 
@@ -471,8 +473,12 @@ class LoadGenerator:
             self._fail(rec, "feedback", self._exc_kind(exc), type(exc).__name__)
             return None
         except (AttributeError, OSError, ValueError) as exc:
-            self._fail(rec, "feedback", "bad_response" if isinstance(exc, ValueError) else "connection_error",
-                       type(exc).__name__)
+            self._fail(
+                rec,
+                "feedback",
+                "bad_response" if isinstance(exc, ValueError) else "connection_error",
+                type(exc).__name__,
+            )
             return None
         finally:
             self._release(key, resp)
@@ -501,6 +507,30 @@ class LoadGenerator:
         rec = self._records[engine_id]
         with rec.lock:
             return list(rec.failures)
+
+    def ack_counts(self) -> dict[str, int]:
+        """How many turns each Engine has acknowledged so far (a mark for :meth:`wait_acked`)."""
+        return {engine_id: len(self.acks(engine_id)) for engine_id in self._records}
+
+    def wait_acked(self, turns: int = 1, *, after: dict[str, int] | None = None, timeout: float = 60) -> dict[str, int]:
+        """Wait until every Engine has acknowledged ``turns`` more turns than at the mark ``after`` (an earlier
+        :meth:`ack_counts`; from the start when ``None``); returns the counts then.
+
+        :raises engine_testkit.waits.WaitTimeout: after ``timeout`` seconds, with the counts last seen.
+        """
+        mark = after or {}
+
+        def reached() -> dict[str, int] | None:
+            counts = self.ack_counts()
+            return counts if all(n >= mark.get(e, 0) + turns for e, n in counts.items()) else None
+
+        return wait_until(
+            reached,
+            timeout,
+            f"{turns} more acknowledged turn(s) on every Engine (from {mark or 'the start'})",
+            interval=0.1,
+            last=lambda: {"acks": self.ack_counts(), "failures": self.stats()["totals"]["failures"]},
+        )
 
     def acked_task_ids(self, engine_id: str) -> set[str]:
         """Every acknowledged task id of ``engine_id``."""

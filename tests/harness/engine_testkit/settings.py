@@ -16,6 +16,7 @@ probes (:func:`probe_vars`) or says which undecided policy it expects.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 #: The canary's first bake, and its longest while undecided (seconds).
@@ -33,10 +34,18 @@ FAST_VARS: dict[str, Any] = {
     "engine_rollback_healthy_streak": 2,
     "engine_rollback_drain_timeout": 10,
 }
+
+
 #: ansible-playbook's forks for the tests' fleets (every Engine of a batch at once).
 FORKS = ["-f", "20"]
 #: Local connections: pipelining runs each module in one process instead of copy + chmod + run + rm.
 ANSIBLE_ENV = {"ANSIBLE_PIPELINING": "True"}
+
+
+def run_vars(state_dir: str | os.PathLike[str], report_dir: str | os.PathLike[str], **extra: Any) -> dict[str, Any]:
+    """The extra vars of one test run of ``upgrade.yml`` / ``rollback.yml``: :data:`FAST_VARS`, the run's state and
+    report folders, then ``extra`` (what the test is about) over them."""
+    return {**FAST_VARS, "engine_state_dir": str(state_dir), "engine_report_dir": str(report_dir), **extra}
 
 
 def probe_vars(turns: int = 12, min_turns: int = 10) -> dict[str, Any]:

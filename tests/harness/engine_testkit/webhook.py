@@ -39,8 +39,14 @@ class WebhookReceiver:
                 except ValueError:
                     body = None
                 with receiver._lock:
-                    receiver.requests.append({"path": self.path, "content_type": self.headers.get("Content-Type"),
-                                              "raw": raw.decode("utf-8", "replace"), "body": body})
+                    receiver.requests.append(
+                        {
+                            "path": self.path,
+                            "content_type": self.headers.get("Content-Type"),
+                            "raw": raw.decode("utf-8", "replace"),
+                            "body": body,
+                        }
+                    )
                     if isinstance(body, dict) and self.path == f"/hooks/{receiver.token}":
                         receiver.messages.append(body)
                 self.send_response(receiver.status)
