@@ -26,6 +26,7 @@ from ansible_collections.september.engine.plugins.module_utils._engine_api impor
     safe_url,
 )
 from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
+from engine_testkit.net import free_port
 
 
 def test_argument_spec_hides_the_key():
@@ -181,12 +182,6 @@ def server():
     httpd.server_close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_request_ok_without_key(server):
     _Handler.seen.clear()
     response = engine_request("GET", server + "/health")
@@ -217,7 +212,7 @@ def test_request_body_that_is_not_json(server):
 
 
 def test_request_refused():
-    response = engine_request("GET", f"http://127.0.0.1:{_free_port()}/health", timeout=2)
+    response = engine_request("GET", f"http://127.0.0.1:{free_port()}/health", timeout=2)
     assert response.status is None and not response.answered
     assert response.error_kind == "refused"
     assert "nothing listens" in response.error
@@ -237,7 +232,7 @@ def test_request_tls_to_plain_http(server):
 
 
 def test_request_error_hides_credentials():
-    response = engine_request("GET", f"http://user:hunter2@127.0.0.1:{_free_port()}/health", timeout=2)
+    response = engine_request("GET", f"http://user:hunter2@127.0.0.1:{free_port()}/health", timeout=2)
     assert "hunter2" not in response.error
 
 
