@@ -19,10 +19,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import socket
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -31,7 +29,7 @@ import docker.errors
 import pytest
 import requests
 
-from engine_testkit import brain, sweep
+from engine_testkit import brain, free_port, sweep, wait_healthy
 from engine_testkit.ansible import run_playbook
 from engine_testkit.fleet import LABEL_ENGINE_ID, LABEL_FLEET, LABEL_MODEL, LABEL_TESTKIT, Engine
 from engine_testkit.loadgen import iter_stream_lines, parse_sse
@@ -46,33 +44,6 @@ IMAGE_PLAYBOOK = PLAYBOOKS / "engine_image.yml"
 BASE_PORT, LAST_PORT = 9600, 9699
 VERSION_LABEL = "org.opencontainers.image.version"
 TENANT_LABEL = "com.example.orchestrator.tenant"
-
-
-def free_port(client: docker.DockerClient) -> int:
-    """A host port of our range that nothing listens on and no container publishes."""
-    published = set()
-    for container in client.containers.list(all=True, ignore_removed=True):
-        for binds in ((container.attrs.get("HostConfig") or {}).get("PortBindings") or {}).values():
-            published |= {int(b["HostPort"]) for b in binds or [] if str(b.get("HostPort", "")).isdigit()}
-    for port in range(BASE_PORT, LAST_PORT + 1):
-        if port in published:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError(f"no free port in {BASE_PORT}-{LAST_PORT}")
-
-
-def wait_healthy(engine: Engine, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if engine.is_healthy(timeout=2):
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"{engine.container_name} not healthy after {timeout}s: {engine.health()}")
 
 
 class Orchestrator:
@@ -101,7 +72,7 @@ class Orchestrator:
         volume = f"engine-data-{engine_id}"
         self.client.volumes.create(volume, labels=self.labels(engine_id))
         api = self.client.api
-        port = free_port(self.client)
+        port = free_port(BASE_PORT, LAST_PORT, client=self.client)
         host_config = api.create_host_config(
             binds=[f"{volume}:/data:rw"],
             port_bindings={8000: ("127.0.0.1", port)},
