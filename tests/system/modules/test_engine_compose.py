@@ -21,10 +21,8 @@ import json
 import os
 import re
 import shutil
-import socket
 import stat
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,7 @@ import docker.errors
 import pytest
 import yaml
 
-from engine_testkit import LoadGenerator, compose, missing_acknowledged, sweep
+from engine_testkit import LoadGenerator, compose, free_port, missing_acknowledged, sweep, wait_healthy
 from engine_testkit.ansible import COLLECTIONS_PATH, ensure_collection_link, run_playbook
 from engine_testkit.fleet import LABEL_ENGINE_ID, LABEL_FLEET, LABEL_MODEL, LABEL_TESTKIT, Engine, Fleet
 
@@ -66,33 +64,6 @@ def module_utils(name: str):
     if str(COLLECTIONS_PATH) not in sys.path:
         sys.path.insert(0, str(COLLECTIONS_PATH))
     return importlib.import_module(f"ansible_collections.september.engine.plugins.module_utils.{name}")
-
-
-def free_port(client: docker.DockerClient) -> int:
-    """A host port of our range that nothing listens on and no container publishes."""
-    published = set()
-    for container in client.containers.list(all=True, ignore_removed=True):
-        for binds in ((container.attrs.get("HostConfig") or {}).get("PortBindings") or {}).values():
-            published |= {int(b["HostPort"]) for b in binds or [] if str(b.get("HostPort", "")).isdigit()}
-    for port in range(BASE_PORT, LAST_PORT + 1):
-        if port in published:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError(f"no free port in {BASE_PORT}-{LAST_PORT}")
-
-
-def wait_healthy(engine: Engine, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if engine.is_healthy(timeout=2):
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"{engine.engine_id} not healthy after {timeout}s: {engine.health()}")
 
 
 def mode(path: Path) -> int:
@@ -212,7 +183,7 @@ class Projects:
         name = f"{self.fleet}-c{len(self.made) + 1:03d}"
         src = self.root / name
         src.mkdir(parents=True)
-        port = free_port(self.client)
+        port = free_port(BASE_PORT, LAST_PORT, client=self.client)
         api_key = uuid.uuid4().hex
         labels = "\n".join(f'      {k}: "{v}"' for k, v in sorted(self.labels(name).items()))
         profile_line = f"    profiles: [{', '.join(profiles)}]\n" if profiles else ""
@@ -298,10 +269,10 @@ def test_switch_and_roll_back_under_load(fleet, monkeypatch, tag_in, command):
     volume = engine.volume
     load = LoadGenerator([engine], rate=6, feedback_ratio=0.2, workers_per_engine=3).start()
     try:
-        time.sleep(2)
+        load.wait_acked(5)  # writes before the switch
         run = play(SWITCH, cmp_src=str(src), cmp_from="2.3.0", cmp_to="2.3.1", cmp_command=command)
         fleet.wait_healthy([engine], timeout=60)
-        time.sleep(2)
+        load.wait_acked(5, after=load.ack_counts())  # and on the new release
     finally:
         load.stop()
     first = run.result("Switch the Engine to the target tag")["compose"]
