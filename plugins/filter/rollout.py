@@ -20,6 +20,7 @@ from ansible_collections.september.engine.plugins.module_utils._rollout import (
     engine_end_message,
     preflight_summary,
     probe_set,
+    replay_summary,
     rescue_decision,
     rescue_status,
     rollout_message,
@@ -32,7 +33,7 @@ from ansible_collections.september.engine.plugins.module_utils._rollout import (
 FILTERS = (
     engine_decision, bake_done, bake_rounds, rollout_outcome, probe_set, cohort_evidence, cohort_health, cohort_start,
     control_evidence, switch_record, verdict_summary, preflight_summary, rescue_decision, rescue_status,
-    upgrade_result, rollout_message, engine_end_message, diagnostics_record,
+    upgrade_result, rollout_message, engine_end_message, diagnostics_record, replay_summary,
 )
 
 

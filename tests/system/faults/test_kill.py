@@ -223,13 +223,9 @@ def killed(
             sc.faults.close()
 
 
-#: The defects these scenarios show (see docs/faults.md); the marks go when they are fixed.
-DEFECTS = {
-    "restore": "defect: the rollback in the upgrade's rescue keeps the run's lock with engine_rollback's TTL (1200 s), "
-    "not engine_upgrade_lock_ttl (roles/engine_rollback/tasks/main.yml passes no lock ttl): a run killed "
-    "during its rollback locks the Engine for 20 minutes, and the re-run after engine_upgrade_lock_ttl is "
-    "refused",
-}
+#: The defects these scenarios show (see docs/faults.md), a strict xfail each until fixed; none open today (D5, the
+#: restore, was fixed: the rollback keeps the run's lock with engine_upgrade_lock_ttl).
+DEFECTS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

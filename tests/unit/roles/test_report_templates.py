@@ -125,3 +125,27 @@ def test_the_rollback_report_lists_rollbacks_failures_and_engines_not_reached() 
     assert "| c001 | 2.4.0 | 2.3.0 | none | - | - | - |" in text
     assert "| u002 | | | FAILED | | | | | no previous release / recorded |" in text
     assert "Not reached (the run stopped first): c002" in text
+
+
+def test_the_rollback_report_says_per_table_what_the_bad_window_wrote_and_what_was_replayed() -> None:
+    replay = {"mode": "replay", "mode_reason": "additive", "bad_window": {"path": "/s/kept.sqlite"},
+              "tables": {
+                  "tasks": {"written_in_bad_window": {"inserted": 12, "updated": 1, "deleted": 0},
+                            "replayed": {"inserted": 12, "updated": 1}, "already_there": 0, "not_replayable": []},
+                  "memory_tags": {"written_in_bad_window": {"inserted": 4, "updated": 0, "deleted": 0},
+                                  "replayed": {"inserted": 0, "updated": 0}, "already_there": 0,
+                                  "not_replayable": [{"reason": "table not in the old schema", "count": 4}]}}}
+    rolled = {"engine": "u001", "rolled_back": True, "from_version": "2.4.2", "to_version": "2.3.0",
+              "kind": "image+brain", "snapshot": "s", "previous_brain": {"path": "/s/kept.sqlite"},
+              "data_at_risk": None, "healthy": True, "reason": "verify", "replay": replay}
+    failed = {**rolled, "engine": "u002", "replay": {"mode": "replay", "error": "disk full"}}
+    plain = {**rolled, "engine": "u003", "replay": None}
+    text = render("engine_rollback", "rollback.md.j2", __engine_rollback_report={
+        "run_id": "r3", "check_mode": False, "written_at": "2026-12-05T11:00:00Z", "engines": [rolled, failed, plain],
+        "failed": [], "not_reached": []})
+    assert "## What the failed release wrote in its bad window" in text
+    assert "u001: replay (additive); the bad-window brain is kept in /s/kept.sqlite" in text
+    assert "| tasks | 12 / 1 / 0 | 12 / 1 | 0 | - |" in text
+    assert "| memory_tags | 4 / 0 / 0 | 0 / 0 | 0 | 4 (table not in the old schema) |" in text
+    assert "u002: replay; FAILED: disk full; the bad-window brain is kept in -" in text
+    assert "u003:" not in text and text.count("## What the failed release") == 1
