@@ -159,10 +159,10 @@ def rollout_outcome(results: list, batch_hosts: list, batch_no: int, batches: in
     """
     batch = set(batch_hosts)
     in_batch = [r for r in results if r.get("engine") in batch and int(r.get("batch") or 0) == int(batch_no)]
-    reported = {r.get("engine") for r in in_batch}
+    reported = {r.get("engine") for r in in_batch if _status(r) != "lost"}
     lost = sorted(batch - reported)
     statuses = [_status(r) for r in in_batch]
-    bad = [r for r in in_batch if _status(r) not in GOOD]
+    bad = [r for r in in_batch if _status(r) not in GOOD and _status(r) != "lost"]
     undecided = [r for r in bad if r.get("evidence") == "undecided"]
     if lost:
         outcome = "stopped_unreachable"
@@ -303,15 +303,22 @@ def preflight_summary(preflight: dict) -> str:
 
 
 def rescue_decision(failed: dict | None, decision: dict | None, step: str, switched: bool,
-                    rollback: bool = True) -> dict:
+                    rollback: bool = True, lost: dict | None = None) -> dict:
     """What failed and what to do, in the upgrade's rescue.
 
     ``decision``: engine_decision's result when the verification decided (rollback, hold, stop_outage); else the
     failure of a task (``failed``, ansible_failed_result) at ``step`` (pre-flight, switch, verify). ``switched``:
     the switch was attempted, so the Engine may be on the new release. ``rollback``: engine_upgrade_rollback.
     Returns ``decision`` (rollback, hold, stop_outage, stop), ``reason``, ``evidence``, ``outage_check`` (whether a
-    provider outage must be ruled out first: a health failure after the switch).
+    provider outage must be ruled out first: a health failure after the switch). ``lost``: the switch's result when
+    its Docker host became unreachable mid-switch (decision ``lost``: nothing can be done there now; the Engine's
+    state is unknown, a re-run finds it and finishes or rolls it back).
     """
+    if lost and lost.get("unreachable"):
+        detail = str(lost.get("msg") or "unreachable").replace("Task failed: ", "")
+        return dict(decision="lost", evidence="unreachable", outage_check=False,
+                    reason=f"switch: its Docker host was lost mid-switch ({detail[:300]}); its state is unknown: a "
+                           f"re-run finds it and finishes or rolls it back")
     if decision and decision.get("must_fail"):
         choice, reason, evidence = decision["decision"], decision.get("reason") or "", decision.get("evidence")
     else:
@@ -329,7 +336,8 @@ def rescue_status(decision: str, rollback_failed: bool = False) -> str:
     """The Engine's status after its rescue."""
     if rollback_failed:
         return "rollback_failed"
-    return {"rollback": "rolled_back", "hold": "held", "stop_outage": "stopped_outage"}.get(decision, "failed")
+    return {"rollback": "rolled_back", "hold": "held", "stop_outage": "stopped_outage", "lost": "lost"}.get(
+        decision, "failed")
 
 
 # ---------------------------------------------------------------- the Engine's record in the run report
@@ -397,6 +405,8 @@ def upgrade_result(host: dict, target_version: str, now: float, check_mode: bool
         rollback=rollback,
         rollback_kind=(rollback or {}).get("kind") or "none",
         data_at_risk=(rollback or {}).get("data_at_risk"),
+        replay=replay_summary((rollback or {}).get("replay")) or None,
+        rolled_back_release=pre.get("rolled_back_release"),
         timings=host.get("__engine_upgrade_timings") or ({} if not switch else
                                                          dict(drain_seconds=switch.get("drain_seconds"),
                                                               switch_seconds=switch.get("switch_seconds"))),
@@ -419,8 +429,8 @@ def upgrade_result(host: dict, target_version: str, now: float, check_mode: bool
         outage=_get(host, "__engine_upgrade_outage_check", "outage") or "none",
         diagnostics=host.get("__engine_upgrade_diagnostics_dir"),
         # A resumed Engine's pre-flight ran twice: the dead run's lock was taken over by the first.
-        lock_taken_over=_get(pre, "lock", "taken_over") or _get(host, "__engine_upgrade_pre_resumed", "lock",
-                                                                 "taken_over"),
+        lock_taken_over=(_get(pre, "lock", "taken_over")
+                         or _get(host, "__engine_upgrade_pre_resumed", "lock", "taken_over")),
         seconds=round(float(now) - float(started), 1) if started else None,
     )
 
@@ -462,10 +472,42 @@ def rollout_message(report: dict, report_path: str) -> str:
         label = "ABORTED (undecided)" if outcome == "undecided" else "ABORTED"
         text = (f"{label}: {head} stopped in batch {r.get('batches_run')} {run}: "
                 + "; ".join(f"{e.get('engine')} {str(e.get('status')).replace('_', ' ')} "
-                            f"({str(e.get('reason') or '')[:300]})" for e in failed) + ".")
+                            f"({str(e.get('reason') or '')[:300]})"
+                            + (f" - {e['replay'][:400]}" if e.get("replay") else "") for e in failed) + ".")
     if outcome != "completed":
         text += f" {untouched} Engines untouched{', the upgraded ones unwound' if r.get('unwound') else ''}."
     return f"{text} Report: {report_path}"
+
+
+def replay_summary(replay: dict | None, tables: int = 8) -> str:
+    """One line on what a rollback did with the failed release's bad-window writes (webhook, messages, reports): per
+    table written / replayed / not replayable and why, and where the bad-window brain is kept; '' without a replay."""
+    if not replay or replay.get("mode") in (None, "off"):
+        return ""
+    kept = (replay.get("bad_window") or {}).get("path")
+    if replay.get("error"):
+        return (f"bad window not replayed ({replay['error']}); what the failed release wrote stays in the kept brain"
+                + (f" {kept}" if kept else ""))
+    written = {name: t for name, t in (replay.get("tables") or {}).items()
+               if sum((t.get("written_in_bad_window") or {}).values()) or t.get("not_replayable")}
+    if not written:
+        return "bad window: nothing written"
+    parts = []
+    for name, t in sorted(written.items(), key=lambda item: -sum(item[1]["written_in_bad_window"].values()))[:tables]:
+        w, r = t.get("written_in_bad_window") or {}, t.get("replayed") or {}
+        lost = t.get("not_replayable") or []
+        part = (f"{name} {w.get('inserted', 0)}+/{w.get('updated', 0)}~/{w.get('deleted', 0)}- written, "
+                f"{r.get('inserted', 0) + r.get('updated', 0)} replayed")
+        if lost:
+            part += " (" + "; ".join(f"{x.get('count')} not replayable: {x.get('reason')}" for x in lost) + ")"
+        parts.append(part)
+    more = len(written) - len(parts)
+    mode = replay.get("mode")
+    head = "bad window " + ("replayed" if mode == "replay" else "reported, not replayed")
+    if replay.get("mode_reason"):
+        head += f" ({replay['mode_reason']})"
+    return (f"{head}: " + ", ".join(parts) + (f", and {more} more tables" if more > 0 else "")
+            + (f"; kept in {kept}" if kept else ""))
 
 
 def engine_end_message(result: dict, report_path: str) -> str:
@@ -484,10 +526,14 @@ def engine_end_message(result: dict, report_path: str) -> str:
         what = f"rolled back to {result.get('from_version')}"
         if rollback.get("brain_restored"):
             what += f" (brain restored from {rollback.get('snapshot')})"
+        if replay_summary(rollback.get("replay")):
+            what += f"; {replay_summary(rollback.get('replay'))}"
     elif status == "rollback_failed":
         what = "it was NOT rolled back (the rollback failed too): it needs a hand"
     elif status == "stopped_outage":
         what = "it was not rolled back: the trouble is outside the release (re-run when the fleet is healthy)"
+    elif status == "lost":
+        what = "it could not be rolled back from here (its host is unreachable)"
     elif status == "held":
         what = (f"it stays on {result.get('to_version')}, not rolled back (policy hold): decide, then re-run or "
                 "roll back")

@@ -55,6 +55,11 @@ SETTINGS: dict[str, tuple] = {
     "engine_upgrade_canary_max_bake_seconds": ("int", 600, None),
     "engine_upgrade_bake_interval": ("int", 5, None),
     "engine_upgrade_allow_destructive": ("bool", False, None),
+    "engine_upgrade_boot_test": (("auto", "always", "never"), "auto", None),
+    "engine_upgrade_boot_timeout": ("int", 120, None),
+    "engine_upgrade_allow_rolled_back_release": ("bool", False, None),
+    "engine_upgrade_rolled_back_release_reason": ("str", "", None),
+    "engine_upgrade_replay": (("auto", "replay", "report", "off"), "auto", None),
     "engine_upgrade_snapshot_retain_days": ("int", 2, None),
     "engine_upgrade_destructive_retain_days": ("int", 7, None),
     "engine_upgrade_snapshot_keep_last": ("int", 5, None),
@@ -115,6 +120,14 @@ SETTINGS: dict[str, tuple] = {
     "engine_hosts": ("str", "engines", None),
     "engine_run_id": ("str", "", None),
 }
+#: The resolved settings the plan returns (upgrade.yml's plan play reads the rolled-back releases with them).
+PLAN_SETTINGS = (
+    "engine_upgrade_target_version",
+    "engine_upgrade_state_dir",
+    "engine_upgrade_report_dir",
+    "engine_upgrade_allow_rolled_back_release",
+    "engine_upgrade_rolled_back_release_reason",
+)
 ALIASES = {spec[2]: name for name, spec in SETTINGS.items() if spec[2]}
 #: What the rollout_settings filter picks from an Engine's variables: every setting, under either of its names.
 NAME_RE = re.compile(
@@ -463,6 +476,18 @@ def _report_dir(s: Settings) -> list[str]:
     return []
 
 
+def _release_gate(s: Settings) -> list[str]:
+    v = s.values
+    reason = str(v["engine_upgrade_rolled_back_release_reason"]).strip()
+    if v["engine_upgrade_allow_rolled_back_release"] and not reason:
+        return [
+            f"{s.cite['engine_upgrade_allow_rolled_back_release']}=true needs "
+            f"{s.cite['engine_upgrade_rolled_back_release_reason']}: say why a release that was rolled back may be "
+            f"deployed again (it is recorded with the release and goes into the report)."
+        ]
+    return []
+
+
 def _retention(s: Settings) -> list[str]:
     out = []
     out += _at_least(s, "engine_upgrade_snapshot_retain_days", 0, "days a snapshot is kept cannot be negative")
@@ -508,7 +533,8 @@ def validate(given: dict, environ=None) -> tuple[Settings, list[str]]:
     """The resolved settings and every problem found (an empty list: good to go)."""
     s = Settings(given or {}, environ)
     problems = list(s.problems)
-    for check in (_target, _repository, _rollout, _health, _bakes, _checks, _evals, _webhook, _report_dir, _retention):
+    for check in (_target, _repository, _rollout, _health, _bakes, _checks, _evals, _webhook, _report_dir, _retention,
+                  _release_gate):
         problems += check(s)
     return s, problems
 

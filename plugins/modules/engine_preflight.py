@@ -77,7 +77,7 @@ options:
         migrated copy), as M(september.engine.migration_check) does with its C(boot_test) option,
         and refuse the upgrade when the target does not come up healthy there; nothing is stopped.
       - V(auto) for a major release or a migration that is destructive or unclassified
-        (RV(preflight.migration.boot_test_reasons)); V(always); V(never).
+        (C(boot_test_reasons) in RV(preflight.migration)); V(always); V(never).
       - The boot-test containers get the Engine's own environment, with a throwaway API key. Check mode starts none.
     type: str
     choices: [auto, always, never]

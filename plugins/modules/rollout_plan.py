@@ -211,6 +211,17 @@ plan:
       type: dict
       returned: always
       sample: {"docker-a": 4, "docker-b": 3, "docker-c": 3}
+    settings:
+      description:
+        - The resolved settings the plan play of C(upgrade.yml) needs before any Engine is touched (to read the
+          record of rolled-back releases) - C(engine_upgrade_target_version), C(engine_upgrade_state_dir),
+          C(engine_upgrade_report_dir), C(engine_upgrade_allow_rolled_back_release),
+          C(engine_upgrade_rolled_back_release_reason).
+      type: dict
+      returned: always
+      sample: {"engine_upgrade_target_version": "2.4.0", "engine_upgrade_state_dir": "/var/lib/september-engine",
+               "engine_upgrade_report_dir": "/home/ops/september-engine-reports",
+               "engine_upgrade_allow_rolled_back_release": false, "engine_upgrade_rolled_back_release_reason": ""}
 problems:
   description: On failure, every problem of the settings and of the Engines' variables, one line each (the message
     holds them too).
@@ -263,7 +274,10 @@ class RolloutPlanner:
             problems += engine_problems
             raise OptionsError(_settings.message(problems, what), problems=problems)
         self._warn_counts(stages, len(engines))
-        return {"changed": False, "plan": _plan.make_plan(engines, stages, run_id, controls)}
+        plan = _plan.make_plan(engines, stages, run_id, controls)
+        # What upgrade.yml's plan play needs before any Engine is touched (the release gate), as the role will see it.
+        plan["settings"] = {name: v[name] for name in _settings.PLAN_SETTINGS}
+        return {"changed": False, "plan": plan}
 
     def _read_given(self, given: dict) -> None:
         """Keep the secrets among the settings out of the output, and warn of names that are no setting."""

@@ -85,8 +85,8 @@ def test_a_bad_release_during_an_outage_is_still_rolled_back() -> None:
 def test_undecided_follows_the_policy_and_says_what_was_missing(policy, decision, must_fail) -> None:
     v = verdict("undecided", missing=["the canary cohort saw 3 turns since the switch (20 needed)"])
     out = engine_decision("u1", HEALTHY, v, policy)
-    assert (out["decision"], out["must_fail"], out["evidence"], out["policy"]) == (decision, must_fail, "undecided",
-                                                                                  policy)
+    expected = (decision, must_fail, "undecided", policy)
+    assert (out["decision"], out["must_fail"], out["evidence"], out["policy"]) == expected
     assert "3 turns" in out["reason"] and f"policy {policy}" in out["reason"]
 
 
@@ -136,6 +136,14 @@ def test_outcome_in_progress_then_completed() -> None:
 def test_an_engine_lost_mid_upgrade_is_never_all_clear() -> None:
     out = rollout_outcome([result("a", "upgraded", 2)], ["a", "b"], 2, 2)
     assert out["outcome"] == "stopped_unreachable" and out["lost"] == ["b"] and out["stopped"]
+
+
+def test_an_engine_recorded_lost_counts_as_lost_not_failed() -> None:
+    # A batch of one whose Docker host was lost mid-switch: the rescue recorded it (status lost).
+    out = rollout_outcome([result("b", "lost", evidence="unreachable")], ["b"], 1, 4)
+    assert out == {"outcome": "stopped_unreachable", "stopped": True, "lost": ["b"], "failed": [], "undecided": []}
+    both = rollout_outcome([result("a", "upgraded"), result("b", "lost", evidence="unreachable")], ["a", "b"], 1, 1)
+    assert both["outcome"] == "stopped_unreachable" and both["lost"] == ["b"]
 
 
 def test_outcomes_of_failed_batches() -> None:
@@ -262,8 +270,8 @@ def test_switch_record_starts_the_logs_before_the_new_release_booted() -> None:
 
 def test_summaries_say_what_decided() -> None:
     v = {"decision": "fail", "symptom": "error rate 31%", "evidence": {
-        "canary": {"engines": 2, "turns": 40, "error_rate": 0.31}, "control": {"engines": 5, "turns": 90,
-                                                                              "error_rate": 0.0}}}
+        "canary": {"engines": 2, "turns": 40, "error_rate": 0.31},
+        "control": {"engines": 5, "turns": 90, "error_rate": 0.0}}}
     assert verdict_summary(v) == "fail: 2 upgraded 40 turns 31.0% errors vs 5 controls 90 turns 0.0% errors; " \
                                  "error rate 31%"
     undecided = {"decision": "undecided", "missing": ["3 turns (20 needed)"], "evidence": {}}
@@ -310,9 +318,19 @@ def test_rollback_off_stops_and_says_so() -> None:
     assert out["decision"] == "stop" and "NOT rolled back" in out["reason"]
 
 
+def test_a_host_lost_mid_switch_is_recorded_lost_whatever_else_failed() -> None:
+    lost = {"unreachable": True, "msg": "Task failed: Failed to connect to the host via ssh: timed out"}
+    out = rescue_decision({"msg": "its Docker host became unreachable"}, None, "switch", switched=True, lost=lost)
+    assert out["decision"] == "lost" and out["evidence"] == "unreachable" and not out["outage_check"]
+    assert out["reason"].startswith("switch: its Docker host was lost mid-switch (Failed to connect to the host via ")
+    # A switch result that is not unreachable (skipped, done) changes nothing.
+    assert rescue_decision({"msg": "boom"}, None, "switch", switched=True, lost={"changed": True})["decision"] == \
+        "rollback"
+
+
 @pytest.mark.parametrize(("decision", "failed", "status"), [
     ("rollback", False, "rolled_back"), ("rollback", True, "rollback_failed"), ("hold", False, "held"),
-    ("stop_outage", False, "stopped_outage"), ("stop", False, "failed")])
+    ("stop_outage", False, "stopped_outage"), ("stop", False, "failed"), ("lost", False, "lost")])
 def test_rescue_status(decision: str, failed: bool, status: str) -> None:
     assert rescue_status(decision, failed) == status
 
@@ -348,8 +366,8 @@ def upgraded_host(**extra) -> dict:
 
 def test_the_record_of_an_upgraded_engine() -> None:
     record = upgrade_result(upgraded_host(), "2.4.0", 130.0)
-    assert (record["status"], record["step"], record["decision"], record["evidence"]) == ("upgraded", "done", "keep",
-                                                                                        "pass")
+    got = (record["status"], record["step"], record["decision"], record["evidence"])
+    assert got == ("upgraded", "done", "keep", "pass")
     assert record["snapshot"] == {"name": "pre-upgrade-u1", "sha256": "ab", "path": "/s/x"}
     assert record["migration"]["pending"] == ["0006_x"] and record["rollback_kind"] == "none"
     assert record["measures"]["before"] == {"turns": 40} and record["measures"]["verdict"]["decision"] == "pass"
@@ -361,8 +379,8 @@ def test_the_record_of_a_resumed_engine_keeps_the_dead_runs_lock() -> None:
     # A dead run left the Engine down: the first pre-flight took its lock over, the one after the Engine was brought
     # back only refreshed it. The record says the lock was taken over, and from whom.
     dead = {"owner": "AWX job 7", "run_id": "R7", "acquired_at": "t0", "expired_at": "t1"}
-    resumed = upgraded_host(__engine_upgrade_pre_resumed={"action": "resume", "lock": {"action": "take_over",
-                                                                                         "taken_over": dead}})
+    resumed = upgraded_host(
+        __engine_upgrade_pre_resumed={"action": "resume", "lock": {"action": "take_over", "taken_over": dead}})
     assert upgrade_result(resumed, "2.4.0", 130.0)["lock_taken_over"] == dead
     assert upgrade_result(upgraded_host(), "2.4.0", 130.0)["lock_taken_over"] is None
 
@@ -445,3 +463,53 @@ def test_short_symptom_keeps_a_rules_details_with_it() -> None:
     # An unbalanced parenthesis never swallows the rest.
     assert short_symptom("a (x; b; c; d", rules=1) == "a (x; b; c; d"
     assert short_symptom("a) x; b; c; d", rules=1) == "a) x (and 3 more)"
+
+
+# ---------------------------------------------------------------- what a rollback did with the bad window's writes
+
+from ansible_collections.september.engine.plugins.module_utils._rollout import replay_summary  # noqa: E402
+
+REPLAYED = {
+    "mode": "replay",
+    "mode_reason": "the bad release's migrations only added to the schema",
+    "bad_window": {"name": "kept", "path": "/var/lib/s/kept.sqlite"},
+    "tables": {
+        "tasks": {"written_in_bad_window": {"inserted": 120, "updated": 2, "deleted": 0},
+                  "replayed": {"inserted": 120, "updated": 2}, "not_replayable": []},
+        "memory_tags": {"written_in_bad_window": {"inserted": 80, "updated": 0, "deleted": 0},
+                        "replayed": {"inserted": 0, "updated": 0},
+                        "not_replayable": [{"reason": "table not in the old schema", "count": 80}]},
+        "skills": {"written_in_bad_window": {"inserted": 0, "updated": 0, "deleted": 0},
+                   "replayed": {"inserted": 0, "updated": 0}, "not_replayable": []},
+    },
+}
+
+
+def test_replay_summary_names_each_written_table_what_was_replayed_and_where_the_rest_is_kept() -> None:
+    text = replay_summary(REPLAYED)
+    assert text.startswith("bad window replayed (the bad release's migrations only added to the schema): ")
+    assert "tasks 120+/2~/0- written, 122 replayed" in text
+    assert "memory_tags 80+/0~/0- written, 0 replayed (80 not replayable: table not in the old schema)" in text
+    assert "skills" not in text  # nothing written there
+    assert text.index("tasks") < text.index("memory_tags")  # the busiest first
+    assert text.endswith("; kept in /var/lib/s/kept.sqlite")
+
+
+def test_replay_summary_of_a_report_a_failure_and_no_replay() -> None:
+    report = dict(REPLAYED, mode="report", mode_reason="destructive migrations")
+    assert replay_summary(report).startswith("bad window reported, not replayed (destructive migrations): ")
+    failed = {"mode": "replay", "error": "no such table", "bad_window": {"path": "/k.sqlite"}}
+    assert replay_summary(failed) == ("bad window not replayed (no such table); what the failed release wrote stays "
+                                      "in the kept brain /k.sqlite")
+    assert replay_summary(None) == "" and replay_summary({"mode": "off"}) == ""
+    assert replay_summary({"mode": "replay", "tables": {}}) == "bad window: nothing written"
+    one = replay_summary(REPLAYED, tables=1)
+    assert one.count(" written, ") == 1 and ", and 1 more tables" in one
+
+
+def test_the_end_message_and_the_result_carry_the_replay() -> None:
+    result = {"engine": "u1", "status": "rolled_back", "from_version": "2.3.0", "to_version": "2.4.2",
+              "reason": "verify: measures", "rollback": {"brain_restored": True, "snapshot": "s1", "replay": REPLAYED}}
+    message = engine_end_message(result, "/r/upgrade.md")
+    assert "rolled back to 2.3.0 (brain restored from s1); bad window replayed" in message
+    assert "tasks 120+/2~/0- written, 122 replayed" in message

@@ -138,6 +138,9 @@ ONE_PROBLEM = [
     ({"engine_rollout_max_fail_percentage": -1}, "0 to 100"),
     ({"engine_rollout_promote": True, "engine_rollout_abort": "yes"}, "engine_rollout_promote and "
                                                                       "engine_rollout_abort are both true"),
+    ({"engine_upgrade_allow_rolled_back_release": True}, "release=true needs engine_upgrade_rolled_back_release_rea"),
+    ({"engine_upgrade_boot_test": "sometimes"}, "engine_upgrade_boot_test='sometimes'"),
+    ({"engine_upgrade_replay": "all"}, "engine_upgrade_replay='all'"),
     ({"engine_run_id": "../../etc"}, "engine_run_id='../../etc': names the run's report folder"),
     # types
     ({"engine_upgrade_drain_timeout": "sixty"}, "engine_upgrade_drain_timeout='sixty': must be a whole number."),
