@@ -49,6 +49,33 @@ def short_symptom(symptom, rules: int = 3, width: int = 200) -> str:
     return "; ".join(cut) + (f" (and {more} more)" if more else "")
 
 
+def _decided(decision: str, evidence: str, reason: str = "", must_fail: bool = True, policy=None) -> dict:
+    return dict(decision=decision, evidence=evidence, reason=reason, must_fail=must_fail, policy=policy)
+
+
+def _failure_symptom(found: dict, default: str) -> str:
+    return short_symptom(found.get("symptom") or "; ".join(found.get("reasons") or []) or default)
+
+
+def _without_verdict(evals: dict | None) -> dict:
+    """The checks are off (no cohort verdict): an eval regression still rolls the Engine back."""
+    found = (evals or {}).get("verdict", evals) or {}
+    if found.get("decision") in ("rollback", "fail"):
+        return _decided("rollback", "fail", f"verify: evals: {_failure_symptom(found, 'regressions')}")
+    return _decided("keep", "off", must_fail=False)
+
+
+def _undecided(verdict: dict, mine: dict, policy: str) -> dict:
+    """Not enough evidence: the undecided policy applies (never a silent pass)."""
+    missing = verdict.get("missing") or mine.get("missing") or verdict.get("reasons") or ["no evidence"]
+    why = f"undecided: {'; '.join(missing)}"
+    if policy == "proceed":
+        return _decided("keep", "undecided", f"{why} (promoted: policy proceed)", must_fail=False, policy=policy)
+    if policy == "hold":
+        return _decided("hold", "undecided", f"{why} (held: policy hold)", policy=policy)
+    return _decided("rollback", "undecided", f"verify: {why} (rolled back: policy rollback)", policy=policy)
+
+
 def engine_decision(engine: str, health: dict | None, verdict: dict | None, policy: str = "rollback",
                     canary: bool = True, evals: dict | None = None) -> dict:
     """What to do with one switched Engine, from its health after the switch and the bake, and the verdict.
@@ -67,39 +94,21 @@ def engine_decision(engine: str, health: dict | None, verdict: dict | None, poli
         health = health["health"]
     if health is not None and not health.get("is_healthy"):
         detail = health.get("failure_detail") or health.get("failure") or "not healthy"
-        return dict(decision="rollback", evidence="health", reason=f"verify: health: {detail}", must_fail=True,
-                    policy=None)
+        return _decided("rollback", "health", f"verify: health: {detail}")
     if not verdict:
-        found = (evals or {}).get("verdict", evals) or {}
-        if found.get("decision") in ("rollback", "fail"):
-            symptom = short_symptom(found.get("symptom") or "; ".join(found.get("reasons") or []) or "regressions")
-            return dict(decision="rollback", evidence="fail", reason=f"verify: evals: {symptom}", must_fail=True,
-                        policy=None)
-        return dict(decision="keep", evidence="off", reason="", must_fail=False, policy=None)
+        return _without_verdict(evals)
     mine = (verdict.get("engines") or {}).get(engine) or {}
     # A rule that fired decides first: a bad release during a provider outage is still a bad release.
-    for scope, found in (("cohort", verdict), ("engine", mine)):
+    for where, found in (("the batch: ", verdict), ("", mine)):
         if found.get("decision") == "fail":
-            symptom = short_symptom(found.get("symptom") or "; ".join(found.get("reasons") or []) or found.get("rule"))
-            where = "" if scope == "engine" else "the batch: "
-            return dict(decision="rollback", evidence="fail", reason=f"verify: {where}{symptom}", must_fail=True,
-                        policy=None)
+            return _decided("rollback", "fail", f"verify: {where}{_failure_symptom(found, found.get('rule'))}")
     if verdict.get("outage"):
         why = _text(verdict.get("symptom")) or "; ".join(verdict.get("reasons") or []) or "provider outage"
-        return dict(decision="stop_outage", evidence="outage", reason=f"verify: {why}", must_fail=True, policy=None)
+        return _decided("stop_outage", "outage", f"verify: {why}")
     # The cohort's pooled evidence judges the release: an idle canary in a cohort that passed passes with it.
     if verdict.get("decision") == "pass" or mine.get("decision") == "pass":
-        return dict(decision="keep", evidence="pass", reason="", must_fail=False, policy=None)
-    missing = verdict.get("missing") or mine.get("missing") or verdict.get("reasons") or ["no evidence"]
-    why = f"undecided: {'; '.join(missing)}"
-    if policy == "proceed":
-        return dict(decision="keep", evidence="undecided", reason=f"{why} (promoted: policy proceed)",
-                    must_fail=False, policy=policy)
-    if policy == "hold":
-        return dict(decision="hold", evidence="undecided", reason=f"{why} (held: policy hold)", must_fail=True,
-                    policy=policy)
-    return dict(decision="rollback", evidence="undecided", reason=f"verify: {why} (rolled back: policy rollback)",
-                must_fail=True, policy=policy)
+        return _decided("keep", "pass", must_fail=False)
+    return _undecided(verdict, mine, policy)
 
 
 def bake_done(verdict: dict | None, healths: list, round_no: int, rounds: int) -> dict:
