@@ -446,6 +446,9 @@ def test_a_rolled_back_engine_can_be_upgraded_again(lab: LabRollouts, host: int,
         f"{GOOD} again after a rollback of {model}",
         limit=[engine.engine_id],
         engine_target_version=GOOD,
+        # rollback.yml recorded the release it rolled back from (Don't redeploy in panic): the fix is acknowledged.
+        engine_upgrade_allow_rolled_back_release=True,
+        engine_upgrade_rolled_back_release_reason="fixed; lab test of the upgrade after a rollback",
         **probe_vars(6, 6),
     )
     _path, report = H.newest_report(lab.report_dir)

@@ -153,6 +153,16 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
     assert entry["snapshot"]["sha256"] and len(entry["snapshot"]["sha256"]) == 64
     markdown = (rollout.report_dir / report["run_id"] / "upgrade.md").read_text()
     assert "stopped_rolled_back" in markdown and "error rate" in markdown and "Data at risk" in markdown
+    # What 2.4.2 wrote in its bad window was replayed onto the restored brain before 2.3.0 started
+    # (engine_upgrade_replay=auto: 0006 only added to the schema): every turn and every feedback the canary
+    # acknowledged, before or during the bad window, is in the brain it runs on now; memory_tags (not in 2.3.0's
+    # schema) is listed as not replayable, and stays in the kept brain.
+    rollout.assert_writes_kept(rollout.engine(canary), lg)
+    assert entry["replay"].startswith("bad window replayed"), entry["replay"]
+    assert "tasks " in entry["replay"] and "kept in " in entry["replay"], entry["replay"]
+    replay = entry["rollback"]["replay"]
+    assert replay["mode"] == "replay" and replay["totals"]["replayed"]["inserted"] > 0, replay["totals"]
+    assert "Replay of the bad window: bad window replayed" in markdown
 
     # The diagnostics bundle: the bad window's logs (2.4.2's failures), the measures, the kept brain.
     bundle = Path(entry["diagnostics"])
@@ -165,7 +175,11 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
     log_lines = [json.loads(line) for line in (bundle / "engine.log").read_text().splitlines() if line.startswith("{")]
     assert any(line.get("extra", {}).get("version") == "2.4.2" for line in log_lines)
     assert any(line["level"] == "ERROR" for line in log_lines)
-    for path in (bundle, bundle / "diagnostics.json", bundle / "engine.log"):
+    # The post-rollback drafts: a postmortem (timeline, symptoms, decision) and a proposed regression eval.
+    assert "TOOL_EXECUTION_FAILED" in (bundle / "postmortem.md").read_text()
+    assert (bundle / "regression-eval.proposed.yml").read_text().startswith("# PROPOSED regression eval")
+    for path in (bundle, bundle / "diagnostics.json", bundle / "engine.log", bundle / "postmortem.md",
+                 bundle / "regression-eval.proposed.yml"):
         assert path.stat().st_mode & 0o077 == 0, path
 
     # The webhook: start, the rollback with its symptom, the end (aborted).
@@ -175,6 +189,7 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
     assert rollback.startswith(f"Rolling back {canary} to {BASELINE} due to verify: the batch: "), rollback
     assert fired[0] in rollback
     assert end.startswith("ABORTED: the upgrade to 2.4.2 stopped in batch 1") and "rolled back" in end
+    assert "bad window replayed" in end, end
     assert_no_secret(rollout, hook)
 
 
