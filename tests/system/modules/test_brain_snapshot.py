@@ -16,21 +16,18 @@ import hashlib
 import importlib
 import json
 import os
-import socket
 import sqlite3
 import stat
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import docker
 import pytest
 import requests
 
-from engine_testkit import LoadGenerator, task_ids
+from engine_testkit import LoadGenerator, free_port, task_ids, wait_healthy, wait_until
 from engine_testkit.ansible import COLLECTIONS_PATH, ensure_collection_link, run_playbook
 from engine_testkit.fleet import LABEL_FLEET, LABEL_TESTKIT, Fleet
 
@@ -106,11 +103,11 @@ def test_snapshot_during_steady_load_holds_every_acknowledged_task(fleet, dest):
     engine = fleet.up(1, "2.3.0")[0]
     load = LoadGenerator([engine], rate=6, feedback_ratio=0.3, workers_per_engine=3).start()
     try:
-        time.sleep(3)
+        load.wait_acked(12)  # steady load before the snapshots begin
         results = take(
             snap_container=engine.container_name, snap_dest=str(dest), snap_name="under-load", snap_retain_days=1
         )
-        time.sleep(2)
+        load.wait_acked(5, after=load.ack_counts())  # and after them
     finally:
         load.stop()
     assert len(load.acks(engine.engine_id)) >= 20, load.stats()
@@ -152,34 +149,10 @@ def test_snapshot_located_by_volume_and_by_path(fleet, dest):
     check_files(dest / "p", ["by-path", "by-path-diff"])
 
 
-def free_port() -> int:
-    client = docker.from_env()
-    published = set()
-    for container in client.containers.list(all=True):
-        for binds in ((container.attrs.get("HostConfig") or {}).get("PortBindings") or {}).values():
-            published |= {int(b["HostPort"]) for b in binds or [] if str(b.get("HostPort", "")).isdigit()}
-    for port in range(LAST_PORT, BASE_PORT, -1):
-        with socket.socket() as sock:
-            if port in published or sock.connect_ex(("127.0.0.1", port)) == 0:
-                continue
-            return port
-    raise AssertionError(f"no free port in {BASE_PORT}-{LAST_PORT}")
-
-
-def wait_healthy(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{url}/health", timeout=2).json().get("status") == "ok":
-                return
-        time.sleep(0.25)
-    raise AssertionError(f"{url} not healthy after {timeout}s")
-
-
 def test_snapshot_of_a_bind_mounted_brain(fleet, dest, tmp_path, docker_client):
     folder = tmp_path / "engine-data"
     folder.mkdir()
-    port = free_port()
+    port = free_port(BASE_PORT, LAST_PORT, client=docker_client, descending=True)  # the fleet's ports go upward
     name = f"{fleet.name}-bind"
     docker_client.containers.run(
         "engine:2.3.0", name=name, detach=True, environment={"ENGINE_API_KEY": fleet.api_key},
@@ -200,10 +173,10 @@ def test_restore_brings_back_the_snapshot_and_keeps_the_replaced_brain(fleet, de
     engine = fleet.up(1, "2.3.0")[0]
     load = LoadGenerator([engine], rate=6, feedback_ratio=0, workers_per_engine=3).start()
     try:
-        time.sleep(2)
+        load.wait_acked(5)
         snapshot = take(snap_container=engine.container_name, snap_dest=str(dest), snap_name="good")
         snapshot = snapshot["Take a snapshot"]["snapshot"]
-        time.sleep(3)  # the bad window: writes after the snapshot
+        load.wait_acked(10, after=load.ack_counts())  # the bad window: writes after the snapshot
     finally:
         load.stop()
     snapshot_ids = task_ids(snapshot["path"], status=None)
@@ -360,19 +333,6 @@ def test_restore_refused_while_running_and_on_a_bad_checksum(fleet, dest):
 # ---------------------------------------------------------------- Engines that share a snapshot folder (issue 10)
 
 
-def wait_for(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def acked_more_than(load: LoadGenerator, engines, counts: dict) -> bool:
-    return all(len(load.acks(e.engine_id)) > counts.get(e.engine_id, 0) + 3 for e in engines)
-
-
 def test_engines_sharing_a_folder_each_get_their_own_brain_back(fleet, tmp_path):
     """Issue 10.1: one folder, one name, two Engines in one run; B never re-uses A's snapshot, a restore of A's
     snapshot onto B is refused with B untouched, and each restore brings back that Engine's own brain."""
@@ -382,12 +342,11 @@ def test_engines_sharing_a_folder_each_get_their_own_brain_back(fleet, tmp_path)
     name = "pre-upgrade-2.3.0-to-2.4.0-run1"
     load = LoadGenerator(engines, rate=8, feedback_ratio=0, workers_per_engine=2).start()
     try:
-        wait_for(lambda: acked_more_than(load, engines, {}), "turns on both Engines")
+        load.wait_acked(4)  # turns on both Engines
         run = run_playbook(ENGINES, inventory=inventory, extra_vars=dict(
             snap_dest=str(shared), snap_name=name, snap_keep_last=1, snap_version="2.3.0"))
         assert run.rc == 0, run.stdout[-5000:] + run.stderr[-2000:]
-        counts = {e.engine_id: len(load.acks(e.engine_id)) for e in engines}
-        wait_for(lambda: acked_more_than(load, engines, counts), "turns after the snapshots (the bad window)")
+        load.wait_acked(4, after=load.ack_counts())  # turns after the snapshots (the bad window)
     finally:
         load.stop()
     taken = {e.engine_id: run.result("Take the pre-upgrade snapshot", host=e.engine_id)["snapshot"] for e in engines}
@@ -438,10 +397,9 @@ def test_restore_checks_before_the_engine_is_stopped(fleet, dest, docker_client)
     engine = fleet.up(1, "2.3.0")[0]
     load = LoadGenerator([engine], rate=8, feedback_ratio=0, workers_per_engine=2).start()
     try:
-        wait_for(lambda: len(load.acks(engine.engine_id)) > 3, "turns")
+        load.wait_acked(4)
         taken = take(snap_container=engine.container_name, snap_dest=str(dest), snap_name="good")
-        counts = {engine.engine_id: len(load.acks(engine.engine_id))}
-        wait_for(lambda: acked_more_than(load, [engine], counts), "turns after the snapshot")
+        load.wait_acked(4, after=load.ack_counts())  # turns after the snapshot
     finally:
         load.stop()
     snapshot_ids = task_ids(taken["Take a snapshot"]["snapshot"]["path"], status=None)
@@ -456,7 +414,7 @@ def test_restore_checks_before_the_engine_is_stopped(fleet, dest, docker_client)
         volumes={engine.volume: {"bind": "/data", "mode": "rw"}},
         labels={LABEL_FLEET: fleet.name, LABEL_TESTKIT: "engine_testkit"})
     try:
-        wait_for(lambda: sidecar.reload() or sidecar.status == "running", "the sidecar to run")
+        wait_until(lambda: sidecar.reload() or sidecar.status == "running", 60, "the sidecar to run")
         with pytest.raises(errors.EngineBusyError, match=f"running container\\(s\\) {sidecar.name} mount its"):
             restore_api.check_restore(store, location, entry, identity=identity, client=docker_client,
                                       engine_may_run=True)
@@ -505,8 +463,8 @@ def test_upgrade_retention_leaves_every_scheduled_snapshot(fleet, tmp_path):
         second = datetime.now(timezone.utc).replace(microsecond=0)  # noqa: UP017
         run = run_playbook(SNAPSHOT_PLAYBOOK, extra_vars=extra, inventory=inventory)
         assert run.rc == 0, run.stdout[-5000:] + run.stderr[-2000:]
-        wait_for(lambda second=second: datetime.now(timezone.utc).replace(microsecond=0) > second,  # noqa: UP017
-                 "the next second (names carry the second)")
+        wait_until(lambda second=second: datetime.now(timezone.utc).replace(microsecond=0) > second,  # noqa: UP017
+                   5, "the next second (names carry the second)", interval=0.05)
 
     def manifests():
         return {p.stem: json.loads(p.read_text()) for p in shared.glob("*.json")}
