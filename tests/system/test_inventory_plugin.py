@@ -13,7 +13,6 @@ The same over SSH on the lab's Docker hosts: ``tests/system/lab/test_inventory_p
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 
 from engine_testkit.ansible import REPO_ROOT, ansible_env, ensure_collection_link, run_playbook
 from engine_testkit.fleet import Fleet
+from engine_testkit.net import free_port
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
 
@@ -44,12 +44,6 @@ def ansible_inventory(config: Path, *args: str, env: dict | None = None) -> tupl
 
 def members(data: dict, group: str) -> list:
     return sorted((data.get(group) or {}).get("hosts") or [])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(path: Path, config: dict) -> Path:
