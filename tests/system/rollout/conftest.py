@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import stat
 import threading
 import time
@@ -35,7 +34,7 @@ from engine_testkit import Fleet, brain, sweep
 from engine_testkit.ansible import REPO_ROOT, PlaybookRun, run_playbook
 from engine_testkit.fleet import Engine, unique_name
 from engine_testkit.loadgen import LoadGenerator
-from engine_testkit.settings import ANSIBLE_ENV, FAST_VARS, FORKS
+from engine_testkit.settings import ANSIBLE_ENV, FORKS, run_vars
 
 BASE_PORT = 9100
 FLEET_SIZE = 12
@@ -134,14 +133,7 @@ class Rollout:
         writes) go into the group ``engine_canary``, which the plan puts first."""
         if canaries is not None:
             self.canaries = list(canaries)
-        inventory = self.fleet.inventory(canaries=self.canaries)
-        hosts = inventory["all"]["children"]["engines"]["hosts"]
-        for host, extra in (host_vars or {}).items():
-            hosts[host].update(extra)
-        fd = os.open(self.inventory_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(inventory, handle, sort_keys=False)
-        return self.inventory_path
+        return self.fleet.write_inventory(self.inventory_path, canaries=self.canaries, host_vars=host_vars)
 
     def close(self) -> None:
         """Stop the load and remove everything the fleet created (always runs)."""
@@ -161,12 +153,7 @@ class Rollout:
     ) -> PlaybookRun:
         """ansible-playbook ``playbooks/<playbook>`` on the fleet (or ``--limit`` hosts) with the fast settings plus
         ``extra``."""
-        extra_vars = {
-            **FAST_VARS,
-            "engine_state_dir": str(self.state_dir),
-            "engine_report_dir": str(self.report_dir),
-            **extra,
-        }
+        extra_vars = run_vars(self.state_dir, self.report_dir, **extra)
         started = time.monotonic()
         run = run_playbook(
             PLAYBOOKS / playbook, extra_vars=extra_vars, inventory=self.inventory_path, check=check,
@@ -191,11 +178,7 @@ class Rollout:
         self.loadgens.append(loadgen)
         loadgen.start()
         try:
-            # Acknowledged writes on every Engine before anything starts.
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and not all(loadgen.acked_task_ids(e.engine_id) for e in self.engines):
-                time.sleep(0.1)
-            assert all(loadgen.acked_task_ids(e.engine_id) for e in self.engines), "the load did not get going"
+            loadgen.wait_acked(1, timeout=15)  # acknowledged writes on every Engine before anything starts
             yield loadgen
         finally:
             loadgen.stop(timeout=10)
