@@ -21,7 +21,14 @@ Command line: ``PYTHONPATH=tests/harness python -m engine_testkit {up,status,dow
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for linters and type checkers; at run time each name is imported on first use (below)
+    from .brain import applied_migrations, missing_acknowledged, row_counts, signal_ids, task_ids
+    from .fleet import Engine, Fleet, FleetError, ImageMissingError, UnhealthyError, sweep, sweep_all
+    from .loadgen import LoadGenerator
+    from .net import free_port
+    from .waits import WaitTimeout, wait_healthy, wait_until
 
 #: Where each public name lives; imported on first use (PEP 562), so that importing a pure helper
 #: (``engine_testkit.waits``, ``engine_testkit.net``, ``engine_testkit.ansible``) needs no Docker SDK.
