@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import yaml
 
 from engine_testkit import Fleet, sweep
 from engine_testkit.ansible import REPO_ROOT, PlaybookRun, ansible_env, ensure_collection_link, run_playbook
 from engine_testkit.fleet import Engine, unique_name
-from engine_testkit.settings import ANSIBLE_ENV, FAST_VARS, FORKS
+from engine_testkit.settings import ANSIBLE_ENV, FORKS, run_vars
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
 
@@ -120,10 +119,7 @@ class AwxLab:
         self.fleet.up(count, version, model="mixed", wait=False)
         self.fleet.wait_healthy(timeout=90)
         self.canaries = [self.engines[0].engine_id]
-        inventory = self.inventory()
-        fd = os.open(self.inventory_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(inventory, handle, sort_keys=False)
+        self.fleet.write_inventory(self.inventory_path, canaries=self.canaries)
         return self.engines
 
     def close(self) -> None:
@@ -133,12 +129,7 @@ class AwxLab:
             sweep(self.fleet.name, self.client)
 
     def extra_vars(self, **extra: Any) -> dict[str, Any]:
-        return {
-            **FAST_VARS,
-            "engine_state_dir": str(self.state_dir),
-            "engine_report_dir": str(self.report_dir),
-            **extra,
-        }
+        return run_vars(self.state_dir, self.report_dir, **extra)
 
     def _log(self, name: str, text: str) -> Path:
         self.runs += 1
