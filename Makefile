@@ -52,7 +52,7 @@ sanity:
 	  $(BIN)/ansible-test sanity --requirements --python 3.11 --color no
 
 units: collection
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit tests/harness/tests $(PYTEST_ARGS)
 
 # The rollouts (tests/system/rollout: fleets of 4 to 12 Engines, mostly waiting on drains, bakes and health) run in a
 # second pytest alongside the other system tests; their fleets use their own ports and names, and the shared Docker
