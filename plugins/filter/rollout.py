@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.september.engine.plugins.module_utils._promotion import abort_report, paused_record
 from ansible_collections.september.engine.plugins.module_utils._rollout import (
     bake_done,
     bake_rounds,
@@ -33,7 +34,8 @@ from ansible_collections.september.engine.plugins.module_utils._rollout import (
 FILTERS = (
     engine_decision, bake_done, bake_rounds, rollout_outcome, probe_set, cohort_evidence, cohort_health, cohort_start,
     control_evidence, switch_record, verdict_summary, preflight_summary, rescue_decision, rescue_status,
-    upgrade_result, rollout_message, engine_end_message, diagnostics_record, replay_summary,
+    upgrade_result, rollout_message, engine_end_message, diagnostics_record, replay_summary, paused_record,
+    abort_report,
 )
 
 

@@ -158,13 +158,14 @@ def _status(result: dict) -> str:
     return (result or {}).get("status") or "failed"
 
 
-def rollout_outcome(results: list, batch_hosts: list, batch_no: int, batches: int) -> dict:
+def rollout_outcome(results: list, batch_hosts: list, batch_no: int, batches: int, pause: bool = False) -> dict:
     """The run's outcome after batch ``batch_no`` of ``batches``.
 
     ``results``: the ``engine_upgrade_result`` of every Engine that has one (any batch); ``batch_hosts``: the
     Engines the plan put in this batch. An Engine of the batch without a result was lost mid-upgrade (its host
     became unreachable: Ansible runs neither rescue nor always for it); a re-run finds it and finishes or rolls
-    it back.
+    it back. ``pause``: the rollout pauses after its canary (engine_rollout_pause_after_canary, not a promotion): a
+    canary batch without a failure, with batches still to go, ends the run ``awaiting_promotion``.
     """
     batch = set(batch_hosts)
     in_batch = [r for r in results if r.get("engine") in batch and int(r.get("batch") or 0) == int(batch_no)]
@@ -177,6 +178,8 @@ def rollout_outcome(results: list, batch_hosts: list, batch_no: int, batches: in
         outcome = "stopped_unreachable"
     elif not bad:
         outcome = "completed" if int(batch_no) >= int(batches) else "in_progress"
+        if outcome == "in_progress" and pause and int(batch_no) == 1:
+            outcome = "awaiting_promotion"
     elif "stopped_outage" in statuses:
         outcome = "stopped_outage"
     elif undecided and len(undecided) == len(bad):
@@ -466,6 +469,15 @@ def rollout_message(report: dict, report_path: str) -> str:
         if promoted:
             text += (f" {len(promoted)} of them were promoted without evidence of their own (too few turns, policy "
                      f"proceed): {_names(promoted)}.")
+    elif outcome == "awaiting_promotion":
+        text = (f"PAUSED: the canary of {head} passed {run}: {_names([e.get('engine') for e in engines])} on "
+                f"{r.get('target_version')}, {untouched} Engines to go. Promote it (-e engine_rollout_promote=true) "
+                "to go on with the same rollout, or abort it (-e engine_rollout_abort=true) to roll the canary back.")
+    elif outcome == "aborted":
+        text = (f"ABORTED by the operator after the canary: {head} {run}: "
+                + "; ".join(f"{e.get('engine')} {str(e.get('status')).replace('_', ' ')}" for e in engines
+                            if e.get("status") in ("unwound", "rollback_failed"))
+                + f". {untouched} Engines untouched.")
     elif outcome == "stopped_outage":
         text = (f"ABORTED: {head} stopped in batch {r.get('batches_run')} {run}: {r.get('outage')}. Nothing was "
                 "rolled back; re-run when the provider is back.")
@@ -483,7 +495,7 @@ def rollout_message(report: dict, report_path: str) -> str:
                 + "; ".join(f"{e.get('engine')} {str(e.get('status')).replace('_', ' ')} "
                             f"({str(e.get('reason') or '')[:300]})"
                             + (f" - {e['replay'][:400]}" if e.get("replay") else "") for e in failed) + ".")
-    if outcome != "completed":
+    if outcome not in ("completed", "awaiting_promotion", "aborted"):
         text += f" {untouched} Engines untouched{', the upgraded ones unwound' if r.get('unwound') else ''}."
     return f"{text} Report: {report_path}"
 

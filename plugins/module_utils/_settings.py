@@ -55,6 +55,9 @@ SETTINGS: dict[str, tuple] = {
     "engine_upgrade_canary_max_bake_seconds": ("int", 600, None),
     "engine_upgrade_bake_interval": ("int", 5, None),
     "engine_upgrade_allow_destructive": ("bool", False, None),
+    "engine_upgrade_snapshot_method": (("file", "volume", "both"), "file", None),
+    "engine_upgrade_volume_snapshot_tasks": ("str", "", None),
+    "engine_upgrade_volume_restore_tasks": ("str", "", None),
     "engine_upgrade_boot_test": (("auto", "always", "never"), "auto", None),
     "engine_upgrade_boot_timeout": ("int", 120, None),
     "engine_upgrade_allow_rolled_back_release": ("bool", False, None),
@@ -127,6 +130,15 @@ PLAN_SETTINGS = (
     "engine_upgrade_report_dir",
     "engine_upgrade_allow_rolled_back_release",
     "engine_upgrade_rolled_back_release_reason",
+    "engine_upgrade_lock_owner",
+    "engine_upgrade_lock_ttl",
+    "engine_upgrade_drain_timeout",
+    "engine_upgrade_webhook_prefix",
+    "engine_upgrade_write_report",
+    "engine_upgrade_replay",
+    "engine_rollout_pause_after_canary",
+    "engine_rollout_promote",
+    "engine_rollout_abort",
 )
 ALIASES = {spec[2]: name for name, spec in SETTINGS.items() if spec[2]}
 #: What the rollout_settings filter picks from an Engine's variables: every setting, under either of its names.

@@ -98,6 +98,15 @@ options:
         checked here.
     type: dict
     default: {}
+  paused_run:
+    description:
+      - With C(engine_rollout_promote) or C(engine_rollout_abort) in O(settings), the AWX artifact of the run that
+        paused after its canary (C(september_engine_upgrade), which an AWX workflow passes on to the next job).
+        Without it (or when it is not a paused run), the newest report of a rollout to the target in
+        C(engine_upgrade_report_dir) (of C(engine_run_id) when set) is the paused run.
+      - A promotion continues that run (its run id; the plan's canaries must be that run's); an abort rolls its
+        canaries back (RV(plan.paused)). When nothing awaits promotion, the module fails saying what it found.
+    type: dict
 extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._attributes.READ_ONLY
@@ -222,6 +231,25 @@ plan:
       sample: {"engine_upgrade_target_version": "2.4.0", "engine_upgrade_state_dir": "/var/lib/september-engine",
                "engine_upgrade_report_dir": "/home/ops/september-engine-reports",
                "engine_upgrade_allow_rolled_back_release": false, "engine_upgrade_rolled_back_release_reason": ""}
+    action:
+      description: V(upgrade), V(promote) (continue a rollout paused after its canary) or V(abort) (roll its canaries
+        back).
+      type: str
+      returned: always
+      sample: upgrade
+    pause_after_canary:
+      description: The run ends after its canary batch, awaiting promotion (C(engine_rollout_pause_after_canary), not
+        a promotion).
+      type: bool
+      returned: always
+      sample: false
+    paused:
+      description: The paused run a promotion continues or an abort ends (C(run_id), C(target_version), C(canaries),
+        each C(engine) and C(from_version)); null for V(upgrade).
+      type: dict
+      returned: always
+      sample: {"run_id": "20260504T020000Z-042137", "target_version": "2.4.0",
+               "canaries": [{"engine": "sept-u007", "from_version": "2.3.0"}]}
 problems:
   description: On failure, every problem of the settings and of the Engines' variables, one line each (the message
     holds them too).
@@ -231,7 +259,7 @@ problems:
   sample: ["engine_upgrade_bake_interval=0: the bake checks the Engine every this many seconds; set it to 1 or more."]
 """
 
-from ansible_collections.september.engine.plugins.module_utils import _plan, _settings
+from ansible_collections.september.engine.plugins.module_utils import _plan, _promotion, _settings
 from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
@@ -274,10 +302,30 @@ class RolloutPlanner:
             problems += engine_problems
             raise OptionsError(_settings.message(problems, what), problems=problems)
         self._warn_counts(stages, len(engines))
-        plan = _plan.make_plan(engines, stages, run_id, controls)
-        # What upgrade.yml's plan play needs before any Engine is touched (the release gate), as the role will see it.
+        paused = self._paused(v)
+        plan = _plan.make_plan(engines, stages, paused["run_id"] if paused else run_id, controls)
+        if paused and v["engine_rollout_promote"]:
+            problems = _promotion.check_promotion(paused, plan["batches"][0] if plan["batches"] else [])
+            if problems:
+                raise OptionsError(_settings.message(problems, "The promotion's checks"), problems=problems)
+        # What upgrade.yml's plan play needs before any Engine is touched (the release gate, the promotion), as the
+        # role will see it.
         plan["settings"] = {name: v[name] for name in _settings.PLAN_SETTINGS}
+        plan["action"] = _promotion.action_of(v["engine_rollout_promote"], v["engine_rollout_abort"])
+        plan["paused"] = paused
+        plan["pause_after_canary"] = bool(v["engine_rollout_pause_after_canary"]) and plan["action"] == "upgrade"
         return {"changed": False, "plan": plan}
+
+    def _paused(self, v: dict) -> dict | None:
+        """The rollout paused after its canary that this run promotes or aborts (None for a plain upgrade)."""
+        if not (v["engine_rollout_promote"] or v["engine_rollout_abort"]):
+            return None
+        return _promotion.find_paused(
+            str(v["engine_upgrade_report_dir"]),
+            str(v["engine_upgrade_target_version"]),
+            artifact=self.p["paused_run"],
+            run_id=str(v["engine_run_id"] or ""),
+        )
 
     def _read_given(self, given: dict) -> None:
         """Keep the secrets among the settings out of the output, and warn of names that are no setting."""
@@ -335,6 +383,7 @@ def main() -> None:
             settings=dict(type="dict", default={}),
             limit=dict(type="str"),
             engine_vars=dict(type="dict", default={}),
+            paused_run=dict(type="dict"),
         ),
     )
     module.run(lambda: RolloutPlanner(module).run())

@@ -200,3 +200,33 @@ def test_good_engine_variables_plan_and_only_the_runs_engines_are_checked():
         expect=FailJson,
     )
     assert only_settings["msg"].startswith("The upgrade's settings have a problem; nothing was changed:")
+
+
+def test_a_promotion_continues_the_paused_run_and_an_abort_names_its_canaries(tmp_path):
+    import json
+
+    fleet = engines(10)
+    first = run({"engines": fleet, "settings": {"engine_target_version": "2.4.0",
+                                                "engine_rollout_pause_after_canary": True}})["plan"]
+    assert first["action"] == "upgrade" and first["pause_after_canary"] is True and first["paused"] is None
+    canary = first["batches"][0][0]
+    folder = tmp_path / "reports" / "paused-1"
+    folder.mkdir(parents=True)
+    (folder / "upgrade.json").write_text(json.dumps({
+        "run_id": "paused-1", "target_version": "2.4.0", "outcome": "awaiting_promotion", "written_at": "t",
+        "engines": [{"engine": canary, "batch": 1, "status": "upgraded", "from_version": "2.3.0"}]}))
+    promote = run({"engines": fleet, "settings": {"engine_target_version": "2.4.0", "engine_rollout_promote": True,
+                                                  "engine_rollout_pause_after_canary": True}})["plan"]
+    assert promote["action"] == "promote" and promote["run_id"] == "paused-1"
+    assert promote["batches"] == first["batches"] and promote["pause_after_canary"] is False
+    abort = run({"engines": fleet, "settings": {"engine_target_version": "2.4.0", "engine_rollout_abort": True}})
+    assert abort["plan"]["action"] == "abort"
+    assert abort["plan"]["paused"]["canaries"] == [{"engine": canary, "from_version": "2.3.0"}]
+    # Another --limit makes other canaries: not the same rollout.
+    other = run({"engines": fleet[1:] if canary == fleet[0]["name"] else fleet[:1], "stages": "1,100%",
+                 "settings": {"engine_target_version": "2.4.0", "engine_rollout_promote": True}}, FailJson)
+    assert "is not the paused run's canaries" in other["msg"] and "nothing was changed" in other["msg"]
+    # Nothing paused for that target: one clear error.
+    none = run({"engines": fleet, "settings": {"engine_target_version": "2.4.2", "engine_rollout_promote": True}},
+               FailJson)
+    assert "nothing awaits promotion" in none["msg"]
