@@ -32,6 +32,7 @@ from engine_testkit.ansible import run_playbook
 from engine_testkit.brain import applied_migrations, row_counts
 from engine_testkit.fleet import unique_name
 from engine_testkit.lab import EngineLab
+from engine_testkit.settings import run_vars
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "volume_snapshot.yml"
@@ -386,3 +387,43 @@ def test_a_compose_engine_is_stopped_restored_and_started_through_compose(make_f
         assert [r["changed"] for r in restored.task_results(name, engine.engine_id)] == [True], step
     assert engine.is_healthy()
     assert task_ids(engine.brain_path()) == task_ids(snaps / "c1.volume" / "brain.sqlite")
+
+
+def test_the_upgrade_takes_a_volume_snapshot_and_its_rescue_restores_it(lab, tmp_path):
+    """upgrade.yml with engine_upgrade_snapshot_method=volume (no file-level snapshot): 2.4.1 fails its health gate,
+    the rescue's rollback restores the brain's volume from the upgrade's own volume snapshot (the Engine stopped),
+    then switches the image back without a file-level restore."""
+    engine = lab.run("2.3.0")
+    inv = inventory(tmp_path, {"u1": {"engine_container_name": engine.container_name}})
+    snaps = tmp_path / "state" / "snapshots" / "u1"
+    load = under_load(engine, 5)
+    try:
+        run = run_playbook(
+            ROOT / "playbooks" / "upgrade.yml",
+            extra_vars=run_vars(tmp_path / "state", tmp_path / "reports", engine_target_version="2.4.1",
+                                engine_rollout_stages=["100%"], engine_upgrade_snapshot_method="volume",
+                                engine_run_id="volrun"),
+            inventory=inv,
+        )
+    finally:
+        load.stop()
+    assert run.rc == 2, run.stdout[-6000:]
+    (report,) = [json.loads(p.read_text()) for p in (tmp_path / "reports").glob("*/upgrade.json")]
+    (entry,) = report["engines"]
+    assert entry["status"] == "rolled_back" and entry["snapshot"] is None, entry  # no file-level snapshot
+    assert entry["rollback"]["kind"] == "image" and entry["rollback"]["brain_restored"] is False, entry["rollback"]
+    name = f"volume-pre-upgrade-{engine.volume}-2.3.0-to-2.4.1-volrun"
+    record = records(snaps)[name]
+    assert record["kind"] == "pre-upgrade" and record["run_id"] == "volrun"
+    assert not [n for n in os.listdir(snaps) if n.startswith("pre-upgrade-")], os.listdir(snaps)
+    # Back on 2.3.0, healthy, on the brain the volume snapshot holds (2.4.1's migration 0006 gone), with every turn
+    # acknowledged before the snapshot; the 2.4.1 brain is kept.
+    wait_for(engine.is_healthy, 60, "the Engine healthy on 2.3.0")
+    assert engine.image_version() == "2.3.0"
+    snapshot_brain = snaps / f"{name}.volume" / "brain.sqlite"
+    baseline = [f"000{i}" for i in range(1, 6)]
+    assert applied_migrations(engine.brain_path()) == applied_migrations(snapshot_brain) == baseline
+    assert task_ids(snapshot_brain) <= task_ids(engine.brain_path())
+    kept = [rec for rec in records(snaps).values() if rec["kind"] == "pre-restore"]
+    assert len(kept) == 1 and kept[0]["brain"]["applied_migrations"][-1] == "0006", kept
+    assert not list((tmp_path / "state" / "locks").glob("*.lock")), "a lock was left"
