@@ -38,7 +38,9 @@ def engine_names(count: int) -> list[str]:
 
 def write_inventory(path: Path, names: list[str], canaries: tuple[str, ...] = ()) -> Path:
     """Local hosts: the Engines (group engines, and one group per Docker host) and two hosts that are not Engines."""
-    engines = {name: {"engine_docker_host": DOCKER_HOSTS[int(name[-3:]) % 3] if name[-3:].isdigit() else "dock-a"}
+    # Each Engine names its container, as the plan play checks before anything (no container is needed here).
+    engines = {name: {"engine_docker_host": DOCKER_HOSTS[int(name[-3:]) % 3] if name[-3:].isdigit() else "dock-a",
+                      "engine_container_name": name}
                for name in names}
     per_host = {
         host.replace("-", "_"): {"hosts": {n: None for n, v in engines.items() if v["engine_docker_host"] == host}}
