@@ -523,15 +523,13 @@ actions:
   sample: ["create volume engine-drill-engine-u042", "create container engine-u042--drill from engine:2.3.0"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.september.engine.plugins.module_utils._docker import (
-    check_docker_sdk,
     docker_argument_spec,
     docker_client,
 )
 from ansible_collections.september.engine.plugins.module_utils._engine import engine_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
+from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
+from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._twin import EngineTwin
 
 STATES = ("present", "absent", "swept", "verified")
@@ -556,41 +554,47 @@ def main() -> None:
         keep_on_failure=dict(type="bool", default=False),
         version=dict(type="str"),
         reference=dict(type="path"),
-        drill=dict(type="dict", options=dict(
-            upgrade_result=dict(type="dict", required=True),
-            broken_version=dict(type="str", required=True),
-            target_rto_seconds=dict(type="float", default=60.0),
-            image_present=dict(type="bool"),
-            health_timeout=dict(type="int", default=120),
-            rollback_timings=dict(type="dict"),
-        )),
+        drill=dict(
+            type="dict",
+            options=dict(
+                upgrade_result=dict(type="dict", required=True),
+                broken_version=dict(type="str", required=True),
+                target_rto_seconds=dict(type="float", default=60.0),
+                image_present=dict(type="bool"),
+                health_timeout=dict(type="int", default=120),
+                rollback_timings=dict(type="dict"),
+            ),
+        ),
         **docker_argument_spec(),
     )
     argument_spec["deployment"] = dict(type="str", choices=["container", "compose"])
-    module = AnsibleModule(
-        argument_spec=argument_spec,
+    module = EngineModule(
+        argument_spec,
+        docker=True,
         required_if=[
             ("state", "present", ("deployment", "run_id")),
             ("state", "absent", ("twin_name",)),
             ("state", "verified", ("twin_name",)),
         ],
-        supports_check_mode=True,
     )
-    check_docker_sdk(module)
-    try:
-        params = module.params
-        if params["state"] == "present":
-            need = "container_name" if params["deployment"] == "container" else "compose_dir"
-            if not params[need]:
-                raise OptionsError(f"deployment={params['deployment']} needs {need}.")
-        if params["port"] is not None and not 0 < params["port"] < 65536:
-            raise OptionsError(f"port={params['port']} is not a TCP port (1-65535).")
-        if params["wait_timeout"] < 0 or params["healthy_streak"] < 1 or params["interval"] <= 0:
-            raise OptionsError("wait_timeout must be 0 or more, healthy_streak 1 or more, interval more than 0.")
-        result = EngineTwin(docker_client(params), params, module.check_mode, warn=module.warn).run()
-    except EngineModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+
+    def work() -> dict:
+        check_options(module.params)
+        return EngineTwin(docker_client(module.params), module.params, module.check_mode, warn=module.warn).run()
+
+    module.run(work)
+
+
+def check_options(params: dict) -> None:
+    """Option combinations the argument spec cannot say, each one clear error before anything changes."""
+    if params["state"] == "present":
+        need = "container_name" if params["deployment"] == "container" else "compose_dir"
+        if not params[need]:
+            raise OptionsError(f"deployment={params['deployment']} needs {need}.")
+    if params["port"] is not None and not 0 < params["port"] < 65536:
+        raise OptionsError(f"port={params['port']} is not a TCP port (1-65535).")
+    if params["wait_timeout"] < 0 or params["healthy_streak"] < 1 or params["interval"] <= 0:
+        raise OptionsError("wait_timeout must be 0 or more, healthy_streak 1 or more, interval more than 0.")
 
 
 if __name__ == "__main__":
