@@ -63,9 +63,7 @@ options:
   end:
     description:
       - End of the window (excluded), in the same formats. Default now; a time in the future is cut to now.
-      - Prefer O(end) to its alias C(until), which ansible-lint takes for the task keyword.
     type: raw
-    aliases: [until]
   window_seconds:
     description: Length of the window when O(start) is not given.
     type: int
@@ -349,7 +347,7 @@ def main() -> None:
         compose_dir=dict(type="path"),
         compose_service=dict(type="str", default="engine"),
         start=dict(type="raw", aliases=["since"]),
-        end=dict(type="raw", aliases=["until"]),
+        end=dict(type="raw"),
         window_seconds=dict(type="int", default=300),
         baseline_max_seconds=dict(type="int", default=0),
         slices=dict(type="int", default=3),

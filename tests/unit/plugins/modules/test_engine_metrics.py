@@ -109,7 +109,7 @@ def test_a_window_by_since_and_until_and_its_slices(engine):
 
 
 def test_until_in_the_future_is_cut_to_now(engine):
-    metrics = run({"container": "met-u001", "since": T0, "until": NOW + 3600, "slices": 1})["metrics"]
+    metrics = run({"container": "met-u001", "since": T0, "end": NOW + 3600, "slices": 1})["metrics"]
     assert metrics["window"]["end"] == _metrics.iso(NOW) and metrics["slices"] == []
 
 
@@ -134,7 +134,7 @@ def test_an_outage_that_ends_is_improving(engine):
     engine.text = "\n".join([refused_line(T0 + i * 0.25) for i in range(20)]
                             + [turn_line(T0 + 5 + i * 0.25) for i in range(40)])
     baseline = _metrics.measure(_metrics.log_turns(_metrics.parse_log_lines("\n".join(healthy(40)))), [])
-    verdict = run({"container": "met-u001", "since": T0, "until": T0 + 15, "baseline": baseline})["metrics"]["verdict"]
+    verdict = run({"container": "met-u001", "since": T0, "end": T0 + 15, "baseline": baseline})["metrics"]["verdict"]
     assert verdict["decision"] == "ok" and "but improving" in verdict["reasons"][0]
 
 
@@ -155,7 +155,7 @@ def test_the_brain_source_reads_rows_and_changes_nothing(tmp_path):
     rows.append(("turn_failed", 900, "TOOL_EXECUTION_FAILED", _metrics.iso(T0 + 10.5)))
     path = brain(tmp_path / "brain.sqlite", rows)
     before = sorted(p.name for p in tmp_path.iterdir())
-    metrics = run({"path": path, "source": "brain", "since": T0, "until": T0 + 30, "slices": 1})["metrics"]
+    metrics = run({"path": path, "source": "brain", "since": T0, "end": T0 + 30, "slices": 1})["metrics"]
     assert metrics["measures"]["turns"] == 11 and metrics["measures"]["errors_by_code"] == {"TOOL_EXECUTION_FAILED": 1}
     assert metrics["measures"]["warning_kinds"] is None and metrics["brain"] == path and metrics["container"] is None
     assert sorted(p.name for p in tmp_path.iterdir()) == before
@@ -169,7 +169,7 @@ def test_both_sources_side_by_side(engine, monkeypatch, tmp_path):
         return type("Loc", (), {"path": path, "container": "met-u001"})()
 
     monkeypatch.setattr(_measure, "locate_brain", locate)
-    metrics = run({"container": "met-u001", "source": "both", "since": T0, "until": T0 + 10})["metrics"]
+    metrics = run({"container": "met-u001", "source": "both", "since": T0, "end": T0 + 10})["metrics"]
     assert metrics["by_source"]["logs"]["turns"] == 20 and metrics["by_source"]["brain"]["turns"] == 10
     assert metrics["measures"]["source"] == "logs" and metrics["brain"] == path
 
@@ -211,7 +211,7 @@ def resolved(engine, monkeypatch):
     {"deployment": "compose", "compose_dir": "/srv/team-a"},
 ])
 def test_deployment_locates_the_container(resolved, args):
-    metrics = run({**args, "since": T0, "until": T0 + 15, "slices": 1})["metrics"]
+    metrics = run({**args, "since": T0, "end": T0 + 15, "slices": 1})["metrics"]
     assert metrics["container"] == "met-u001" and metrics["measures"]["turns"] == 30
     assert resolved[0]["deployment"] == args["deployment"] and resolved[0]["compose_service"] == "engine"
     assert resolved[0]["data_dir"] == "/data"
@@ -227,7 +227,7 @@ def test_deployment_finds_the_brain_through_the_resolved_container(resolved, mon
 
     monkeypatch.setattr(_measure, "locate_brain", locate)
     metrics = run({"deployment": "compose", "compose_dir": "/srv/team-a", "source": "brain", "since": T0,
-                   "until": T0 + 10, "slices": 1})["metrics"]
+                   "end": T0 + 10, "slices": 1})["metrics"]
     assert seen == ["met-u001"] and metrics["measures"]["turns"] == 4 and metrics["container"] == "met-u001"
 
 
@@ -294,7 +294,7 @@ def test_reaching_back_through_the_brain_when_the_log_is_short(engine, monkeypat
 @pytest.mark.parametrize("args, message", [
     ({}, "Give the Engine's container"),
     ({"container": "nope"}, "No container named or identified by 'nope'"),
-    ({"container": "met-u001", "since": T0 + 20, "until": T0 + 10}, "The window is empty: start"),
+    ({"container": "met-u001", "since": T0 + 20, "end": T0 + 10}, "The window is empty: start"),
     ({"container": "met-u001", "since": "last tuesday"}, "start/end: not ISO 8601 or epoch seconds"),
     ({"container": "met-u001", "baseline": {"turns": 3}}, "baseline is not the metrics.measures"),
     ({"container": "met-u001", "slices": 0}, "slices must be 1 to 100"),
