@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from engine_testkit.brain import applied_migrations, row_counts
 from engine_testkit.fleet import unique_name
 from engine_testkit.lab import EngineLab
 from engine_testkit.settings import run_vars
+from engine_testkit.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "playbooks" / "volume_snapshot.yml"
@@ -52,16 +52,6 @@ def lab(docker_client: docker.DockerClient, engine_images: list[str]):
 
 def sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def inventory(tmp_path: Path, hosts: dict, **common) -> Path:
@@ -101,7 +91,7 @@ def container_facts(engine) -> tuple[str, str, bool]:
 def under_load(engine, minimum: int):
     """A LoadGenerator on `engine` that has at least `minimum` acknowledged turns."""
     load = LoadGenerator([engine], rate=6, feedback_ratio=0.3, workers_per_engine=3).start()
-    wait_for(lambda: len(load.acks(engine.engine_id)) >= minimum, 60, f"{minimum} acknowledged turns")
+    wait_until(lambda: len(load.acks(engine.engine_id)) >= minimum, 60, f"{minimum} acknowledged turns")
     return load
 
 
@@ -126,7 +116,7 @@ def test_snapshot_under_load_then_restore_gives_exactly_the_snapshot(lab, tmp_pa
         )
         assert taken.rc == 0, taken.stdout[-4000:]
         at_snapshot = len(load.acks(engine.engine_id))
-        wait_for(lambda: len(load.acks(engine.engine_id)) >= at_snapshot + 10, 60, "turns after the snapshot")
+        wait_until(lambda: len(load.acks(engine.engine_id)) >= at_snapshot + 10, 60, "turns after the snapshot")
     finally:
         load.stop()
     record = records(snaps)["s1"]
@@ -236,7 +226,7 @@ def test_a_teams_provider_through_the_hook(lab, tmp_path):
         taken = play(inv, engine_volume_snapshot_name="team1", engine_volume_snapshot_kind="pre-upgrade")
         assert taken.rc == 0, taken.stdout[-4000:]
         at_snapshot = len(load.acks(engine.engine_id))
-        wait_for(lambda: len(load.acks(engine.engine_id)) >= at_snapshot + 5, 60, "turns after the snapshot")
+        wait_until(lambda: len(load.acks(engine.engine_id)) >= at_snapshot + 5, 60, "turns after the snapshot")
     finally:
         load.stop()
     record = records(snaps)["team1"]
@@ -315,7 +305,7 @@ def test_reflink_clones_on_xfs(lab, xfs, tmp_path, docker_client):
         taken = play(inv, engine_volume_snapshot_name="x1", engine_volume_snapshot_clone="always")
         assert taken.rc == 0, taken.stdout[-4000:]
         at_snapshot = len(load.acks(engine.engine_id))
-        wait_for(lambda: len(load.acks(engine.engine_id)) >= at_snapshot + 10, 60, "turns after the snapshot")
+        wait_until(lambda: len(load.acks(engine.engine_id)) >= at_snapshot + 10, 60, "turns after the snapshot")
     finally:
         load.stop()
     record = records(snaps)["x1"]
@@ -418,7 +408,7 @@ def test_the_upgrade_takes_a_volume_snapshot_and_its_rescue_restores_it(lab, tmp
     assert not [n for n in os.listdir(snaps) if n.startswith("pre-upgrade-")], os.listdir(snaps)
     # Back on 2.3.0, healthy, on the brain the volume snapshot holds (2.4.1's migration 0006 gone), with every turn
     # acknowledged before the snapshot; the 2.4.1 brain is kept.
-    wait_for(engine.is_healthy, 60, "the Engine healthy on 2.3.0")
+    wait_until(engine.is_healthy, 60, "the Engine healthy on 2.3.0")
     assert engine.image_version() == "2.3.0"
     snapshot_brain = snaps / f"{name}.volume" / "brain.sqlite"
     baseline = [f"000{i}" for i in range(1, 6)]

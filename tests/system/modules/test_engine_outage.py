@@ -11,7 +11,6 @@ use host ports from 9580.
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -20,17 +19,10 @@ import pytest
 
 from engine_testkit.ansible import run_playbook
 from engine_testkit.fleet import Engine
+from engine_testkit.waits import wait_until
 
 PLAYBOOK = Path(__file__).resolve().parents[1] / "playbooks" / "engine_outage.yml"
 BASE_PORT = 9580
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def switch(client: docker.DockerClient, engine: Engine, version: str) -> None:
@@ -82,7 +74,7 @@ def test_outage_or_bad_release_from_real_health_probes(make_fleet, docker_client
         engine.set_llm_outage(False)
     c3.container().stop(timeout=10)
     switch(docker_client, canary, "2.5.0")
-    wait_for(lambda: canary.container().attrs["RestartCount"] >= 2, 90, "the canary to crash-loop")
+    wait_until(lambda: canary.container().attrs["RestartCount"] >= 2, 90, "the canary to crash-loop")
     crash = classify(canary, controls, "bad_release")
     assert crash["upgraded"][0]["failure"] == "crash_loop" and crash["counts"]["control_unhealthy"] == 1
     assert f"{c3.container_name}: unreachable" in crash["reason"], crash["reason"]

@@ -27,6 +27,7 @@ from engine_testkit import Fleet, sweep
 from engine_testkit.ansible import run_playbook
 from engine_testkit.fleet import Engine
 from engine_testkit.loadgen import LoadGenerator
+from engine_testkit.waits import wait_until
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 PLAYBOOK = PLAYBOOKS / "engine_verdict.yml"
@@ -51,14 +52,6 @@ class Batch:
     idle_start: float
     idle_end: float
     stats: dict
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.25)
 
 
 def switch(client: docker.DockerClient, engine: Engine, version: str) -> None:
@@ -103,7 +96,7 @@ def batch(docker_client, engine_images) -> Batch:
             switched = time.time()
             switch(docker_client, bad, "2.4.2")
             switch(docker_client, good, "2.4.0")
-            wait_for(lambda: bad.is_healthy(1) and good.is_healthy(1), 60, "the canaries to be healthy")
+            wait_until(lambda: bad.is_healthy(1) and good.is_healthy(1), 60, "the canaries to be healthy")
             baked = pause(BAKE_SECONDS)
         finally:
             canaries_load.stop()

@@ -10,7 +10,6 @@ import json
 import os
 import stat
 import threading
-import time
 
 import pytest
 
@@ -23,6 +22,7 @@ from ansible_collections.september.engine.plugins.module_utils._lock import (
     lock_argument_spec,
     lock_keeper,
 )
+from engine_testkit.waits import wait_until
 
 T0 = 1_800_000_000.0
 
@@ -199,14 +199,6 @@ def test_refresh_extends_only_this_runs_lock(lock, clock):
 # --------------------------------------------------------------------------- LockKeeper
 
 
-def wait_for(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
-
 def test_keeper_refreshes_while_working_and_leaves_a_held_lock_held(tmp_path, clock):
     lk = EngineLock(str(tmp_path), "u001", clock=clock, key="volume:engine-data-u001")
     lk.acquire("awx job 1", "run-1", 3)
@@ -214,7 +206,7 @@ def test_keeper_refreshes_while_working_and_leaves_a_held_lock_held(tmp_path, cl
         assert keeper.entry["action"] == "refresh" and not keeper.took_it
         clock.now += 100  # long work: without the keeper the lock would have expired
         seen = keeper.refreshes
-        wait_for(lambda: keeper.refreshes >= seen + 2)
+        wait_until(lambda: keeper.refreshes >= seen + 2)
         assert content(lk)["expires_at"] == iso(T0 + 103)
         thread = keeper._thread
     assert not thread.is_alive()  # stopped and joined on exit
@@ -254,13 +246,13 @@ def test_keeper_says_when_the_lock_was_lost_while_working(tmp_path):
     with pytest.raises(LockedError, match="lost the lock"), LockKeeper(lk, "awx job 1", "run-1", 60,
                                                                        interval=0.02) as keeper:
         lk.release("run-1", force=True)  # an operator removed it
-        wait_for(lambda: keeper.error is not None)
+        wait_until(lambda: keeper.error is not None)
     # an error of the work itself is not hidden behind the lock's
     lk.acquire("awx job 1", "run-1", 60)
     with pytest.raises(RuntimeError, match="the work failed"), LockKeeper(lk, "awx job 1", "run-1", 60,
                                                                           interval=0.02) as keeper:
         lk.release("run-1", force=True)
-        wait_for(lambda: keeper.error is not None)
+        wait_until(lambda: keeper.error is not None)
         raise RuntimeError("the work failed")
 
 
