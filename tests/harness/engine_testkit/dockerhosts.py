@@ -202,7 +202,9 @@ def save_images(client: docker.DockerClient, refs: Sequence[str], cache: Path = 
                 stale.unlink()
             partial = target.with_suffix(".partial")
             with open(partial, "wb") as handle:
-                for chunk in image.save(named=True):
+                # Named by this very tag: the image may carry others (a test's own repository), and the first of
+                # them is what named=True would keep.
+                for chunk in image.save(named=ref):
                     handle.write(chunk)
             partial.rename(target)
         tars.append(target)
