@@ -223,18 +223,7 @@ def killed(
             sc.faults.close()
 
 
-#: The defects these scenarios show (see docs/faults.md), a strict xfail each until fixed; none open today (D5, the
-#: restore, was fixed: the rollback keeps the run's lock with engine_upgrade_lock_ttl).
-DEFECTS: dict[str, str] = {}
-
-
-@pytest.mark.parametrize(
-    "step",
-    [
-        pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=DEFECTS[s])) if s in DEFECTS else s
-        for s in SCENARIOS
-    ],
-)
+@pytest.mark.parametrize("step", list(SCENARIOS))
 def test_killed_then_rerun(killed: dict[str, Killed], step: str) -> None:
     sc = killed[step]
     f, engine = sc.faults, sc.engine
