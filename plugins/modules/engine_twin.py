@@ -10,43 +10,29 @@ module: engine_twin
 short_description: Make, verify and remove staging twins of Engines for the rollback drill
 version_added: 0.4.0
 description:
-  - 'A I(staging twin) is a new container of the SAME image and configuration as a production Engine, on its Docker
-    host, whose brain is a fresh online snapshot of the Engine''s brain: what the rollback drill
-    (C(playbooks/drill.yml), role P(september.engine.engine_drill#role)) upgrades to a broken release and rolls back,
-    while the Engine itself serves on untouched.'
-  - 'O(state=present): takes an online snapshot of the Engine''s brain (SQLite''s backup API, the code of
-    M(september.engine.brain_snapshot), in-process; it never blocks the Engine''s writes) into the twin''s drill folder
-    (C(<state_dir>/<run_id>/<twin>/reference/): the I(pre-drill reference)), creates the named volume
-    C(engine-drill-<container>) and puts that snapshot in it as its brain (the Engine brain''s owner, mode and journal
-    mode), then creates the container C(<container>--drill) from the Engine container''s configuration, as
-    M(september.engine.engine_container) would recreate it (env, labels, command, restart policy, log config,
-    resources, networks) on the same image, and starts it on a free port of O(bind_address) found on the Docker host
-    (no container publishes it, nothing listens on it). Waits until it is healthy and returns the twin (container,
-    url, volume, port) and the reference (its sha256 and the rows of each table).'
-  - 'What the twin does NOT take from the Engine: Compose''s C(com.docker.compose.*) labels (a twin of a
-    Compose-hosted Engine is a per-user container made from the Compose container''s configuration, with its own
-    name, volume and port, and RV(twin.notes) says so), the Engine''s network aliases and fixed addresses (nothing
-    resolves the Engine''s names to the twin), its other published ports, C(VolumesFrom); the Engine''s other mounts
-    are read-only in the twin. It carries the labels C(io.september.engine.drill=<run_id>),
-    C(io.september.engine.drill-twin=<twin>) and C(io.september.engine.drill-of=<container>), which every container
-    the drill''s upgrade and rollback make of it inherit.'
-  - 'The production Engine is only read: one inspect and the online snapshot. It is never stopped, restarted, renamed
-    or written to, and its lock is not taken.'
-  - 'When the twin cannot be made (or does not become healthy within O(wait_timeout)), what was made of it is removed
-    and the module fails. Run again with the same O(run_id), a twin that is there already is returned as it is.'
-  - 'O(state=absent): removes one twin (O(twin_name)): every container carrying its labels (the twin and the
-    C(--previous) / C(--failed) containers the drill''s upgrade and rollback kept), its volume, and its drill folder.
-    O(state=swept) removes every twin any drill left on the Docker host (found by the label
-    C(io.september.engine.drill)), or those of O(run_id), except those of O(keep_run), with their folders: after a
-    drill that was killed mid-way. Nothing without the drill''s labels or marker files is ever removed.'
-  - 'O(state=verified) reports (and never fails on) whether the twin is healthy, runs O(version) (default the version
-    it was made on) and still holds every row of its pre-drill reference: each table of the reference is compared
-    with the twin''s brain by primary key (by rowid for a table without one), and what is missing is named.'
+  - Manages I(staging twins) of production Engines on their Docker host. A twin is a new container of the Engine's
+    image and configuration, with its own name, volume, port and drill labels, whose brain is an online snapshot of
+    the Engine's brain (the I(pre-drill reference)).
+  - O(state=present) snapshots the Engine's brain into the twin's drill folder, creates the volume
+    C(engine-drill-<container>) holding that snapshot, creates and starts the container C(<container>--drill) on a
+    free port of O(bind_address), waits until it is healthy and returns RV(twin). A twin of the same O(run_id) that
+    is there already is returned as it is. When the twin cannot be made or does not become healthy within
+    O(wait_timeout), what was made of it is removed (unless O(keep_on_failure)) and the module fails.
+  - The production Engine is only read (one inspect and the online snapshot). It is never stopped, restarted,
+    renamed or written to, and its lock is not taken.
+  - O(state=verified) reports, and never fails on, whether the twin is healthy, runs O(version) and still holds
+    every row of its reference (RV(verification)); with O(drill), it also judges the drill of the twin (RV(drill)).
+  - O(state=absent) removes one twin (O(twin_name)) with the C(--previous) and C(--failed) containers made of it,
+    its volume and its drill folder. O(state=swept) removes every twin left on the Docker host, or those of
+    O(run_id), except those of O(keep_run). Only containers and volumes with the drill's labels, and folders with
+    its marker file, are removed.
 author:
   - September Engine maintainers (@september-engine)
 options:
   state:
-    description: What to do; see the description.
+    description:
+      - V(present) makes a twin, V(verified) checks one, V(absent) removes one, V(swept) removes every twin drills
+        left on the Docker host.
     type: str
     choices: [present, absent, swept, verified]
     default: present
@@ -79,9 +65,8 @@ options:
     default: --drill
   state_dir:
     description:
-      - The drill's folder on the Docker host; each twin gets C(<state_dir>/<run_id>/<twin>/) (mode C(0700)) with its
-        reference snapshot, its record C(twin.json) and (C(state/)) what the drill's upgrade keeps of it (its lock,
-        its snapshots).
+      - The drill's folder on the Docker host. Each twin gets C(<state_dir>/<run_id>/<twin>/) (mode C(0700)) with its
+        reference snapshot, its record C(twin.json) and the state the drill's upgrade keeps of it (C(state/)).
     type: path
     default: /var/lib/september-engine/drill
   bind_address:
@@ -120,10 +105,9 @@ options:
     type: path
   drill:
     description:
-      - With O(state=verified), what the drill's upgrade of the twin recorded. The module then also judges the drill
-        of this twin (RV(drill)), each step's seconds (from the upgrade's result, and the snapshot's manifest on the
-        Docker host), the RTO against O(drill.target_rto_seconds), which step dominated, and which figures the upgrade
-        role does not record.
+      - With O(state=verified), what the drill's upgrade of the twin recorded. The module then also returns
+        RV(drill), with each step's seconds, the RTO against O(drill.target_rto_seconds), and the figures the upgrade
+        did not record.
     type: dict
     suboptions:
       upgrade_result:
@@ -143,14 +127,14 @@ options:
         type: bool
       health_timeout:
         description:
-          - The upgrade's health wait (C(engine_upgrade_health_timeout)), to estimate the detection of a release that
-            never became healthy (the upgrade does not record that wait).
+          - The upgrade's health wait (C(engine_upgrade_health_timeout)), to estimate the detection time of a release
+            that never became healthy.
         type: int
         default: 120
       rollback_timings:
         description:
-          - The rollback module's own timings, used when O(drill.upgrade_result) holds none (C(rollback.timings) of the
-            C(engine_rollback) module's result); RV(drill.missing_fields) then says so.
+          - The C(rollback.timings) of the M(september.engine.engine_rollback) result, used when
+            O(drill.upgrade_result) holds none.
         type: dict
 extends_documentation_fragment:
   - september.engine._attributes
@@ -161,8 +145,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - O(state=present) resolves the Engine, reads its brain and reports the twin it would make and RV(actions);
-        O(state=absent) and O(state=swept) report what they would remove. Nothing is changed.
+      - O(state=present) reads the Engine and reports the twin it would make and RV(actions); O(state=absent) and
+        O(state=swept) report what they would remove. Nothing is changed.
   diff_mode:
     support: none
   idempotent:
@@ -174,8 +158,9 @@ notes:
   - Runs on the Docker host (the brain and the twin's volume are read and written through its file system).
   - O(url), O(previous_suffix) and O(failed_suffix) are those of the Engine's own containers; the twin is found and
     probed by its own name and port.
-  - One drill at a time per Docker host (an AWX job template without concurrent jobs), since O(state=swept) removes
-    the twins of every other run.
+  - One drill at a time per Docker host, since O(state=swept) removes the twins of every other run.
+  - What a twin takes from the Engine and what it does not, and how the drill is judged, are in docs/modules.md and
+    docs/drill.md of the collection.
 seealso:
   - module: september.engine.brain_snapshot
   - module: september.engine.engine_container
@@ -183,17 +168,16 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Make a staging twin of the Engine (production is only read)
+- name: Make a staging twin of the Engine
   september.engine.engine_twin:
     deployment: "{{ engine_deployment | default('container') }}"
     container_name: "{{ engine_container_name | default(omit) }}"
     compose_dir: "{{ engine_compose_dir | default(omit) }}"
     inventory_name: "{{ inventory_hostname }}"
     run_id: drill-20260504T020000Z
-    state_dir: /var/lib/september-engine/drill
   register: drill_twin
 
-- name: Is the twin still healthy on 2.3.0 with every pre-drill row?
+- name: Check the twin is healthy on 2.3.0 with every pre-drill row
   september.engine.engine_twin:
     state: verified
     twin_name: "{{ drill_twin.twin.name }}"
@@ -201,11 +185,12 @@ EXAMPLES = r"""
   register: drill_check
   failed_when: not drill_check.verification.is_verified
 
-- name: Remove the twin (containers, volume, drill folder)
+- name: Remove the twin
   september.engine.engine_twin:
     state: absent
     twin_name: "{{ drill_twin.twin.name }}"
     run_id: drill-20260504T020000Z
+  register: drill_removed
 
 - name: Remove every twin a killed drill left on this Docker host
   september.engine.engine_twin:
@@ -217,8 +202,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 twin:
-  description:
-    - The twin (O(state=present)); in check mode the one that would be made (no id, url or port yet).
+  description: The twin; in check mode the one that would be made (no id, url or port yet).
   returned: state=present
   type: dict
   contains:
@@ -297,23 +281,18 @@ twin:
       description: The production Engine (container, id, hosting model, identity, Compose project, url).
       type: dict
       returned: always
-      sample: {"inventory_name": "u042", "container": "engine-u042", "deployment": "container",
-               "identity": "volume:engine-data-u042", "compose_project": null, "url": "http://127.0.0.1:9042"}
+      sample: {"inventory_name": "u042", "container": "engine-u042", "deployment": "container"}
     reference:
-      description:
-        - The pre-drill reference, the snapshot the twin's brain is a copy of (name, path on the Docker host,
-          sha256, size, when, rows per table and in all). Null in check mode.
+      description: The pre-drill reference (name, path, sha256, size, when, rows); null in check mode.
       type: dict
       returned: always
-      sample: {"name": "pre-drill-drill-20260504T020000Z", "sha256": "9f2c...", "rows": 1532,
-               "tables": {"tasks": 210, "conversations": 210, "feedback": 97}}
+      sample: {"name": "pre-drill-drill-20260504T020000Z", "sha256": "9f2c...", "rows": 1532}
     notes:
-      description: What the twin does not take from the Engine's configuration, and why (Compose, mounts, ports).
+      description: What the twin does not take from the Engine's configuration, and why.
       type: list
       elements: str
       returned: always
-      sample: ["made as a per-user container from the Compose container's configuration (its own name, volume and
-                port; Compose's labels dropped, so the Compose project never sees it)"]
+      sample: ["made as a per-user container from the Compose container's configuration"]
     health:
       description: The health wait (healthy, seconds, version seen).
       type: dict
@@ -323,19 +302,17 @@ twin:
       description: Seconds of each step (snapshot, volume, create, healthy, total).
       type: dict
       returned: success
-      sample: {"snapshot_seconds": 0.41, "volume_seconds": 0.05, "create_seconds": 0.62, "healthy_seconds": 2.1,
-               "total_seconds": 3.3}
+      sample: {"snapshot_seconds": 0.41, "create_seconds": 0.62, "healthy_seconds": 2.1, "total_seconds": 3.3}
     made_at:
       description: When the twin was made (UTC).
       type: str
       returned: always
       sample: "2026-05-04T02:00:07Z"
 removed:
-  description: What O(state=absent) or O(state=swept) removed (would remove, in check mode).
+  description: What was removed (would be removed, in check mode).
   returned: state=absent or state=swept
   type: dict
-  sample: {"containers": ["engine-u042--drill", "engine-u042--drill--failed"], "volumes": ["engine-drill-engine-u042"],
-           "folders": ["/var/lib/september-engine/drill/drill-20260504T020000Z"]}
+  sample: {"containers": ["engine-u042--drill"], "volumes": ["engine-drill-engine-u042"], "folders": []}
 verification:
   description: What O(state=verified) found.
   returned: state=verified
@@ -401,9 +378,9 @@ verification:
       type: dict
       returned: always
       sample: {"path": "/var/lib/september-engine/drill/d1/engine-u042--drill/reference/pre-drill-d1.sqlite",
-               "sha256": "9f2c...", "rows": 1532}
+               "rows": 1532}
     brain_rows:
-      description: Rows per table of the twin's brain now (the drill's probe turns add some).
+      description: Rows per table of the twin's brain now.
       type: dict
       returned: always
       sample: {"tasks": 250, "conversations": 250, "feedback": 97}
@@ -418,13 +395,12 @@ verification:
       returned: always
       sample: engine-u042--drill
 drill:
-  description: The drill's judgement of the twin (O(state=verified) with O(drill)).
+  description: The judgement of the twin's drill.
   returned: state=verified and drill is given
   type: dict
   contains:
     caught:
-      description: The upgrade's gates caught the broken release (the twin's upgrade ended rolled back or with a failed
-        rollback).
+      description: The upgrade caught the broken release (it ended rolled back, or with a failed rollback).
       type: bool
       returned: always
       sample: true
@@ -447,8 +423,7 @@ drill:
     steps:
       description:
         - Per step (V(snapshot), V(pull), V(drain), V(switch), V(detection), V(image_rollback), V(brain_restore),
-          V(time_to_healthy)), its C(seconds), their C(source), whether they are C(estimated), and whether the
-          upgrade's result C(recorded) them.
+          V(time_to_healthy)), its C(seconds), C(source), whether they are C(estimated) and C(recorded).
       type: dict
       returned: always
       sample: {"drain": {"seconds": 1.2, "source": "timings.drain_seconds", "estimated": false, "recorded": true}}
@@ -458,16 +433,15 @@ drill:
       returned: always
       sample: detection
     rto_seconds:
-      description: The RTO, from the rollback module's start to the twin healthy on its old release; null when the
-        twin was not rolled back.
+      description: The RTO, from the rollback's start to the twin healthy on its old release; null when not rolled back.
       type: float
       returned: always
       sample: 14.2
     rto_source:
-      description: Where the RTO comes from (and why it is a lower bound).
+      description: Where the RTO comes from.
       type: str
       returned: always
-      sample: "rollback.timings.total_seconds: from the rollback module's start to healthy on the old release"
+      sample: "rollback.timings.total_seconds"
     rto_breakdown:
       description: The RTO's parts (image rollback, brain restore, time to healthy, the rollback's checks).
       type: dict
@@ -489,8 +463,7 @@ drill:
       returned: always
       sample: true
     upgrade:
-      description: How the upgrade of the twin ended (status, decision, evidence, step, reason, rule, symptom,
-        rollback kind, snapshot).
+      description: How the upgrade of the twin ended (status, decision, evidence, step, reason, rule, rollback kind).
       type: dict
       returned: always
       sample: {"status": "rolled_back", "evidence": "health", "rollback_kind": "image+brain"}
@@ -510,7 +483,7 @@ drill:
       returned: always
       sample: 2.4.1
     missing_fields:
-      description: The figures the drill needed that the upgrade role's result does not hold, with the field to add.
+      description: The figures the drill needed that the upgrade's result does not hold, with the field to add.
       type: list
       elements: dict
       returned: always
