@@ -20,6 +20,7 @@ from urllib.parse import quote
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     DockerException,
     NotFound,
+    docker_argument_spec,
     get_container,
     image_version,
 )
@@ -30,6 +31,7 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
 )
 from ansible_collections.september.engine.plugins.module_utils._fileops import hand_to_owner_of, sha256_file
 from ansible_collections.september.engine.plugins.module_utils._identity import identity_from_mount
+from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 LOCATION_OPTIONS = ("container", "volume", "path")
@@ -62,6 +64,21 @@ def migrations_argument_spec() -> dict:
         migrations_table=dict(type="str", default="engine_schema_migrations"),
         migrations_column=dict(type="str", default="version"),
     )
+
+
+def brain_module_specs(*, migrations: bool = True, lock: bool = True) -> list:
+    """The shared options of a module that works on a brain it locates, for ``EngineModule(shared=...)``.
+
+    Docker (doc fragment ``september.engine._docker``), the brain's location (``._brain``), with ``migrations``
+    how it records them (``._brain.MIGRATIONS``), with ``lock`` the Engine's lock (``._lock``). Use with
+    BRAIN_MUTUALLY_EXCLUSIVE (and BRAIN_REQUIRED_ONE_OF where a location is always needed).
+    """
+    specs = [docker_argument_spec(), brain_argument_spec()]
+    if migrations:
+        specs.append(migrations_argument_spec())
+    if lock:
+        specs.append(lock_argument_spec())
+    return specs
 
 
 @dataclass

@@ -238,19 +238,16 @@ from ansible_collections.september.engine.plugins.module_utils._bad_window impor
 from ansible_collections.september.engine.plugins.module_utils._brain import (
     BRAIN_MUTUALLY_EXCLUSIVE,
     BRAIN_REQUIRED_ONE_OF,
-    brain_argument_spec,
     brain_identity,
+    brain_module_specs,
     locate_brain,
-    migrations_argument_spec,
     reading,
 )
 from ansible_collections.september.engine.plugins.module_utils._brain_rows import table_row_counts
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     check_docker_sdk,
-    docker_argument_spec,
     docker_client,
 )
-from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._replay import MODES, BrainReplay, resolve_mode
 from ansible_collections.september.engine.plugins.module_utils._snapshot_store import SnapshotStore
@@ -320,11 +317,7 @@ def main() -> None:
         )),
         allow_other_engine=dict(type="bool", default=False),
     )
-    argument_spec.update(brain_argument_spec())
-    argument_spec.update(migrations_argument_spec())
-    argument_spec.update(docker_argument_spec())
-    argument_spec.update(lock_argument_spec())
-    module = EngineModule(argument_spec, mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
+    module = EngineModule(argument_spec, shared=brain_module_specs(), mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
                           required_one_of=BRAIN_REQUIRED_ONE_OF)
     module.run(lambda: BrainReplayModule(module).run(), locked=True)
 

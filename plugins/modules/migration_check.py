@@ -344,10 +344,8 @@ migration:
 from ansible_collections.september.engine.plugins.module_utils._brain import (
     BRAIN_MUTUALLY_EXCLUSIVE,
     BRAIN_REQUIRED_ONE_OF,
-    brain_argument_spec,
-    migrations_argument_spec,
+    brain_module_specs,
 )
-from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
@@ -364,10 +362,8 @@ def main() -> None:
         api_key_env=dict(type="str", default="ENGINE_API_KEY", no_log=False),
         env=dict(type="dict", no_log=True),
     )
-    argument_spec.update(brain_argument_spec())
-    argument_spec.update(migrations_argument_spec())
-    argument_spec.update(docker_argument_spec())
-    module = EngineModule(argument_spec, docker=True, mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
+    module = EngineModule(argument_spec, shared=brain_module_specs(lock=False), docker=True,
+                          mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
                           required_one_of=BRAIN_REQUIRED_ONE_OF)
     module.run(lambda: dict(migration=MigrationCheck(module.params, hide=module.no_log_values.add).run()))
 

@@ -348,11 +348,8 @@ actions:
 from ansible_collections.september.engine.plugins.module_utils._brain import (
     BRAIN_MUTUALLY_EXCLUSIVE,
     LOCATION_OPTIONS,
-    brain_argument_spec,
-    migrations_argument_spec,
+    brain_module_specs,
 )
-from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._lock import lock_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._volume_copy import CLONE_CHOICES, QUIESCE_CHOICES
 from ansible_collections.september.engine.plugins.module_utils._volume_snapshot import VolumeSnapshot
@@ -391,12 +388,9 @@ def main() -> None:
         force=dict(type="bool", default=False),
         min_free_bytes=dict(type="int", default=64 * 1024 * 1024),
     )
-    argument_spec.update(brain_argument_spec())
-    argument_spec.update(migrations_argument_spec())
-    argument_spec.update(docker_argument_spec())
-    argument_spec.update(lock_argument_spec())
     module = EngineModule(
         argument_spec,
+        shared=brain_module_specs(),
         mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
         required_if=[
             ("state", "present", LOCATION_OPTIONS, True),

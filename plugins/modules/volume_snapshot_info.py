@@ -262,9 +262,8 @@ hook:
 
 from ansible_collections.september.engine.plugins.module_utils._brain import (
     BRAIN_MUTUALLY_EXCLUSIVE,
-    brain_argument_spec,
+    brain_module_specs,
 )
-from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._volume_info import VolumeSnapshotInfo
 from ansible_collections.september.engine.plugins.module_utils._volume_store import ALL_KINDS
@@ -294,9 +293,8 @@ def main() -> None:
             ),
         ),
     )
-    argument_spec.update(brain_argument_spec())
-    argument_spec.update(docker_argument_spec())
-    module = EngineModule(argument_spec, mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE)
+    module = EngineModule(argument_spec, shared=brain_module_specs(migrations=False, lock=False),
+                          mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE)
     module.run(
         lambda: VolumeSnapshotInfo(module.params, module.check_mode, warn=module.warn, check_sdk=module.check_sdk).run()
     )
