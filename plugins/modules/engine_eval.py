@@ -10,18 +10,17 @@ module: engine_eval
 short_description: Run regression evals against an Engine and compare them with a baseline run
 version_added: 0.1.0
 description:
-  - Runs eval cases (O(cases_file) or O(cases)) against an Engine's C(POST /execute) with its API key and scores
-    each answer, or runs your own eval command (O(command)) and scores its exit code as one case named C(command).
-  - A case passes when its turn completes (the stream's C(done) event) and every check holds. A turn that ends with
-    an C(error) event, an HTTP error, a timeout or no answer fails the case with that error code (for example
-    C(TOOL_EXECUTION_FAILED)).
+  - Runs eval cases (O(cases_file) or O(cases)) against an Engine's C(POST /execute) and scores each answer, or runs
+    your own eval command (O(command)) and scores its exit code as one case named C(command).
+  - A case passes when its turn completes and every check holds; otherwise it fails with an error code (for example
+    C(TOOL_EXECUTION_FAILED) or C(TIMEOUT)).
   - With O(baseline), compares the two runs and returns RV(eval.verdict), V(rollback) when more than
     O(max_regressions) cases that passed in the baseline now fail (or the pass rate dropped by more than
-    O(max_pass_rate_drop)), else V(ok). It only reports; the playbook decides (C(failed_when)).
-  - Fails on bad input only, a missing or malformed case set (naming the case and what is wrong), a command that
-    cannot be found, and an Engine that refuses the key (HTTP 401); none of these is scored as a regression.
-  - Every eval turn is a real turn, written to the Engine's brain like any user turn, so a run that sends turns (or
-    runs the command) reports C(changed=true).
+    O(max_pass_rate_drop)), else V(ok). It only reports; the playbook decides.
+  - Fails only on bad input (a missing or malformed case set, a command that cannot be found) and on an Engine that
+    refuses the key (HTTP 401); none of these is scored.
+  - Eval turns are written to the Engine's brain like any user turn, so a run that sends turns (or runs the command)
+    reports C(changed=true).
 author:
   - September Engine maintainers (@september-engine)
 options:
@@ -34,23 +33,19 @@ options:
   cases_file:
     description:
       - Path, on the host the module runs on, of a YAML or JSON file of eval cases (a mapping with C(cases), and
-        optionally C(version) V(1) and C(description)); the format is in docs/evals.md of the collection. YAML needs
-        PyYAML there; JSON is always read.
+        optionally C(version) V(1) and C(description)). YAML needs PyYAML there; JSON is always read.
       - Exactly one of O(cases_file), O(cases) and O(command) is required.
     type: path
   cases:
     description:
       - The eval cases inline, a list of cases, or a mapping with C(cases) as in a case file, or the text of a case
         file (YAML or JSON).
-      - For a case file on the controller, read it with the C(ansible.builtin.file) lookup and the C(from_yaml) filter
-        (see the examples).
     type: raw
   command:
     description:
       - Your own eval command, as a list of arguments or as a string split like a shell would (it does not run in a
-        shell; use V([sh, -c, ...]) for one). It gets E(ENGINE_URL) and, when O(api_key) is set, E(ENGINE_API_KEY)
-        in its environment.
-      - It passes when it exits 0; it is killed (its whole process group) after O(time_budget) seconds.
+        shell). It gets E(ENGINE_URL) and, when O(api_key) is set, E(ENGINE_API_KEY) in its environment.
+      - It passes when it exits 0; its process group is killed after O(time_budget) seconds.
     type: raw
   chdir:
     description: Directory to run O(command) in.
@@ -58,7 +53,7 @@ options:
   baseline:
     description:
       - The C(eval) returned by an earlier run of this module on the same Engine, of the same kind (cases or
-        command), usually taken before the upgrade. The registered result itself is accepted too.
+        command), or that registered result itself.
       - Cases are matched by name; cases in only one of the runs are listed, not compared. A baseline that has none
         of this run's cases is refused.
     type: dict
@@ -91,25 +86,23 @@ attributes:
   check_mode:
     support: full
     details:
-      - In check mode no turn is sent and no command runs, since an eval turn is written to the Engine's brain. The
-        cases (or the command, and O(chdir)) and the O(baseline) are checked as in a real run, and the run is
-        planned (RV(eval.ran=false), RV(eval.planned)).
+      - No turn is sent and no command runs. The cases (or the command and O(chdir)) and the O(baseline) are checked
+        as in a real run, and the run is planned (RV(eval.ran=false), RV(eval.planned)).
   diff_mode:
     support: N/A
     details:
-      - Nothing to show, the module changes nothing that Ansible manages.
+      - The module changes nothing that Ansible manages.
   idempotent:
     support: none
     details:
-      - Every run sends its turns again, and every turn is a real turn written to the Engine's brain (a task, a
-        conversation, observability rows), so C(changed=true) whenever turns were sent or the command ran (in check
-        mode, when they would be).
+      - Every run sends its turns again and each is written to the Engine's brain, so C(changed=true) whenever turns
+        were sent or the command ran (in check mode, when they would be).
 notes:
   - The API key goes in the C(X-Engine-Key) header and in the command's environment only; it is replaced by
     C(********) in every answer, error and command output returned.
-  - O(timeout) (default 10 seconds) bounds each turn; raise it for an Engine whose turns take longer.
-  - See docs/evals.md in the collection for the eval-case format, how a case is scored and how the verdict is
-    reached.
+  - O(timeout) bounds each turn, O(time_budget) the whole run.
+  - The eval-case format, how a case is scored and how the verdict is reached are in docs/evals.md of the
+    collection; why the module works this way is in docs/modules.md.
 seealso:
   - module: september.engine.engine_health
 """
@@ -242,9 +235,9 @@ eval:
           sample: "43"
         error:
           description:
-            - Why there was no answer, the Engine's error code (C(TOOL_EXECUTION_FAILED), C(LLM_PROVIDER_ERROR),
-              C(UNAVAILABLE), C(DRAINING), C(BAD_REQUEST), ...), C(HTTP_<status>), C(UNREACHABLE), C(TIMEOUT),
-              C(STREAM_INCOMPLETE) or C(NOT_RUN); in command mode C(COMMAND_FAILED) or C(TIMEOUT). Null otherwise.
+            - Why there was no answer, the Engine's error code (for example C(TOOL_EXECUTION_FAILED)),
+              C(HTTP_<status>), C(UNREACHABLE), C(TIMEOUT), C(STREAM_INCOMPLETE) or C(NOT_RUN); in command mode
+              C(COMMAND_FAILED) or C(TIMEOUT). Null otherwise.
           type: str
           returned: always
           sample: null
@@ -332,10 +325,10 @@ eval:
           returned: success
           sample:
             - "2 eval case(s) that passed before now fail (more than max_regressions=0): mul-12-12 (answered 145,
-              expected 144), add-2-2 (failed with TOOL_EXECUTION_FAILED: tool 'calculator' returned malformed output)"
+              expected 144), add-2-2 (failed with TOOL_EXECUTION_FAILED)"
             - "pass rate on the 16 case(s) both runs have: 100% before, 88% now"
         symptom:
-          description: What decides the rollback, in one line (a notification's "due to"); null with V(ok).
+          description: What decides the rollback, in one line; null with V(ok).
           type: str
           returned: success
           sample: "2 eval case(s) that passed before now fail (more than max_regressions=0): mul-12-12 (answered 145,
