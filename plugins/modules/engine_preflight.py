@@ -160,8 +160,8 @@ options:
         type: int
   rolled_back_release:
     description:
-      - The Rollback runbook's "Don't redeploy in panic". Before anything else of an V(upgrade) (right after the lock),
-        the pre-flight reads the record of rolled-back releases on the Docker host
+      - Refuse a release that was rolled back. Before anything else of an V(upgrade) (right after the lock), the
+        pre-flight reads the record of rolled-back releases on the Docker host
         (C(<state_dir>/rolled-back-releases/), written by M(september.engine.engine_rollback)) and refuses an upgrade to
         O(target_version) when a rollback of that release is recorded and nobody acknowledged it; the message names
         when, where and why it was rolled back.

@@ -143,8 +143,8 @@ options:
   record_release:
     description:
       - After a successful rollback, record the release the Engine rolled back from in O(state_dir) (which Engine,
-        when, in which run, O(reason)), so that an upgrade to it is refused until acknowledged ("Don't redeploy in
-        panic", see M(september.engine.engine_release_info)). A record that cannot be written is a warning; the
+        when, in which run, O(reason)), so that an upgrade to it is refused until acknowledged (see
+        M(september.engine.engine_release_info)). A record that cannot be written is a warning; the
         rollback still succeeds.
     type: bool
     default: true
