@@ -259,6 +259,52 @@ def pull_failure_kind(message: str) -> str:
 # --------------------------------------------------------------------------- engine_container
 
 
+class DockerActions:
+    """What a manager that changes Docker objects shares (engine_container's, engine_twin's).
+
+    Each Docker call that changes something is an action: recorded, and run unless in check mode, its Docker error
+    turned into a ContainerError that says which action failed.
+    """
+
+    def __init__(self, client, check_mode: bool = False, warn=None):
+        self.client = client
+        self.api = client.api
+        self.check_mode = check_mode
+        self.warn = warn or (lambda msg: None)
+        self.actions: list[str] = []
+        self.changed = False
+
+    def _find(self, name: str):
+        """The container NAMED ``name`` (not an id prefix that happens to match), or None."""
+        try:
+            container = self.client.containers.get(name)
+        except NotFound:
+            return None
+        return container if container.name == name else None
+
+    def _do(self, action: str, call, *args, **kwargs):
+        """Record ``action``; run ``call`` unless in check mode. Docker errors become ContainerError."""
+        self.actions.append(action)
+        self.changed = True
+        if self.check_mode:
+            return None
+        try:
+            return call(*args, **kwargs)
+        except (DockerException, RequestException) as exc:
+            raise ContainerError(f"Could not {action}: {explain(exc)}") from exc
+
+    def _undo(self, steps: list) -> list:
+        """Run the undo ``steps`` (what, call, args, kwargs) one after the other, whatever fails; the problems."""
+        problems = []
+        for what, call, args, kwargs in steps:
+            try:
+                call(*args, **kwargs)
+                self.actions.append(f"undo: {what}")
+            except (DockerException, RequestException) as exc:
+                problems.append(f"could not {what}: {explain(exc)}")
+        return problems
+
+
 class _Undo:
     """What a switch did so far: enough to put the old container back when a later step fails."""
 
@@ -271,34 +317,21 @@ class _Undo:
         self.new_id = None
 
 
-class EngineContainer:
+class EngineContainer(DockerActions):
     """What engine_container does, state by state. Check mode plans the same actions and changes nothing."""
 
     def __init__(self, client, params: dict, check_mode: bool = False, warn=None):
-        self.client = client
-        self.api = client.api
+        super().__init__(client, check_mode, warn)
         self.params = params
-        self.check_mode = check_mode
-        self.warn = warn or (lambda msg: None)
         self.name = params["name"]
         self.previous_name = self.name + params["previous_suffix"]
         self.failed_name = self.name + params["failed_suffix"]
         self.stop_timeout = params["stop_timeout"]
-        self.actions: list[str] = []
         self.timings: dict = {"drain_seconds": None, "switch_seconds": None}
-        self.changed = False
         self.predicted: dict = {}
         self.pending_tag: tuple | None = None
 
     # ------------------------------------------------------------- lookups
-
-    def _find(self, name: str):
-        """The container NAMED ``name`` (not an id prefix that happens to match), or None."""
-        try:
-            container = self.client.containers.get(name)
-        except NotFound:
-            return None
-        return container if container.name == name else None
 
     def _current(self, required: bool = True):
         current = self._find(self.name)
@@ -361,17 +394,6 @@ class EngineContainer:
         )
 
     # ------------------------------------------------------------- docker calls (each one an action)
-
-    def _do(self, action: str, call, *args, **kwargs):
-        """Record ``action``; run ``call`` unless in check mode. Docker errors become ContainerError."""
-        self.actions.append(action)
-        self.changed = True
-        if self.check_mode:
-            return None
-        try:
-            return call(*args, **kwargs)
-        except (DockerException, RequestException) as exc:
-            raise ContainerError(f"Could not {action}: {explain(exc)}") from exc
 
     def _drain_stop(self, container, name: str) -> None:
         """docker stop with the drain window: SIGTERM, in-flight turns finish, SIGKILL after stop_timeout."""
@@ -626,7 +648,6 @@ class EngineContainer:
     def _put_back(self, undo: _Undo, cause: Exception) -> None:
         """Undo a failed switch: the Engine must not be left down by this module. Always raises."""
         old, api = undo.old, self.api
-        problems = []
         steps = []
         if undo.new_id:
             steps.append(("remove the half-made new container", api.remove_container, (undo.new_id,), {"force": True}))
@@ -636,12 +657,7 @@ class EngineContainer:
             steps.append(("restore its restart policy", api.update_container, (old.id,), policy))
         if undo.was_up:
             steps.append(("start it again", self.api.start, (old.id,), {}))
-        for what, call, args, kwargs in steps:
-            try:
-                call(*args, **kwargs)
-                self.actions.append(f"undo: {what}")
-            except (DockerException, RequestException) as exc:
-                problems.append(f"could not {what}: {explain(exc)}")
+        problems = self._undo(steps)
         if problems:
             raise ContainerError(
                 f"Switching '{self.name}' to {undo.ref} failed ({explain(cause)}), and putting the old container back "
@@ -723,13 +739,7 @@ class EngineContainer:
             steps.append(("restore its restart policy", api.update_container, (old.id,), policy))
         if undo.was_up:
             steps.append((f"start {self.name} again", api.start, (old.id,), {}))
-        problems = []
-        for what, call, args, kwargs in steps:
-            try:
-                call(*args, **kwargs)
-                self.actions.append(f"undo: {what}")
-            except (DockerException, RequestException) as exc:
-                problems.append(f"could not {what}: {explain(exc)}")
+        problems = self._undo(steps)
         if problems:
             raise ContainerError(
                 f"Rolling '{self.name}' back to '{self.previous_name}' ({undo.ref}) failed ({explain(cause)}), and "

@@ -54,7 +54,11 @@ from ansible_collections.september.engine.plugins.module_utils._brain import (
     reading,
 )
 from ansible_collections.september.engine.plugins.module_utils._brain_rows import table_row_counts
-from ansible_collections.september.engine.plugins.module_utils._container import create_request, explain
+from ansible_collections.september.engine.plugins.module_utils._container import (
+    DockerActions,
+    create_request,
+    explain,
+)
 from ansible_collections.september.engine.plugins.module_utils._discovery import DRILL_LABEL
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     DockerException,
@@ -390,40 +394,18 @@ def _set_journal_mode(path: str, mode: str) -> None:
 # --------------------------------------------------------------------------- the module's work
 
 
-class EngineTwin:
+class EngineTwin(DockerActions):
     """engine_twin's work, state by state. Check mode plans the same actions and changes nothing."""
 
     def __init__(self, client, params: dict, check_mode: bool = False, warn=None):
-        self.client = client
-        self.api = client.api
+        super().__init__(client, check_mode, warn)
         self.p = params
-        self.check_mode = check_mode
-        self.warn = warn or (lambda msg: None)
-        self.actions: list[str] = []
         self.timings: dict = {}
-        self.changed = False
         self.state_dir = os.path.abspath(params["state_dir"])
         self.data_dir = (params.get("data_dir") or "/data").rstrip("/") or "/"
         self.notes: list[str] = []
 
     # ------------------------------------------------------------- docker helpers
-
-    def _do(self, action: str, call, *args, **kwargs):
-        self.actions.append(action)
-        self.changed = True
-        if self.check_mode:
-            return None
-        try:
-            return call(*args, **kwargs)
-        except (DockerException, RequestException) as exc:
-            raise ContainerError(f"Could not {action}: {explain(exc)}") from exc
-
-    def _container(self, name: str):
-        try:
-            container = self.client.containers.get(name)
-        except NotFound:
-            return None
-        return container if container.name == name else None
 
     def _labelled(self, selector: str) -> tuple[list, list]:
         """(containers, volumes) carrying the label `selector` (``key`` or ``key=value``)."""
@@ -464,7 +446,7 @@ class EngineTwin:
                                 "is it up? Nothing was made.")
         source = self.client.containers.get(engine["container_id"])
         name = p["twin_name"] or twin_name_of(source.name, p["twin_suffix"])
-        existing = self._container(name)
+        existing = self._find(name)
         if existing is not None:
             return self._existing(existing, run_id, name)
         volume = volume_name_of(source.name)
@@ -792,7 +774,7 @@ class EngineTwin:
         name = self.p["twin_name"]
         if not name:
             raise OptionsError("state=verified needs twin_name (the twin's container name).")
-        container = self._container(name)
+        container = self._find(name)
         if container is None:
             raise NotFoundError(f"No twin named {name} on this Docker host: it was never made, or is removed.")
         run_id = (container.labels or {}).get(DRILL_LABEL)
