@@ -11,8 +11,7 @@ short_description: Plan a rollout once (batches, canaries, controls, run id) and
 version_added: 0.3.0
 description:
   - Computes, on the controller, the one plan of an upgrade run that the play's C(serial) and the role
-    P(september.engine.engine_upgrade#role) both use, so that they always agree (a C(--limit) to 10 of 100 Engines
-    with the stages V(5%,10%,50%,100%) makes a canary of 1 Engine, not 5).
+    P(september.engine.engine_upgrade#role) both use, so that they always agree.
   - The stages are cumulative shares of the Engines given in O(engines) (the ones the run really targets); each
     stage's count is rounded up, so the canary is at least one Engine, and the rest of the fleet follows the last
     stage.
@@ -111,11 +110,8 @@ extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._attributes.READ_ONLY
 notes:
-  - The playbook C(september.engine.upgrade) runs this module in its first play and keeps the plan on C(localhost) as
-    the fact C(september_engine_rollout); its second play takes its C(serial) from RV(plan.serial) and the Engines
-    in RV(plan.order) (the group C(september_engine_rollout)). The role P(september.engine.engine_upgrade#role) reads
-    that fact, and runs this module itself when it is absent (the role in a play of your own), in which case the
-    batches are your play's.
+  - How the playbook C(september.engine.upgrade) and the role P(september.engine.engine_upgrade#role) share the plan
+    (the fact C(september_engine_rollout)) is in docs/modules.md of the collection.
   - Settings that differ per Engine (host or group variables) are checked as the first Engine of the run sees them.
 seealso:
   - module: september.engine.engine_lock
