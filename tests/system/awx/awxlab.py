@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,57 +29,16 @@ import docker
 from engine_testkit import Fleet, sweep
 from engine_testkit.ansible import REPO_ROOT, PlaybookRun, ansible_env, ensure_collection_link, run_playbook
 from engine_testkit.fleet import Engine, unique_name
+from engine_testkit.proctree import kill_tree
 from engine_testkit.settings import ANSIBLE_ENV, FORKS, run_vars
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
 
 
-def _children() -> dict[int, list[int]]:
-    """Parent pid -> child pids, from /proc."""
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def _descendants(pid: int) -> set[int]:
-    tree, found, todo = _children(), set(), [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def kill_job(pid: int) -> set[int]:
-    """SIGKILL ``pid`` and every process under it at once, as when AWX cancels a job by removing its container.
-
-    Killing the playbook's process group is not enough: ansible-core's workers call setsid(), so the modules they
-    run are in sessions of their own and would go on to the end of their task. The tree is frozen first (SIGSTOP,
-    until no new process appears) so that nothing forks or moves on between the look-up and the kill.
-    """
-    frozen: set[int] = set()
-    while True:
-        pids = ({pid} | _descendants(pid)) - frozen
-        if not pids:
-            break
-        for p in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGSTOP)
-        frozen |= pids
-    for p in frozen:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p, signal.SIGKILL)
-    return frozen
+    """SIGKILL ``pid`` and every process under it at once, as when AWX cancels a job by removing its container
+    (:func:`engine_testkit.proctree.kill_tree`: the tree frozen first, then killed); returns the pids signalled."""
+    return kill_tree(pid)
 
 
 class AwxLab:

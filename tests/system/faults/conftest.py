@@ -21,12 +21,10 @@ Fleets are named ``flt-<8 hex>`` and take host ports from 9400 up; everything is
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import itertools
 import json
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -47,25 +45,15 @@ from engine_testkit import sweep
 from engine_testkit.ansible import CALLBACK_PLUGINS, PlaybookRun, ansible_env, ensure_collection_link
 from engine_testkit.fleet import CONTAINER_PORT, Engine, Fleet, _labels, unique_name
 from engine_testkit.loadgen import LoadGenerator
+from engine_testkit.pathimport import import_path
+from engine_testkit.proctree import kill_tree
 
 HERE = Path(__file__).resolve().parent
 ROLLOUT_CONFTEST = HERE.parent / "rollout" / "conftest.py"
 
 
-def _rollout_harness() -> Any:
-    """tests/system/rollout/conftest.py as a module of its own (its Rollout class and settings; not its fixtures)."""
-    name = "september_faults_rollout_harness"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROLLOUT_CONFTEST)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_harness = _rollout_harness()
+#: tests/system/rollout/conftest.py as a module of its own (its Rollout class and settings; not its fixtures).
+_harness: Any = import_path("september_faults_rollout_harness", ROLLOUT_CONFTEST)
 Rollout = _harness.Rollout
 PLAYBOOKS = _harness.PLAYBOOKS
 iso_ts = _harness.iso_ts
@@ -112,25 +100,6 @@ class BindEngine(Engine):
     def volume_mountpoint(self) -> Path:
         assert self.data_dir is not None
         return self.data_dir
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every process under ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
-                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 class LiveRun:
@@ -195,23 +164,11 @@ class LiveRun:
 
     def kill(self) -> None:
         """SIGKILL the run and every process under it at once, as when AWX cancels a job by removing its container
-        (or the controller dies). The run's process group alone is not enough: ansible-core's workers call
-        setsid(), so the modules they run would go on to the end of their task. The tree is frozen first
-        (SIGSTOP, until no new process appears), so that nothing forks or moves on between the look-up and the kill.
+        (or the controller dies): :func:`engine_testkit.proctree.kill_tree` (the run's process group alone is not
+        enough: ansible-core's workers call setsid()).
         """
         self.killed_at = time.monotonic()
-        frozen: set[int] = set()
-        while True:
-            pids = ({self.proc.pid} | _descendants(self.proc.pid)) - frozen
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGSTOP)
-            frozen |= pids
-        for pid in frozen:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_tree(self.proc.pid)
         self.proc.wait(30)
         self._reader.join(10)
 

@@ -18,9 +18,7 @@ The Docker API faults go through the relay of tests/system/modules/_docker_fault
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import pytest
 
 from engine_testkit import brain
+from engine_testkit.pathimport import import_path
 
 from .conftest import Faults, failure_messages
 
@@ -35,18 +34,7 @@ pytestmark = pytest.mark.timeout(300)
 MODULES = Path(__file__).resolve().parents[1] / "modules"
 
 
-def _docker_fault() -> Any:
-    name = "september_faults_docker_fault"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, MODULES / "_docker_fault.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_fault = _docker_fault()
+_fault: Any = import_path("september_faults_docker_fault", MODULES / "_docker_fault.py")
 DockerFaultProxy = _fault.DockerFaultProxy
 STOP = _fault.STOP
 INSPECT = r"^/v[\d.]+/containers/[^/]+/json"

@@ -30,11 +30,9 @@ Engine directly. Every acknowledged turn and feedback is looked for in the brain
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import stat
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -47,24 +45,14 @@ from engine_testkit.ansible import REPO_ROOT, PlaybookRun, run_playbook
 from engine_testkit.dockerhosts import LabEngine, LabHost
 from engine_testkit.fleet import BASELINE_VERSION, Engine
 from engine_testkit.loadgen import LoadGenerator
+from engine_testkit.pathimport import import_path
 from engine_testkit.settings import ANSIBLE_ENV, FAST_VARS, FORKS, probe_vars
 from engine_testkit.webhook import WebhookReceiver
 
 HERE = Path(__file__).resolve().parent
 
 
-def _helpers() -> Any:
-    name = "september_lab_rollout_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "labrollout.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-H = _helpers()
+H: Any = import_path("september_lab_rollout_helpers", HERE / "labrollout.py")
 pytestmark = pytest.mark.timeout(600)
 PLAYBOOKS = REPO_ROOT / "playbooks"
 GOOD, BAD = "2.4.0", "2.4.1"
