@@ -14,7 +14,6 @@ themselves (ansible-galaxy, ansible-playbook) are the virtualenv's, as a user's 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -27,24 +26,14 @@ from typing import Any
 import pytest
 
 from engine_testkit.ansible import REPO_ROOT
+from engine_testkit.pathimport import import_path
 from engine_testkit.settings import FAST_VARS, probe_vars
 from engine_testkit.webhook import WebhookReceiver
 
 HERE = Path(__file__).resolve().parent
 
 
-def _helpers() -> Any:
-    name = "september_lab_rollout_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "labrollout.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-H = _helpers()
+H: Any = import_path("september_lab_rollout_helpers", HERE / "labrollout.py")
 pytestmark = pytest.mark.timeout(600)
 BIN = Path(sys.executable).parent
 TARGET = "2.4.0"
@@ -67,6 +56,91 @@ def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: int = 540) -> 
     return proc
 
 
+def galaxy(*args: str, work: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run([str(BIN / "ansible-galaxy"), "collection", *args], cwd=work, env=env)
+
+
+def install_collection(dist: Path, collections: Path, work: Path, env: dict[str, str]) -> Path:
+    """Build the tarball from the checkout into ``dist``, install it into the empty ``collections`` (never ~/.ansible
+    nor a shared one), check that it is a real copy found there; returns the installed collection's root."""
+    built = galaxy("build", str(REPO_ROOT), "--output-path", str(dist), work=work, env=env)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (tarball,) = dist.glob("september-engine-*.tar.gz")
+    assert not collections.exists()
+    installed = galaxy("install", str(tarball), "-p", str(collections), "--offline", work=work, env=env)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    root = collections / "ansible_collections" / "september" / "engine"
+    assert root.is_dir() and not root.is_symlink() and (root / "MANIFEST.json").is_file()
+    assert not any(p.is_symlink() for p in root.rglob("*")), "the installed collection links into somewhere"
+    listed = galaxy("list", "september.engine", work=work, env=env)
+    assert listed.returncode == 0 and str(collections / "ansible_collections") in listed.stdout, listed.stdout
+    assert "/root/.ansible" not in listed.stdout and str(REPO_ROOT) not in listed.stdout.replace(str(BIN), "")
+    return root
+
+
+def controller_files(std: Any) -> set[Path]:
+    """Every file under the controller's state folders (the lab's default one and the local Engine's)."""
+    return {p for root in (Path(H.STATE_DIR), std.local_state) if root.exists() for p in root.rglob("*") if p.is_file()}
+
+
+def write_vars(path: Path, extra: dict[str, Any]) -> Path:
+    """The extra vars as a file only its owner reads (they hold the webhook URL)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(extra, handle)
+    return path
+
+
+def assert_ran_only_the_installed_collection(out: str, root: Path) -> None:
+    """Its playbook, its roles, its modules: nothing of the checkout (the -vvv output says what was used)."""
+    assert "running playbook inside collection september.engine" in out
+    assert f"2 plays in {root}/playbooks/upgrade.yml" in out
+    modules = set(re.findall(r"Using module file (\S+)", out))
+    assert any(m.startswith(f"{root}/plugins/modules/") for m in modules), sorted(modules)[:5]
+    strays = sorted(m for m in modules if not m.startswith(f"{root}/") and "/site-packages/ansible/modules/" not in m)
+    assert strays == [], f"modules from outside the installed collection: {strays}"
+    imported = re.findall(r"statically imported: (\S+)", out)
+    assert imported and all(p.startswith(f"{root}/") for p in imported), imported[:5]
+
+
+def assert_on_the_controller(std: Any, reports: Path, messages: list[dict[str, Any]], end: list[str]) -> Path:
+    """Every Engine on the target; the report and the webhook's messages on the controller. Returns the report's
+    path."""
+    assert H.versions(std) == {e.engine_id: TARGET for e in H.all_engines(std)}
+    path, report = H.newest_report(reports)
+    assert report["outcome"] == "completed" and report["untouched"] == [] and report["lost"] == [], report["outcome"]
+    assert sorted(e["engine"] for e in report["engines"]) == sorted(e.engine_id for e in H.all_engines(std))
+    assert {e["status"] for e in report["engines"]} == {"upgraded"}
+    (canary,) = [e for e in report["engines"] if e["batch"] == 1]
+    assert canary["evidence"] == "pass" and canary["evals"]["before"]["total"] == 8, canary
+    assert [m["event"] for m in messages] == ["start", "end"], messages
+    assert end[0].startswith(f"All clear: the upgrade to {TARGET} is done on 5 Engines"), end
+    return path
+
+
+def assert_on_each_docker_host(std: Any, locks: Any, run_id: str) -> None:
+    """Snapshots and locks on each Engine's own Docker host; no report on a Docker host."""
+    for host in std.lab.hosts:
+        assert sorted(H.listdir(host, f"{H.STATE_DIR}/snapshots")) == sorted(e.engine_id for e in host.engines)
+        for engine in host.engines:
+            kinds = {m["kind"] for m in H.manifests(host, engine.engine_id).values()}
+            assert kinds == {"pre-upgrade"}, kinds
+        # Each Engine's lock (named after its brain's volume) held on its own host during the run, and released.
+        assert locks.on_host[host.name] == {f"{e.volume}.lock" for e in host.engines}, locks.on_host
+        assert H.held_locks(host) == []
+        assert H.reports_on_host(host, run_id) == []
+
+
+def assert_no_lab_state_on_the_controller(std: Any, locks: Any, before: set[Path]) -> None:
+    """The local Engine's snapshot and lock on the controller, none of a lab Engine's."""
+    (local,) = std.local.engines
+    assert sorted(p.name for p in (std.local_state / "snapshots").iterdir()) == [local.engine_id]
+    lab_marks = {e.engine_id for e in std.lab.engines} | {e.volume for e in std.lab.engines}
+    assert not [p for p in controller_files(std) - before if any(m in str(p) for m in lab_marks)]
+    assert f"{local.volume}.lock" in locks.on_controller, locks.on_controller
+    assert not {f"{e.volume}.lock" for e in std.lab.engines} & locks.on_controller, locks.on_controller
+
+
 def test_installed_collection_upgrades_the_lab(standard_lab: Any, tmp_path: Path) -> None:
     std = standard_lab
     std.lab.load_images([TARGET])
@@ -74,36 +148,11 @@ def test_installed_collection_upgrades_the_lab(standard_lab: Any, tmp_path: Path
     work.mkdir()
     assert REPO_ROOT not in work.resolve().parents and REPO_ROOT not in collections.parents
     env = clean_env(collections)
-
-    # Build the tarball from the checkout, into the test's folder.
-    built = run(
-        [str(BIN / "ansible-galaxy"), "collection", "build", str(REPO_ROOT), "--output-path", str(dist)],
-        cwd=work,
-        env=env,
-    )
-    assert built.returncode == 0, built.stdout + built.stderr
-    (tarball,) = dist.glob("september-engine-*.tar.gz")
-    # Install it into an empty collections path (never ~/.ansible nor a shared one).
-    assert not collections.exists()
-    installed = run(
-        [str(BIN / "ansible-galaxy"), "collection", "install", str(tarball), "-p", str(collections), "--offline"],
-        cwd=work,
-        env=env,
-    )
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    root = collections / "ansible_collections" / "september" / "engine"
-    assert root.is_dir() and not root.is_symlink() and (root / "MANIFEST.json").is_file()
-    assert not any(p.is_symlink() for p in root.rglob("*")), "the installed collection links into somewhere"
-    listed = run([str(BIN / "ansible-galaxy"), "collection", "list", "september.engine"], cwd=work, env=env)
-    assert listed.returncode == 0 and str(collections / "ansible_collections") in listed.stdout, listed.stdout
-    assert "/root/.ansible" not in listed.stdout and str(REPO_ROOT) not in listed.stdout.replace(str(BIN), "")
+    root = install_collection(dist, collections, work, env)
 
     # Upgrade the lab by the playbook's name, from a folder outside the checkout.
     inventory = H.write_inventory(std, work / "inventory.yml")
-    vars_file = work / "vars.json"
-    controller_before = {
-        p for root_ in (Path(H.STATE_DIR), std.local_state) if root_.exists() for p in root_.rglob("*") if p.is_file()
-    }
+    controller_before = controller_files(std)
     lock_dirs = [Path(H.STATE_DIR) / "locks", std.local_state / "locks"]
     with WebhookReceiver() as hook, H.LockWatcher(std.lab.hosts, lock_dirs) as locks:
         extra = {
@@ -114,9 +163,7 @@ def test_installed_collection_upgrades_the_lab(standard_lab: Any, tmp_path: Path
             "engine_report_dir": str(reports),
             "engine_webhook_url": hook.url,
         }
-        fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(extra, handle)
+        vars_file = write_vars(work / "vars.json", extra)
         upgrade = run(
             [
                 str(BIN / "ansible-playbook"),
@@ -140,46 +187,13 @@ def test_installed_collection_upgrades_the_lab(standard_lab: Any, tmp_path: Path
     assert upgrade.returncode == 0, upgrade.stdout[-4000:] + upgrade.stderr[-2000:]
 
     # It ran the installed collection, and only it: its playbook, its roles, its modules.
-    out = upgrade.stdout
-    assert "running playbook inside collection september.engine" in out
-    assert f"2 plays in {root}/playbooks/upgrade.yml" in out
-    modules = set(re.findall(r"Using module file (\S+)", out))
-    assert any(m.startswith(f"{root}/plugins/modules/") for m in modules), sorted(modules)[:5]
-    strays = sorted(m for m in modules if not m.startswith(f"{root}/") and "/site-packages/ansible/modules/" not in m)
-    assert strays == [], f"modules from outside the installed collection: {strays}"
-    imported = re.findall(r"statically imported: (\S+)", out)
-    assert imported and all(p.startswith(f"{root}/") for p in imported), imported[:5]
-
+    assert_ran_only_the_installed_collection(upgrade.stdout, root)
     # What it did, read on each side: every Engine on 2.4.0, the report and the webhook on the controller...
-    assert H.versions(std) == {e.engine_id: TARGET for e in H.all_engines(std)}
-    path, report = H.newest_report(reports)
-    assert report["outcome"] == "completed" and report["untouched"] == [] and report["lost"] == [], report["outcome"]
-    assert sorted(e["engine"] for e in report["engines"]) == sorted(e.engine_id for e in H.all_engines(std))
-    assert {e["status"] for e in report["engines"]} == {"upgraded"}
-    (canary,) = [e for e in report["engines"] if e["batch"] == 1]
-    assert canary["evidence"] == "pass" and canary["evals"]["before"]["total"] == 8, canary
-    assert [m["event"] for m in messages] == ["start", "end"], messages
-    assert end[0].startswith(f"All clear: the upgrade to {TARGET} is done on 5 Engines"), end
+    path = assert_on_the_controller(std, reports, messages, end)
     # ...snapshots and locks on each Engine's own Docker host, none of a lab Engine on the controller, no report on
     # a Docker host.
-    for host in std.lab.hosts:
-        assert sorted(H.listdir(host, f"{H.STATE_DIR}/snapshots")) == sorted(e.engine_id for e in host.engines)
-        for engine in host.engines:
-            kinds = {m["kind"] for m in H.manifests(host, engine.engine_id).values()}
-            assert kinds == {"pre-upgrade"}, kinds
-        # Each Engine's lock (named after its brain's volume) held on its own host during the run, and released.
-        assert locks.on_host[host.name] == {f"{e.volume}.lock" for e in host.engines}, locks.on_host
-        assert H.held_locks(host) == []
-        assert H.reports_on_host(host, path.parent.name) == []
-    (local,) = std.local.engines
-    assert sorted(p.name for p in (std.local_state / "snapshots").iterdir()) == [local.engine_id]
-    controller_after = {
-        p for root_ in (Path(H.STATE_DIR), std.local_state) if root_.exists() for p in root_.rglob("*") if p.is_file()
-    }
-    lab_marks = {e.engine_id for e in std.lab.engines} | {e.volume for e in std.lab.engines}
-    assert not [p for p in controller_after - controller_before if any(m in str(p) for m in lab_marks)]
-    assert f"{local.volume}.lock" in locks.on_controller, locks.on_controller
-    assert not {f"{e.volume}.lock" for e in std.lab.engines} & locks.on_controller, locks.on_controller
+    assert_on_each_docker_host(std, locks, path.parent.name)
+    assert_no_lab_state_on_the_controller(std, locks, controller_before)
     # The key and the webhook URL are nowhere in that -vvv output.
     for secret in (std.lab.api_key, hook.url, hook.token):
         assert secret not in upgrade.stdout and secret not in upgrade.stderr
