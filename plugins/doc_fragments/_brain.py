@@ -56,3 +56,16 @@ options:
     type: str
     default: version
 """
+
+    # Where the Engine's images ship their migrations and say their release.
+    MIGRATION_FILES = r"""
+options:
+  migrations_dir:
+    description: Folder inside the images where they ship their migration files C(NNNN_name.sql).
+    type: str
+    default: /app/migrations
+  version_label:
+    description: Image label holding the release version; when an image lacks it, the version is its tag.
+    type: str
+    default: org.opencontainers.image.version
+"""

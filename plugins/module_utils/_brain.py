@@ -66,6 +66,14 @@ def migrations_argument_spec() -> dict:
     )
 
 
+def migration_files_argument_spec() -> dict:
+    """Options of doc_fragments/_brain.py MIGRATION_FILES."""
+    return dict(
+        migrations_dir=dict(type="str", default="/app/migrations"),
+        version_label=dict(type="str", default="org.opencontainers.image.version"),
+    )
+
+
 def brain_module_specs(*, migrations: bool = True, lock: bool = True) -> list:
     """The shared options of a module that works on a brain it locates, for ``EngineModule(shared=...)``.
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 import json
 import os
 
+from ansible_collections.september.engine.plugins.module_utils._brain import (
+    migration_files_argument_spec,
+    migrations_argument_spec,
+)
 from ansible_collections.september.engine.plugins.module_utils._compose import (
     ProjectConfig,
     compose_project_argument_spec,
@@ -19,8 +23,15 @@ from ansible_collections.september.engine.plugins.module_utils._compose import (
     find_service_container,
     resolve_config,
 )
-from ansible_collections.september.engine.plugins.module_utils._docker import NotFound, image_version
-from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_url_from_container
+from ansible_collections.september.engine.plugins.module_utils._docker import (
+    NotFound,
+    docker_argument_spec,
+    image_version,
+)
+from ansible_collections.september.engine.plugins.module_utils._engine_api import (
+    engine_api_argument_spec,
+    engine_url_from_container,
+)
 from ansible_collections.september.engine.plugins.module_utils._errors import (
     EngineModuleError,
     NotFoundError,
@@ -53,6 +64,18 @@ ENGINE_REQUIRED_IF = [
     ("deployment", "container", ["container_name"]),
     ("deployment", "compose", ["compose_dir"]),
 ]
+
+
+def engine_module_specs() -> list:
+    """The shared options of a module that changes an Engine the inventory names, for ``EngineModule(shared=...)``.
+
+    How it is deployed (doc fragments ``september.engine._engine`` and ``._engine.COMPOSE_PROJECT``), how its
+    brain records migrations and its images ship them (``._brain.MIGRATIONS``, ``._brain.MIGRATION_FILES``), how to
+    reach its API (``._engine_api``) and Docker (``._docker``). Use with ENGINE_REQUIRED_IF. engine_preflight and
+    engine_rollback.
+    """
+    return [engine_argument_spec(), migrations_argument_spec(), migration_files_argument_spec(),
+            engine_api_argument_spec(), docker_argument_spec()]
 
 
 def split_repository(ref: str | None) -> tuple[str | None, str | None]:

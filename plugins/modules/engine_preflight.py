@@ -28,6 +28,7 @@ extends_documentation_fragment:
   - september.engine._docker
   - september.engine._engine_api
   - september.engine._brain.MIGRATIONS
+  - september.engine._brain.MIGRATION_FILES
 attributes:
   check_mode:
     support: full
@@ -90,14 +91,6 @@ options:
     description: Where the copy of the brain is made (room for a full copy). Default O(snapshot.dest), else the
       system's temporary folder.
     type: path
-  migrations_dir:
-    description: Where the images keep their migration files.
-    type: str
-    default: /app/migrations
-  version_label:
-    description: The image label that holds the release.
-    type: str
-    default: org.opencontainers.image.version
   baseline:
     description:
       - Measure the Engine's baseline once the gates passed (V(upgrade)), as M(september.engine.engine_metrics) does,
@@ -314,20 +307,14 @@ preflight:
       sample: {"how": "container_back", "previous": "engine-u042--previous"}
 """
 
-from ansible_collections.september.engine.plugins.module_utils._brain import migrations_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._docker import (
-    docker_argument_spec,
-    docker_client,
-)
-from ansible_collections.september.engine.plugins.module_utils._engine import ENGINE_REQUIRED_IF, engine_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_api_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._docker import docker_client
+from ansible_collections.september.engine.plugins.module_utils._engine import ENGINE_REQUIRED_IF, engine_module_specs
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._preflight import Preflight
 
 
 def main() -> None:
     argument_spec = dict(
-        engine_argument_spec(),
         inventory_name=dict(type="str"),
         target_version=dict(type="str", required=True),
         image_repository=dict(type="str"),
@@ -339,8 +326,6 @@ def main() -> None:
         boot_test=dict(type="str", choices=["auto", "always", "never"], default="auto"),
         boot_timeout=dict(type="int", default=120),
         boot_test_dir=dict(type="path"),
-        migrations_dir=dict(type="str", default="/app/migrations"),
-        version_label=dict(type="str", default="org.opencontainers.image.version"),
         baseline=dict(type="dict", options=dict(
             window_seconds=dict(type="int", default=300),
             max_seconds=dict(type="int", default=0),
@@ -367,11 +352,8 @@ def main() -> None:
             run_id=dict(type="str", required=True),
             ttl=dict(type="int", default=1200),
         )),
-        **migrations_argument_spec(),
-        **engine_api_argument_spec(),
-        **docker_argument_spec(),
     )
-    module = EngineModule(argument_spec, docker=True, required_if=ENGINE_REQUIRED_IF)
+    module = EngineModule(argument_spec, shared=engine_module_specs(), docker=True, required_if=ENGINE_REQUIRED_IF)
 
     def work() -> dict:
         preflight = Preflight(module.params, docker_client(module.params), check_mode=module.check_mode,

@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - september.engine._engine.COMPOSE_PROJECT
   - september.engine._engine_api
   - september.engine._brain.MIGRATIONS
+  - september.engine._brain.MIGRATION_FILES
   - september.engine._docker
 attributes:
   check_mode:
@@ -111,14 +112,6 @@ options:
     description: The brain's file name under O(data_dir).
     type: str
     default: brain.sqlite
-  migrations_dir:
-    description: Where the images keep their migration files.
-    type: str
-    default: /app/migrations
-  version_label:
-    description: The image label that holds the release.
-    type: str
-    default: org.opencontainers.image.version
   compose_command:
     description: The Compose command, for O(deployment=compose); V(auto) prefers C(docker compose) (v2).
     type: str
@@ -295,20 +288,14 @@ rollback:
       sample: ["stop engine-u042", "replace /var/lib/docker/volumes/.../brain.sqlite with snapshot ..."]
 """
 
-from ansible_collections.september.engine.plugins.module_utils._brain import migrations_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._docker import (
-    docker_argument_spec,
-    docker_client,
-)
-from ansible_collections.september.engine.plugins.module_utils._engine import ENGINE_REQUIRED_IF, engine_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._engine_api import engine_api_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._docker import docker_client
+from ansible_collections.september.engine.plugins.module_utils._engine import ENGINE_REQUIRED_IF, engine_module_specs
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._rollback import Rollback, check_options
 
 
 def main() -> None:
     argument_spec = dict(
-        engine_argument_spec(),
         inventory_name=dict(type="str"),
         version=dict(type="str"),
         image=dict(type="str"),
@@ -322,8 +309,6 @@ def main() -> None:
         previous_brain_retain_days=dict(type="int", default=30),
         min_free_bytes=dict(type="int", default=64 * 1024 * 1024),
         brain_file=dict(type="str", default="brain.sqlite"),
-        migrations_dir=dict(type="str", default="/app/migrations"),
-        version_label=dict(type="str", default="org.opencontainers.image.version"),
         compose_command=dict(type="str", default="auto", choices=["auto", "docker compose", "docker-compose"]),
         drain_timeout=dict(type="int", default=60),
         health_timeout=dict(type="int", default=120),
@@ -337,11 +322,8 @@ def main() -> None:
             run_id=dict(type="str", required=True),
             ttl=dict(type="int", default=1200),
         )),
-        **migrations_argument_spec(),
-        **engine_api_argument_spec(),
-        **docker_argument_spec(),
     )
-    module = EngineModule(argument_spec, docker=True, required_if=ENGINE_REQUIRED_IF,
+    module = EngineModule(argument_spec, shared=engine_module_specs(), docker=True, required_if=ENGINE_REQUIRED_IF,
                           mutually_exclusive=[("version", "image")])
     done: dict = {}
 

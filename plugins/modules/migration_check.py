@@ -34,14 +34,6 @@ options:
       - Defaults to the image of O(container). Without O(container), RV(migration.bump) is null unless this is
         given; O(boot_test=true) requires it.
     type: str
-  migrations_dir:
-    description: Folder inside the images where they ship their migration files C(NNNN_name.sql).
-    type: str
-    default: /app/migrations
-  version_label:
-    description: Image label holding the release version; when an image lacks it, the version is its tag.
-    type: str
-    default: org.opencontainers.image.version
   boot_test:
     description:
       - Start O(target_image) on a throwaway copy of the brain until its C(/health) is ok (its migrations run on
@@ -79,6 +71,7 @@ extends_documentation_fragment:
   - september.engine._attributes.READ_ONLY
   - september.engine._brain
   - september.engine._brain.MIGRATIONS
+  - september.engine._brain.MIGRATION_FILES
   - september.engine._docker
 notes:
   - Runs in check mode as well, boot test included; the boot test's containers and copy are gone when it returns.
@@ -345,6 +338,7 @@ from ansible_collections.september.engine.plugins.module_utils._brain import (
     BRAIN_MUTUALLY_EXCLUSIVE,
     BRAIN_REQUIRED_ONE_OF,
     brain_module_specs,
+    migration_files_argument_spec,
 )
 from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
@@ -354,16 +348,14 @@ def main() -> None:
     argument_spec = dict(
         target_image=dict(type="str", required=True),
         current_image=dict(type="str"),
-        migrations_dir=dict(type="str", default="/app/migrations"),
-        version_label=dict(type="str", default="org.opencontainers.image.version"),
         boot_test=dict(type="bool", default=False),
         boot_timeout=dict(type="int", default=120),
         boot_test_dir=dict(type="path"),
         api_key_env=dict(type="str", default="ENGINE_API_KEY", no_log=False),
         env=dict(type="dict", no_log=True),
     )
-    module = EngineModule(argument_spec, shared=brain_module_specs(lock=False), docker=True,
-                          mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
+    module = EngineModule(argument_spec, shared=[*brain_module_specs(lock=False), migration_files_argument_spec()],
+                          docker=True, mutually_exclusive=BRAIN_MUTUALLY_EXCLUSIVE,
                           required_one_of=BRAIN_REQUIRED_ONE_OF)
     module.run(lambda: dict(migration=MigrationCheck(module.params, hide=module.no_log_values.add).run()))
 
