@@ -24,11 +24,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from engine_testkit import brain
+from engine_testkit.fleet import Engine
+from engine_testkit.loadgen import LoadGenerator
 
 from .conftest import Faults, failure_messages, wait_for
 
@@ -45,65 +48,60 @@ def die_events(f: Faults, container_id: str, since: float) -> list[str]:
     return [e.get("Action", "") for e in events]
 
 
-def test_rollback_faults_on_a_bind_mounted_brain(faults: Faults) -> None:
-    data = faults.tmpfs(faults.tmp / "brain-disk", "96m")
-    engine = faults.up_bind_engine(data)
-    eid = engine.engine_id
-    with faults.load() as lg:
-        run = faults.run("upgrade.yml", label="to 2.4.0", engine_target_version="2.4.0")
-        assert run.rc == 0, run.stdout[-3000:]
-        entry = faults.entry(engine)
-        assert entry["identity"] == f"bind:{data}", entry["identity"]
-        assert entry["status"] == "upgraded" and entry["verdict"]["decision"] == "pass", entry
-        upgraded = engine.container().id
+def upgrade_to_240(faults: Faults, engine: Engine, data: Path) -> str:
+    """upgrade.yml takes the bind-mounted Engine to 2.4.0; returns its new container's id."""
+    run = faults.run("upgrade.yml", label="to 2.4.0", engine_target_version="2.4.0")
+    assert run.rc == 0, run.stdout[-3000:]
+    entry = faults.entry(engine)
+    assert entry["identity"] == f"bind:{data}", entry["identity"]
+    assert entry["status"] == "upgraded" and entry["verdict"]["decision"] == "pass", entry
+    return engine.container().id
 
-        # 1. A target older than the brain.
-        run = faults.run("upgrade.yml", label="to 2.3.1", engine_target_version="2.3.1")
-        assert run.rc == 2, run.stdout[-3000:]
-        assert any("0006" in m and "does not ship" in m and "rollback playbook" in m for m in failure_messages(run))
-        assert engine.container().id == upgraded and engine.image_version() == "2.4.0"
 
-        # 2. The disk is full: refused before the stop.
-        filler = faults.fill(data, leave=4 * 1024 * 1024)
-        since = time.time()
-        try:
-            run = faults.run("rollback.yml", label="rollback, disk full")
-        finally:
-            filler.unlink()
-        assert run.rc == 2, run.stdout[-3000:]
-        assert any("Not enough free space" in m for m in failure_messages(run)), failure_messages(run)
-        assert die_events(faults, upgraded, since) == [], "the Engine was stopped though the restore could not be done"
-        assert engine.container().id == upgraded and engine.is_healthy()
+def assert_older_target_refused(faults: Faults, engine: Engine, upgraded: str) -> None:
+    """upgrade.yml to 2.3.1, a target older than the brain (0006): refused, nothing changed."""
+    run = faults.run("upgrade.yml", label="to 2.3.1", engine_target_version="2.3.1")
+    assert run.rc == 2, run.stdout[-3000:]
+    assert any("0006" in m and "does not ship" in m and "rollback playbook" in m for m in failure_messages(run))
+    assert engine.container().id == upgraded and engine.image_version() == "2.4.0"
 
-        # 3. A sidecar holds the brain's folder: refused before the stop.
-        sidecar = faults.sidecar(engine)
-        since = time.time()
-        try:
-            run = faults.run("rollback.yml", label="rollback, sidecar")
-        finally:
-            sidecar.remove(force=True)
-        assert run.rc == 2, run.stdout[-3000:]
-        assert any(sidecar.name in m and "The Engine was not stopped" in m for m in failure_messages(run)), (
-            failure_messages(run)
-        )
-        assert die_events(faults, upgraded, since) == []
-        assert engine.container().id == upgraded and engine.is_healthy()
-        assert faults.lock_files() == [] and faults.temp_files() == []
 
-        # 4. The Engine is killed: a hot WAL holds its recent writes.
-        engine.container().kill()
+def assert_refused_before_the_stop(
+    faults: Faults, engine: Engine, upgraded: str, label: str, undo: Callable[[], object],
+    says: Callable[[str], bool],
+) -> None:
+    """rollback.yml under a fault (``undo`` takes the fault away after the run): refused, one failure message
+    ``says`` why, the Engine never stopped, the same container healthy."""
+    since = time.time()
+    try:
+        run = faults.run("rollback.yml", label=label)
+    finally:
+        undo()
+    assert run.rc == 2, run.stdout[-3000:]
+    assert any(says(m) for m in failure_messages(run)), failure_messages(run)
+    assert die_events(faults, upgraded, since) == [], "the Engine was stopped though the restore could not be done"
+    assert engine.container().id == upgraded and engine.is_healthy()
+
+
+def snapshot_the_killed_engine(faults: Faults, engine: Engine, lg: LoadGenerator) -> None:
+    """snapshot.yml on the killed Engine: its snapshot holds what only the hot WAL held; the Engine left down."""
     wait_for(lambda: engine.container().status == "exited", "the Engine to be down")
     wal = Path(f"{engine.brain_path()}-wal")
     assert wal.exists() and wal.stat().st_size > 0, "no hot WAL to test with"
     run = faults.run("snapshot.yml", label="snapshot of the killed Engine")
     assert run.rc == 0, run.stdout[-3000:]
+    eid = engine.engine_id
     scheduled = [m for m in faults.snapshots(eid).values() if m["kind"] == "scheduled"]
     (taken,) = scheduled
     missing = brain.missing_acknowledged_detail(lg, engine, faults.snapshot_dir(eid) / f"{taken['name']}.sqlite")
     assert missing == {"tasks": set(), "signals": set()}, f"the snapshot lacks what only the WAL held: {missing}"
     assert engine.container().status == "exited", "snapshot.yml started an Engine"
 
-    # 5. The rollback of the killed Engine: the replaced brain is kept with its WAL's rows.
+
+def roll_back_the_killed_engine(faults: Faults, engine: Engine, data: Path, lg: LoadGenerator) -> None:
+    """rollback.yml on the killed Engine: back on 2.3.0 with the pre-upgrade brain; the replaced brain is kept with
+    its WAL's rows."""
+    eid = engine.engine_id
     backup = faults.tmp / "before-rollback"
     shutil.copytree(data, backup, ignore=shutil.ignore_patterns(".filler"))
     run = faults.run("rollback.yml", label="rollback of the killed Engine")
@@ -118,6 +116,38 @@ def test_rollback_faults_on_a_bind_mounted_brain(faults: Faults) -> None:
     faults.assert_writes_kept_restored(engine, pre, kept, lg)
     assert brain.applied_migrations(engine.brain_path())[-1] == "0005"
     faults.settled({eid: "2.3.0"})
+
+
+def test_rollback_faults_on_a_bind_mounted_brain(faults: Faults) -> None:
+    data = faults.tmpfs(faults.tmp / "brain-disk", "96m")
+    engine = faults.up_bind_engine(data)
+    eid = engine.engine_id
+    with faults.load() as lg:
+        upgraded = upgrade_to_240(faults, engine, data)
+
+        # 1. A target older than the brain.
+        assert_older_target_refused(faults, engine, upgraded)
+
+        # 2. The disk is full: refused before the stop.
+        filler = faults.fill(data, leave=4 * 1024 * 1024)
+        assert_refused_before_the_stop(
+            faults, engine, upgraded, "rollback, disk full", filler.unlink, lambda m: "Not enough free space" in m
+        )
+
+        # 3. A sidecar holds the brain's folder: refused before the stop.
+        sidecar = faults.sidecar(engine)
+        assert_refused_before_the_stop(
+            faults, engine, upgraded, "rollback, sidecar", lambda: sidecar.remove(force=True),
+            lambda m: sidecar.name in m and "The Engine was not stopped" in m,
+        )
+        assert faults.lock_files() == [] and faults.temp_files() == []
+
+        # 4. The Engine is killed: a hot WAL holds its recent writes.
+        engine.container().kill()
+    snapshot_the_killed_engine(faults, engine, lg)
+
+    # 5. The rollback of the killed Engine: the replaced brain is kept with its WAL's rows.
+    roll_back_the_killed_engine(faults, engine, data, lg)
 
     # 6. Stopped by its operator on the release to go back to: rollback.yml starts it, nothing else.
     engine.container().stop(timeout=10)
