@@ -95,16 +95,40 @@ def under_load(engine, minimum: int):
     return load
 
 
+@contextlib.contextmanager
+def loaded(engine, minimum: int, then: int = 0):
+    """A LoadGenerator on `engine` with at least `minimum` acknowledged turns for the block; when the block went
+    through, `then` more turns acknowledged after it (the bad window after a snapshot). Stopped whatever happens."""
+    load = under_load(engine, minimum)
+    try:
+        yield load
+        if then:
+            at_snapshot = len(load.acks(engine.engine_id))
+            wait_until(lambda: len(load.acks(engine.engine_id)) >= at_snapshot + then, 60, "turns after the snapshot")
+    finally:
+        load.stop()
+
+
 def wall(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def assert_reflink_record(record: dict, engine, snaps: Path) -> None:
+    """The built-in provider's record of snapshot s1 (pre-upgrade, the Engine paused briefly, its brain verified),
+    and the folder's modes (0700, records 0600)."""
+    assert record["provider"] == "reflink" and record["id"] == "s1" and record["kind"] == "pre-upgrade"
+    assert record["engine"]["key"] == f"volume:{engine.volume}" and record["engine_version"] == "2.3.0"
+    assert record["paused"] == [engine.container_name] and record["paused_seconds"] < 30
+    assert record["brain"]["verify"] == {"mode": "quick", "result": "ok"} and record["reason"] == "system test"
+    assert oct(os.stat(snaps).st_mode & 0o777) == "0o700"
+    assert all(oct(os.stat(snaps / n).st_mode & 0o777) == "0o600" for n in os.listdir(snaps) if n.endswith(".json"))
 
 
 def test_snapshot_under_load_then_restore_gives_exactly_the_snapshot(lab, tmp_path):
     engine = lab.run("2.3.0")
     inv = inventory(tmp_path, {"u1": {"engine_container_name": engine.container_name}})
     snaps = tmp_path / "state" / "snapshots" / "u1"
-    load = under_load(engine, 10)
-    try:
+    with loaded(engine, 10, then=10) as load:
         check = play(inv, check=True, engine_volume_snapshot_name="s1", engine_volume_snapshot_kind="pre-upgrade")
         assert check.rc == 0, check.stdout[-4000:]
         assert records(snaps) == {}, "check mode must write no snapshot"
@@ -115,18 +139,9 @@ def test_snapshot_under_load_then_restore_gives_exactly_the_snapshot(lab, tmp_pa
             engine_volume_snapshot_reason="system test",
         )
         assert taken.rc == 0, taken.stdout[-4000:]
-        at_snapshot = len(load.acks(engine.engine_id))
-        wait_until(lambda: len(load.acks(engine.engine_id)) >= at_snapshot + 10, 60, "turns after the snapshot")
-    finally:
-        load.stop()
     record = records(snaps)["s1"]
     data = snaps / "s1.volume"
-    assert record["provider"] == "reflink" and record["id"] == "s1" and record["kind"] == "pre-upgrade"
-    assert record["engine"]["key"] == f"volume:{engine.volume}" and record["engine_version"] == "2.3.0"
-    assert record["paused"] == [engine.container_name] and record["paused_seconds"] < 30
-    assert record["brain"]["verify"] == {"mode": "quick", "result": "ok"} and record["reason"] == "system test"
-    assert oct(os.stat(snaps).st_mode & 0o777) == "0o700"
-    assert all(oct(os.stat(snaps / n).st_mode & 0o777) == "0o600" for n in os.listdir(snaps) if n.endswith(".json"))
+    assert_reflink_record(record, engine, snaps)
     by_path = {f["path"]: f for f in record["files"]}
     assert sha256(data / "brain.sqlite") == by_path["brain.sqlite"]["sha256"]
     acked = load.acked_before(engine.engine_id, wall(record["created_at"]), clock="wall")
@@ -221,14 +236,9 @@ def test_a_teams_provider_through_the_hook(lab, tmp_path):
         test_provider_log=str(log),
     )
     snaps = tmp_path / "state" / "snapshots" / "u1"
-    load = under_load(engine, 5)
-    try:
+    with loaded(engine, 5, then=5):
         taken = play(inv, engine_volume_snapshot_name="team1", engine_volume_snapshot_kind="pre-upgrade")
         assert taken.rc == 0, taken.stdout[-4000:]
-        at_snapshot = len(load.acks(engine.engine_id))
-        wait_until(lambda: len(load.acks(engine.engine_id)) >= at_snapshot + 5, 60, "turns after the snapshot")
-    finally:
-        load.stop()
     record = records(snaps)["team1"]
     assert record["provider"] == "test-tar" and record["id"] == str(archives / "team1.tar")
     assert record["engine"]["key"] == f"volume:{engine.volume}" and record["kind"] == "pre-upgrade"
@@ -300,14 +310,9 @@ def test_reflink_clones_on_xfs(lab, xfs, tmp_path, docker_client):
     inv = inventory(
         tmp_path, {"x1": {"engine_container_name": engine.container_name, "engine_snapshot_dir": str(snaps)}}
     )
-    load = under_load(engine, 10)
-    try:
+    with loaded(engine, 10, then=10) as load:
         taken = play(inv, engine_volume_snapshot_name="x1", engine_volume_snapshot_clone="always")
         assert taken.rc == 0, taken.stdout[-4000:]
-        at_snapshot = len(load.acks(engine.engine_id))
-        wait_until(lambda: len(load.acks(engine.engine_id)) >= at_snapshot + 10, 60, "turns after the snapshot")
-    finally:
-        load.stop()
     record = records(snaps)["x1"]
     assert record["method"] == "reflink" and record["source"]["filesystem"] == "xfs"
     assert record["source"]["folder"] == str(folder), "the volume's content is the folder it binds, not its Mountpoint"
@@ -333,11 +338,8 @@ def test_the_rollback_wiring_restores_the_volume_only_when_the_brain_needs_it(la
     engine = lab.run("2.3.0")
     inv = inventory(tmp_path, {"u1": {"engine_container_name": engine.container_name}})
     snaps = tmp_path / "state" / "snapshots" / "u1"
-    load = under_load(engine, 5)
-    try:
+    with loaded(engine, 5) as load:
         run = run_playbook(ROLLBACK, extra_vars=dict(vol_run="run7", vol_to=to, vol_restored=restored), inventory=inv)
-    finally:
-        load.stop()
     assert run.rc == 0, run.stdout[-6000:]
     name = f"volume-pre-upgrade-{engine.volume}-2.3.0-to-{to}-run7"
     record = records(snaps)[name]
@@ -386,8 +388,7 @@ def test_the_upgrade_takes_a_volume_snapshot_and_its_rescue_restores_it(lab, tmp
     engine = lab.run("2.3.0")
     inv = inventory(tmp_path, {"u1": {"engine_container_name": engine.container_name}})
     snaps = tmp_path / "state" / "snapshots" / "u1"
-    load = under_load(engine, 5)
-    try:
+    with loaded(engine, 5):
         run = run_playbook(
             ROOT / "playbooks" / "upgrade.yml",
             extra_vars=run_vars(tmp_path / "state", tmp_path / "reports", engine_target_version="2.4.1",
@@ -395,8 +396,6 @@ def test_the_upgrade_takes_a_volume_snapshot_and_its_rescue_restores_it(lab, tmp
                                 engine_run_id="volrun"),
             inventory=inv,
         )
-    finally:
-        load.stop()
     assert run.rc == 2, run.stdout[-6000:]
     (report,) = [json.loads(p.read_text()) for p in (tmp_path / "reports").glob("*/upgrade.json")]
     (entry,) = report["engines"]
