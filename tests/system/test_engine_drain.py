@@ -23,6 +23,7 @@ from engine_testkit import LoadGenerator, brain
 from engine_testkit.fleet import Engine
 from engine_testkit.lab import EngineLab
 from engine_testkit.loadgen import expected_answer, iter_stream_lines, parse_sse
+from engine_testkit.waits import wait_until
 
 LONG_TURN_MS = "3000"
 
@@ -82,14 +83,48 @@ def messages(lines: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
     return [line for line in lines if str(line["message"]).startswith(prefix)]
 
 
+def assert_draining_refuses_new_turns(e: Engine, in_flight: list[LongTurn]) -> None:
+    """While the drain runs: /health is 503 draining, a new turn gets 503 DRAINING, the turns in flight go on."""
+    code, body = wait_health(e, "draining", timeout=5)
+    assert code == 503 and body is not None and body["status"] == "draining", (code, body)
+    refused = requests.post(f"{e.url}/execute", json={"message": "echo: too late"},
+                            headers={"X-Engine-Key": e.api_key}, timeout=10)
+    assert refused.status_code == 503 and refused.json()["error"] == "DRAINING", refused.text
+    still = e.health(timeout=2)
+    assert still[0] == 503 and (still[1] or {}).get("status") == "draining", "the drain ended too early"
+    assert all(t.is_alive() for t in in_flight), "in-flight turns ended before the refusal was checked"
+
+
+def assert_finished(turns: list[LongTurn]) -> None:
+    """Each turn ended with its ``done`` event: completed, with the right answer."""
+    for t in turns:
+        t.join(30)
+        assert not t.is_alive() and t.exc is None, (t.message, t.exc)
+        assert [n for n, _data in t.events][-1] == "done", (t.message, t.events)
+        done = t.event("done") or {}
+        assert done["status"] == "completed" and done["answer"] == expected_answer(t.message)
+
+
+def assert_clean_drain_logged(lines: list[dict[str, Any]], in_flight: int) -> None:
+    """The Engine's log of a drain that completed: one SIGTERM with the turns in flight, the drain complete (not
+    timed out), one WAL checkpoint with nothing busy, exit code 0."""
+    sigterm = messages(lines, "SIGTERM received: draining")
+    assert len(sigterm) == 1 and sigterm[0]["extra"]["in_flight"] >= in_flight, sigterm
+    assert messages(lines, "drain complete: no turn in flight") and not messages(lines, "drain timed out")
+    checkpoint = messages(lines, "WAL checkpointed (TRUNCATE)")
+    assert len(checkpoint) == 1 and checkpoint[0]["extra"]["busy"] == 0, checkpoint
+    assert messages(lines, "engine stopped")[0]["extra"]["exit_code"] == 0
+
+
 @pytest.mark.timeout(150)
 def test_sigterm_finishes_in_flight_turns_refuses_new_ones_and_loses_no_ack(eng_lab: EngineLab) -> None:
     e = eng_lab.run("2.4.0", env={"ENGINE_TURN_LATENCY_MS": LONG_TURN_MS}, restart="unless-stopped")
     gen = LoadGenerator([e], rate=3.0, feedback_ratio=0.5, request_timeout=30, workers_per_engine=12, max_seconds=90)
     gen.start()
     try:
-        time.sleep(4.5)  # a first round of 3 s turns is acknowledged, the next one is in flight
-        acked_before_stop = gen.acked_task_ids(e.engine_id)
+        # A first round of 3 s turns acknowledged; the load keeps its next ones in flight.
+        acked_before_stop = wait_until(lambda: gen.acked_task_ids(e.engine_id), 30, "a first acknowledged turn",
+                                       last=gen.stats)
         assert acked_before_stop, gen.stats()
         in_flight = start_long_turns(e, 5, "drain")
 
@@ -98,21 +133,8 @@ def test_sigterm_finishes_in_flight_turns_refuses_new_ones_and_loses_no_ack(eng_
         stopper = threading.Thread(target=lambda: stop.update(code=eng_lab.stop(e, timeout=30)), daemon=True)
         stopper.start()
 
-        code, body = wait_health(e, "draining", timeout=5)
-        assert code == 503 and body is not None and body["status"] == "draining", (code, body)
-        refused = requests.post(f"{e.url}/execute", json={"message": "echo: too late"},
-                                headers={"X-Engine-Key": e.api_key}, timeout=10)
-        assert refused.status_code == 503 and refused.json()["error"] == "DRAINING", refused.text
-        still = e.health(timeout=2)
-        assert still[0] == 503 and (still[1] or {}).get("status") == "draining", "the drain ended too early"
-        assert all(t.is_alive() for t in in_flight), "in-flight turns ended before the refusal was checked"
-
-        for t in in_flight:
-            t.join(30)
-            assert not t.is_alive() and t.exc is None, (t.message, t.exc)
-            assert [n for n, _data in t.events][-1] == "done", (t.message, t.events)
-            done = t.event("done") or {}
-            assert done["status"] == "completed" and done["answer"] == expected_answer(t.message)
+        assert_draining_refuses_new_turns(e, in_flight)
+        assert_finished(in_flight)
         stopper.join(40)
         drain_seconds = time.monotonic() - t_stop
         assert stop.get("code") == 0, stop
@@ -127,13 +149,7 @@ def test_sigterm_finishes_in_flight_turns_refuses_new_ones_and_loses_no_ack(eng_
     assert stats["wrong_answers"] == 0 and stats["aborted"] == 0, stats
     assert len(gen.acked_task_ids(e.engine_id)) > len(acked_before_stop)  # load turns in flight were finished too
 
-    lines = eng_lab.log_lines(e)
-    sigterm = messages(lines, "SIGTERM received: draining")
-    assert len(sigterm) == 1 and sigterm[0]["extra"]["in_flight"] >= len(in_flight), sigterm
-    assert messages(lines, "drain complete: no turn in flight") and not messages(lines, "drain timed out")
-    checkpoint = messages(lines, "WAL checkpointed (TRUNCATE)")
-    assert len(checkpoint) == 1 and checkpoint[0]["extra"]["busy"] == 0, checkpoint
-    assert messages(lines, "engine stopped")[0]["extra"]["exit_code"] == 0
+    assert_clean_drain_logged(eng_lab.log_lines(e), len(in_flight))
 
     eng_lab.start_again(e, timeout=60)
     path = e.brain_path()
