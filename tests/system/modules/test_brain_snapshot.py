@@ -389,11 +389,49 @@ def test_engines_sharing_a_folder_each_get_their_own_brain_back(fleet, tmp_path)
         wait_healthy(engine.url)
 
 
+def assert_a_sidecar_makes_the_restore_refuse(fleet, engine, docker_client, check) -> None:
+    """A sidecar that mounts the Engine's volume: ``check()`` (the restore's check, the Engine running) refuses it
+    by name; the Engine is not stopped and nothing is left beside its brain."""
+    errors = collection("_errors")
+    sidecar = docker_client.containers.run(
+        "engine:2.3.0", command=["sleep", "600"], name=f"{fleet.name}-sidecar", detach=True,
+        volumes={engine.volume: {"bind": "/data", "mode": "rw"}},
+        labels={LABEL_FLEET: fleet.name, LABEL_TESTKIT: "engine_testkit"})
+    try:
+        wait_until(lambda: sidecar.reload() or sidecar.status == "running", 60, "the sidecar to run")
+        with pytest.raises(errors.EngineBusyError, match=f"running container\\(s\\) {sidecar.name} mount its"):
+            check()
+    finally:
+        sidecar.remove(force=True)
+    container = engine.container()
+    container.reload()
+    assert container.status == "running", "the Engine was stopped although the restore was refused"
+    assert sorted(p.name for p in engine.brain_path().parent.iterdir() if p.name.startswith(".")) == []
+
+
+def stage_then_install(restore_api, plan, engine, identity, docker_client) -> tuple[dict, set]:
+    """Stage beside the live Engine (install refused while it runs), stop it, install: what install returned and the
+    bad window's tasks (the brain's just before the stop). The plan is aborted whatever happens (a no-op once
+    installed)."""
+    errors = collection("_errors")
+    try:
+        restore_api.stage_restore(plan)  # beside the live Engine
+        assert Path(plan.staged).is_file()
+        with pytest.raises(errors.EngineBusyError, match=f"container {engine.container_name} is running"):
+            restore_api.install_restore(plan, client=docker_client)
+        bad_window = task_ids(engine.brain_path(), status=None)
+        engine.container().stop(timeout=30)
+        installed = restore_api.install_restore(plan, client=docker_client, migrations={},
+                                                fields=dict(engine=identity), defer_keep=True)
+    finally:
+        restore_api.abort_restore(plan)
+    return installed, bad_window
+
+
 def test_restore_checks_before_the_engine_is_stopped(fleet, dest, docker_client):
     """Issue 10.5, the rollback's python API on a real Engine: a sidecar that mounts the volume makes the restore
     refuse while the Engine still runs; without it, check and stage run beside the live Engine, install after."""
-    restore_api, brain_api = collection("_restore"), collection("_brain")
-    errors, store_api = collection("_errors"), collection("_snapshot_store")
+    restore_api, brain_api, store_api = collection("_restore"), collection("_brain"), collection("_snapshot_store")
     engine = fleet.up(1, "2.3.0")[0]
     load = LoadGenerator([engine], rate=8, feedback_ratio=0, workers_per_engine=2).start()
     try:
@@ -409,36 +447,15 @@ def test_restore_checks_before_the_engine_is_stopped(fleet, dest, docker_client)
     assert identity["key"] == f"volume:{engine.volume}"
     store = store_api.SnapshotStore(str(dest))
     entry = store.get("good")
-    sidecar = docker_client.containers.run(
-        "engine:2.3.0", command=["sleep", "600"], name=f"{fleet.name}-sidecar", detach=True,
-        volumes={engine.volume: {"bind": "/data", "mode": "rw"}},
-        labels={LABEL_FLEET: fleet.name, LABEL_TESTKIT: "engine_testkit"})
-    try:
-        wait_until(lambda: sidecar.reload() or sidecar.status == "running", 60, "the sidecar to run")
-        with pytest.raises(errors.EngineBusyError, match=f"running container\\(s\\) {sidecar.name} mount its"):
-            restore_api.check_restore(store, location, entry, identity=identity, client=docker_client,
-                                      engine_may_run=True)
-    finally:
-        sidecar.remove(force=True)
-    container = engine.container()
-    container.reload()
-    assert container.status == "running", "the Engine was stopped although the restore was refused"
-    assert sorted(p.name for p in engine.brain_path().parent.iterdir() if p.name.startswith(".")) == []
+    assert_a_sidecar_makes_the_restore_refuse(
+        fleet, engine, docker_client,
+        lambda: restore_api.check_restore(store, location, entry, identity=identity, client=docker_client,
+                                          engine_may_run=True))
     plan = restore_api.check_restore(store, location, entry, identity=identity, client=docker_client,
                                      engine_may_run=True, verify=False)  # the Engine's own process is no reason
-    try:
-        restore_api.stage_restore(plan)  # beside the live Engine
-        assert Path(plan.staged).is_file()
-        with pytest.raises(errors.EngineBusyError, match=f"container {engine.container_name} is running"):
-            restore_api.install_restore(plan, client=docker_client)
-        bad_window = task_ids(engine.brain_path(), status=None)
-        container.stop(timeout=30)
-        installed = restore_api.install_restore(plan, client=docker_client, migrations={},
-                                                fields=dict(engine=identity), defer_keep=True)
-    finally:
-        restore_api.abort_restore(plan)
+    installed, bad_window = stage_then_install(restore_api, plan, engine, identity, docker_client)
     assert sorted(p.name for p in engine.brain_path().parent.iterdir()) == ["brain.sqlite"]
-    container.start()  # before the replaced brain is hashed and committed (when it was linked, not copied)
+    engine.container().start()  # before the replaced brain is hashed and committed (when it was linked, not copied)
     linked = collection("_fileops").same_filesystem(str(dest), str(engine.brain_path()))
     assert (installed["sha256"] is None) == linked
     previous = restore_api.complete_restore(plan) or installed
