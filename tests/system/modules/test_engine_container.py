@@ -233,17 +233,11 @@ def assert_identical_config(old: dict, new: dict, old_version: str, new_version:
     assert new["Config"]["Hostname"] == new["Id"][:12], "the generated hostname is not copied"
 
 
-def test_switch_roll_back_finalize(orchestrator, docker_client):
-    engine = orchestrator.up("2.3.0")
+def assert_switched(docker_client, engine: Engine, applied: dict, original: dict, before_ids: list[str]) -> dict:
+    """The switch to 2.3.1: a new container with the old one's configuration, the old one kept stopped as
+    ``--previous`` (never restarted), the Engine healthy on 2.3.1 on the same brain; what the module returned says
+    so, without the key. Returns the new container's inspect."""
     name = engine.container_name
-    before_ids = [turn(engine, f"echo: before the switch {i}")["done"]["task_id"] for i in range(3)]
-    original = inspect(docker_client, name)
-
-    # the rollout makes sure the image is present before any downtime
-    image_run = run_playbook(IMAGE_PLAYBOOK, extra_vars={"img_name": "engine:2.3.1"})
-    assert image_run.rc == 0, image_run.stdout[-4000:]
-
-    applied = switch(name, "present", "engine:2.3.1", expect_image="engine:2.3.1", expect_previous=True)
     new = inspect(docker_client, name)
     previous = inspect(docker_client, f"{name}--previous")
     assert previous["Id"] == original["Id"] and new["Id"] != original["Id"]
@@ -266,14 +260,14 @@ def test_switch_roll_back_finalize(orchestrator, docker_client):
     assert container["timings"]["switch_seconds"] >= container["timings"]["drain_seconds"]
     assert applied["diff"]["before"]["version"] == "2.3.0" and applied["diff"]["after"]["version"] == "2.3.1"
     assert "ENGINE_API_KEY" not in json.dumps(applied) and engine.api_key not in json.dumps(applied)
+    return new
 
-    # another switch before this one is finalized or rolled back is refused, and changes nothing
-    fail_switch(name, "engine:2.4.0", "Unfinished switch.*finalized.*rolled_back")
-    assert inspect(docker_client, name)["Id"] == new["Id"]
-    during_ids = [turn(engine, "echo: on 2.3.1")["done"]["task_id"]]
 
-    # roll back: the original container is back, the bad one kept as --failed
-    rolled = switch(name, "rolled_back", expect_image="engine:2.3.0", expect_previous=False)
+def assert_rolled_back_to_previous(docker_client, engine: Engine, rolled: dict, original: dict, new: dict,
+                                   ids: list[str]) -> None:
+    """The roll back: the original container is back and running, the bad one kept stopped as ``--failed``, no
+    ``--previous`` left; the Engine healthy on 2.3.0 with every task."""
+    name = engine.container_name
     back = inspect(docker_client, name)
     failed = inspect(docker_client, f"{name}--failed")
     assert back["Id"] == original["Id"] and back["State"]["Status"] == "running"
@@ -285,19 +279,50 @@ def test_switch_roll_back_finalize(orchestrator, docker_client):
     assert rolled["container"]["version"] == "2.3.0"
     wait_healthy(engine)
     assert engine.image_version() == "2.3.0"
-    assert all(task(engine, t)["status"] == "completed" for t in before_ids + during_ids)
+    assert all(task(engine, t)["status"] == "completed" for t in ids)
+
+
+def assert_finalized(docker_client, engine: Engine, finalized: dict, original: dict, failed_id: str) -> dict:
+    """Finalized: the previous container goes, the volume and the evidence (``--failed``) stay. Returns the current
+    container's inspect."""
+    name = engine.container_name
+    assert finalized["container"]["actions"] == [f"remove {name}--previous"]
+    assert inspect(docker_client, f"{name}--previous") is None
+    assert inspect(docker_client, f"{name}--failed")["Id"] == failed_id
+    assert docker_client.volumes.get(engine.volume).name == engine.volume
+    current = inspect(docker_client, name)
+    assert current["State"]["Status"] == "running"
+    assert_identical_config(original, current, "2.3.0", "2.3.1")
+    return current
+
+
+def test_switch_roll_back_finalize(orchestrator, docker_client):
+    engine = orchestrator.up("2.3.0")
+    name = engine.container_name
+    before_ids = [turn(engine, f"echo: before the switch {i}")["done"]["task_id"] for i in range(3)]
+    original = inspect(docker_client, name)
+
+    # the rollout makes sure the image is present before any downtime
+    image_run = run_playbook(IMAGE_PLAYBOOK, extra_vars={"img_name": "engine:2.3.1"})
+    assert image_run.rc == 0, image_run.stdout[-4000:]
+
+    applied = switch(name, "present", "engine:2.3.1", expect_image="engine:2.3.1", expect_previous=True)
+    new = assert_switched(docker_client, engine, applied, original, before_ids)
+
+    # another switch before this one is finalized or rolled back is refused, and changes nothing
+    fail_switch(name, "engine:2.4.0", "Unfinished switch.*finalized.*rolled_back")
+    assert inspect(docker_client, name)["Id"] == new["Id"]
+    during_ids = [turn(engine, "echo: on 2.3.1")["done"]["task_id"]]
+
+    # roll back: the original container is back, the bad one kept as --failed
+    rolled = switch(name, "rolled_back", expect_image="engine:2.3.0", expect_previous=False)
+    assert_rolled_back_to_previous(docker_client, engine, rolled, original, new, before_ids + during_ids)
 
     # switch again, verify, finalize: the previous container goes, the volume and the evidence stay
     switch(name, "present", "engine:2.3.1", expect_image="engine:2.3.1", expect_previous=True)
     wait_healthy(engine)
     finalized = switch(name, "finalized", expect_previous=False)
-    assert finalized["container"]["actions"] == [f"remove {name}--previous"]
-    assert inspect(docker_client, f"{name}--previous") is None
-    assert inspect(docker_client, f"{name}--failed")["Id"] == new["Id"]
-    assert docker_client.volumes.get(engine.volume).name == engine.volume
-    current = inspect(docker_client, name)
-    assert current["State"]["Status"] == "running"
-    assert_identical_config(original, current, "2.3.0", "2.3.1")
+    current = assert_finalized(docker_client, engine, finalized, original, new["Id"])
 
     # roll back with no previous container left: recreated on the given image, the bad one kept as --failed
     rolled = switch(name, "rolled_back", "engine:2.3.0", expect_image="engine:2.3.0", expect_previous=False)
