@@ -5,7 +5,7 @@
 
 A test that needs something to have happened (turns acknowledged, an Engine healthy, a container running) polls for
 it with a deadline on the monotonic clock, and fails with what it waited for and what it last saw. Pure standard
-library: no Docker, no requests.
+library: no Docker, no requests (:func:`wait_stops_done` is given a Docker client, it imports none).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["WaitTimeout", "health", "wait_healthy", "wait_until"]
+__all__ = ["WaitTimeout", "health", "stops_pending", "wait_healthy", "wait_stops_done", "wait_until"]
 
 T = TypeVar("T")
 #: The Engines under test are local: no proxy from the environment in between.
@@ -95,3 +95,44 @@ def wait_healthy(target: Any, timeout: float = 60) -> None:
         return code == 200 and body is not None and body.get("status") == "ok"
 
     wait_until(healthy, timeout, f"{name} to be healthy", interval=0.25, last=lambda: health(url))
+
+
+def stops_pending(client: Any, since: float, label: str) -> dict[str, str]:
+    """The containers labelled ``label`` (``key=value``) that Docker sent a SIGTERM (``docker stop``, a drain)
+    since ``since`` (epoch seconds) and that have not ended (died or been removed) since: ``{id: name}``.
+
+    Read from Docker's event stream, in order: a container stopped, started again and stopped anew is pending.
+    ``client`` is a ``docker.DockerClient``.
+    """
+    pending: dict[str, str] = {}
+    events = client.events(
+        since=int(since) - 1,
+        until=f"{time.time():.3f}",  # the events so far: the stream ends at once
+        decode=True,
+        filters={"type": "container", "label": label},
+    )
+    for event in events:
+        actor = event.get("Actor") or {}
+        cid = actor.get("ID") or event.get("id") or ""
+        attrs = actor.get("Attributes") or {}
+        action = event.get("Action") or event.get("status") or ""
+        if action == "kill" and str(attrs.get("signal")) in ("15", "SIGTERM"):
+            pending[cid] = attrs.get("name", cid[:12])
+        elif action in ("die", "destroy"):
+            pending.pop(cid, None)
+    return pending
+
+
+def wait_stops_done(client: Any, since: float, label: str, timeout: float = 60) -> None:
+    """Wait until every stop Docker was asked for since ``since`` on the containers labelled ``label`` has ended:
+    what Docker still finishes by itself after the process that asked for it was killed (a drain under way).
+
+    :raises WaitTimeout: after ``timeout`` seconds, with the containers still stopping.
+    """
+    wait_until(
+        lambda: not stops_pending(client, since, label),
+        timeout,
+        f"the stops Docker was asked for ({label}) to end",
+        interval=0.2,
+        last=lambda: stops_pending(client, since, label),
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine_testkit.net import free_port, port_free
-from engine_testkit.waits import WaitTimeout, health, wait_healthy, wait_until
+from engine_testkit.waits import WaitTimeout, health, stops_pending, wait_healthy, wait_stops_done, wait_until
 
 HARNESS = Path(__file__).resolve().parents[1]
 
@@ -102,3 +102,35 @@ def test_wait_healthy_needs_200_and_ok(engine_url):
     assert health(f"http://127.0.0.1:{free_port()}") == (None, None)
     with pytest.raises(TypeError):
         wait_healthy(12, 1)
+
+
+def _event(action: str, cid: str, **attrs: str) -> dict:
+    return {"Type": "container", "Action": action, "Actor": {"ID": cid, "Attributes": {"name": cid, **attrs}}}
+
+
+class _Events:
+    """A Docker client's ``events`` over a list that a test grows: what the daemon logged so far."""
+
+    def __init__(self, *events: dict) -> None:
+        self.log = list(events)
+        self.asked: list[dict] = []
+
+    def events(self, **kwargs):
+        self.asked.append(kwargs)
+        return iter(list(self.log))
+
+
+def test_stops_pending_pairs_each_sigterm_with_its_end():
+    client = _Events(
+        _event("kill", "a", signal="15"), _event("kill", "b", signal="9"), _event("kill", "c", signal="15"),
+        _event("die", "c"), _event("kill", "d", signal="15"), _event("die", "d"), _event("start", "d"),
+        _event("kill", "d", signal="15"),
+    )
+    assert stops_pending(client, 1000.9, "io.september.fleet=f") == {"a": "a", "d": "d"}
+    asked = client.asked[0]
+    assert asked["since"] == 999 and asked["filters"] == {"type": "container", "label": "io.september.fleet=f"}
+    client.log += [_event("destroy", "a"), _event("die", "d")]
+    wait_stops_done(client, 1000, "io.september.fleet=f", timeout=1)
+    client.log.append(_event("kill", "e", signal="15"))
+    with pytest.raises(WaitTimeout, match=r"to end; last seen: \{'e': 'e'\}"):
+        wait_stops_done(client, 1000, "io.september.fleet=f", timeout=0.3)
