@@ -33,8 +33,9 @@ import pytest
 
 from engine_testkit import FleetError, brain
 from engine_testkit.ansible import PlaybookRun
-from engine_testkit.fleet import Engine
+from engine_testkit.fleet import LABEL_FLEET, Engine
 from engine_testkit.loadgen import LoadGenerator
+from engine_testkit.waits import wait_stops_done
 
 from .awxlab import AwxLab, kill_job, make_lab
 
@@ -112,7 +113,7 @@ def wait_for_lock_expiry(lab: AwxLab) -> None:
     expiries = [json.loads(p.read_text())["expires_at"] for p in lock_files(lab)]
     assert expiries, "the killed job left no lock"
     latest = max(datetime.fromisoformat(e.replace("Z", "+00:00")).timestamp() for e in expiries)
-    time.sleep(max(0.0, latest - time.time() + 1.5))
+    time.sleep(max(0.0, latest - time.time() + 1.5))  # the TTL is wall-clock by design: its end is known, not polled
 
 
 def named(run: PlaybookRun, suffix: str) -> dict[str, dict]:
@@ -143,13 +144,15 @@ def test_killed_job_then_rerun_ends_healthy(lab: AwxLab, moment: str, target: st
     loadgen = LoadGenerator(lab.engines, rate=2.0, feedback_ratio=0.25, max_seconds=280)
     loadgen.start()
     try:
+        started = time.time()
         proc, log = lab.start(f"killed-at-{moment}", engine_upgrade_lock_ttl=DEAD_JOB_TTL[moment], **DEAD_JOB_VARS,
                               **job)
         hit = kill_at(lab, moment, proc)
         print(f"--- killed at {moment}: {hit}\n{log.read_text()[-1500:]}")
         assert hit, f"the job ended (rc={proc.returncode}) before it reached the {moment}"
         assert proc.returncode == -9
-        time.sleep(2)  # what Docker still finishes by itself (a stop it was asked for) is done by now
+        # What Docker still finishes by itself (a stop the killed job asked for: a drain under way) ends first.
+        wait_stops_done(lab.client, started, f"{LABEL_FLEET}={lab.fleet.name}")
         after_kill = {c.name: c.status for c in lab.containers()}
         print("after the kill:", after_kill)
         down = {e.engine_id for e in lab.engines if status_of(e) != "running"}
@@ -167,7 +170,6 @@ def test_killed_job_then_rerun_ends_healthy(lab: AwxLab, moment: str, target: st
         rerun = lab.run("rerun", **job)
         assert rerun.rc == 0, rerun.stdout[-5000:]
     finally:
-        time.sleep(1)
         loadgen.stop(timeout=10)
 
     # Every Engine the kill left down was brought back by the re-run, then upgraded like the others.

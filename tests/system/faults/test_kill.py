@@ -47,8 +47,9 @@ import pytest
 
 from engine_testkit import brain
 from engine_testkit.ansible import PlaybookRun
-from engine_testkit.fleet import Engine
+from engine_testkit.fleet import LABEL_FLEET, Engine
 from engine_testkit.loadgen import LoadGenerator
+from engine_testkit.waits import wait_stops_done
 
 from .conftest import BROKEN_HEALTH_TIMEOUT, Faults, LiveRun, wait_for
 
@@ -166,7 +167,8 @@ def play(sc: Killed) -> Killed:
             started = time.time()
             sc.killed = f.start("upgrade.yml", label=f"killed at {sc.name}", **extra)
             kill_point(sc, sc.killed, started)
-            time.sleep(1)  # what Docker still finishes by itself (a stop it was asked for) is done by now
+            # What Docker still finishes by itself (a stop the killed run asked for: a drain under way) ends first.
+            wait_stops_done(f.client, started, f"{LABEL_FLEET}={f.fleet.name}")
             sc.after_kill = {
                 c.name: c.status
                 for c in f.client.containers.list(all=True, filters={"label": f"io.september.fleet={f.fleet.name}"})
