@@ -40,7 +40,7 @@ import docker.errors
 import pytest
 import requests
 
-from engine_testkit import Fleet, brain, sweep
+from engine_testkit import Fleet, brain, sweep, wait_until
 from engine_testkit.ansible import REPO_ROOT, PlaybookRun, ansible_env, ensure_collection_link, run_playbook
 from engine_testkit.fleet import Engine, unique_name
 from engine_testkit.loadgen import LoadGenerator
@@ -53,7 +53,11 @@ BASELINE = "2.3.0"
 DRILL_LABEL = "io.september.engine.drill"
 OF_LABEL = "io.september.engine.drill-of"
 #: The fleet's group variables: the fast test settings, which the drill copies from each Engine to its twin.
-GROUP_VARS: dict[str, Any] = {**FAST_VARS, "engine_upgrade_health_timeout": 10}
+GROUP_VARS: dict[str, Any] = {
+    **FAST_VARS,
+    # shorter than the fast settings' 30 s on purpose: 2.4.1 never answers healthy, its twin's health gate fails in 10 s
+    "engine_upgrade_health_timeout": 10,
+}
 #: 2.4.1 never answers healthy: its health gate catches it, a few probe turns are enough (2.4.2 gets the default 20).
 FEW_PROBES = {"engine_drill_probe_turns": 10}
 STEP_NAMES = ["snapshot", "pull", "drain", "switch", "detection", "image_rollback", "brain_restore",
@@ -192,10 +196,7 @@ def load_on(engine: Engine) -> LoadGenerator:
     """Light load on one Engine, running once it has an acknowledged turn."""
     lg = LoadGenerator([engine], rate=0.5, feedback_ratio=0.5, max_seconds=600)
     lg.start()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not lg.acked_task_ids(engine.engine_id):
-        time.sleep(0.2)
-    assert lg.acked_task_ids(engine.engine_id), "the load did not get going"
+    lg.wait_acked(1, timeout=15)
     return lg
 
 
@@ -397,9 +398,8 @@ def test_a_drill_killed_while_its_twins_bake_is_swept_by_the_next(drill: Drill) 
     (drill.tmp / "killed.out").write_text("".join(seen))
     assert proc.returncode == -signal.SIGKILL, "the drill ended before its twins baked:\n" + "".join(seen[-40:])
     # ansible-core's workers run modules in sessions of their own: wait until the last one has ended.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and any(_alive(p) for p in workers):
-        time.sleep(0.5)
+    wait_until(lambda: not any(_alive(p) for p in workers), 120, "the killed run's module workers to end",
+               interval=0.5, last=lambda: [p for p in workers if _alive(p)])
     left = drill.leftovers()
     assert len(left["containers"]) >= 2 and len(left["volumes"]) == 2 and left["folders"], left
 

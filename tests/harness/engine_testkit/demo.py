@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +68,8 @@ def _lost_writes(fleet: Fleet, load: LoadGenerator, state_dir: Path) -> tuple[in
     return acked, missing
 
 
-#: The load: turns per second per Engine, and the seconds of it every Engine gets before upgrade.yml starts.
+#: The load: turns per second per Engine. upgrade.yml starts once every Engine has MIN_TURNS acknowledged turns.
 RATE = 2.0
-WARMUP = "10"
 #: The verdict decides on this many turns per cohort (the role's default is 20: demo-sized windows).
 MIN_TURNS = 10
 
@@ -140,6 +138,7 @@ def run_demo(name: str, count: int, from_version: str, to_version: str, base_por
         f" bake 6 s each, so that they are judged too. An Engine not healthy within 30 s of its switch is rolled"
         f" back on its health alone."
     )
+    # The demo's own settings (its text above says them), not the test suites' fast ones (engine_testkit.settings).
     settings = {
         "engine_target_version": to_version,
         "engine_state_dir": state_dir,
@@ -158,7 +157,7 @@ def run_demo(name: str, count: int, from_version: str, to_version: str, base_por
     extra += ["-f", str(max(count, 5))]
     with LoadGenerator(fleet.engines, rate=RATE, feedback_ratio=0.25) as load:
         # Every Engine's baseline: the measures before its switch are compared with those after it.
-        time.sleep(float(os.environ.get("DEMO_WARMUP_SECONDS", WARMUP)))
+        load.wait_acked(MIN_TURNS, timeout=120)
         rc = _playbook("upgrade.yml", inventory, extra)
     stats = load.stats()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from engine_testkit import LoadGenerator, applied_migrations, signal_ids, task_ids
+from engine_testkit import LoadGenerator, applied_migrations, signal_ids, task_ids, wait_until
 from engine_testkit.ansible import COLLECTIONS_PATH, ensure_collection_link, run_playbook
 from engine_testkit.bad_window import rows
 from engine_testkit.brain import missing_acknowledged_detail
@@ -50,15 +50,6 @@ def fleet(make_fleet) -> Fleet:
     return make_fleet(name=f"rpl-{uuid.uuid4().hex[:8]}", base_port=BASE_PORT)
 
 
-def wait_for(condition, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def acked_after(load: LoadGenerator, engine: Engine, moment: float) -> tuple[set, set]:
     """(task ids, signal ids) acknowledged after the wall-clock `moment`."""
     tasks = {a.task_id for a in load.acks(engine.engine_id) if a.wall > moment}
@@ -72,7 +63,7 @@ def open_bad_window(fleet: Fleet, dest: Path, release: str, keep_load: bool = Fa
     engine = fleet.up(1, "2.3.0")[0]
     load = LoadGenerator([engine], rate=6, feedback_ratio=0.3, workers_per_engine=3).start()
     try:
-        wait_for(lambda: len(load.acks(engine.engine_id)) >= 6, "turns on 2.3.0")
+        load.wait_acked(6, timeout=120)
         run = run_playbook(UPGRADE, extra_vars=dict(rp_container=engine.container_name, rp_dest=str(dest),
                                                     rp_to=release))
         assert run.rc == 0, run.stdout[-5000:] + run.stderr[-2000:]
@@ -83,7 +74,7 @@ def open_bad_window(fleet: Fleet, dest: Path, release: str, keep_load: bool = Fa
             tasks, signals = acked_after(load, engine, switched)
             return len(tasks) >= 12 and len(signals) >= 3
 
-        wait_for(enough, f"a bad window on {release}")
+        wait_until(enough, 120, f"a bad window on {release}")
     finally:
         if not keep_load:
             load.stop()
@@ -187,7 +178,7 @@ def test_the_rollbacks_python_api_replays_between_restore_and_start(fleet, tmp_p
         assert run.rc == 0, run.stdout[-5000:] + run.stderr[-2000:]
         kept = restore_api.complete_restore(plan) or previous
         restarted = time.time()
-        wait_for(lambda: len(acked_after(load, engine, restarted)[0]) >= 5, "turns on 2.3.0 after the rollback")
+        wait_until(lambda: len(acked_after(load, engine, restarted)[0]) >= 5, 120, "turns on 2.3.0 after the rollback")
     finally:
         load.stop()
     assert engine.image_version() == "2.3.0" and engine.is_healthy()

@@ -26,6 +26,7 @@ from engine_testkit import Fleet, sweep
 from engine_testkit.ansible import PlaybookRun, run_playbook
 from engine_testkit.fleet import Engine
 from engine_testkit.loadgen import LoadGenerator
+from engine_testkit.waits import wait_until
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 PLAYBOOK = PLAYBOOKS / "engine_logs.yml"
@@ -55,6 +56,12 @@ def get(engine: Engine, path: str) -> int:
     return requests.get(engine.url + path, headers={"X-Engine-Key": engine.api_key}, timeout=10).status_code
 
 
+def in_docker_log(engine: Engine, text: str, timeout: float = 30) -> None:
+    """Wait until the Engine's container log (as Docker keeps it, stdout and stderr) holds ``text``."""
+    wait_until(lambda: text in engine.container().logs().decode("utf-8", "replace"), timeout,
+               f"{text!r} in the log of {engine.container_name}")
+
+
 @pytest.fixture(scope="module")
 def logged(docker_client, engine_images) -> Logged:
     """An Engine with a request before the window, turns, a key leak and a stderr line in it, one after it."""
@@ -63,20 +70,18 @@ def logged(docker_client, engine_images) -> Logged:
         started = time.time()
         engine = fleet.up(1, "2.3.0")[0]
         assert get(engine, "/before-window") == 404
-        time.sleep(1.2)
+        in_docker_log(engine, "GET /before-window 404")  # Docker stamped it: the window starts after it
         start = time.time()
-        time.sleep(0.2)
         load = LoadGenerator([engine], rate=3, feedback_ratio=0, workers_per_engine=2)
         stats = load.run_for(3)
         assert stats["engines"][engine.engine_id]["acked"] >= 5, stats
         assert get(engine, f"/probe-{fleet.api_key}") == 404
         exit_code, _output = engine.container().exec_run(["sh", "-c", f"echo '{STDERR_LINE}' > /proc/1/fd/2"])
         assert exit_code == 0
-        time.sleep(0.5)
+        in_docker_log(engine, STDERR_LINE)  # the window ends once Docker has the last line of it
         end = time.time()
-        time.sleep(1.2)
         assert get(engine, "/after-window") == 404
-        time.sleep(0.3)
+        in_docker_log(engine, "GET /after-window 404")
         yield Logged(engine, fleet.api_key, started, start, end, load.acked_task_ids(engine.engine_id))
     finally:
         try:

@@ -63,9 +63,9 @@ def loaded(docker_client, engine_images) -> Loaded:
         bad = fleet.up(1, "2.4.2")[0]
         load = LoadGenerator([baseline, healthy, bad], rate=4, feedback_ratio=0, workers_per_engine=6).start()
         try:
-            time.sleep(0.5)
+            load.wait_acked(1, timeout=30)  # the load is flowing on every Engine: the window starts
             start = time.time()
-            time.sleep(LOAD_SECONDS)
+            time.sleep(LOAD_SECONDS)  # the measured window is LOAD_SECONDS long by design (its slices, the lookback)
             end = time.time()
         finally:
             load.stop()
@@ -172,8 +172,10 @@ def test_an_outage_that_ends_is_not_a_rollback(make_fleet):
     engine = fleet.up(1, "2.3.0")[0]
     load = LoadGenerator([engine], rate=5, feedback_ratio=0, workers_per_engine=4).start()
     try:
-        time.sleep(0.5)
+        load.wait_acked(1, timeout=30)
         baseline_start = time.time()
+        # The windows are wall-clock by design: 10 s of baseline, then 18 s measured in three 6 s slices (the
+        # verdict's slices are equal lengths of time), the first of them the outage.
         time.sleep(10)
         start = time.time()
         engine.set_llm_outage(True)
@@ -217,8 +219,7 @@ def test_bad_input(loaded, case):
 def test_a_thin_window_reaches_back_200_seconds(loaded):
     """The load ended 200 s ago: the last minute is empty; doubling (to 240 s) finds the turns, in the log and brain."""
     deadline = loaded.end + 200
-    while time.time() < deadline:  # the condition is the age of the last turns
-        time.sleep(min(5.0, max(deadline - time.time(), 0.1)))
+    time.sleep(max(0.0, deadline - time.time()))  # wall-clock by design: the condition is the age of the last turns
     for args in (dict(deployment="container", container_name=loaded.baseline.container_name, source="both"),
                  dict(deployment="compose", compose_dir=str(loaded.healthy.compose_dir))):
         run = run_playbook(LOOKBACK, extra_vars=dict(lookback_args=dict(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine_testkit import brain
+from engine_testkit import brain, wait_until
 from engine_testkit.ansible import REPO_ROOT, run_playbook
 from engine_testkit.loadgen import LoadGenerator
 
@@ -34,13 +34,13 @@ def test_snapshot_playbook_takes_consistent_snapshots_and_applies_retention(smal
     state = tmp_path / "state"
     extra = {"engine_state_dir": str(state), "engine_snapshot_keep_last": 2, "engine_snapshot_keep_days": 0}
     with LoadGenerator(fleet.engines, rate=2.0) as load:
-        wait_for(lambda: all(load.acked_task_ids(e.engine_id) for e in fleet.engines), "acknowledged turns")
+        load.wait_acked(1, timeout=15)
         runs = []
         for _attempt in range(3):
             runs.append(run_playbook(PLAYBOOKS / "snapshot.yml", extra_vars=extra, inventory=inventory))
             # Snapshot names carry the second they were taken: the next run starts in a later one.
             taken = int(time.time())
-            wait_for(lambda taken=taken: int(time.time()) > taken, "the next second")
+            wait_until(lambda taken=taken: int(time.time()) > taken, 15, "the next second", interval=0.05)
     for run in runs:
         assert run.rc == 0, run.stdout[-3000:]
 
@@ -63,14 +63,6 @@ def test_snapshot_playbook_takes_consistent_snapshots_and_applies_retention(smal
 
     result = role_result(runs[-1], "Snapshot | Snapshot the brain and apply retention", fleet.engines[0].engine_id)
     assert len(result["pruned"]) == 1
-
-
-def wait_for(condition, what: str, timeout: float = 15) -> None:
-    """Wait until ``condition()`` holds (polling), or fail saying ``what`` never came."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
-        time.sleep(0.05)
 
 
 def role_result(run, name: str, host: str | None = None) -> dict:

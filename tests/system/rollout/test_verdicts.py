@@ -13,7 +13,6 @@ brains, the run report and the webhook.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,10 +63,7 @@ def start_load(rollout: Rollout, engines: list) -> LoadGenerator:
     lg = LoadGenerator(engines, rate=RATE, feedback_ratio=0.5, max_seconds=900)
     rollout.loadgens.append(lg)
     lg.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not all(lg.acked_task_ids(e.engine_id) for e in engines):
-        time.sleep(0.2)
-    assert all(lg.acked_task_ids(e.engine_id) for e in engines), "the load did not get going within 10 s"
+    lg.wait_acked(1, timeout=10)
     return lg
 
 
