@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-import time
 from typing import Any
 
 import docker
@@ -36,6 +35,7 @@ from .fleet import (
     sweep,
 )
 from .net import port_free, published_ports
+from .waits import wait_until
 
 __all__ = ["EngineLab", "LogLine"]
 
@@ -201,15 +201,18 @@ class EngineLab:
         return lines
 
     def wait_log(self, engine: Engine, message_prefix: str, timeout: float = 30) -> LogLine:
-        """Wait for a log line whose ``message`` starts with ``message_prefix``; returns it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.log_lines(engine):
-                if str(line.get("message", "")).startswith(message_prefix):
-                    return line
-            if time.monotonic() >= deadline:
-                raise FleetError(f"{engine.engine_id}: no log line {message_prefix!r} within {timeout:g}s")
-            time.sleep(0.2)
+        """Wait for a log line whose ``message`` starts with ``message_prefix``; returns it.
+
+        :raises engine_testkit.waits.WaitTimeout: after ``timeout`` seconds.
+        """
+
+        def found() -> LogLine | None:
+            return next(
+                (line for line in self.log_lines(engine) if str(line.get("message", "")).startswith(message_prefix)),
+                None,
+            )
+
+        return wait_until(found, timeout, f"a log line {message_prefix!r} of {engine.engine_id}")
 
     # ------------------------------------------------------------------ tear down
 

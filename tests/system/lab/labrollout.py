@@ -37,6 +37,7 @@ import yaml
 from engine_testkit import brain, dockerhosts
 from engine_testkit.dockerhosts import LabEngine, LabError, LabHost
 from engine_testkit.fleet import Engine
+from engine_testkit.waits import wait_until
 
 #: Where the collection keeps snapshots and locks on a Docker host (engine_state_dir's default).
 STATE_DIR = "/var/lib/september-engine"
@@ -174,16 +175,19 @@ class Relay:
         """Until every Engine answers /health through the relay."""
         import requests
 
-        deadline = time.monotonic() + timeout
         pending = list(self.targets)
-        while pending:
-            target = pending[0]
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{target.url}/health", timeout=3).status_code == 200:
-                    pending.pop(0)
-                    continue
-            assert time.monotonic() < deadline, f"{self.host.name}: no answer through the relay from {target}"
-            time.sleep(0.2)
+
+        def answered() -> bool:
+            while pending:
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(f"{pending[0].url}/health", timeout=3).status_code == 200:
+                        pending.pop(0)
+                        continue
+                return False
+            return True
+
+        wait_until(answered, timeout, f"{self.host.name}: an answer through the relay from every Engine",
+                   last=lambda: pending[:1])
 
     def __exit__(self, *exc: object) -> None:
         for server in self.servers:

@@ -36,7 +36,7 @@ from typing import Any
 import docker
 import pytest
 
-from engine_testkit import brain
+from engine_testkit import brain, wait_until
 from engine_testkit.dockerhosts import DockerLab, LabEngine, LabHost
 from engine_testkit.webhook import WebhookReceiver
 
@@ -159,17 +159,14 @@ def locks_held(host: LabHost, engine: LabEngine | None = None) -> list[str]:
 
 def wait_locks_expired(host: LabHost, engine: LabEngine, timeout: float = 120) -> None:
     """Wait until the Engine's lock on the host, held by a dead run, has expired."""
-    deadline = time.monotonic() + timeout
-    while True:
-        expiries = []
-        for name in locks_held(host, engine):
-            holder = json.loads(host.read_file(f"{STATE_DIR}/locks/{name}").decode() or "{}")
-            if holder.get("run_id"):
-                expiries.append(_h._harness.iso_ts(holder["expires_at"]))
-        if not expiries or max(expiries) < time.time():
-            return
-        assert time.monotonic() < deadline, "the dead run's lock never expired"
-        time.sleep(0.5)
+
+    def expiries() -> list[float]:
+        held = [json.loads(host.read_file(f"{STATE_DIR}/locks/{name}").decode() or "{}")
+                for name in locks_held(host, engine)]
+        return [_h._harness.iso_ts(holder["expires_at"]) for holder in held if holder.get("run_id")]
+
+    wait_until(lambda: all(moment < time.time() for moment in expiries()), timeout,
+               "the dead run's lock to expire", interval=0.5, last=expiries)
 
 
 def on_drain(host: LabHost, engine: LabEngine, action: Any, since: float) -> threading.Thread:
