@@ -165,7 +165,7 @@ def watch_health_until(engine: Engine, done: Callable[[], bool], timeout: float,
         seen.append(engine.health(timeout=2))
         if done():
             break
-        time.sleep(interval)
+        time.sleep(interval)  # the sampling interval: every answer on the way is kept, not only the last
     return seen
 
 
@@ -270,7 +270,7 @@ def test_health_is_unauthenticated_and_has_the_contract_shape(engines: Engines) 
     assert isinstance(body["uptime_seconds"], float) and body["uptime_seconds"] > 0
     text = resp.text.lower()
     assert "version" not in text and "2.3.0" not in text and "schema" not in text and "migration" not in text
-    time.sleep(0.3)
+    time.sleep(0.3)  # wall-clock by design: the uptime must grow with it
     later = requests.get(f"{e.url}/health", timeout=5).json()
     assert later["uptime_seconds"] >= body["uptime_seconds"] + 0.25
     assert requests.post(f"{e.url}/health", timeout=5).status_code == 405

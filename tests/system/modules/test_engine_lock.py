@@ -162,7 +162,7 @@ def test_a_long_module_keeps_the_lock_of_its_run(lock_vars, slow_engine):
                 extra_vars={"lock_dir": lock_vars["lock_dir"], "lock_key": data["key"], "lock_owner": "alice",
                             "lock_run": "run-b"},
             )
-        time.sleep(0.1)
+        time.sleep(0.1)  # the sampling interval: every refresh of the lock file is seen while the module works
     worker.join(120)
     run = outcome["run"]
     assert run.rc == 0, run.stdout[-6000:] + run.stderr[-2000:]
