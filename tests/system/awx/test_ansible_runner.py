@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from engine_testkit.ansible import COLLECTIONS_PATH, REPO_ROOT, ensure_collection_link
-from engine_testkit.settings import probe_vars
+from engine_testkit.settings import CANARY_BAKE, probe_vars
 
 from .awxlab import AwxLab, make_lab
 
@@ -41,7 +41,7 @@ SURVEY = {
     "engine_rollout_stages": "50%,100%",
     "engine_upgrade_allow_destructive": "no",
     "engine_upgrade_unwind": "no",
-    "engine_upgrade_canary_bake_seconds": 2,
+    "engine_upgrade_canary_bake_seconds": CANARY_BAKE,
     **probe_vars(turns=12, min_turns=10),
 }
 PYTHON_BIN = Path(sys.executable).parent

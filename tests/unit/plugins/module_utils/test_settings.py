@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ansible_collections.september.engine.plugins.module_utils import _settings
+from engine_testkit.settings import FAST_VARS
 
 ROLE = Path(__file__).resolve().parents[4] / "roles" / "engine_upgrade"
 #: Variables the role's restructure adds (issues 9, 10, 11, 13); they are checked against the role's defaults as
@@ -41,10 +42,7 @@ def test_the_defaults_have_no_problem(env):
 
 
 def test_the_test_suites_fast_settings_have_no_problem(env):
-    fast = {"engine_upgrade_canary_bake_seconds": 3, "engine_upgrade_bake_interval": 1,
-            "engine_upgrade_healthy_streak": 2, "engine_upgrade_health_timeout": 25,
-            "engine_upgrade_drain_timeout": 10, "engine_rollout_stages": "100%"}
-    assert problems_of(fast, env) == []
+    assert problems_of({**FAST_VARS, "engine_rollout_stages": "100%"}, env) == []
 
 
 # (settings, a part of the one message each must give). Every row is one problem: exactly one message.
