@@ -41,6 +41,16 @@ DEFAULT_THRESHOLDS = dict(
     fail_on_cache_drop=False,
 )
 
+#: The thresholds of doc_fragments/_thresholds.py: when error rate and latency count as sharply worse.
+RATE_THRESHOLDS = ("error_rate_max_increase", "error_rate_factor", "error_rate_floor", "latency_p50_factor",
+                   "latency_p99_factor")
+
+
+def thresholds_argument_spec() -> dict:
+    """Options of doc_fragments/_thresholds.py (engine_metrics, engine_verdict)."""
+    return {name: dict(type="float", default=DEFAULT_THRESHOLDS[name]) for name in RATE_THRESHOLDS}
+
+
 DEFAULT_BRAIN_EVENTS = dict(
     table="observability_events",
     type_column="event_type",

@@ -94,28 +94,6 @@ options:
         recovery.
     type: int
     default: 20
-  error_rate_max_increase:
-    description: Error-rate increase over the baseline, in absolute terms, that counts as sharply worse (V(0.10) is
-      10 points). Both this and O(error_rate_factor) must be exceeded.
-    type: float
-    default: 0.10
-  error_rate_factor:
-    description: Error rate, as a multiple of the baseline's (at least O(error_rate_floor)), that counts as sharply
-      worse.
-    type: float
-    default: 2.0
-  error_rate_floor:
-    description: The baseline error rate O(error_rate_factor) applies to when the baseline's is lower (e.g. zero).
-    type: float
-    default: 0.01
-  latency_p99_factor:
-    description: P99 turn latency, as a multiple of the baseline's, that counts as sharply worse.
-    type: float
-    default: 2.0
-  latency_p50_factor:
-    description: Median turn latency, as a multiple of the baseline's, that counts as sharply worse.
-    type: float
-    default: 2.0
   cache_hit_ratio_max_drop:
     description:
       - Drop of the prompt-cache hit ratio, in absolute terms, that counts as a breach. A reason next to another
@@ -184,6 +162,7 @@ extends_documentation_fragment:
   - september.engine._attributes.READ_ONLY
   - september.engine._docker
   - september.engine._brain
+  - september.engine._thresholds
 notes:
   - Logs come from the Docker API (C(docker logs)); a container whose logging driver cannot be read back (for
     example C(none) or C(syslog)) can only be measured with O(source=brain).
@@ -330,10 +309,13 @@ metrics:
           sample: true
 """
 
-from ansible_collections.september.engine.plugins.module_utils._brain import LOCATION_OPTIONS, brain_argument_spec
-from ansible_collections.september.engine.plugins.module_utils._docker import docker_argument_spec
+from ansible_collections.september.engine.plugins.module_utils._brain import LOCATION_OPTIONS, brain_module_specs
 from ansible_collections.september.engine.plugins.module_utils._measure import EngineMetrics
-from ansible_collections.september.engine.plugins.module_utils._metrics import DEFAULT_BRAIN_EVENTS, DEFAULT_THRESHOLDS
+from ansible_collections.september.engine.plugins.module_utils._metrics import (
+    DEFAULT_BRAIN_EVENTS,
+    DEFAULT_THRESHOLDS,
+    thresholds_argument_spec,
+)
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 
 
@@ -353,16 +335,13 @@ def main() -> None:
         slices=dict(type="int", default=3),
         baseline=dict(type="dict"),
         min_turns=dict(type="int", default=DEFAULT_THRESHOLDS["min_turns"]),
+        cache_hit_ratio_max_drop=dict(type="float", default=DEFAULT_THRESHOLDS["cache_hit_ratio_max_drop"]),
         fail_on_new_warnings=dict(type="bool", default=False),
         fail_on_cache_drop=dict(type="bool", default=False),
         brain_events=dict(type="dict", options=events, apply_defaults=True),
     )
-    for name in ("error_rate_max_increase", "error_rate_factor", "error_rate_floor", "latency_p99_factor",
-                 "latency_p50_factor", "cache_hit_ratio_max_drop"):
-        argument_spec[name] = dict(type="float", default=DEFAULT_THRESHOLDS[name])
-    argument_spec.update(brain_argument_spec())
-    argument_spec.update(docker_argument_spec())
-    module = EngineModule(argument_spec, mutually_exclusive=[(*LOCATION_OPTIONS, "deployment")])
+    shared = [thresholds_argument_spec(), *brain_module_specs(migrations=False, lock=False)]
+    module = EngineModule(argument_spec, shared=shared, mutually_exclusive=[(*LOCATION_OPTIONS, "deployment")])
     module.run(lambda: EngineMetrics(module.params, check_sdk=module.check_sdk).run())
 
 

@@ -59,28 +59,6 @@ options:
       latency and cache rules.
     type: int
     default: 20
-  error_rate_max_increase:
-    description: Error-rate increase over the reference, in absolute terms, that counts as sharply worse (V(0.10) is
-      10 points). Both this and O(error_rate_factor) must be exceeded.
-    type: float
-    default: 0.10
-  error_rate_factor:
-    description: Error rate, as a multiple of the reference's (at least O(error_rate_floor)), that counts as sharply
-      worse.
-    type: float
-    default: 2.0
-  error_rate_floor:
-    description: The reference error rate O(error_rate_factor) applies to when the reference's is lower.
-    type: float
-    default: 0.01
-  latency_p50_factor:
-    description: Median turn latency, as a multiple of the reference's, that counts as sharply worse.
-    type: float
-    default: 2.0
-  latency_p99_factor:
-    description: P99 turn latency, as a multiple of the reference's, that counts as sharply worse.
-    type: float
-    default: 2.0
   cache_hit_ratio_max_drop:
     description: Drop of the prompt-cache hit ratio, in absolute terms, that is reported (and decides with
       O(fail_on_cache_drop)).
@@ -120,6 +98,7 @@ options:
     default: 3
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._thresholds
 attributes:
   check_mode:
     support: full
@@ -308,6 +287,7 @@ verdict:
 """
 
 from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
+from ansible_collections.september.engine.plugins.module_utils._metrics import RATE_THRESHOLDS, thresholds_argument_spec
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
 from ansible_collections.september.engine.plugins.module_utils._verdict import DEFAULT_VERDICT_THRESHOLDS, verdict
 
@@ -341,12 +321,13 @@ def main() -> None:
         control=dict(type="list", elements="dict", default=[]),
     )
     for name in FLOATS:
-        argument_spec[name] = dict(type="float", default=DEFAULT_VERDICT_THRESHOLDS[name])
+        if name not in RATE_THRESHOLDS:
+            argument_spec[name] = dict(type="float", default=DEFAULT_VERDICT_THRESHOLDS[name])
     for name in INTS:
         argument_spec[name] = dict(type="int", default=DEFAULT_VERDICT_THRESHOLDS[name])
     for name in BOOLS:
         argument_spec[name] = dict(type="bool", default=DEFAULT_VERDICT_THRESHOLDS[name])
-    module = EngineModule(argument_spec)
+    module = EngineModule(argument_spec, shared=[thresholds_argument_spec()])
 
     def work() -> dict:
         thresholds = check_thresholds(module.params)
