@@ -14,6 +14,7 @@ artifact is searched for the Engine key and the webhook URL.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -44,6 +45,8 @@ CHECK_VARS: dict[str, Any] = {
 #: Load: turns per second per Engine, and the seconds of baseline before the playbook starts.
 RATE = 2.0
 BASELINE_SECONDS = 10
+#: The turns of that baseline, waited for on every Engine.
+BASELINE_TURNS = int(RATE * BASELINE_SECONDS)
 
 
 @pytest.fixture
@@ -83,29 +86,23 @@ def assert_no_secret(rollout: Rollout, hook: WebhookReceiver) -> None:
         assert not leaks, f"the {name} leaked into {leaks}"
 
 
-def steady_load(rollout: Rollout) -> Any:
-    """The load generator, with BASELINE_SECONDS of turns behind it (the Engines' baseline)."""
-    load = rollout.load(rate=RATE)
-    lg = load.__enter__()
-    time.sleep(BASELINE_SECONDS)
-    return load, lg
+@contextlib.contextmanager
+def steady_load(rollout: Rollout) -> Iterator[Any]:
+    """The load generator for the block, with BASELINE_TURNS acknowledged turns behind it on every Engine (about
+    BASELINE_SECONDS of load: the Engines' baseline); stopped after the block."""
+    with rollout.load(rate=RATE) as lg:
+        lg.wait_acked(BASELINE_TURNS)
+        yield lg
 
 
 # ---------------------------------------------------------------------- 2.4.2: healthy, but failing and slow
 
 
-def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: WebhookReceiver) -> None:
-    rollout = small
-    canary, *others = [e.engine_id for e in rollout.engines]
-    before = rollout.state()
-    load, lg = steady_load(rollout)
-    try:
-        run = run_upgrade(rollout, hook, "2.4.2", "to 2.4.2")
-    finally:
-        load.__exit__(None, None, None)
-    assert run.rc == 2, run.stdout[-4000:]  # a failed host: the rollout stopped
+def assert_only_the_canary_rolled_back(rollout: Rollout, canary: str, others: list[str], before: dict[str, Any],
+                                       lg: Any) -> None:
+    """The canary is back on 2.3.0 with its pre-upgrade brain; nobody else was touched; nothing acknowledged is lost
+    anywhere."""
     after = rollout.state()
-    # The canary is back on 2.3.0 with its pre-upgrade brain; nobody else was touched.
     assert (after[canary].image, after[canary].version) == (f"engine:{BASELINE}", BASELINE)
     for eid in others:
         assert after[eid] == before[eid]
@@ -118,15 +115,11 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
     (kept_manifest,) = rollout.pre_restore_snapshots(canary)
     rollout.assert_writes_kept_restored(rollout.engine(canary), snap, kept_manifest, lg)
 
-    report = rollout.report()
-    assert report["outcome"] == "stopped_rolled_back" and report["stopped"] is True
-    assert sorted(report["untouched"]) == sorted(others)
-    (entry,) = report["engines"]
-    assert entry["engine"] == canary and entry["status"] == "rolled_back" and entry["decision"] == "rollback"
-    assert entry["evidence"] == "fail" and entry["policy"] is None
-    # The measures decided it, against the controls and the canary's own baseline: the reason says which rules
-    # fired and by how much (2.4.2's failing tool: a new ERROR kind, the error rate; its latency), each with the
-    # figures of both cohorts.
+
+def assert_decided_by_the_measures(entry: dict[str, Any]) -> list[str]:
+    """The measures decided it, against the controls and the canary's own baseline: the reason says which rules
+    fired and by how much (2.4.2's failing tool: a new ERROR kind, the error rate; its latency), each with the
+    figures of both cohorts. Returns the rules the reason names."""
     reason = entry["reason"]
     assert reason.startswith("verify: the batch: "), reason
     fired = [rule for rule in ("new ERROR kind", "error rate", "p99 latency", "p50 latency") if rule in reason]
@@ -143,7 +136,11 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
     assert measures["after"]["error_rate"] > 0.1
     assert measures["after"]["latency_p99_ms"] > 2 * measures["before"]["latency_p99_ms"]
     assert measures["verdict"]["decision"] == "fail" and measures["verdict"]["enough_turns"] is True
-    # Timings, rollback kind and the bad window's data at risk (2.4.2 ran migration 0006: the brain was restored).
+    return fired
+
+
+def assert_rolled_back_with_its_brain(entry: dict[str, Any], markdown: str) -> None:
+    """Timings, rollback kind and the bad window's data at risk (2.4.2 ran migration 0006: the brain was restored)."""
     timings = entry["timings"]
     assert timings["drain_seconds"] is not None and timings["switch_seconds"] >= timings["drain_seconds"]
     assert timings["healthy_seconds"] > 0
@@ -151,22 +148,21 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
     assert entry["rollback_kind"] == "image+brain" and entry["rollback"]["brain_restored"] is True
     assert entry["data_at_risk"]["tasks"] > 0, entry["data_at_risk"]
     assert entry["snapshot"]["sha256"] and len(entry["snapshot"]["sha256"]) == 64
-    markdown = (rollout.report_dir / report["run_id"] / "upgrade.md").read_text()
     assert "stopped_rolled_back" in markdown and "error rate" in markdown and "Data at risk" in markdown
-    # What 2.4.2 wrote in its bad window was replayed onto the restored brain before 2.3.0 started
-    # (engine_upgrade_replay=auto: 0006 only added to the schema): every turn and every feedback the canary
-    # acknowledged, before or during the bad window, is in the brain it runs on now; memory_tags (not in 2.3.0's
-    # schema) is listed as not replayable, and stays in the kept brain.
-    rollout.assert_writes_kept(rollout.engine(canary), lg)
+
+
+def assert_bad_window_replayed(entry: dict[str, Any], markdown: str) -> None:
+    """The replay's report: memory_tags (not in 2.3.0's schema) not replayable, kept in the kept brain."""
     assert entry["replay"].startswith("bad window replayed"), entry["replay"]
     assert "tasks " in entry["replay"] and "kept in " in entry["replay"], entry["replay"]
     replay = entry["rollback"]["replay"]
     assert replay["mode"] == "replay" and replay["totals"]["replayed"]["inserted"] > 0, replay["totals"]
     assert "Replay of the bad window: bad window replayed" in markdown
 
-    # The diagnostics bundle: the bad window's logs (2.4.2's failures), the measures, the kept brain.
-    bundle = Path(entry["diagnostics"])
-    assert bundle == rollout.report_dir / report["run_id"] / "diagnostics" / canary
+
+def assert_diagnostics_bundle(bundle: Path, entry: dict[str, Any]) -> None:
+    """The bad window's logs (2.4.2's failures), the measures, the kept brain; the post-rollback drafts (a
+    postmortem and a proposed regression eval); all of it private."""
     diag = json.loads((bundle / "diagnostics.json").read_text())
     assert diag["verdict_full"]["decision"] == "fail" and diag["measures_after"]["measures"]["error_rate"] > 0.1
     kept = Path(diag["bad_window_brain"]["path"])
@@ -182,7 +178,9 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
                  bundle / "regression-eval.proposed.yml"):
         assert path.stat().st_mode & 0o077 == 0, path
 
-    # The webhook: start, the rollback with its symptom, the end (aborted).
+
+def assert_webhook_told_the_rollback(hook: WebhookReceiver, canary: str, fired: list[str]) -> None:
+    """The webhook: start, the rollback with its symptom, the end (aborted)."""
     assert [m["event"] for m in hook.messages] == ["start", "rollback", "end"]
     start, rollback, end = hook.texts()
     assert start.startswith("Upgrade to 2.4.2 started") and canary in start
@@ -190,6 +188,37 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
     assert fired[0] in rollback
     assert end.startswith("ABORTED: the upgrade to 2.4.2 stopped in batch 1") and "rolled back" in end
     assert "bad window replayed" in end, end
+
+
+def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: WebhookReceiver) -> None:
+    rollout = small
+    canary, *others = [e.engine_id for e in rollout.engines]
+    before = rollout.state()
+    with steady_load(rollout) as lg:
+        run = run_upgrade(rollout, hook, "2.4.2", "to 2.4.2")
+    assert run.rc == 2, run.stdout[-4000:]  # a failed host: the rollout stopped
+    assert_only_the_canary_rolled_back(rollout, canary, others, before, lg)
+
+    report = rollout.report()
+    assert report["outcome"] == "stopped_rolled_back" and report["stopped"] is True
+    assert sorted(report["untouched"]) == sorted(others)
+    (entry,) = report["engines"]
+    assert entry["engine"] == canary and entry["status"] == "rolled_back" and entry["decision"] == "rollback"
+    assert entry["evidence"] == "fail" and entry["policy"] is None
+    fired = assert_decided_by_the_measures(entry)
+    markdown = (rollout.report_dir / report["run_id"] / "upgrade.md").read_text()
+    assert_rolled_back_with_its_brain(entry, markdown)
+    # What 2.4.2 wrote in its bad window was replayed onto the restored brain before 2.3.0 started
+    # (engine_upgrade_replay=auto: 0006 only added to the schema): every turn and every feedback the canary
+    # acknowledged, before or during the bad window, is in the brain it runs on now.
+    rollout.assert_writes_kept(rollout.engine(canary), lg)
+    assert_bad_window_replayed(entry, markdown)
+
+    # The diagnostics bundle, in the run's report folder.
+    bundle = Path(entry["diagnostics"])
+    assert bundle == rollout.report_dir / report["run_id"] / "diagnostics" / canary
+    assert_diagnostics_bundle(bundle, entry)
+    assert_webhook_told_the_rollback(hook, canary, fired)
     assert_no_secret(rollout, hook)
 
 
@@ -198,11 +227,8 @@ def test_242_canary_is_rolled_back_by_its_measures(small: Rollout, hook: Webhook
 
 def test_240_passes_the_same_checks_under_the_same_load(small: Rollout, hook: WebhookReceiver) -> None:
     rollout = small
-    load, lg = steady_load(rollout)
-    try:
+    with steady_load(rollout) as lg:
         run = run_upgrade(rollout, hook, "2.4.0", "to 2.4.0", engine_upgrade_evals_file=str(EVALS))
-    finally:
-        load.__exit__(None, None, None)
     assert run.rc == 0, run.stdout[-4000:]
     for engine in rollout.engines:
         assert engine.image_version() == "2.4.0"
@@ -322,16 +348,13 @@ def test_provider_outage_stops_the_rollout_without_blaming_the_release(small: Ro
     rollout = small
     canary, *others = [e.engine_id for e in rollout.engines]
     before = rollout.state()
-    load, lg = steady_load(rollout)
-    try:
+    with steady_load(rollout) as lg:
         with OutageAfterSwitch(rollout, canary, "engine:2.4.0") as outage:
             run = run_upgrade(rollout, hook, "2.4.0", "outage", engine_upgrade_health_timeout=15)
         assert outage.fired.is_set(), "the canary never ran 2.4.0"
         after = rollout.state()
         for engine in rollout.engines:
             engine.set_llm_outage(False)  # the provider is back
-    finally:
-        load.__exit__(None, None, None)
     assert run.rc == 2, run.stdout[-4000:]
     # The canary was NOT rolled back (2.4.0 is not to blame), the rollout stopped, the others were not touched.
     assert after[canary].image == "engine:2.4.0"
