@@ -47,6 +47,7 @@ from engine_testkit.fleet import BASELINE_VERSION, Engine
 from engine_testkit.loadgen import LoadGenerator
 from engine_testkit.pathimport import import_path
 from engine_testkit.settings import ANSIBLE_ENV, FAST_VARS, FORKS, probe_vars
+from engine_testkit.waits import wait_until
 from engine_testkit.webhook import WebhookReceiver
 
 HERE = Path(__file__).resolve().parent
@@ -197,10 +198,8 @@ def start_load(lab: LabRollouts, stack: ExitStack) -> LoadGenerator:
     lg = LoadGenerator(targets, rate=RATE, feedback_ratio=0.5, max_seconds=480)
     lg.start()
     stack.callback(lg.stop, 10)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not all(lg.acked_task_ids(t.engine_id) for t in targets):
-        time.sleep(0.2)
-    assert all(lg.acked_task_ids(t.engine_id) for t in targets), f"the load did not get going: {lg.stats()['totals']}"
+    wait_until(lambda: all(lg.acked_task_ids(t.engine_id) for t in targets), 30,
+               "the load to get going (a turn acknowledged on each Engine)", last=lambda: lg.stats()["totals"])
     return lg
 
 
