@@ -312,6 +312,29 @@ def start_container_engine(
     raise FleetError(f"engine {engine_id}: no usable host port after {attempts} attempts")
 
 
+def switch_container(client: docker.DockerClient, engine: Engine, version: str, stop_timeout: int = 30) -> None:
+    """Recreate a per-user Engine's container on ``engine:<version>`` as an upgrade does, by hand: the old one
+    stopped (``stop_timeout`` seconds to drain) and removed, a new one with the same name, volume, port, labels,
+    network, key and restart policy started. Does not wait for health."""
+    old = engine.container()
+    labels, network = old.labels, next(iter(old.attrs["NetworkSettings"]["Networks"]))
+    old.stop(timeout=stop_timeout)
+    old.remove()
+    new = client.containers.create(
+        f"engine:{version}",
+        name=engine.container_name,
+        detach=True,
+        labels=labels,
+        network=network,
+        environment={"ENGINE_API_KEY": engine.api_key},
+        volumes={engine.volume: {"bind": "/data", "mode": "rw"}},
+        ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", engine.port)},
+        restart_policy={"Name": "unless-stopped"},
+    )
+    new.start()
+    engine.image = f"engine:{version}"
+
+
 COMPOSE_TEMPLATE = """\
 # Single-node Engine written by engine_testkit (fleet {fleet}); the collection under test edits it.
 version: "2.4"

@@ -14,29 +14,14 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import docker
 import pytest
 
 from engine_testkit.ansible import run_playbook
-from engine_testkit.fleet import Engine
+from engine_testkit.fleet import Engine, switch_container
 from engine_testkit.waits import wait_until
 
 PLAYBOOK = Path(__file__).resolve().parents[1] / "playbooks" / "engine_outage.yml"
 BASE_PORT = 9580
-
-
-def switch(client: docker.DockerClient, engine: Engine, version: str) -> None:
-    """Recreate the Engine's container on another release, same name, volume, port and labels (an upgrade)."""
-    old = engine.container()
-    labels, network = old.labels, next(iter(old.attrs["NetworkSettings"]["Networks"]))
-    old.stop(timeout=10)
-    old.remove()
-    new = client.containers.create(
-        f"engine:{version}", name=engine.container_name, detach=True, labels=labels, network=network,
-        environment={"ENGINE_API_KEY": engine.api_key}, volumes={engine.volume: {"bind": "/data", "mode": "rw"}},
-        ports={"8000/tcp": ("127.0.0.1", engine.port)}, restart_policy={"Name": "unless-stopped"})
-    new.start()
-    engine.image = f"engine:{version}"
 
 
 def classify(canary: Engine, controls: list[Engine], expected: str) -> dict:
@@ -73,7 +58,7 @@ def test_outage_or_bad_release_from_real_health_probes(make_fleet, docker_client
     for engine in (canary, c1, c2):
         engine.set_llm_outage(False)
     c3.container().stop(timeout=10)
-    switch(docker_client, canary, "2.5.0")
+    switch_container(docker_client, canary, "2.5.0", stop_timeout=10)
     wait_until(lambda: canary.container().attrs["RestartCount"] >= 2, 90, "the canary to crash-loop")
     crash = classify(canary, controls, "bad_release")
     assert crash["upgraded"][0]["failure"] == "crash_loop" and crash["counts"]["control_unhealthy"] == 1

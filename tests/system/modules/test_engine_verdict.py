@@ -20,12 +20,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 import pytest
 
 from engine_testkit import Fleet, sweep
 from engine_testkit.ansible import run_playbook
-from engine_testkit.fleet import Engine
+from engine_testkit.fleet import Engine, switch_container
 from engine_testkit.loadgen import LoadGenerator
 from engine_testkit.waits import wait_until
 
@@ -54,20 +53,6 @@ class Batch:
     stats: dict
 
 
-def switch(client: docker.DockerClient, engine: Engine, version: str) -> None:
-    """Recreate the Engine's container on another release, same name, volume, port and labels (an upgrade)."""
-    old = engine.container()
-    labels, network = old.labels, next(iter(old.attrs["NetworkSettings"]["Networks"]))
-    old.stop(timeout=30)
-    old.remove()
-    new = client.containers.create(
-        f"engine:{version}", name=engine.container_name, detach=True, labels=labels, network=network,
-        environment={"ENGINE_API_KEY": engine.api_key}, volumes={engine.volume: {"bind": "/data", "mode": "rw"}},
-        ports={"8000/tcp": ("127.0.0.1", engine.port)}, restart_policy={"Name": "unless-stopped"})
-    new.start()
-    engine.image = f"engine:{version}"
-
-
 def pause(seconds: float) -> float:
     """Let the load run for a window of `seconds`; returns its end. The window is the condition."""
     end = time.time() + seconds
@@ -94,8 +79,8 @@ def batch(docker_client, engine_images) -> Batch:
             results = run.result("Measure the baselines")["results"]
             baselines = {r["item"]: r for r in results}
             switched = time.time()
-            switch(docker_client, bad, "2.4.2")
-            switch(docker_client, good, "2.4.0")
+            switch_container(docker_client, bad, "2.4.2", stop_timeout=30)  # an upgrade, by hand
+            switch_container(docker_client, good, "2.4.0", stop_timeout=30)
             wait_until(lambda: bad.is_healthy(1) and good.is_healthy(1), 60, "the canaries to be healthy")
             baked = pause(BAKE_SECONDS)
         finally:
