@@ -127,6 +127,40 @@ def _full(store: SnapshotStore, exc: BaseException) -> InsufficientSpaceError:
     )
 
 
+def _make_room(store: SnapshotStore, slug: str, need: int, what: str, min_free_bytes: int, check_mode: bool) -> tuple:
+    """Before a snapshot is written: (planned actions, the dest folder created or None).
+
+    Leftovers of an interrupted run go first (they take room too), then the room for ``need`` bytes (``what``) is
+    checked, then O(dest) is made.
+    """
+    planned: list = []
+    clear_leftovers(store, slug, planned, check_mode)
+    check_space([(store.dest, need, what)], min_free_bytes)
+    created = store.ensure_dest(check_mode, planned)
+    return planned, created
+
+
+def _predicted(store: SnapshotStore, name: str, size: int, fields: dict, retain_days: int | None, *,
+               raw_copy: bool, key: str | None = None) -> dict:
+    """In check mode, the store entry the snapshot would have (sha256 and manifest None)."""
+    now = utc_now()
+    return dict(
+        name=name,
+        path=store.data_path(name),
+        manifest_path=store.manifest_path(name),
+        size=size,
+        sha256=None,
+        created_at=iso(now),
+        retain_until=retain_until(now, retain_days),
+        reason=fields.get("reason"),
+        raw_copy=raw_copy,
+        kind=fields.get("kind"),
+        engine_key=key,
+        engine_version=None if raw_copy else fields.get("engine_version"),
+        manifest=None,
+    )
+
+
 def finish_copy(path: str, verify: str) -> tuple[str, list]:
     """sha256, verification (quick_check / integrity_check / none) and fsync of a finished copy, in parallel.
 
@@ -252,32 +286,15 @@ def take_snapshot(
         facts = database_facts(source)
         wal = file_size(brain_path + "-wal")
         need = wal if method == "reflink" else facts["logical_size"] + wal
-        planned = []
-        clear_leftovers(store, slug, planned, check_mode)  # first: they take room too
-        check_space([(store.dest, need, f"brain {facts['logical_size']} + WAL {wal}")], min_free_bytes)
-        created = store.ensure_dest(check_mode, planned)
+        planned, created = _make_room(store, slug, need, f"brain {facts['logical_size']} + WAL {wal}", min_free_bytes,
+                                      check_mode)
         planned.append(f"snapshot {brain_path} to {store.data_path(name)} ({_METHOD_TEXT[method]}, verify {verify})")
         if check_mode:
             problems = integrity_problems(source, verify) if verify != "none" else []
             if problems:
                 raise _corrupt(brain_path, verify, problems)
             actions.extend(planned)
-            now = utc_now()
-            return dict(
-                name=name,
-                path=store.data_path(name),
-                manifest_path=store.manifest_path(name),
-                size=facts["logical_size"],
-                sha256=None,
-                created_at=iso(now),
-                retain_until=retain_until(now, retain_days),
-                reason=fields.get("reason"),
-                raw_copy=False,
-                kind=fields.get("kind"),
-                engine_key=key,
-                engine_version=fields.get("engine_version"),
-                manifest=None,
-            )
+            return _predicted(store, name, facts["logical_size"], fields, retain_days, raw_copy=False, key=key)
         try:
             _prepare_temp(data_temp)
             started, clock = utc_now(), time.monotonic()
@@ -347,29 +364,11 @@ def save_raw(
         (brain_path + suffix, DATA_SUFFIX + suffix) for suffix in SIDE_SUFFIXES if file_size(brain_path + suffix)
     ]
     total = sum(file_size(source[0]) for source in sources)
-    planned = []
-    clear_leftovers(store, slug, planned, check_mode)  # first: they take room too
-    check_space([(store.dest, total, "raw copy of the brain")], min_free_bytes)
-    created = store.ensure_dest(check_mode, planned)
+    planned, created = _make_room(store, slug, total, "raw copy of the brain", min_free_bytes, check_mode)
     planned.append(f"copy the unreadable brain {brain_path} byte for byte to {store.data_path(name)}")
     if check_mode:
         actions.extend(planned)
-        now = utc_now()
-        return dict(
-            name=name,
-            path=store.data_path(name),
-            manifest_path=store.manifest_path(name),
-            size=file_size(brain_path),
-            sha256=None,
-            created_at=iso(now),
-            retain_until=retain_until(now, retain_days),
-            reason=fields.get("reason"),
-            raw_copy=True,
-            kind=fields.get("kind"),
-            engine_key=None,
-            engine_version=None,
-            manifest=None,
-        )
+        return _predicted(store, name, file_size(brain_path), fields, retain_days, raw_copy=True)
     renames, side_files, digests = [], [], {}
     started = utc_now()
     try:
