@@ -51,24 +51,28 @@ sanity:
 	cd $(SANITY_TREE) && git init -q && git add -A && \
 	  $(BIN)/ansible-test sanity --requirements --python 3.11 --color no
 
+# The test kit's own Docker tests (tests/harness/tests/system) run in `make system`, not here.
 units: collection
-	$(BIN)/pytest tests/unit tests/harness/tests $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit tests/harness/tests --ignore=tests/harness/tests/system $(PYTEST_ARGS)
 
 # The rollouts (tests/system/rollout: fleets of 4 to 12 Engines, mostly waiting on drains, bakes and health) run in a
 # second pytest alongside the other system tests; their fleets use their own ports and names, and the shared Docker
 # network is made here so that no fleet's teardown removes it under another. SYSTEM_SERIAL=1: one pytest.
 # A group that PYTEST_ARGS (-k ...) leaves without tests is not a failure (pytest exit code 5).
+# The test kit's own Docker tests (tests/harness/tests/system: the reference Engine, the fleet, the load generator)
+# run with the other system tests.
 SYSTEM_LOG := build/system-rollout.log
+HARNESS_SYSTEM := tests/harness/tests/system
 system: collection
 	docker network inspect engine_net >/dev/null 2>&1 || docker network create engine_net >/dev/null
 ifeq ($(SYSTEM_SERIAL),1)
-	$(BIN)/pytest tests/system --ignore=tests/system/lab --ignore=tests/system/faults $(PYTEST_ARGS)
+	$(BIN)/pytest tests/system $(HARNESS_SYSTEM) --ignore=tests/system/lab --ignore=tests/system/faults $(PYTEST_ARGS)
 else
 	@mkdir -p build
 	@echo "==> tests/system/rollout runs alongside (its output: $(SYSTEM_LOG), shown at the end)"
 	@$(BIN)/pytest tests/system/rollout $(PYTEST_ARGS) > $(SYSTEM_LOG) 2>&1 & roll=$$!; \
-	  $(BIN)/pytest tests/system --ignore=tests/system/rollout --ignore=tests/system/lab --ignore=tests/system/faults \
-	    $(PYTEST_ARGS); rest=$$?; \
+	  $(BIN)/pytest tests/system $(HARNESS_SYSTEM) --ignore=tests/system/rollout --ignore=tests/system/lab \
+	    --ignore=tests/system/faults $(PYTEST_ARGS); rest=$$?; \
 	  wait $$roll; rollrc=$$?; \
 	  echo "==> tests/system/rollout (ran alongside), exit $$rollrc:"; cat $(SYSTEM_LOG); \
 	  for rc in $$rest $$rollrc; do [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit 1; done

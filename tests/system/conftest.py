@@ -3,20 +3,18 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Shared fixtures of the system tests: real Docker, real reference Engine containers, no mocks.
 
-``engine_testkit`` lives in ``tests/harness``. The Makefile exports ``PYTHONPATH=tests/harness``;
-so that a bare ``pytest tests/system`` works too, this conftest puts that directory on
+The fixtures are :mod:`engine_testkit.fixtures` (the test kit's own Docker tests in ``tests/harness/tests/system``
+import the same ones). ``engine_testkit`` lives in ``tests/harness``. The Makefile exports
+``PYTHONPATH=tests/harness``; so that a bare ``pytest tests/system`` works too, this conftest puts that directory on
 ``sys.path`` when it is missing (a conftest is imported before the test modules of its directory).
 
-Nothing is skipped: without a Docker engine or without the ``engine:<tag>`` images every test fails
-with a message that says what to run. Fleets are named ``t-<8 hex>`` (unique per test) and take
-host ports from 9101 upward, clear of the demo fleet (9001+) and of ``refeng-dev-*`` (9500-9599 is
-simply skipped when bound). Every system test gets a pytest-timeout so a hang fails instead.
+Nothing is skipped: without a Docker engine or without the ``engine:<tag>`` images every test fails with a message
+that says what to run. Every system test gets a pytest-timeout so a hang fails instead.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,97 +23,16 @@ HARNESS = Path(__file__).resolve().parents[1] / "harness"
 if str(HARNESS) not in sys.path:
     sys.path.insert(0, str(HARNESS))
 
-import docker  # noqa: E402
-import docker.errors  # noqa: E402
-
-from engine_testkit import Fleet, sweep  # noqa: E402
-from engine_testkit.fleet import BASELINE_VERSION as BASELINE  # noqa: E402
-from engine_testkit.fleet import TEST_BASE_PORT, unique_name  # noqa: E402
-from engine_testkit.lab import EngineLab  # noqa: E402
-
-#: Seconds after which pytest-timeout fails a system test that carries no timeout of its own.
-DEFAULT_TIMEOUT = 300
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``system`` marker (real Docker) next to pytest-timeout's ``timeout``."""
-    config.addinivalue_line("markers", "system: needs a Docker engine and the reference Engine images")
+from engine_testkit.fixtures import (  # noqa: E402, F401 (pytest finds the fixtures by their names here)
+    docker_client,
+    eng_lab,
+    engine_images,
+    fleet_name,
+    make_fleet,
+    mark_docker_tests,
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test of this directory ``system`` and give it a timeout unless it has one."""
-    here = Path(__file__).resolve().parent
-    for item in items:
-        if here not in Path(str(item.fspath)).resolve().parents:
-            continue
-        item.add_marker(pytest.mark.system)
-        if item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT))
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    """A Docker client that answers ``ping``; fails (not skips) every test otherwise."""
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.fail(f"the Docker engine is not reachable ({exc}): run `make bootstrap`", pytrace=False)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def engine_images(docker_client: docker.DockerClient) -> list[str]:
-    """The reference Engine image tags present; fails if the baseline ``engine:2.3.0`` is missing."""
-    try:
-        docker_client.images.get(f"engine:{BASELINE}")
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"image engine:{BASELINE} not found: run `make images`", pytrace=False)
-    return sorted(
-        tag.split(":", 1)[1] for image in docker_client.images.list(name="engine") for tag in image.tags
-    )
-
-
-@pytest.fixture
-def fleet_name() -> str:
-    """A unique fleet name for this test."""
-    return unique_name()
-
-
-@pytest.fixture
-def make_fleet(docker_client: docker.DockerClient, engine_images: list[str]) -> Iterator[Callable[..., Fleet]]:
-    """Factory of :class:`Fleet` objects on test ports; all of them are torn down (and swept) after the test."""
-    fleets: list[Fleet] = []
-
-    def factory(name: str | None = None, **kwargs: object) -> Fleet:
-        kwargs.setdefault("base_port", TEST_BASE_PORT)
-        kwargs.setdefault("client", docker_client)
-        fleet = Fleet(name=name or unique_name(), **kwargs)  # type: ignore[arg-type]
-        fleets.append(fleet)
-        return fleet
-
-    yield factory
-    for fleet in fleets:
-        try:
-            fleet.down()
-        finally:
-            sweep(fleet.name, docker_client)
-
-
-#: Host ports of the reference Engine's own system tests (test_reference_engine.py, test_engine_drain.py).
-ENG_PORTS = (9800, 9899)
-
-
-@pytest.fixture(scope="module")
-def eng_lab(docker_client: docker.DockerClient, engine_images: list[str]) -> Iterator[EngineLab]:
-    """An :class:`engine_testkit.lab.EngineLab` named ``eng-<8 hex>`` on ports 9800-9899 for one module.
-
-    Hand-configured single Engines (extra environment, restart policy, several images in turn on
-    one brain volume); everything the lab created is removed (by label) after the module.
-    """
-    lab = EngineLab(unique_name("eng"), docker_client, ports=ENG_PORTS)
-    try:
-        yield lab
-    finally:
-        lab.down()
+    mark_docker_tests(items, Path(__file__).parent)

@@ -1,7 +1,8 @@
 # Copyright (c) 2026 September Engine maintainers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The test kit's own pure helpers (no Docker): ``pytest tests/harness/tests``, with ``PYTHONPATH=tests/harness``."""
+"""The test kit's own pure helpers (no Docker): ``pytest tests/harness/tests --ignore=tests/harness/tests/system``, with
+``PYTHONPATH=tests/harness`` (the test kit's Docker tests, ``tests/harness/tests/system``, run in ``make system``)."""
 
 from __future__ import annotations
 

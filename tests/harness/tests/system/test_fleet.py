@@ -20,6 +20,7 @@ import requests
 import yaml
 
 from engine_testkit import Fleet, FleetError, ImageMissingError, brain, sweep
+from engine_testkit.ansible import REPO_ROOT
 from engine_testkit.fleet import BASELINE_VERSION as BASELINE
 from engine_testkit.fleet import (
     LABEL_ENGINE_ID,
@@ -239,7 +240,7 @@ def test_sweep_cleans_up_after_a_crashed_run(make_fleet, docker_client: docker.D
 
 def test_cli_up_status_down(docker_client: docker.DockerClient, engine_images: list[str], tmp_path: Path) -> None:
     name = unique_name()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "harness")}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "tests" / "harness")}
     inventory = tmp_path / "inv.yml"
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -30,11 +30,12 @@ import pytest
 import requests
 
 from engine_testkit import brain
+from engine_testkit.ansible import REPO_ROOT
 from engine_testkit.fleet import Engine
 from engine_testkit.lab import EngineLab
 from engine_testkit.loadgen import expected_answer, iter_stream_lines, parse_sse
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 ENGINE_SRC = REPO / "tests" / "reference_engine"
 RELEASES: dict[str, dict[str, Any]] = json.loads((ENGINE_SRC / "releases.json").read_text(encoding="utf-8"))
 MIGRATION_FILES = sorted((ENGINE_SRC / "migrations").glob("*.sql"))
