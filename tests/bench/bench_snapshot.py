@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "harness"))
 
 from engine_testkit.ansible import COLLECTIONS_PATH, ensure_collection_link  # noqa: E402
+from engine_testkit.waits import wait_until  # noqa: E402
 
 ensure_collection_link()
 sys.path.insert(0, str(COLLECTIONS_PATH))
@@ -121,8 +122,9 @@ def insert_turn(conn: sqlite3.Connection, rng: random.Random, number: int, embed
 # ---------------------------------------------------------------- the writer (another process, like the Engine)
 
 
-def writer(path: str, rate: float, stop, out) -> None:
-    """Insert one turn per transaction at `rate` per second until `stop`; send [(start, seconds)] to `out`."""
+def writer(path: str, rate: float, stop, out, inserted) -> None:
+    """Insert one turn per transaction at `rate` per second until `stop`, counting them in `inserted` (a shared
+    integer); send [(start, seconds)] to `out`."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA synchronous = FULL")
@@ -138,10 +140,11 @@ def writer(path: str, rate: float, stop, out) -> None:
         conn.execute("COMMIT")
         samples.append((start, time.monotonic() - start))
         number += 1
+        inserted.value = number
         following += interval
         pause = following - time.monotonic()
         if pause > 0:
-            time.sleep(pause)
+            time.sleep(pause)  # the writer's pace: `rate` inserts per second
         else:
             following = time.monotonic()
     conn.close()
@@ -215,11 +218,15 @@ def main() -> None:
 
     stop = multiprocessing.Event()
     receive, send = multiprocessing.Pipe(duplex=False)
-    process = multiprocessing.Process(target=writer, args=(str(brain), args.rate, stop, send))
+    inserted = multiprocessing.Value("q", 0)
+    process = multiprocessing.Process(target=writer, args=(str(brain), args.rate, stop, send, inserted))
     process.start()
     results = []
     try:
-        time.sleep(2)
+        # The writer is in its stride once it has written a second's worth of inserts.
+        wait_until(lambda: inserted.value >= args.rate, 120, "a second's worth of inserts by the writer",
+                   last=lambda: inserted.value)
+        # the baseline: the writer alone for 2 s (a window of time by design)
         results.append(measure("idle (writer alone)", lambda: time.sleep(2) or {}))
         for _run in range(args.runs):
             results.append(measure("snapshot (python path)",
@@ -229,7 +236,9 @@ def main() -> None:
             results.append(measure("cp --reflink=never + sync", lambda: cp_sync(brain, dest)))
             shutil.rmtree(dest, ignore_errors=True)
             subprocess.run(["sync"], check=True)
-        time.sleep(1)
+        # The insert the last copy held up has ended, and another after it: every sample overlapping it is in.
+        done = inserted.value
+        wait_until(lambda: inserted.value >= done + 2, 120, "inserts by the writer after the last copy")
     finally:
         stop.set()
         samples = receive.recv()
