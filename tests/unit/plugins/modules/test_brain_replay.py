@@ -12,8 +12,6 @@ import os
 import sqlite3
 
 import pytest
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.september.engine.plugins.module_utils._brain import BrainLocation
 from ansible_collections.september.engine.plugins.module_utils._fileops import sha256_file
@@ -28,7 +26,6 @@ from ansible_collections.september.engine.plugins.module_utils._snapshot_store i
 from ansible_collections.september.engine.plugins.module_utils._snapshot_take import take_snapshot
 from ansible_collections.september.engine.plugins.modules import brain_replay
 from engine_testkit.bad_window import make_brain, migrate, rows, write_turns
-from engine_testkit.module_runner import ExitJson, FailJson
 
 MIGRATIONS = dict(migrations_source="table", migrations_table="engine_schema_migrations", migrations_column="version")
 
@@ -72,27 +69,6 @@ def client(monkeypatch):
     return fake
 
 
-def run(args, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    warned = []
-    original = AnsibleModule.warn
-    AnsibleModule.warn = lambda self, message: warned.append(message)
-    try:
-        with patch_module_args(args):
-            with pytest.raises((ExitJson, FailJson)) as info:
-                brain_replay.main()
-    finally:
-        AnsibleModule.warn = original
-    result = info.value.args[0]
-    result["failed"] = info.type is FailJson
-    result["warnings"] = warned
-    return result
-
-
 def folder_state(folder) -> dict:
     return {name: sha256_file(os.path.join(folder, name)) for name in sorted(os.listdir(folder))}
 
@@ -123,10 +99,10 @@ def engine(tmp_path):
     return dict(brain=brain, folder=str(folder), dest=store.dest, written=written, previous=previous, key=key)
 
 
-def test_check_apply_again_with_diff(engine, client):
+def test_check_apply_again_with_diff(engine, client, run_module):
     args = dict(path=engine["brain"], dest=engine["dest"])
     before = folder_state(engine["folder"])
-    check = run(args, check=True, diff=True)
+    check = run_module(brain_replay, args, check=True, diff=True)
     assert not check["failed"], check
     assert check["changed"] and check["replay"]["predicted"]
     assert folder_state(engine["folder"]) == before, "check mode changed the brain's folder"
@@ -135,7 +111,7 @@ def test_check_apply_again_with_diff(engine, client):
     diff = check["diff"]
     assert diff["after"]["rows"]["tasks"] - diff["before"]["rows"]["tasks"] == 8
     assert "memory_tags" not in diff["after"]["rows"]  # the restored brain has no such table
-    done = run(args, diff=True)
+    done = run_module(brain_replay, args, diff=True)
     assert done["changed"] and not done["replay"]["predicted"]
     assert done["replay"]["tables"] == check["replay"]["tables"] and done["diff"] == diff
     assert set(engine["written"]["tasks"]) <= {r[0] for r in rows(engine["brain"], "tasks", "task_id")}
@@ -145,56 +121,56 @@ def test_check_apply_again_with_diff(engine, client):
                     if v["not_replayable"]}
     assert not_replayed == {"memory_tags": ["table not in the old schema"],
                             "engine_schema_migrations": [MIGRATIONS_RECORD]}
-    again = run(args, diff=True)
+    again = run_module(brain_replay, args, diff=True)
     assert not again["changed"] and again["actions"] == []
     assert again["replay"]["totals"]["already_there"] == sum(done["replay"]["totals"]["replayed"].values())
     assert again["diff"]["before"] == again["diff"]["after"]
     json.dumps(done)  # what Ansible gets back is JSON
 
 
-def test_report_reads_only_even_while_the_engine_runs(engine, client):
+def test_report_reads_only_even_while_the_engine_runs(engine, client, run_module):
     client.containers.running.append(FakeContainer("sept-u1", engine["folder"]))
     before = folder_state(engine["folder"])
-    report = run(dict(path=engine["brain"], dest=engine["dest"], mode="report"))
+    report = run_module(brain_replay, dict(path=engine["brain"], dest=engine["dest"], mode="report"))
     assert not report["failed"] and not report["changed"] and report["replay"]["predicted"]
     assert report["replay"]["totals"]["replayable"]["inserted"] > 0
     assert report["replay"]["totals"]["replayed"] == dict(inserted=0, updated=0)
     assert folder_state(engine["folder"]) == before
 
 
-def test_a_running_engine_refuses_the_replay_and_check_mode_too(engine, client):
+def test_a_running_engine_refuses_the_replay_and_check_mode_too(engine, client, run_module):
     client.containers.running.append(FakeContainer("sept-u1", engine["folder"]))
     before = folder_state(engine["folder"])
     for check in (False, True):
-        result = run(dict(path=engine["brain"], dest=engine["dest"]), check=check)
+        result = run_module(brain_replay, dict(path=engine["brain"], dest=engine["dest"]), check=check)
         assert result["failed"] and "Refusing to replay onto the brain" in result["msg"]
         assert "running container(s) sept-u1 mount its folder" in result["msg"]
         assert result["holders"] and folder_state(engine["folder"]) == before
 
 
-def test_auto_replays_the_additive_2_4_release(engine, client):
-    result = run(dict(path=engine["brain"], dest=engine["dest"], mode="auto"))
+def test_auto_replays_the_additive_2_4_release(engine, client, run_module):
+    result = run_module(brain_replay, dict(path=engine["brain"], dest=engine["dest"], mode="auto"))
     assert not result["failed"] and result["changed"] and result["replay"]["mode"] == "replay"
     assert result["replay"]["mode_reason"] == "the bad release's migrations only added to the old schema"
     assert set(engine["written"]["tasks"]) <= {r[0] for r in rows(engine["brain"], "tasks", "task_id")}
 
 
-def test_off_does_nothing(engine, client):
-    result = run(dict(path="/nonexistent/brain.sqlite", mode="off"))
+def test_off_does_nothing(engine, client, run_module):
+    result = run_module(brain_replay, dict(path="/nonexistent/brain.sqlite", mode="off"))
     assert not result["failed"] and not result["changed"] and result["replay"] == dict(mode="off", brain=None)
 
 
-def test_named_files_and_what_is_refused(engine, client, tmp_path):
+def test_named_files_and_what_is_refused(engine, client, tmp_path, run_module):
     store = SnapshotStore(engine["dest"])
     bad, base = engine["previous"]["name"], "pre-upgrade-2.3.0"
-    named = run(dict(path=engine["brain"], dest=engine["dest"], bad_window=bad, baseline=base, mode="report",
-                     tables=dict(exclude=["*_vec"])))
+    named = run_module(brain_replay, dict(path=engine["brain"], dest=engine["dest"], bad_window=bad, baseline=base,
+                                          mode="report", tables=dict(exclude=["*_vec"])))
     assert not named["failed"], named
     excluded = named["replay"]["tables"]["episodes_vec"]["not_replayable"]
     assert [e["reason"] for e in excluded] == ["excluded by the tables option"]
-    no_dest = run(dict(path=engine["brain"], bad_window=bad))
+    no_dest = run_module(brain_replay, dict(path=engine["brain"], bad_window=bad))
     assert no_dest["failed"] and "give dest" in no_dest["msg"]
-    nothing = run(dict(path=engine["brain"], dest=str(tmp_path / "empty")))
+    nothing = run_module(brain_replay, dict(path=engine["brain"], dest=str(tmp_path / "empty")))
     assert nothing["failed"] and "no pre-restore snapshot of this Engine" in nothing["msg"]
     # another Engine's kept brain: refused, unless allowed
     manifest_path = store.manifest_path(bad)
@@ -203,16 +179,16 @@ def test_named_files_and_what_is_refused(engine, client, tmp_path):
     with open(manifest_path, "w", encoding="utf-8") as handle:
         json.dump(manifest, handle)
     before = folder_state(engine["folder"])
-    foreign = run(dict(path=engine["brain"], dest=engine["dest"], bad_window=bad))
+    foreign = run_module(brain_replay, dict(path=engine["brain"], dest=engine["dest"], bad_window=bad))
     assert foreign["failed"] and "another user" in foreign["msg"] and folder_state(engine["folder"]) == before
-    allowed = run(dict(path=engine["brain"], dest=engine["dest"], bad_window=bad, allow_other_engine=True),
-                  check=True)
+    allowed = run_module(brain_replay, dict(path=engine["brain"], dest=engine["dest"], bad_window=bad,
+                                            allow_other_engine=True), check=True)
     assert not allowed["failed"] and any("used anyway" in w for w in allowed["warnings"])
     # a plain file without a manifest: used, with a warning
     plain = str(tmp_path / "plain.sqlite")
     conn = sqlite3.connect(store.data_path(bad))
     conn.execute(f"VACUUM INTO '{plain}'")
     conn.close()
-    loose = run(dict(path=engine["brain"], dest=engine["dest"], bad_window=plain, mode="report"))
+    loose = run_module(brain_replay, dict(path=engine["brain"], dest=engine["dest"], bad_window=plain, mode="report"))
     assert not loose["failed"] and any("no snapshot manifest beside it" in w for w in loose["warnings"])
     assert loose["replay"]["totals"]["written_in_bad_window"] == named["replay"]["totals"]["written_in_bad_window"]

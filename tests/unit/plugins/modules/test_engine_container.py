@@ -13,7 +13,6 @@ import docker.errors
 import pytest
 import requests.exceptions
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.september.engine.plugins.module_utils._container import (
     PREVIOUS_IMAGE_ID_LABEL,
@@ -21,7 +20,6 @@ from ansible_collections.september.engine.plugins.module_utils._container import
     ROLLED_BACK_FROM_LABEL,
 )
 from ansible_collections.september.engine.plugins.modules import engine_container
-from engine_testkit.module_runner import ExitJson, FailJson
 
 NAME = "ctr-u001"
 MUTATIONS = ("stop", "rename", "update_container", "create_container_from_config", "start", "remove_container",
@@ -216,24 +214,16 @@ def fake(monkeypatch):
     return d
 
 
-def run(args, check=False, diff=False):
-    args = {"name": NAME, **args}
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises((ExitJson, FailJson)) as info:
-            engine_container.main()
-    result = info.value.args[0]
-    result["_failed"] = isinstance(info.value, FailJson)
-    return result
+@pytest.fixture
+def run(run_module):
+    """engine_container on the Engine NAME (unless the args name another)."""
+    return lambda args, check=False, diff=False: run_module(engine_container, {"name": NAME, **args}, check, diff)
 
 
-def test_present_switches_faithfully(fake):
+def test_present_switches_faithfully(fake, run):
     fake.orchestrate()
     result = run({"image": "engine:2.3.1"}, diff=True)
-    assert not result["_failed"], result
+    assert not result["failed"], result
     assert result["changed"] is True
     new = fake.container(NAME)
     previous = fake.container(NAME + "--previous")
@@ -261,7 +251,7 @@ def test_present_switches_faithfully(fake):
     assert result["diff"]["after"]["previous_container"] == NAME + "--previous"
 
 
-def test_present_again_is_unchanged(fake):
+def test_present_again_is_unchanged(fake, run):
     fake.orchestrate()
     run({"image": "engine:2.3.1"})
     fake.calls.clear()
@@ -271,7 +261,7 @@ def test_present_again_is_unchanged(fake):
     assert "diff" not in result
 
 
-def test_check_mode_predicts_and_changes_nothing(fake):
+def test_check_mode_predicts_and_changes_nothing(fake, run):
     fake.orchestrate()
     before = copy.deepcopy(fake.store)
     result = run({"image": "engine:2.3.1"}, check=True, diff=True)
@@ -289,39 +279,39 @@ def test_check_mode_predicts_and_changes_nothing(fake):
                                        "previous_container": f"{NAME}--previous", "status": "running"}
 
 
-def test_missing_image_fails_before_anything_stops(fake):
+def test_missing_image_fails_before_anything_stops(fake, run):
     fake.orchestrate()
     result = run({"image": "engine:9.9.9"})
-    assert result["_failed"] and "engine:9.9.9" in result["msg"] and "nothing was stopped" in result["msg"]
+    assert result["failed"] and "engine:9.9.9" in result["msg"] and "nothing was stopped" in result["msg"]
     assert fake.mutations() == []
 
 
-def test_missing_image_in_check_mode_warns(fake, monkeypatch):
+def test_missing_image_in_check_mode_warns(fake, monkeypatch, run):
     warnings = []
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warnings.append(msg))
     fake.orchestrate()
     result = run({"image": "engine:9.9.9"}, check=True)
-    assert not result["_failed"] and result["changed"] is True
+    assert not result["failed"] and result["changed"] is True
     assert any("engine_image" in w for w in warnings)
 
 
-def test_unfinished_switch_is_refused(fake):
+def test_unfinished_switch_is_refused(fake, run):
     fake.orchestrate()
     run({"image": "engine:2.3.1"})
     fake.images.images.append(FakeImage(image_attrs("2.4.0")))
     fake.calls.clear()
     result = run({"image": "engine:2.4.0"})
-    assert result["_failed"] and "Unfinished switch" in result["msg"] and "finalized" in result["msg"]
+    assert result["failed"] and "Unfinished switch" in result["msg"] and "finalized" in result["msg"]
     assert fake.mutations() == []
 
 
 @pytest.mark.parametrize("failing", ["create_container_from_config", "start", "connect_container_to_network"])
-def test_failed_switch_puts_the_old_container_back(fake, failing):
+def test_failed_switch_puts_the_old_container_back(fake, failing, run):
     fake.store[fake.orchestrate()]["NetworkSettings"]["Networks"]["monitoring"] = {"Aliases": ["m"]}
     old_id = fake.by_name(NAME)
     fake.fail[failing] = "boom"
     result = run({"image": "engine:2.3.1"})
-    assert result["_failed"]
+    assert result["failed"]
     assert "boom" in result["msg"] and "put back" in result["msg"]
     assert fake.by_name(NAME) == old_id and fake.by_name(NAME + "--previous") is None
     old = fake.container(NAME)
@@ -331,16 +321,16 @@ def test_failed_switch_puts_the_old_container_back(fake, failing):
     assert any(a.startswith("undo:") for a in result["actions"])
 
 
-def test_failed_put_back_says_the_engine_may_be_down(fake):
+def test_failed_put_back_says_the_engine_may_be_down(fake, run):
     fake.orchestrate()
     fake.fail.update(create_container_from_config="no space left", rename=[None, "daemon hiccup"])
     result = run({"image": "engine:2.3.1"})
-    assert result["_failed"] and "no space left" in result["msg"] and "daemon hiccup" in result["msg"]
+    assert result["failed"] and "no space left" in result["msg"] and "daemon hiccup" in result["msg"]
     assert "may be DOWN" in result["msg"]
 
 
 @pytest.mark.parametrize("fail_at", ["start", "update_container"])
-def test_interrupted_switch_is_finished(fake, fail_at):
+def test_interrupted_switch_is_finished(fake, fail_at, run):
     """A switch cut off before its last steps (the module killed): present again finishes it."""
     fake.orchestrate()
     run({"image": "engine:2.3.1", "start": fail_at != "start"})
@@ -355,7 +345,7 @@ def test_interrupted_switch_is_finished(fake, fail_at):
     assert run({"image": "engine:2.3.1"})["changed"] is False
 
 
-def test_rolled_back_when_the_switch_stopped_after_the_rename(fake):
+def test_rolled_back_when_the_switch_stopped_after_the_rename(fake, run):
     fake.orchestrate(name=NAME + "--previous", status="exited")
     result = run({"state": "rolled_back"})
     assert result["changed"] is True and fake.container(NAME)["State"]["Status"] == "running"
@@ -363,13 +353,13 @@ def test_rolled_back_when_the_switch_stopped_after_the_rename(fake):
     assert result["container"]["failed_container"] is None
 
 
-def test_rolled_back_to_previous(fake):
+def test_rolled_back_to_previous(fake, run):
     fake.orchestrate()
     old_id = fake.by_name(NAME)
     run({"image": "engine:2.3.1"})
     bad_id = fake.by_name(NAME)
     result = run({"state": "rolled_back"})
-    assert result["changed"] is True and not result["_failed"]
+    assert result["changed"] is True and not result["failed"]
     assert fake.by_name(NAME) == old_id and fake.by_name(NAME + "--failed") == bad_id
     assert fake.container(NAME)["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert fake.container(NAME)["State"]["Status"] == "running"
@@ -384,7 +374,7 @@ def test_rolled_back_to_previous(fake):
     assert again["changed"] is False and fake.mutations() == []
 
 
-def test_rolled_back_without_previous_recreates(fake):
+def test_rolled_back_without_previous_recreates(fake, run):
     fake.orchestrate(version="2.3.1")
     bad_id = fake.by_name(NAME)
     result = run({"state": "rolled_back", "image": "engine:2.3.0"})
@@ -397,13 +387,13 @@ def test_rolled_back_without_previous_recreates(fake):
     assert run({"state": "rolled_back", "image": "engine:2.3.0"})["changed"] is False
 
 
-def test_rolled_back_without_previous_or_image_fails(fake):
+def test_rolled_back_without_previous_or_image_fails(fake, run):
     fake.orchestrate()
     result = run({"state": "rolled_back"})
-    assert result["_failed"] and "set image" in result["msg"]
+    assert result["failed"] and "set image" in result["msg"]
 
 
-def test_finalized(fake):
+def test_finalized(fake, run):
     fake.orchestrate()
     run({"image": "engine:2.3.1"})
     assert run({"state": "finalized"}, check=True)["changed"] is True
@@ -414,14 +404,14 @@ def test_finalized(fake):
     assert run({"state": "finalized"})["changed"] is False
 
 
-def test_finalized_refuses_to_remove_the_only_copy(fake):
+def test_finalized_refuses_to_remove_the_only_copy(fake, run):
     fake.orchestrate(name=NAME + "--previous", status="exited")
     result = run({"state": "finalized"})
-    assert result["_failed"] and "only copy" in result["msg"]
+    assert result["failed"] and "only copy" in result["msg"]
     assert fake.by_name(NAME + "--previous") is not None
 
 
-def test_finalized_remove_failed(fake):
+def test_finalized_remove_failed(fake, run):
     fake.orchestrate()
     fake.orchestrate(name=NAME + "--failed", status="exited")
     assert run({"state": "finalized"})["changed"] is False
@@ -429,7 +419,7 @@ def test_finalized_remove_failed(fake):
     assert fake.by_name(NAME + "--failed") is None
 
 
-def test_stopped_and_started(fake):
+def test_stopped_and_started(fake, run):
     fake.orchestrate()
     result = run({"state": "stopped", "stop_timeout": 5})
     assert result["changed"] is True and fake.container(NAME)["State"]["Status"] == "exited"
@@ -451,10 +441,10 @@ def test_stopped_and_started(fake):
         ({"image": "engine:2.3.1", "name": "nope"}, "No container named 'nope'"),
     ],
 )
-def test_bad_input(fake, args, message):
+def test_bad_input(fake, args, message, run):
     fake.orchestrate()
     result = run(args)
-    assert result["_failed"] and message in result["msg"]
+    assert result["failed"] and message in result["msg"]
     assert fake.mutations() == []
 
 
@@ -481,36 +471,36 @@ def failing_stop(fake, exc, really_stops=True):
     ],
 )
 @pytest.mark.parametrize("really_stops", [True, False])
-def test_a_failing_stop_during_the_drain_leaves_the_engine_running(fake, exc, really_stops):
+def test_a_failing_stop_during_the_drain_leaves_the_engine_running(fake, exc, really_stops, run):
     old_id = fake.orchestrate()
     failing_stop(fake, exc, really_stops)
     result = run({"image": "engine:2.3.1"})
-    assert result["_failed"] and "drain-stop" in result["msg"] and "started again" in result["msg"]
+    assert result["failed"] and "drain-stop" in result["msg"] and "started again" in result["msg"]
     assert fake.by_name(NAME) == old_id and len(fake.store) == 1
     assert fake.container(NAME)["State"]["Status"] == "running"
     assert fake.container(NAME)["Config"]["Image"] == "engine:2.3.0"
     assert [c[0] for c in fake.mutations()] == ["stop", "start"]
 
 
-def test_a_failing_stop_during_a_rollback_leaves_the_engine_running(fake):
+def test_a_failing_stop_during_a_rollback_leaves_the_engine_running(fake, run):
     fake.orchestrate()
     run({"image": "engine:2.3.1"})
     bad_id = fake.by_name(NAME)
     failing_stop(fake, docker.errors.APIError("stop failed", explanation="is not running"))
     result = run({"state": "rolled_back"})
-    assert result["_failed"] and "was put back and started again" in result["msg"]
+    assert result["failed"] and "was put back and started again" in result["msg"]
     assert fake.by_name(NAME) == bad_id and fake.container(NAME)["State"]["Status"] == "running"
     assert fake.container(NAME + "--previous")["State"]["Status"] == "exited"
 
 
-def test_a_previous_container_that_cannot_start_puts_the_serving_one_back(fake):
+def test_a_previous_container_that_cannot_start_puts_the_serving_one_back(fake, run):
     fake.orchestrate()
     previous_id = fake.by_name(NAME)
     run({"image": "engine:2.3.1"})
     bad_id = fake.by_name(NAME)
     fake.fail["start"] = "port is already allocated"
     result = run({"state": "rolled_back"})
-    assert result["_failed"] and "port is already allocated" in result["msg"] and "put back" in result["msg"]
+    assert result["failed"] and "port is already allocated" in result["msg"] and "put back" in result["msg"]
     assert fake.by_name(NAME) == bad_id and fake.container(NAME)["State"]["Status"] == "running"
     assert fake.container(NAME)["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert fake.by_name(NAME + "--previous") == previous_id
@@ -520,10 +510,10 @@ def test_a_previous_container_that_cannot_start_puts_the_serving_one_back(fake):
 
 @pytest.mark.parametrize("state", ["present", "rolled_back", "started"])
 @pytest.mark.parametrize("status", ["exited", "created", "paused"])
-def test_a_stopped_engine_on_the_target_image_is_started(fake, state, status):
+def test_a_stopped_engine_on_the_target_image_is_started(fake, state, status, run):
     fake.orchestrate(status=status)
     result = run({"state": state, "image": "engine:2.3.0"})
-    assert result["changed"] is True and not result["_failed"]
+    assert result["changed"] is True and not result["failed"]
     assert fake.container(NAME)["State"]["Status"] == "running"
     assert [c[0] for c in fake.mutations()] == ["unpause" if status == "paused" else "start"]
     assert run({"state": state, "image": "engine:2.3.0"})["changed"] is False
@@ -547,7 +537,7 @@ def retag(fake, ref, version_label):
     return image
 
 
-def test_rolled_back_goes_to_the_recorded_image_id_after_the_tag_moved(fake, monkeypatch):
+def test_rolled_back_goes_to_the_recorded_image_id_after_the_tag_moved(fake, monkeypatch, run):
     warnings = []
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warnings.append(msg))
     fake.images.images[0].attrs["Config"]["Labels"]["org.opencontainers.image.version"] = "v2.3.0"
@@ -558,7 +548,7 @@ def test_rolled_back_goes_to_the_recorded_image_id_after_the_tag_moved(fake, mon
     run({"state": "finalized"})
     other = retag(fake, "engine:2.3.0", "2.3.0-rebuilt")
     result = run({"state": "rolled_back"}, diff=True)
-    assert not result["_failed"] and result["changed"] is True
+    assert not result["failed"] and result["changed"] is True
     assert fake.container(NAME)["Image"] == good_id and fake.container(NAME)["Config"]["Image"] == "engine:2.3.0"
     assert fake.images.get("engine:2.3.0").id == good_id and "engine:2.3.0" not in other.tags
     tag_calls = [c for c in fake.mutations() if c[0] == "tag"]
@@ -568,47 +558,47 @@ def test_rolled_back_goes_to_the_recorded_image_id_after_the_tag_moved(fake, mon
     assert run({"state": "rolled_back"})["changed"] is False
 
 
-def test_rolled_back_uses_the_recorded_id_when_the_reference_is_gone(fake):
+def test_rolled_back_uses_the_recorded_id_when_the_reference_is_gone(fake, run):
     good_id = fake.images.get("engine:2.3.0").id
     fake.orchestrate()
     run({"image": "engine:2.3.1"})
     run({"state": "finalized"})
     fake.images.get(good_id).tags.clear()  # docker rmi engine:2.3.0 with the image still used: untagged
     result = run({"state": "rolled_back", "image": "engine:2.3.0"})
-    assert not result["_failed"] and fake.container(NAME)["Image"] == good_id
+    assert not result["failed"] and fake.container(NAME)["Image"] == good_id
     assert fake.images.get("engine:2.3.0").id == good_id
 
 
-def test_rolled_back_to_another_image_than_recorded_goes_there(fake):
+def test_rolled_back_to_another_image_than_recorded_goes_there(fake, run):
     fake.images.images.append(FakeImage(image_attrs("2.2.0")))
     fake.orchestrate()
     run({"image": "engine:2.3.1"})
     run({"state": "finalized"})
     result = run({"state": "rolled_back", "image": "engine:2.2.0"})
-    assert not result["_failed"] and fake.container(NAME)["Config"]["Image"] == "engine:2.2.0"
+    assert not result["failed"] and fake.container(NAME)["Config"]["Image"] == "engine:2.2.0"
     assert [c for c in fake.mutations() if c[0] == "tag"] == []
 
 
-def test_rolled_back_when_nothing_recorded_is_left_fails_before_stopping(fake):
+def test_rolled_back_when_nothing_recorded_is_left_fails_before_stopping(fake, run):
     fake.orchestrate()
     run({"image": "engine:2.3.1"})
     run({"state": "finalized"})
     fake.images.images = [i for i in fake.images.images if "engine:2.3.0" not in i.tags]
     fake.calls.clear()
     result = run({"state": "rolled_back"})
-    assert result["_failed"] and "not present on this Docker host" in result["msg"]
+    assert result["failed"] and "not present on this Docker host" in result["msg"]
     assert fake.mutations() == [] and fake.container(NAME)["State"]["Status"] == "running"
 
 
-def test_the_lock_option_refuses_before_anything_changes(fake, tmp_path):
+def test_the_lock_option_refuses_before_anything_changes(fake, tmp_path, run):
     fake.orchestrate()
     lock = {"dir": str(tmp_path), "key": "volume:engine-data-ctr-u001", "run_id": "run-b", "owner": "alice"}
     (tmp_path / "engine-data-ctr-u001.lock").write_text(
         '{"owner": "awx job 42", "run_id": "run-a", "acquired_at": "2099-01-01T00:00:00Z", '
         '"expires_at": "2099-01-01T01:00:00Z"}')
     result = run({"image": "engine:2.3.1", "lock": lock})
-    assert result["_failed"] and "is locked by awx job 42 (run run-a)" in result["msg"]
+    assert result["failed"] and "is locked by awx job 42 (run run-a)" in result["msg"]
     assert fake.mutations() == []
     held = run({"image": "engine:2.3.1", "lock": dict(lock, run_id="run-a", owner="awx job 42")})
-    assert not held["_failed"] and held["changed"] is True
+    assert not held["failed"] and held["changed"] is True
     assert '"run_id": "run-a"' in (tmp_path / "engine-data-ctr-u001.lock").read_text()

@@ -10,10 +10,8 @@ import json
 
 import docker.errors
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.september.engine.plugins.modules import engine_image
-from engine_testkit.module_runner import ExitJson, FailJson
 
 SECRET = "s3cret-registry-token"
 
@@ -70,60 +68,47 @@ def fake(monkeypatch):
     return d
 
 
-def run(args, check=False, diff=False):
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises((ExitJson, FailJson)) as info:
-            engine_image.main()
-    result = info.value.args[0]
-    result["_failed"] = isinstance(info.value, FailJson)
-    return result
-
-
-def test_present_image_is_unchanged(fake):
+def test_present_image_is_unchanged(fake, run_module):
     fake.local["engine:2.3.1"] = FakeImage("engine:2.3.1", "sha256:" + "a" * 64)
-    result = run({"name": "engine:2.3.1"})
+    result = run_module(engine_image, {"name": "engine:2.3.1"})
     assert result["changed"] is False and fake.pulls == []
     assert result["image"] == {"name": "engine:2.3.1", "id": "sha256:" + "a" * 64, "version": "2.3.1",
                                "pulled": False, "present": True, "actions": []}
 
 
-def test_missing_image_is_pulled(fake):
-    result = run({"name": "registry.example.com:5000/sept/engine:2.3.1"}, diff=True)
+def test_missing_image_is_pulled(fake, run_module):
+    result = run_module(engine_image, {"name": "registry.example.com:5000/sept/engine:2.3.1"}, diff=True)
     assert result["changed"] is True and result["image"]["pulled"] is True and result["image"]["present"] is True
     assert fake.pulls == [("registry.example.com:5000/sept/engine", "2.3.1", None)]
     assert result["diff"] == {"before": {"present": False, "id": None},
                               "after": {"present": True, "id": "sha256:" + "b" * 64}}
-    assert run({"name": "registry.example.com:5000/sept/engine:2.3.1"})["changed"] is False
+    assert run_module(engine_image, {"name": "registry.example.com:5000/sept/engine:2.3.1"})["changed"] is False
 
 
-def test_credentials_are_passed_and_never_returned(fake):
-    result = run({"name": "engine:2.3.1", "registry_username": "bot", "registry_password": SECRET})
+def test_credentials_are_passed_and_never_returned(fake, run_module):
+    result = run_module(engine_image, {"name": "engine:2.3.1", "registry_username": "bot", "registry_password": SECRET})
     assert fake.pulls[0][2] == {"username": "bot", "password": SECRET}
     assert SECRET not in json.dumps(result)
 
 
-def test_check_mode_predicts_and_pulls_nothing(fake):
-    result = run({"name": "engine:2.3.1"}, check=True, diff=True)
+def test_check_mode_predicts_and_pulls_nothing(fake, run_module):
+    result = run_module(engine_image, {"name": "engine:2.3.1"}, check=True, diff=True)
     assert result["changed"] is True and fake.pulls == [] and fake.local == {}
     assert result["image"]["actions"] == ["pull engine:2.3.1"] and result["image"]["pulled"] is False
     assert result["diff"]["after"]["present"] is True
 
 
-def test_pull_always(fake):
+def test_pull_always(fake, run_module):
     fake.local["engine:2.3.1"] = FakeImage("engine:2.3.1", fake.remote_id)
-    result = run({"name": "engine:2.3.1", "pull": "always"})
+    result = run_module(engine_image, {"name": "engine:2.3.1", "pull": "always"})
     assert fake.pulls and result["changed"] is False, "same id after the pull"
     fake.remote_id = "sha256:" + "c" * 64
-    assert run({"name": "engine:2.3.1", "pull": "always"})["changed"] is True
+    assert run_module(engine_image, {"name": "engine:2.3.1", "pull": "always"})["changed"] is True
 
 
-def test_never_fails_clearly_when_missing(fake):
-    result = run({"name": "engine:9.9.9", "pull": "never"})
-    assert result["_failed"] and "engine:9.9.9" in result["msg"] and "pull=never" in result["msg"]
+def test_never_fails_clearly_when_missing(fake, run_module):
+    result = run_module(engine_image, {"name": "engine:9.9.9", "pull": "never"})
+    assert result["failed"] and "engine:9.9.9" in result["msg"] and "pull=never" in result["msg"]
     assert fake.pulls == []
 
 
@@ -135,16 +120,16 @@ def test_never_fails_clearly_when_missing(fake):
         ("unauthorized: authentication required", "refused access"),
     ],
 )
-def test_pull_errors_in_the_stream(fake, error, kind):
+def test_pull_errors_in_the_stream(fake, error, kind, run_module):
     fake.pull_error = error
-    result = run({"name": "engine:9.9.9"})
-    assert result["_failed"] and "engine:9.9.9" in result["msg"] and kind in result["msg"] and error in result["msg"]
+    result = run_module(engine_image, {"name": "engine:9.9.9"})
+    assert result["failed"] and "engine:9.9.9" in result["msg"] and kind in result["msg"] and error in result["msg"]
 
 
-def test_pull_error_raised_by_the_sdk(fake):
+def test_pull_error_raised_by_the_sdk(fake, run_module):
     fake.pull_raises = docker.errors.NotFound("404", explanation="manifest unknown")
-    result = run({"name": "engine:9.9.9", "registry_username": "bot", "registry_password": SECRET})
-    assert result["_failed"] and "tag does not exist" in result["msg"] and SECRET not in result["msg"]
+    result = run_module(engine_image, {"name": "engine:9.9.9", "registry_username": "bot", "registry_password": SECRET})
+    assert result["failed"] and "tag does not exist" in result["msg"] and SECRET not in result["msg"]
 
 
 @pytest.mark.parametrize(
@@ -159,18 +144,18 @@ def test_pull_error_raised_by_the_sdk(fake):
          "not an Engine identity key"),
     ],
 )
-def test_bad_input(fake, args, message):
-    result = run(args)
-    assert result["_failed"] and message in result["msg"] and fake.pulls == []
+def test_bad_input(fake, args, message, run_module):
+    result = run_module(engine_image, args)
+    assert result["failed"] and message in result["msg"] and fake.pulls == []
 
 
-def test_digest_pins_the_pull(fake):
+def test_digest_pins_the_pull(fake, run_module):
     digest = "sha256:" + "d" * 64
-    run({"name": f"registry.example.com:5000/sept/engine:2.3.1@{digest}"})
+    run_module(engine_image, {"name": f"registry.example.com:5000/sept/engine:2.3.1@{digest}"})
     assert fake.pulls == [("registry.example.com:5000/sept/engine", digest, None)]
 
 
-def test_the_lock_is_held_while_pulling(fake, tmp_path):
+def test_the_lock_is_held_while_pulling(fake, tmp_path, run_module):
     lock = {"dir": str(tmp_path), "key": "volume:engine-data-u001", "engine": "u001", "run_id": "run-1",
             "owner": "awx job 1", "ttl": 60}
     seen = []
@@ -181,16 +166,16 @@ def test_the_lock_is_held_while_pulling(fake, tmp_path):
         yield from real_pull(self, *args, **kwargs)
 
     fake.api.pull = pull.__get__(fake.api)
-    result = run({"name": "engine:2.3.1", "lock": lock})
-    assert not result["_failed"] and seen == ["run-1"]
+    result = run_module(engine_image, {"name": "engine:2.3.1", "lock": lock})
+    assert not result["failed"] and seen == ["run-1"]
     assert not (tmp_path / "engine-data-u001.lock").exists()  # taken by the module, so released by it
-    other = run({"name": "engine:2.3.2", "lock": dict(lock, run_id="run-0")})
-    assert not other["_failed"]
+    other = run_module(engine_image, {"name": "engine:2.3.2", "lock": dict(lock, run_id="run-0")})
+    assert not other["failed"]
     (tmp_path / "engine-data-u001.lock").write_text(json.dumps({
         "owner": "awx job 0", "run_id": "run-0", "acquired_at": "2099-01-01T00:00:00Z",
         "expires_at": "2099-01-01T01:00:00Z"}))
-    refused = run({"name": "engine:2.3.3", "lock": lock})
-    assert refused["_failed"] and "is locked by awx job 0 (run run-0)" in refused["msg"]
+    refused = run_module(engine_image, {"name": "engine:2.3.3", "lock": lock})
+    assert refused["failed"] and "is locked by awx job 0 (run run-0)" in refused["msg"]
     assert [p[1] for p in fake.pulls] == ["2.3.1", "2.3.2"]
-    held = run({"name": "engine:2.3.3", "lock": dict(lock, run_id="run-0")})
-    assert not held["_failed"] and (tmp_path / "engine-data-u001.lock").exists()  # the run's own lock stays
+    held = run_module(engine_image, {"name": "engine:2.3.3", "lock": dict(lock, run_id="run-0")})
+    assert not held["failed"] and (tmp_path / "engine-data-u001.lock").exists()  # the run's own lock stays

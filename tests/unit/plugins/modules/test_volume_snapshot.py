@@ -12,12 +12,9 @@ import sqlite3
 import stat
 
 import pytest
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.september.engine.plugins.module_utils import _volume_info, _volume_snapshot
 from ansible_collections.september.engine.plugins.modules import volume_snapshot, volume_snapshot_info
-from engine_testkit.module_runner import ExitJson, FailJson
 
 
 class FakeContainer:
@@ -114,42 +111,21 @@ def engine(tmp_path, monkeypatch):
     return container, folder
 
 
-def run(module, args, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    warned = []
-    original = AnsibleModule.warn
-    AnsibleModule.warn = lambda self, message: warned.append(message)
-    try:
-        with patch_module_args(args):
-            with pytest.raises((ExitJson, FailJson)) as info:
-                module.main()
-    finally:
-        AnsibleModule.warn = original
-    result = info.value.args[0]
-    result["failed"] = info.type is FailJson
-    result["warnings"] = warned
-    return result
-
-
 def listing(folder):
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else None
 
 
-def test_present_pauses_the_engine_copies_verifies_and_is_idempotent(engine, tmp_path):
+def test_present_pauses_the_engine_copies_verifies_and_is_idempotent(engine, tmp_path, run_module):
     container, folder = engine
     dest = tmp_path / "snaps"
     args = dict(
         container="u001", dest=str(dest), name="v1", kind="pre-upgrade", reason="unit", run_id="r1", keep_last=2
     )
-    check = run(volume_snapshot, args, check=True, diff=True)
+    check = run_module(volume_snapshot, args, check=True, diff=True)
     assert check["changed"] and not check["failed"] and check["volume_snapshot"]["record"] is None
     assert check["diff"] == dict(before=dict(snapshots=[]), after=dict(snapshots=["v1"]))
     assert not dest.exists() and container.calls == []
-    first = run(volume_snapshot, args)
+    first = run_module(volume_snapshot, args)
     assert first["changed"] and not first["failed"], first
     snap = first["volume_snapshot"]
     record = snap["record"]
@@ -160,7 +136,7 @@ def test_present_pauses_the_engine_copies_verifies_and_is_idempotent(engine, tmp
     assert task_count(os.path.join(snap["path"], "brain.sqlite")) == 20
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o700 and stat.S_IMODE(os.stat(snap["record_path"]).st_mode) == 0o600
     assert listing(dest) == [".lock", "v1.volume", "v1.volume.json"]
-    again = run(volume_snapshot, args)
+    again = run_module(volume_snapshot, args)
     assert (
         not again["changed"]
         and again["volume_snapshot"]["record"] == record
@@ -168,38 +144,38 @@ def test_present_pauses_the_engine_copies_verifies_and_is_idempotent(engine, tmp
     )
 
 
-def test_retention_and_absent(engine, tmp_path):
+def test_retention_and_absent(engine, tmp_path, run_module):
     dest = tmp_path / "snaps"
     for name in ("a", "b", "c"):
-        assert not run(volume_snapshot, dict(container="u001", dest=str(dest), name=name, keep_last=2))["failed"]
+        assert not run_module(volume_snapshot, dict(container="u001", dest=str(dest), name=name, keep_last=2))["failed"]
     assert [n for n in listing(dest) if not n.startswith(".")] == [
         "b.volume",
         "b.volume.json",
         "c.volume",
         "c.volume.json",
     ]
-    gone = run(volume_snapshot, dict(state="absent", dest=str(dest), name="c"), check=True)
+    gone = run_module(volume_snapshot, dict(state="absent", dest=str(dest), name="c"), check=True)
     assert gone["changed"] and os.path.exists(dest / "c.volume.json")
-    gone = run(volume_snapshot, dict(state="absent", dest=str(dest), name="c"))
+    gone = run_module(volume_snapshot, dict(state="absent", dest=str(dest), name="c"))
     assert gone["changed"] and not os.path.exists(dest / "c.volume") and not os.path.exists(dest / "c.volume.json")
-    assert not run(volume_snapshot, dict(state="absent", dest=str(dest), name="c"))["changed"]
+    assert not run_module(volume_snapshot, dict(state="absent", dest=str(dest), name="c"))["changed"]
 
 
-def test_restore_refused_while_running_then_done_once_then_nothing_to_do(engine, tmp_path):
+def test_restore_refused_while_running_then_done_once_then_nothing_to_do(engine, tmp_path, run_module):
     container, folder = engine
     dest = tmp_path / "snaps"
-    assert not run(volume_snapshot, dict(container="u001", dest=str(dest), name="v1"))["failed"]
+    assert not run_module(volume_snapshot, dict(container="u001", dest=str(dest), name="v1"))["failed"]
     make_brain(str(folder), 35)  # the bad window
     (folder / "written-later").write_text("x")
     args = dict(container="u001", dest=str(dest), state="restored", snapshot="v1")
-    busy = run(volume_snapshot, args)
+    busy = run_module(volume_snapshot, args)
     assert busy["failed"] and "it is in use" in busy["msg"] and "Nothing was changed" in busy["msg"]
     container.running = False
-    check = run(volume_snapshot, args, check=True, diff=True)
+    check = run_module(volume_snapshot, args, check=True, diff=True)
     assert check["changed"] and task_count(folder / "brain.sqlite") == 35 and (folder / "written-later").exists()
     assert check["data_at_risk"] == {"tasks": 15} and check["previous"]["name"].startswith("volume-bind-data-")
     assert check["diff"]["after"]["files"] != check["diff"]["before"]["files"]
-    done = run(volume_snapshot, args, diff=True)
+    done = run_module(volume_snapshot, args, diff=True)
     assert done["changed"] and not done["failed"], done
     assert task_count(folder / "brain.sqlite") == 20 and not (folder / "written-later").exists()
     assert done["data_at_risk"] == {"tasks": 15}
@@ -207,41 +183,41 @@ def test_restore_refused_while_running_then_done_once_then_nothing_to_do(engine,
     assert not kept["raw_copy"] and task_count(os.path.join(kept["path"], "brain.sqlite")) == 35
     assert os.path.exists(os.path.join(kept["path"], "written-later"))
     assert done["diff"]["after"]["files"] == {"brain.sqlite": done["volume_snapshot"]["record"]["files"][0]["sha256"]}
-    again = run(volume_snapshot, args)
+    again = run_module(volume_snapshot, args)
     assert not again["changed"] and again["previous"] is None, again["actions"]
     assert [n for n in os.listdir(folder) if n.startswith(".september-volume-")] == []
 
 
-def test_a_damaged_snapshot_is_refused_before_anything_changes(engine, tmp_path):
+def test_a_damaged_snapshot_is_refused_before_anything_changes(engine, tmp_path, run_module):
     container, folder = engine
     dest = tmp_path / "snaps"
-    assert not run(volume_snapshot, dict(container="u001", dest=str(dest), name="v1"))["failed"]
+    assert not run_module(volume_snapshot, dict(container="u001", dest=str(dest), name="v1"))["failed"]
     make_brain(str(folder), 30)
     container.running = False
     with open(dest / "v1.volume" / "brain.sqlite", "r+b") as handle:
         handle.seek(5000)
         handle.write(b"\x00\x01\x02")
-    result = run(volume_snapshot, dict(container="u001", dest=str(dest), state="restored", snapshot="v1"))
+    result = run_module(volume_snapshot, dict(container="u001", dest=str(dest), state="restored", snapshot="v1"))
     assert result["failed"] and "fails its checksums" in result["msg"]
     assert task_count(folder / "brain.sqlite") == 30
 
 
-def test_records_of_other_providers(engine, tmp_path):
+def test_records_of_other_providers(engine, tmp_path, run_module):
     dest = tmp_path / "snaps"
     record = dict(id="snap-0abc", provider="aws-ebs", size=1024, data={"region": "eu-west-1"})
     args = dict(container="u001", dest=str(dest), state="recorded", name="ebs1", kind="pre-upgrade", record=record)
-    check = run(volume_snapshot, args, check=True)
+    check = run_module(volume_snapshot, args, check=True)
     assert check["changed"] and not dest.exists()
-    first = run(volume_snapshot, args)
+    first = run_module(volume_snapshot, args)
     assert (
         first["changed"] and first["volume_snapshot"]["id"] == "snap-0abc" and first["volume_snapshot"]["path"] is None
     )
-    assert not run(volume_snapshot, args)["changed"]
-    clash = run(volume_snapshot, dict(args, record=dict(record, id="snap-other")))
+    assert not run_module(volume_snapshot, args)["changed"]
+    clash = run_module(volume_snapshot, dict(args, record=dict(record, id="snap-other")))
     assert clash["failed"] and "already records aws-ebs snapshot snap-0abc" in clash["msg"]
-    restore = run(volume_snapshot, dict(container="u001", dest=str(dest), state="restored", snapshot="ebs1"))
+    restore = run_module(volume_snapshot, dict(container="u001", dest=str(dest), state="restored", snapshot="ebs1"))
     assert restore["failed"] and "that provider's restore tasks" in restore["msg"]
-    removed = run(volume_snapshot, dict(state="absent", dest=str(dest), name="ebs1"))
+    removed = run_module(volume_snapshot, dict(state="absent", dest=str(dest), name="ebs1"))
     assert removed["changed"] and any("delete it there" in w for w in removed["warnings"])
 
 
@@ -256,20 +232,20 @@ def test_records_of_other_providers(engine, tmp_path):
         (dict(state="restored"), "missing: snapshot"),
     ],
 )
-def test_bad_input_is_one_error_before_anything_changes(engine, tmp_path, args, message):
+def test_bad_input_is_one_error_before_anything_changes(engine, tmp_path, args, message, run_module):
     container, _folder = engine
     dest = tmp_path / "snaps"
-    result = run(volume_snapshot, dict(dict(container="u001", dest=str(dest)), **args))
+    result = run_module(volume_snapshot, dict(dict(container="u001", dest=str(dest)), **args))
     assert result["failed"] and message in result["msg"], result["msg"]
     assert not dest.exists() and container.calls == []
 
 
-def test_info_chooses_checks_and_describes_the_hook(engine, tmp_path):
+def test_info_chooses_checks_and_describes_the_hook(engine, tmp_path, run_module):
     _container, folder = engine
     dest = tmp_path / "snaps"
-    run(volume_snapshot, dict(container="u001", dest=str(dest), name="old", kind="pre-upgrade"))
-    run(volume_snapshot, dict(container="u001", dest=str(dest), name="new", kind="pre-upgrade"))
-    info = run(
+    run_module(volume_snapshot, dict(container="u001", dest=str(dest), name="old", kind="pre-upgrade"))
+    run_module(volume_snapshot, dict(container="u001", dest=str(dest), name="new", kind="pre-upgrade"))
+    info = run_module(
         volume_snapshot_info,
         dict(
             container="u001",
@@ -288,9 +264,9 @@ def test_info_chooses_checks_and_describes_the_hook(engine, tmp_path):
     assert hook["phase"] == "check" and hook["check_mode"] and hook["snapshot"]["name"] == "new"
     assert hook["source"] == str(folder) and hook["container"] == "u001"
     os.unlink(dest / "new.volume" / "brain.sqlite")
-    broken = run(volume_snapshot_info, dict(container="u001", dest=str(dest), name="new", verify=True))
+    broken = run_module(volume_snapshot_info, dict(container="u001", dest=str(dest), name="new", verify=True))
     assert not broken["is_restorable"] and "missing" in broken["problems"][0]
-    other = run(volume_snapshot_info, dict(engine_key="volume:engine-data-u002", dest=str(dest)))
+    other = run_module(volume_snapshot_info, dict(engine_key="volume:engine-data-u002", dest=str(dest)))
     assert other["chosen"] is None and other["snapshots"] == []
     assert other["problems"] == [
         f"No volume snapshot of Engine volume:engine-data-u002 in {dest}. Nothing was changed."
