@@ -290,23 +290,7 @@ class LabFleet(Fleet):
         )
         self.host.write_file(cdir / fleet_mod.MARKER, f"{self.name}\n".encode(), mode=0o644)
         self.host.compose(cdir, engine_id, ["up", "-d"]).check(f"engine {engine_id}: compose up on {self.host.name}")
-        engine = LabEngine(
-            engine_id=engine_id,
-            model="compose",
-            container_name="",
-            volume=f"{engine_id}_engine_data",
-            port=port,
-            url=f"http://127.0.0.1:{port}",
-            api_key=self.api_key,
-            image=image,
-            compose_dir=Path(str(cdir)),
-            compose_project=engine_id,
-            fleet=self.name,
-            client=self.client,
-            host=self.host,
-        )
-        engine.container()  # fills container_name (v1: <project>_engine_1, v2: <project>-engine-1)
-        return engine
+        return self._lab(self._compose_engine(engine_id, image, port, Path(str(cdir))))
 
     def wait_healthy(self, engines: list[Engine] | None = None, timeout: float = 60) -> None:
         engines = list(engines if engines is not None else self.engines)

@@ -623,23 +623,27 @@ class Fleet:
                     compose.run(["down", "-v", "--remove-orphans"], cwd=cdir, project=engine_id, check=False)
                     continue
                 raise FleetError(f"engine {engine_id}: {exc}") from exc
-            engine = Engine(
-                engine_id=engine_id,
-                model="compose",
-                container_name="",
-                volume=f"{engine_id}_engine_data",
-                port=port,
-                url=f"http://127.0.0.1:{port}",
-                api_key=self.api_key,
-                image=image,
-                compose_dir=cdir,
-                compose_project=engine_id,
-                fleet=self.name,
-                client=self.client,
-            )
-            engine.container()  # fills container_name (v1: <project>_engine_1, v2: <project>-engine-1)
-            return engine
+            return self._compose_engine(engine_id, image, port, cdir)
         raise FleetError(f"engine {engine_id}: no usable port after 10 attempts from {self.base_port}")
+
+    def _compose_engine(self, engine_id: str, image: str, port: int, cdir: Path) -> Engine:
+        """The Engine of the Compose project ``engine_id`` brought up in ``cdir`` on ``port``."""
+        engine = Engine(
+            engine_id=engine_id,
+            model="compose",
+            container_name="",
+            volume=f"{engine_id}_engine_data",
+            port=port,
+            url=f"http://127.0.0.1:{port}",
+            api_key=self.api_key,
+            image=image,
+            compose_dir=cdir,
+            compose_project=engine_id,
+            fleet=self.name,
+            client=self.client,
+        )
+        engine.container()  # fills container_name (v1: <project>_engine_1, v2: <project>-engine-1)
+        return engine
 
     # ------------------------------------------------------------------ health
 
@@ -912,6 +916,43 @@ def _remove_testkit_network(client: docker.DockerClient, name: str) -> bool:
     return False
 
 
+def _down_compose_projects(client: docker.DockerClient, flt: dict[str, str]) -> tuple[list[str], set[Path]]:
+    """Bring down with Compose every project of the fleet's containers (``flt``) whose directory still holds its
+    docker-compose.yml; returns the projects brought down and every compose directory the containers name."""
+    projects: list[str] = []
+    dirs: set[Path] = set()
+    for c in client.containers.list(all=True, filters=flt, ignore_removed=True):
+        labels = c.labels or {}
+        cdir = labels.get(LABEL_COMPOSE_DIR)
+        project = labels.get(COMPOSE_PROJECT_LABEL)
+        if not cdir:
+            continue
+        dirs.add(Path(cdir))
+        if project and (Path(cdir) / "docker-compose.yml").exists() and project not in projects:
+            with contextlib.suppress(compose.ComposeError):
+                compose.run(["down", "-v", "--remove-orphans", "--timeout", "5"], cwd=cdir, project=project)
+                projects.append(project)
+    return projects, dirs
+
+
+def _remove_unused_networks(client: docker.DockerClient, flt: dict[str, str]) -> list[str]:
+    """Remove the networks that match ``flt`` and that nothing is attached to; returns their names."""
+    removed: list[str] = []
+    for n in client.networks.list(filters=flt):
+        if _network_unused(n):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                n.remove()
+                removed.append(n.name)
+    return removed
+
+
+def _workdirs() -> set[Path]:
+    """The directories under :data:`WORKDIR_ROOT` (not links): the default work dirs, each maybe some fleet's."""
+    if not WORKDIR_ROOT.is_dir():
+        return set()
+    return {d for d in WORKDIR_ROOT.iterdir() if d.is_dir() and not d.is_symlink()}
+
+
 def sweep(fleet_name: str, client: docker.DockerClient | None = None) -> dict[str, list[str]]:
     """Remove every leftover of fleet ``fleet_name`` (e.g. after a crashed run), found by label.
 
@@ -924,36 +965,18 @@ def sweep(fleet_name: str, client: docker.DockerClient | None = None) -> dict[st
     if not _NAME_RE.match(fleet_name):
         raise FleetError(f"fleet name {fleet_name!r} must match {_NAME_RE.pattern}")
     client = client or docker_client()
-    removed: dict[str, list[str]] = {k: [] for k in ("compose_projects", "containers", "volumes", "networks", "dirs")}
     flt = {"label": f"{LABEL_FLEET}={fleet_name}"}
-    dirs: set[Path] = set()
-    for c in client.containers.list(all=True, filters=flt, ignore_removed=True):
-        labels = c.labels or {}
-        cdir = labels.get(LABEL_COMPOSE_DIR)
-        project = labels.get(COMPOSE_PROJECT_LABEL)
-        if not cdir:
-            continue
-        dirs.add(Path(cdir))
-        if project and (Path(cdir) / "docker-compose.yml").exists() and project not in removed["compose_projects"]:
-            with contextlib.suppress(compose.ComposeError):
-                compose.run(["down", "-v", "--remove-orphans", "--timeout", "5"], cwd=cdir, project=project)
-                removed["compose_projects"].append(project)
+    projects, dirs = _down_compose_projects(client, flt)
     got = _remove_labelled(client, LABEL_FLEET, fleet_name)
-    removed["containers"] += got["containers"]
-    removed["volumes"] += got["volumes"]
-    for n in client.networks.list(filters=flt):
-        if _network_unused(n):
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                n.remove()
-                removed["networks"].append(n.name)
-    if WORKDIR_ROOT.is_dir():
-        for d in WORKDIR_ROOT.iterdir():
-            if d.is_dir() and not d.is_symlink():
-                dirs.add(d)
-    for d in sorted(dirs):
-        if _rmtree_owned(d, fleet_name):
-            removed["dirs"].append(str(d))
-    return removed
+    networks = _remove_unused_networks(client, flt)
+    dirs |= _workdirs()
+    return {
+        "compose_projects": projects,
+        "containers": list(got["containers"]),
+        "volumes": list(got["volumes"]),
+        "networks": networks,
+        "dirs": [str(d) for d in sorted(dirs) if _rmtree_owned(d, fleet_name)],
+    }
 
 
 def leftovers(fleet_name: str, client: docker.DockerClient | None = None) -> dict[str, list[str]]:
