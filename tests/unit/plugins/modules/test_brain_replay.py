@@ -30,43 +30,9 @@ from engine_testkit.bad_window import make_brain, migrate, rows, write_turns
 MIGRATIONS = dict(migrations_source="table", migrations_table="engine_schema_migrations", migrations_column="version")
 
 
-class FakeContainers:
-    def __init__(self):
-        self.running = []
-
-    def list(self, all=False, filters=None, ignore_removed=False):
-        return [] if filters and filters.get("status") == "restarting" else list(self.running)
-
-
-class FakeContainer:
-    def __init__(self, name, source):
-        self.name = name
-        self.attrs = {"Mounts": [{"Type": "bind", "Source": source, "Destination": "/data"}],
-                      "State": {"Running": True}, "Config": {"Image": "engine:2.3.0"}, "Image": "sha256:1"}
-
-
-class FakeImages:
-    def get(self, ref):
-        raise LookupError(ref)
-
-
-class FakeVolumes:
-    def list(self):
-        return []
-
-
-class FakeClient:
-    def __init__(self):
-        self.containers = FakeContainers()
-        self.volumes = FakeVolumes()
-        self.images = FakeImages()
-
-
 @pytest.fixture
-def client(monkeypatch):
-    fake = FakeClient()
-    monkeypatch.setattr(brain_replay, "docker_client", lambda params: fake)
-    return fake
+def client(docker_host):
+    return docker_host.serve(brain_replay)
 
 
 def folder_state(folder) -> dict:
@@ -129,7 +95,7 @@ def test_check_apply_again_with_diff(engine, client, run_module):
 
 
 def test_report_reads_only_even_while_the_engine_runs(engine, client, run_module):
-    client.containers.running.append(FakeContainer("sept-u1", engine["folder"]))
+    client.containers.add("sept-u1", engine["folder"])
     before = folder_state(engine["folder"])
     report = run_module(brain_replay, dict(path=engine["brain"], dest=engine["dest"], mode="report"))
     assert not report["failed"] and not report["changed"] and report["replay"]["predicted"]
@@ -139,7 +105,7 @@ def test_report_reads_only_even_while_the_engine_runs(engine, client, run_module
 
 
 def test_a_running_engine_refuses_the_replay_and_check_mode_too(engine, client, run_module):
-    client.containers.running.append(FakeContainer("sept-u1", engine["folder"]))
+    client.containers.add("sept-u1", engine["folder"])
     before = folder_state(engine["folder"])
     for check in (False, True):
         result = run_module(brain_replay, dict(path=engine["brain"], dest=engine["dest"]), check=check)

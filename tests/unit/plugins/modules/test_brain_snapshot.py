@@ -17,55 +17,9 @@ from ansible_collections.september.engine.plugins.module_utils._errors import Do
 from ansible_collections.september.engine.plugins.modules import brain_snapshot, brain_snapshot_info
 
 
-class FakeContainers:
-    def __init__(self, running=()):
-        self.running = list(running)
-
-    def list(self, all=False, filters=None, ignore_removed=False):
-        if filters and filters.get("status") == "restarting":
-            return []
-        return list(self.running)
-
-
-class FakeImage:
-    def __init__(self):
-        self.attrs = {"Config": {"Labels": {"org.opencontainers.image.version": "2.3.0"}}}
-        self.tags = ["engine:2.3.0"]
-
-
-class FakeImages:
-    def get(self, ref):
-        return FakeImage()
-
-
-class FakeVolumes:
-    def list(self):
-        return []
-
-
-class FakeClient:
-    def __init__(self, running=()):
-        self.containers = FakeContainers(running)
-        self.images = FakeImages()
-        self.volumes = FakeVolumes()
-
-
-class FakeContainer:
-    def __init__(self, name, source):
-        self.name = name
-        self.attrs = {
-            "Mounts": [{"Type": "bind", "Source": source, "Destination": "/data"}],
-            "State": {"Running": True},
-            "Config": {"Image": "engine:2.3.0"},
-            "Image": "sha256:1",
-        }
-
-
 @pytest.fixture
-def client(monkeypatch):
-    fake = FakeClient()
-    monkeypatch.setattr(_snapshot_manager, "docker_client", lambda params: fake)
-    return fake
+def client(docker_host):
+    return docker_host.serve(_snapshot_manager)
 
 
 @pytest.fixture
@@ -171,8 +125,8 @@ def test_restore_whole_module(brain, tmp_path, client, run_module):
 def test_restore_refused_while_a_container_mounts_the_folder(brain, tmp_path, client, run_module):
     dest = str(tmp_path / "snaps")
     run_module(brain_snapshot, dict(path=brain, dest=dest, name="s1"))
-    client.containers.running.append(FakeContainer("engine-x", os.path.dirname(brain)))  # the Engine, running
-    client.containers.running.append(FakeContainer("sidecar", os.path.dirname(brain)))
+    client.containers.add("engine-x", os.path.dirname(brain))  # the Engine, running
+    client.containers.add("sidecar", os.path.dirname(brain))
     result = run_module(brain_snapshot, dict(path=brain, dest=dest, state="restored", snapshot="s1"))
     assert result["failed"] and "Refusing to restore" in result["msg"]
     assert "container engine-x is running" in result["msg"]
@@ -321,7 +275,7 @@ def test_retention_by_kind_and_engine(brain, tmp_path, client, run_module):
 
 def test_info_filters_by_engine_kind_and_version(brain, tmp_path, client, run_module):
     other = second_brain(tmp_path)
-    client.containers.running.append(FakeContainer("engine-a", os.path.dirname(brain)))
+    client.containers.add("engine-a", os.path.dirname(brain))
     dest = str(tmp_path / "shared")
     run_module(brain_snapshot, dict(path=brain, dest=dest, name="a1", kind="pre-upgrade"))
     run_module(brain_snapshot, dict(path=brain, dest=dest, name="a2", kind="scheduled"))

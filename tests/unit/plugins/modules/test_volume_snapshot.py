@@ -17,69 +17,6 @@ from ansible_collections.september.engine.plugins.module_utils import _volume_in
 from ansible_collections.september.engine.plugins.modules import volume_snapshot, volume_snapshot_info
 
 
-class FakeContainer:
-    def __init__(self, name, source, running=True):
-        self.name = name
-        self.id = f"{name}-id"
-        self.running = running
-        self.calls = []
-        self.attrs = {
-            "Mounts": [{"Type": "bind", "Source": source, "Destination": "/data"}],
-            "State": {"Running": running},
-            "Config": {"Image": "engine:2.3.0"},
-            "Image": "sha256:1",
-            "Created": "2026-03-01T00:00:00Z",
-        }
-
-    @property
-    def status(self):
-        return "running" if self.running else "exited"
-
-    def pause(self):
-        self.calls.append("pause")
-
-    def unpause(self):
-        self.calls.append("unpause")
-
-
-class FakeContainers:
-    def __init__(self, containers):
-        self.containers = containers
-
-    def list(self, all=False, filters=None, ignore_removed=False):
-        status = (filters or {}).get("status")
-        if status == "restarting":
-            return []
-        return [c for c in self.containers if all or c.running]
-
-    def get(self, name):
-        return next(c for c in self.containers if c.name == name)
-
-
-class FakeImage:
-    def __init__(self):
-        self.labels = {"org.opencontainers.image.version": "2.3.0"}
-        self.attrs = {"Config": {"Labels": self.labels}}
-        self.tags = ["engine:2.3.0"]
-
-
-class FakeImages:
-    def get(self, ref):
-        return FakeImage()
-
-
-class FakeVolumes:
-    def list(self):
-        return []
-
-
-class FakeClient:
-    def __init__(self, containers):
-        self.containers = FakeContainers(containers)
-        self.images = FakeImages()
-        self.volumes = FakeVolumes()
-
-
 def make_brain(folder, rows):
     conn = sqlite3.connect(os.path.join(folder, "brain.sqlite"), isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -99,15 +36,12 @@ def task_count(path):
 
 
 @pytest.fixture
-def engine(tmp_path, monkeypatch):
+def engine(tmp_path, docker_host):
     """An Engine 'u001' whose /data is the bind-mounted folder tmp_path/data (a brain of 20 tasks), running."""
     folder = tmp_path / "data"
     folder.mkdir()
     make_brain(str(folder), 20)
-    container = FakeContainer("u001", str(folder))
-    client = FakeClient([container])
-    monkeypatch.setattr(_volume_snapshot, "docker_client", lambda params: client)
-    monkeypatch.setattr(_volume_info, "docker_client", lambda params: client)
+    container = docker_host.serve(_volume_snapshot, _volume_info).containers.add("u001", str(folder))
     return container, folder
 
 
