@@ -174,6 +174,51 @@ class _StopLoad(Exception):
     pass
 
 
+class _TurnFailed(Exception):
+    """A turn that got no acknowledgement: the failure's ``kind`` (as in the module doc) and detail."""
+
+    def __init__(self, kind: str, detail: str = ""):
+        super().__init__(kind, detail)
+        self.kind, self.detail = kind, detail
+
+
+#: The SSE events of a turn the load generator reads (the others are passed over).
+_TURN_EVENTS = ("task", "done", "error", "usage")
+
+
+def _event_payload(event: str, data: str) -> dict[str, Any]:
+    """The JSON object of one of a turn's events; :class:`_TurnFailed` ``bad_response`` when it is not one."""
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        raise _TurnFailed("bad_response", f"bad {event} event") from None
+    if not isinstance(payload, dict):
+        raise _TurnFailed("bad_response", f"bad {event} event")
+    return payload
+
+
+def _done_ack(
+    payload: dict[str, Any], task_id: str | None, usage: dict[str, Any] | None, message: str, t0: float
+) -> TurnAck:
+    """The acknowledgement a ``done`` event gives (its answer checked against the expected one, when known);
+    :class:`_TurnFailed` ``bad_response`` when it names no task or the task did not complete."""
+    done_id = payload.get("task_id") or task_id
+    if not done_id or payload.get("status", "completed") != "completed":
+        raise _TurnFailed("bad_response", f"done without completed task: {payload!r}")
+    answer = payload.get("answer")
+    expected = expected_answer(message)
+    return TurnAck(
+        task_id=str(done_id),
+        wall=time.time(),
+        mono=time.monotonic(),
+        latency=time.monotonic() - t0,
+        message=message,
+        answer=answer,
+        answer_ok=None if expected is None or answer is None else answer == expected,
+        usage=usage,
+    )
+
+
 class LoadGenerator:
     """Drive turns and feedback against Engines at a steady rate, from background threads.
 
@@ -377,58 +422,14 @@ class LoadGenerator:
             rec.attempts += 1
         t0 = time.monotonic()
         resp: requests.Response | None = None
-        task_id: str | None = None
-        usage: dict[str, Any] | None = None
         try:
             resp = self._post(session, key, f"{rec.url}/execute", {"message": message})
-            if resp.status_code != 200:
-                kind, msg = self._http_kind(resp)
-                self._fail(rec, "execute", kind, msg)
-                return None
-            for event, data in parse_sse(iter_stream_lines(resp)):
-                if time.monotonic() - t0 > self.request_timeout:
-                    self._fail(rec, "execute", "timeout", f"turn exceeded {self.request_timeout:g}s")
-                    return None
-                if event in ("task", "done", "error", "usage"):
-                    try:
-                        payload = json.loads(data)
-                    except ValueError:
-                        self._fail(rec, "execute", "bad_response", f"bad {event} event")
-                        return None
-                    if not isinstance(payload, dict):
-                        self._fail(rec, "execute", "bad_response", f"bad {event} event")
-                        return None
-                else:
-                    continue
-                if event == "task":
-                    task_id = payload.get("task_id")
-                elif event == "usage":
-                    usage = payload
-                elif event == "error":
-                    code = payload.get("error") or "UNKNOWN"
-                    self._fail(rec, "execute", f"error:{code}", str(payload.get("message", "")))
-                    return None
-                elif event == "done":
-                    done_id = payload.get("task_id") or task_id
-                    if not done_id or payload.get("status", "completed") != "completed":
-                        self._fail(rec, "execute", "bad_response", f"done without completed task: {payload!r}")
-                        return None
-                    answer = payload.get("answer")
-                    expected = expected_answer(message)
-                    ack = TurnAck(
-                        task_id=str(done_id),
-                        wall=time.time(),
-                        mono=time.monotonic(),
-                        latency=time.monotonic() - t0,
-                        message=message,
-                        answer=answer,
-                        answer_ok=None if expected is None or answer is None else answer == expected,
-                        usage=usage,
-                    )
-                    with rec.lock:
-                        rec.acks.append(ack)
-                    return ack
-            self._fail(rec, "execute", "stream_incomplete", f"stream ended without done (task {task_id})")
+            ack = self._read_turn(resp, message, t0)
+            with rec.lock:
+                rec.acks.append(ack)
+            return ack
+        except _TurnFailed as exc:
+            self._fail(rec, "execute", exc.kind, exc.detail)
             return None
         except (requests.RequestException, AttributeError, OSError, ValueError) as exc:
             # A connection closed by stop() from another thread surfaces as any of these.
@@ -443,6 +444,32 @@ class LoadGenerator:
             return None
         finally:
             self._release(key, resp)
+
+    def _read_turn(self, resp: requests.Response, message: str, t0: float) -> TurnAck:
+        """The acknowledgement in the answer to ``POST /execute`` (its ``done`` event).
+
+        :raises _TurnFailed: with the failure's kind, when the turn was refused, failed, timed out or its stream
+            ended or went wrong before a completed ``done``.
+        """
+        if resp.status_code != 200:
+            raise _TurnFailed(*self._http_kind(resp))
+        task_id: str | None = None
+        usage: dict[str, Any] | None = None
+        for event, data in parse_sse(iter_stream_lines(resp)):
+            if time.monotonic() - t0 > self.request_timeout:
+                raise _TurnFailed("timeout", f"turn exceeded {self.request_timeout:g}s")
+            if event not in _TURN_EVENTS:
+                continue
+            payload = _event_payload(event, data)
+            if event == "task":
+                task_id = payload.get("task_id")
+            elif event == "usage":
+                usage = payload
+            elif event == "error":
+                raise _TurnFailed(f"error:{payload.get('error') or 'UNKNOWN'}", str(payload.get("message", "")))
+            else:
+                return _done_ack(payload, task_id, usage, message, t0)
+        raise _TurnFailed("stream_incomplete", f"stream ended without done (task {task_id})")
 
     def _feedback(self, session: requests.Session, rec: _Record, task_id: str, n: int) -> FeedbackAck | None:
         key = threading.current_thread().name
