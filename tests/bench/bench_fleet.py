@@ -34,6 +34,7 @@ import statistics
 import sys
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,57 @@ def report_engines(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [e for e in engines or [] if isinstance(e, dict)]
 
 
+def _by_batch(engines: list[dict[str, Any]], absent: Counter[str]) -> dict[int, list[dict[str, Any]]]:
+    """The Engines by their batch number (0 where the report has none, counted in ``absent``)."""
+    batches: dict[int, list[dict[str, Any]]] = {}
+    for e in engines:
+        batch = number(e.get("batch"))
+        if batch is None:
+            absent["engines[].batch"] += 1
+            batch = 0
+        batches.setdefault(int(batch), []).append(e)
+    return batches
+
+
+def _timings(e: dict[str, Any], absent: Counter[str]) -> dict[str, float | None]:
+    """One Engine's :data:`TIMINGS` as numbers; what is missing (and expected of an upgraded one) counted in
+    ``absent``."""
+    t = e.get("timings") if isinstance(e.get("timings"), dict) else None
+    if t is None:
+        absent["engines[].timings"] += 1
+        t = {}
+    vals = {k: number(t.get(k)) for k in TIMINGS}
+    if e.get("status") == "upgraded":  # switched in this run: these are expected
+        for k in ("drain_seconds", "switch_seconds", "healthy_seconds"):
+            if vals[k] is None:
+                absent[f"engines[].timings.{k}"] += 1
+    return vals
+
+
+def _batch_path(no: int, engines: list[dict[str, Any]], bake: float, absent: Counter[str]) -> dict[str, Any]:
+    """One batch's part of the ideal path: its slowest Engine's downtime + time to healthy, plus the batch's
+    configured ``bake`` (and the same with the whole brief: drain + switch + healthy)."""
+    worst = worst_brief = None
+    bakes = []
+    for e in engines:
+        vals = _timings(e, absent)
+        if vals["bake_seconds"] is not None:
+            bakes.append(vals["bake_seconds"])
+        if vals["switch_seconds"] is None and vals["healthy_seconds"] is None:
+            continue  # not switched (verified only, or failed before the switch)
+        drain, switch, healthy = vals["drain_seconds"] or 0.0, vals["switch_seconds"] or 0.0, \
+            vals["healthy_seconds"] or 0.0
+        downtime = switch if e.get("deployment", "container") == "container" else drain + switch
+        worst = max(worst or 0.0, downtime + healthy)
+        worst_brief = max(worst_brief or 0.0, drain + switch + healthy)
+    return {
+        "batch": no, "engines": len(engines), "bake_configured": bake,
+        "bake_measured_max": max(bakes) if bakes else None,
+        "critical_seconds": round(worst + bake, 2) if worst is not None else None,
+        "brief_sum_seconds": round(worst_brief + bake, 2) if worst_brief is not None else None,
+    }
+
+
 def ideal_path(report: dict[str, Any] | None, canary_bake: float, later_bake: float = 0.0) -> dict[str, Any]:
     """The ideal critical path of a run from its report (formula: :data:`IDEAL_FORMULA`), and what was missing.
 
@@ -115,42 +167,9 @@ def ideal_path(report: dict[str, Any] | None, canary_bake: float, later_bake: fl
         out["missing"].append("engines[] in the report")
         return out
     absent: Counter[str] = Counter()
-    batches: dict[int, list[dict[str, Any]]] = {}
-    for e in engines:
-        batch = number(e.get("batch"))
-        if batch is None:
-            absent["engines[].batch"] += 1
-            batch = 0
-        batches.setdefault(int(batch), []).append(e)
-    for no in sorted(batches):
-        worst = worst_brief = None
-        bakes = []
-        for e in batches[no]:
-            t = e.get("timings") if isinstance(e.get("timings"), dict) else None
-            if t is None:
-                absent["engines[].timings"] += 1
-                t = {}
-            vals = {k: number(t.get(k)) for k in TIMINGS}
-            if e.get("status") == "upgraded":  # switched in this run: these are expected
-                for k in ("drain_seconds", "switch_seconds", "healthy_seconds"):
-                    if vals[k] is None:
-                        absent[f"engines[].timings.{k}"] += 1
-            if vals["bake_seconds"] is not None:
-                bakes.append(vals["bake_seconds"])
-            if vals["switch_seconds"] is None and vals["healthy_seconds"] is None:
-                continue  # not switched (verified only, or failed before the switch)
-            drain, switch, healthy = vals["drain_seconds"] or 0.0, vals["switch_seconds"] or 0.0, \
-                vals["healthy_seconds"] or 0.0
-            downtime = switch if e.get("deployment", "container") == "container" else drain + switch
-            worst = max(worst or 0.0, downtime + healthy)
-            worst_brief = max(worst_brief or 0.0, drain + switch + healthy)
-        bake = canary_bake if no == min(batches) else later_bake
-        out["batches"].append({
-            "batch": no, "engines": len(batches[no]), "bake_configured": bake,
-            "bake_measured_max": max(bakes) if bakes else None,
-            "critical_seconds": round(worst + bake, 2) if worst is not None else None,
-            "brief_sum_seconds": round(worst_brief + bake, 2) if worst_brief is not None else None,
-        })
+    batches = _by_batch(engines, absent)
+    out["batches"] = [_batch_path(no, batches[no], canary_bake if no == min(batches) else later_bake, absent)
+                      for no in sorted(batches)]
     crit = [b["critical_seconds"] for b in out["batches"] if b["critical_seconds"] is not None]
     brief = [b["brief_sum_seconds"] for b in out["batches"] if b["brief_sum_seconds"] is not None]
     out["ideal_seconds"] = round(sum(crit), 2) if crit else None
@@ -266,65 +285,99 @@ def _measured(label: str, run: Any, report: dict[str, Any] | None, why: str | No
     return out
 
 
+@dataclass
+class _Runs:
+    """What the playbook runs of one fleet size share: the inventory, the forks, the variables and the folders."""
+
+    size: int
+    forks: int
+    bake: float
+    base_vars: dict[str, Any]
+    ansible_env: dict[str, str]
+    inventory: Path
+    work: Path
+    logs: Path
+
+    @property
+    def later_bake(self) -> float:
+        return number(self.base_vars.get("engine_upgrade_bake_seconds")) or 0.0
+
+    def upgrade(self, step: str, label: str, run_label: str, name: str, engines: int, timeout: float,
+                limit: list[str] | None = None) -> tuple[Any, dict[str, Any]]:
+        """A timed ``upgrade.yml`` run (the phase ``step``; its log and report kept as ``upgrade-<name>``), measured
+        against its ideal path: the run and its figures."""
+        reports = self.work / f"reports-{name}"
+        with phase(step):
+            run = playbook(run_label, "upgrade.yml", inventory=self.inventory, forks=self.forks, limit=limit,
+                           env=self.ansible_env, extra_vars={**self.base_vars, "engine_report_dir": str(reports)},
+                           log_path=self.logs / f"upgrade-{name}.log", timeout=timeout)
+        report, why = newest_report(reports)
+        measured = _measured(label, run, report, why, engines, self.bake, self.later_bake)
+        _keep_report(reports, self.logs / f"upgrade-{name}.json")
+        return run, measured
+
+    def roll_back(self, fleet: ShardedFleet, limited: list[str], state_dir: Path) -> None:
+        """``rollback.yml`` of the Engines ``limited`` to (setup, not timed); raises unless all are back on FROM."""
+        k = len(limited)
+        with phase(f"fleet {self.size}: rollback.yml of the {k} Engines of the --limit run (setup, not timed)"):
+            back = playbook(f"rollback {k}", "rollback.yml", inventory=self.inventory, forks=min(self.forks, k),
+                            limit=limited, env=self.ansible_env,
+                            extra_vars={"engine_state_dir": str(state_dir), "engine_report_dir": str(self.work / "rb"),
+                                        "engine_rollback_serial": k, "engine_rollback_drain_timeout": 10,
+                                        "engine_rollback_healthy_streak": 1},
+                            log_path=self.logs / "rollback-tenth.log", timeout=1800)
+        chosen = [e for e in fleet.engines if e.engine_id in limited]
+        if back.rc != 0 or _versions(chosen).get(FROM, 0) != k:
+            raise RuntimeError(f"rolling the tenth back failed (rc {back.rc}): {back.log}\n{tail(back.log)}")
+
+
+def _spread(hosts: list[str], share: float) -> list[str]:
+    """``share`` of ``hosts`` (at least one), spread evenly over the list: the Engines of the --limit run."""
+    k = max(1, round(len(hosts) * share))
+    step = len(hosts) // k
+    return [hosts[i * step + step - 1] for i in range(k)]
+
+
+def _sized_runs(res: dict[str, Any], fleet: ShardedFleet, runs: _Runs, limit_share: float, state_dir: Path) -> None:
+    """The timed runs of one size into ``res``: the full upgrade, a tenth rolled back, the --limit upgrade of it."""
+    size = runs.size
+    run, res["full"] = runs.upgrade(f"fleet {size}: upgrade.yml, {size} Engines, forks {runs.forks}",
+                                    f"{size} Engines", f"upgrade {size}", "full", size, 7200)
+    versions = _versions(fleet.engines)
+    res["full"]["versions_after"] = dict(versions)
+    if run.rc != 0 or versions.get(TO, 0) != size:
+        raise RuntimeError(f"the full upgrade did not complete (rc {run.rc}, versions {dict(versions)}): "
+                           f"{run.log}\n{tail(run.log)}")
+
+    limited = _spread([e.engine_id for e in fleet.engines], limit_share)
+    k = len(limited)
+    runs.roll_back(fleet, limited, state_dir)
+    run, res["limit"] = runs.upgrade(f"fleet {size}: upgrade.yml --limit {k} of {size} Engines",
+                                     f"--limit {k} of {size}", f"upgrade --limit {k}/{size}", "limit", k, 3600,
+                                     limit=limited)
+    res["limit"]["hosts"] = limited
+    if run.rc != 0:
+        raise RuntimeError(f"the --limit upgrade failed (rc {run.rc}): {run.log}\n{tail(run.log)}")
+
+
 def one_size(size: int, *, forks: int | None, bake: float, base_port: int, limit_share: float,
              extra_vars: dict[str, Any], ansible_env: dict[str, str], keep: bool) -> dict[str, Any]:
     """One fleet size: bring up, full run, roll a tenth back, ``--limit`` run, tear down."""
     forks = forks or default_forks(size)
     res: dict[str, Any] = {"size": size, "forks": forks, "ok": False, "errors": [], "load_start": loadavg()}
-    logs = BUILD_DIR / "logs" / f"fleet-{size}"
     client = docker_client()
     ensure_network(client)
     work = workdir(f"fleet{size}")
     fleet = ShardedFleet(size, base_port, work)
     state_dir = work / "state"
     base_vars = {"engine_target_version": TO, **fleet_vars(bake), "engine_state_dir": str(state_dir), **extra_vars}
-    later_bake = number(base_vars.get("engine_upgrade_bake_seconds")) or 0.0
     try:
         with phase(f"fleet {size}: bring up {size} Engines on {FROM} ({len(fleet.fleets)} shards)"):
             fleet.up(FROM, timeout=120 + 3 * size)
-        inventory = fleet.write_inventory(work / "inventory.json")
-        hosts = [e.engine_id for e in fleet.engines]
-
-        with phase(f"fleet {size}: upgrade.yml, {size} Engines, forks {forks}"):
-            reports = work / "reports-full"
-            run = playbook(f"upgrade {size}", "upgrade.yml", inventory=inventory, forks=forks, env=ansible_env,
-                           extra_vars={**base_vars, "engine_report_dir": str(reports)},
-                           log_path=logs / "upgrade-full.log", timeout=7200)
-        report, why = newest_report(reports)
-        res["full"] = _measured(f"{size} Engines", run, report, why, size, bake, later_bake)
-        _keep_report(reports, logs / "upgrade-full.json")
-        versions = _versions(fleet.engines)
-        res["full"]["versions_after"] = dict(versions)
-        if run.rc != 0 or versions.get(TO, 0) != size:
-            raise RuntimeError(f"the full upgrade did not complete (rc {run.rc}, versions {dict(versions)}): "
-                               f"{run.log}\n{tail(run.log)}")
-
-        k = max(1, round(size * limit_share))
-        step = size // k
-        limited = [hosts[i * step + step - 1] for i in range(k)]
-        with phase(f"fleet {size}: rollback.yml of the {k} Engines of the --limit run (setup, not timed)"):
-            back = playbook(f"rollback {k}", "rollback.yml", inventory=inventory, forks=min(forks, k), limit=limited,
-                            env=ansible_env,
-                            extra_vars={"engine_state_dir": str(state_dir), "engine_report_dir": str(work / "rb"),
-                                        "engine_rollback_serial": k, "engine_rollback_drain_timeout": 10,
-                                        "engine_rollback_healthy_streak": 1},
-                            log_path=logs / "rollback-tenth.log", timeout=1800)
-        chosen = [e for e in fleet.engines if e.engine_id in limited]
-        if back.rc != 0 or _versions(chosen).get(FROM, 0) != k:
-            raise RuntimeError(f"rolling the tenth back failed (rc {back.rc}): {back.log}\n{tail(back.log)}")
-
-        with phase(f"fleet {size}: upgrade.yml --limit {k} of {size} Engines"):
-            reports = work / "reports-limit"
-            run = playbook(f"upgrade --limit {k}/{size}", "upgrade.yml", inventory=inventory, forks=forks,
-                           limit=limited, env=ansible_env,
-                           extra_vars={**base_vars, "engine_report_dir": str(reports)},
-                           log_path=logs / "upgrade-limit.log", timeout=3600)
-        report, why = newest_report(reports)
-        res["limit"] = _measured(f"--limit {k} of {size}", run, report, why, k, bake, later_bake)
-        res["limit"]["hosts"] = limited
-        _keep_report(reports, logs / "upgrade-limit.json")
-        if run.rc != 0:
-            raise RuntimeError(f"the --limit upgrade failed (rc {run.rc}): {run.log}\n{tail(run.log)}")
+        runs = _Runs(size=size, forks=forks, bake=bake, base_vars=base_vars, ansible_env=ansible_env,
+                     inventory=fleet.write_inventory(work / "inventory.json"), work=work,
+                     logs=BUILD_DIR / "logs" / f"fleet-{size}")
+        _sized_runs(res, fleet, runs, limit_share, state_dir)
         res["ok"] = True
     except Exception as exc:  # a size that cannot run says why; the next size still runs
         res["errors"].append(f"{type(exc).__name__}: {exc}")
