@@ -29,7 +29,7 @@ import json
 import os
 import shutil
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from benchlib import (
 
 from engine_testkit import brain, sweep
 from engine_testkit.fleet import Engine, Fleet, docker_client, unique_name
+from engine_testkit.waits import WaitTimeout, wait_until
 
 FROM, TO = "2.3.0", "2.4.0"
 BASE_PORT = 9380
@@ -130,9 +131,8 @@ def _bare_config(engine: Engine, work: Path, api_key: str) -> dict[str, str]:
 
 def _check(engine: Engine, snapshot: dict[str, Any], how: dict[str, Any]) -> dict[str, Any]:
     """Was the rollback real? On 2.3.0, healthy, the brain is the snapshot's (migrations, tasks)."""
-    deadline = time.monotonic() + 30
-    while not engine.is_healthy() and time.monotonic() < deadline:  # the script returns on one 200 already
-        time.sleep(0.5)
+    with contextlib.suppress(WaitTimeout):  # the script returns on one 200 already; still unhealthy: said below
+        wait_until(engine.is_healthy, 30, f"{engine.engine_id} to be healthy", interval=0.5)
     now = _state(engine)
     problems = []
     if now.get("version") != FROM:
@@ -158,6 +158,93 @@ def _rollback_report(report_dir: Path, host: str) -> dict[str, Any]:
     return {"brain_restored": entry.get("brain_restored"), "kind": entry.get("kind"), "snapshot": entry.get("snapshot")}
 
 
+@dataclass
+class _Bench:
+    """The benchmark's fleet (one Engine a variant), its inventory and folders, and the drain timeout."""
+
+    fleet: Fleet
+    inventory: Path
+    work: Path
+    logs: Path
+    drain: int
+
+    @property
+    def engines(self) -> dict[str, Engine]:
+        return dict(zip(VARIANTS, self.fleet.engines, strict=True))
+
+    def fill_brains(self, brain_mb: float) -> int:
+        """The same brain of ``brain_mb`` MB in every Engine (grown once from the first one's); its size."""
+        first = self.fleet.engines[0]
+        first.container().stop(timeout=10)
+        tpl = brainfill.template(first.brain_path(), brain_mb)
+        for engine in self.fleet.engines:
+            brainfill.install(engine, tpl)
+        self.fleet.wait_healthy(timeout=300)
+        return tpl.stat().st_size
+
+    def upgrade(self, rep: int, repeat: int, common: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """The setup upgrade of repetition ``rep`` (not timed); each variant's pre-upgrade snapshot and its facts.
+        Raises unless every Engine runs TO with 0006 and has its snapshot."""
+        state_dir, report_dir = Path(common["engine_state_dir"]), Path(common["engine_report_dir"])
+        with phase(f"rollback: repetition {rep + 1}/{repeat}: upgrade.yml to {TO} (setup, not timed)"):
+            up = playbook(f"setup upgrade {rep + 1}", "upgrade.yml", inventory=self.inventory,
+                          extra_vars={**SETUP_VARS, **common}, log_path=self.logs / f"rep{rep + 1}-upgrade.log",
+                          forks=len(VARIANTS), timeout=1800)
+        report, _why = newest_report(report_dir)
+        if up.rc != 0:
+            raise RuntimeError(f"the setup upgrade failed (rc {up.rc}): {up.log}\n{tail(up.log)}")
+        snapshots: dict[str, dict[str, Any]] = {}
+        for variant, engine in self.engines.items():
+            now = _state(engine)
+            if now.get("version") != TO or "0006" not in (now.get("migrations") or []):
+                raise RuntimeError(f"{engine.engine_id} after the setup upgrade: {now}")
+            snap = _snapshot_of(report, state_dir, engine.engine_id)
+            if snap is None:
+                raise RuntimeError(f"{engine.engine_id}: no pre-upgrade snapshot under {state_dir}")
+            snapshots[variant] = {"path": snap, **_snapshot_facts(snap)}
+        return snapshots
+
+    def roll_back(self, rep: int, variant: str, snapshot: dict[str, Any], common: dict[str, str]) -> dict[str, Any]:
+        """One timed rollback of the variant's Engine, checked; its entry. Raises when it failed or was not real."""
+        engine = self.engines[variant]
+        label = f"rep{rep + 1}-{variant.replace(' ', '_').replace('=', '')}"
+        if variant == BARE:
+            env = {**os.environ, **_bare_config(engine, self.work, self.fleet.api_key),
+                   "SNAPSHOT": str(snapshot["path"]), "DRAIN_TIMEOUT": str(self.drain)}
+            timing = timed(variant, ["bash", str(SCRIPT)], env=env, log_path=self.logs / f"{label}.log", timeout=600)
+            how: dict[str, Any] = {}
+        else:
+            extra = {**common, "engine_rollback_drain_timeout": self.drain}
+            if variant == STREAK1:
+                extra["engine_rollback_healthy_streak"] = 1
+            timing = playbook(variant, PLAYBOOK, inventory=self.inventory, extra_vars=extra,
+                              log_path=self.logs / f"{label}.log", limit=[engine.engine_id], timeout=900)
+            how = _rollback_report(Path(common["engine_report_dir"]), engine.engine_id)
+        check = _check(engine, snapshot, how)
+        entry = {"repetition": rep + 1, "variant": variant, "engine": engine.engine_id, **timing.as_dict(),
+                 "check": check}
+        log(f"rollback: rep {rep + 1} {variant}: rc={timing.rc} {timing.wall:.2f} s wall, "
+            f"{timing.cpu:.2f} CPU-s, restore real: {check['restore_real']} {check['problems'] or ''}")
+        return entry
+
+
+def _repetitions(bench: _Bench, result: dict[str, Any], repeat: int, keep: bool) -> None:
+    """``repeat`` times: the setup upgrade, then the rollbacks in an order that rotates; each run into ``result``."""
+    for rep in range(repeat):
+        rep_dir = bench.work / f"rep{rep + 1}"
+        common = {"engine_state_dir": str(rep_dir / "state"), "engine_report_dir": str(rep_dir / "reports")}
+        snapshots = bench.upgrade(rep, repeat, common)
+        order = list(VARIANTS[rep % len(VARIANTS):] + VARIANTS[:rep % len(VARIANTS)])
+        for variant in order:
+            entry = bench.roll_back(rep, variant, snapshots[variant], common)
+            result["runs"].append(entry)
+            if entry["rc"] != 0 or not entry["check"]["restore_real"]:
+                raise RuntimeError(f"{variant} on {entry['engine']} failed (rc {entry['rc']}, "
+                                   f"{entry['check']['problems']}): {entry['log']}\n{tail(entry['log'])}")
+        if not keep:
+            shutil.rmtree(rep_dir, ignore_errors=True)
+
+
 def run(repeat: int = 3, brain_mb: float = 500, base_port: int = BASE_PORT, drain: int = 10,
         keep: bool = False) -> dict[str, Any]:
     """The benchmark; returns its figures (``ok`` False and ``errors`` when it could not run)."""
@@ -167,7 +254,6 @@ def run(repeat: int = 3, brain_mb: float = 500, base_port: int = BASE_PORT, drai
                      "variants": list(VARIANTS), "base_port": base_port},
         "runs": [],
     }
-    logs = BUILD_DIR / "logs" / "rollback"
     client = docker_client()
     ensure_network(client)
     work = workdir("rollback")
@@ -175,64 +261,11 @@ def run(repeat: int = 3, brain_mb: float = 500, base_port: int = BASE_PORT, drai
     try:
         with phase(f"rollback: {len(VARIANTS)} Engines on {FROM}"):
             fleet.up(len(VARIANTS), FROM, model="container", wait=True, timeout=120)
-        engines = dict(zip(VARIANTS, fleet.engines, strict=True))
-        inventory = fleet.write_inventory(work / "inventory.yml")
+        bench = _Bench(fleet=fleet, inventory=fleet.write_inventory(work / "inventory.yml"), work=work,
+                       logs=BUILD_DIR / "logs" / "rollback", drain=drain)
         with phase(f"rollback: a {brain_mb:g} MB brain in each"):
-            first = fleet.engines[0]
-            first.container().stop(timeout=10)
-            tpl = brainfill.template(first.brain_path(), brain_mb)
-            for engine in fleet.engines:
-                brainfill.install(engine, tpl)
-            fleet.wait_healthy(timeout=300)
-        result["brain_bytes"] = tpl.stat().st_size
-        for rep in range(repeat):
-            rep_dir = work / f"rep{rep + 1}"
-            state_dir, report_dir = rep_dir / "state", rep_dir / "reports"
-            common = {"engine_state_dir": str(state_dir), "engine_report_dir": str(report_dir)}
-            with phase(f"rollback: repetition {rep + 1}/{repeat}: upgrade.yml to {TO} (setup, not timed)"):
-                up = playbook(f"setup upgrade {rep + 1}", "upgrade.yml", inventory=inventory,
-                              extra_vars={**SETUP_VARS, **common}, log_path=logs / f"rep{rep + 1}-upgrade.log",
-                              forks=len(VARIANTS), timeout=1800)
-            report, _why = newest_report(report_dir)
-            if up.rc != 0:
-                raise RuntimeError(f"the setup upgrade failed (rc {up.rc}): {up.log}\n{tail(up.log)}")
-            snapshots: dict[str, dict[str, Any]] = {}
-            for variant, engine in engines.items():
-                now = _state(engine)
-                if now.get("version") != TO or "0006" not in (now.get("migrations") or []):
-                    raise RuntimeError(f"{engine.engine_id} after the setup upgrade: {now}")
-                snap = _snapshot_of(report, state_dir, engine.engine_id)
-                if snap is None:
-                    raise RuntimeError(f"{engine.engine_id}: no pre-upgrade snapshot under {state_dir}")
-                snapshots[variant] = {"path": snap, **_snapshot_facts(snap)}
-            order = list(VARIANTS[rep % len(VARIANTS):] + VARIANTS[:rep % len(VARIANTS)])
-            for variant in order:
-                engine = engines[variant]
-                label = f"rep{rep + 1}-{variant.replace(' ', '_').replace('=', '')}"
-                if variant == BARE:
-                    env = {**os.environ, **_bare_config(engine, work, fleet.api_key),
-                           "SNAPSHOT": str(snapshots[variant]["path"]), "DRAIN_TIMEOUT": str(drain)}
-                    timing = timed(variant, ["bash", str(SCRIPT)], env=env, log_path=logs / f"{label}.log",
-                                   timeout=600)
-                    how: dict[str, Any] = {}
-                else:
-                    extra = {**common, "engine_rollback_drain_timeout": drain}
-                    if variant == STREAK1:
-                        extra["engine_rollback_healthy_streak"] = 1
-                    timing = playbook(variant, PLAYBOOK, inventory=inventory, extra_vars=extra,
-                                      log_path=logs / f"{label}.log", limit=[engine.engine_id], timeout=900)
-                    how = _rollback_report(report_dir, engine.engine_id)
-                check = _check(engine, snapshots[variant], how)
-                entry = {"repetition": rep + 1, "variant": variant, "engine": engine.engine_id,
-                         **timing.as_dict(), "check": check}
-                result["runs"].append(entry)
-                log(f"rollback: rep {rep + 1} {variant}: rc={timing.rc} {timing.wall:.2f} s wall, "
-                    f"{timing.cpu:.2f} CPU-s, restore real: {check['restore_real']} {check['problems'] or ''}")
-                if timing.rc != 0 or not check["restore_real"]:
-                    raise RuntimeError(f"{variant} on {engine.engine_id} failed (rc {timing.rc}, "
-                                       f"{check['problems']}): {timing.log}\n{tail(timing.log)}")
-            if not keep:
-                shutil.rmtree(rep_dir, ignore_errors=True)
+            result["brain_bytes"] = bench.fill_brains(brain_mb)
+        _repetitions(bench, result, repeat, keep)
         result["ok"] = True
     except Exception as exc:  # a benchmark that cannot run says why; the others still run
         result["errors"].append(f"{type(exc).__name__}: {exc}")
