@@ -39,41 +39,21 @@ from ansible_collections.september.engine.plugins.module_utils._restore import (
 from ansible_collections.september.engine.plugins.module_utils._snapshot_store import SnapshotStore
 from ansible_collections.september.engine.plugins.module_utils._snapshot_take import save_raw, take_snapshot
 from ansible_collections.september.engine.plugins.module_utils._timeutil import parse_iso
+from engine_testkit.brain import task_ids as brain_task_ids
 
 MIGRATIONS = dict(migrations_source="table", migrations_table="engine_schema_migrations", migrations_column="version")
 KEY_A, KEY_B = "volume:engine-data-a", "volume:engine-data-b"
 IDENTITY_A = dict(key=KEY_A, slug="engine-data-a", container="sept-a")
 
 
-def make_brain(path, rows=50, start=0):
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("CREATE TABLE IF NOT EXISTS engine_schema_migrations(version TEXT PRIMARY KEY)")
-    conn.execute("INSERT OR IGNORE INTO engine_schema_migrations VALUES ('0001'), ('0002')")
-    conn.execute("CREATE TABLE IF NOT EXISTS tasks(task_id TEXT PRIMARY KEY, body TEXT)")
-    conn.executemany("INSERT INTO tasks VALUES (?, ?)", [(f"t{start + i}", "x" * 200) for i in range(rows)])
-    conn.close()
-    return str(path)
-
-
-def task_ids(path):
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return {row[0] for row in conn.execute("SELECT task_id FROM tasks")}
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def brain(tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    return make_brain(folder / "brain.sqlite")
-
-
 @pytest.fixture
 def store(tmp_path):
     return SnapshotStore(str(tmp_path / "snapshots"))
+
+
+def task_ids(path) -> set:
+    """Every task id of the brain at ``path``."""
+    return brain_task_ids(path, status=None)
 
 
 def take(store, brain, name, key=KEY_A, engine=None):
@@ -128,7 +108,7 @@ def test_find_snapshot_by_name_or_path(brain, store):
         find_snapshot(store, "nope")
 
 
-def test_restore_replaces_the_brain_and_keeps_the_old_one_by_link(brain, store):
+def test_restore_replaces_the_brain_and_keeps_the_old_one_by_link(brain, store, make_brain):
     os.chmod(brain, 0o640)
     entry = take(store, brain, "s1")
     snapshot_ids = task_ids(brain)
@@ -165,7 +145,7 @@ def test_restore_replaces_the_brain_and_keeps_the_old_one_by_link(brain, store):
     assert plan.noop and again is None and plan.actions == []
 
 
-def test_restore_copies_the_old_brain_across_file_systems(brain, store, monkeypatch):
+def test_restore_copies_the_old_brain_across_file_systems(brain, store, monkeypatch, make_brain):
     entry = take(store, brain, "s1")
     make_brain(brain, rows=5, start=1000)
     newer = task_ids(brain)
@@ -179,7 +159,7 @@ def test_restore_copies_the_old_brain_across_file_systems(brain, store, monkeypa
     assert store.checksum_problem(store.get(previous["name"])) is None
 
 
-def test_restore_refuses_another_engines_snapshot_and_changes_nothing(brain, store, tmp_path):
+def test_restore_refuses_another_engines_snapshot_and_changes_nothing(brain, store, tmp_path, make_brain):
     entry = take(
         store,
         brain,
@@ -208,7 +188,7 @@ def test_restore_refuses_another_engines_snapshot_and_changes_nothing(brain, sto
         pytest.param({}, "sept-a", False, id="nothing-recorded"),
     ],
 )
-def test_restore_of_an_older_manifest(brain, store, engine, container, accepted):
+def test_restore_of_an_older_manifest(brain, store, engine, container, accepted, make_brain):
     entry = take_snapshot(
         store,
         brain,
@@ -234,7 +214,7 @@ def test_restore_of_an_older_manifest(brain, store, engine, container, accepted)
         assert sha256_file(brain) == digest
 
 
-def test_restore_refusals_change_nothing(brain, store, monkeypatch):
+def test_restore_refusals_change_nothing(brain, store, monkeypatch, make_brain):
     entry = take(store, brain, "s1")
     make_brain(brain, rows=3, start=1000)
     before = everything(os.path.dirname(brain), store.dest)
@@ -299,7 +279,7 @@ def test_stage_runs_while_the_engine_writes_and_install_rechecks(brain, store, m
 
 
 @pytest.mark.parametrize("fail_at", ["commit", "swap"])
-def test_a_failed_install_puts_the_replaced_brain_back(brain, store, monkeypatch, fail_at):
+def test_a_failed_install_puts_the_replaced_brain_back(brain, store, monkeypatch, fail_at, make_brain):
     entry = take(store, brain, "s1")
     make_brain(brain, rows=7, start=1000)
     conn = sqlite3.connect(brain, isolation_level=None)
@@ -367,7 +347,7 @@ def test_restore_into_an_empty_volume(brain, store, tmp_path):
     assert task_ids(str(empty / "brain.sqlite")) == task_ids(brain)
 
 
-def test_restore_counts_the_data_at_risk(brain, store):
+def test_restore_counts_the_data_at_risk(brain, store, make_brain):
     entry = take(store, brain, "s1")
     make_brain(brain, rows=7, start=1000)
     conn = sqlite3.connect(brain, isolation_level=None)
@@ -386,7 +366,7 @@ def test_restore_counts_the_data_at_risk(brain, store):
     assert "raw copy" in warnings[0]
 
 
-def test_restore_refuses_an_existing_previous_name(brain, store):
+def test_restore_refuses_an_existing_previous_name(brain, store, make_brain):
     entry = take(store, brain, "s1")
     make_brain(brain, rows=1, start=1000)
     plan = check_restore(store, location(brain), entry, identity=IDENTITY_A, client=None)
@@ -409,7 +389,7 @@ def damage(entry, agree=False):
 
 
 @pytest.mark.parametrize(("agree", "message"), [(False, "fails its checksum"), (True, "fails quick_check")])
-def test_staging_verifies_its_copy_when_the_check_did_not(brain, store, agree, message):
+def test_staging_verifies_its_copy_when_the_check_did_not(brain, store, agree, message, make_brain):
     entry = take(store, brain, "s1")
     make_brain(brain, rows=3, start=1000)
     damage(entry, agree)
@@ -421,7 +401,7 @@ def test_staging_verifies_its_copy_when_the_check_did_not(brain, store, agree, m
     assert sha256_file(brain) == digest
 
 
-def test_deferred_keep_lets_the_engine_start_before_the_old_brain_is_hashed(brain, store):
+def test_deferred_keep_lets_the_engine_start_before_the_old_brain_is_hashed(brain, store, make_brain):
     entry = take(store, brain, "s1")
     make_brain(brain, rows=9, start=1000)
     newer, inode = task_ids(brain), os.stat(brain).st_ino
@@ -441,7 +421,7 @@ def test_deferred_keep_lets_the_engine_start_before_the_old_brain_is_hashed(brai
     assert [name for name in os.listdir(store.dest) if name.endswith(".tmp")] == []
 
 
-def test_brain_matches_looks_past_its_samples(tmp_path, store):
+def test_brain_matches_looks_past_its_samples(tmp_path, store, make_brain):
     brain = make_brain(tmp_path / "big.sqlite", rows=3000)  # about 1 MB: blocks between the samples
     entry = take(store, brain, "s1")
     copy = str(tmp_path / "copy.sqlite")

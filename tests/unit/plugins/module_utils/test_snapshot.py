@@ -48,9 +48,15 @@ from ansible_collections.september.engine.plugins.module_utils._snapshot_store i
 )
 from ansible_collections.september.engine.plugins.module_utils._snapshot_take import save_raw, take_snapshot
 from ansible_collections.september.engine.plugins.module_utils._timeutil import iso, parse_iso
+from engine_testkit.brain import task_ids as brain_task_ids
 
 NOW = datetime(2026, 3, 10, 12, 0, 0, tzinfo=timezone.utc)  # noqa: UP017
 MIGRATIONS = dict(migrations_source="table", migrations_table="engine_schema_migrations", migrations_column="version")
+
+
+def task_ids(path) -> set:
+    """Every task id of the brain at ``path``."""
+    return brain_task_ids(path, status=None)
 
 
 def snap(name, days_old, retain_days=None):
@@ -143,27 +149,6 @@ def test_check_space(monkeypatch, tmp_path):
 # ---------------------------------------------------------------- real SQLite files
 
 
-def make_brain(path, rows=50, wal=True, migrations=("0001", "0002")):
-    conn = sqlite3.connect(path, isolation_level=None)
-    if wal:
-        conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("CREATE TABLE IF NOT EXISTS engine_schema_migrations(version TEXT PRIMARY KEY)")
-    conn.executemany("INSERT OR IGNORE INTO engine_schema_migrations VALUES (?)", [(m,) for m in migrations])
-    conn.execute("CREATE TABLE IF NOT EXISTS tasks(task_id TEXT PRIMARY KEY, body TEXT)")
-    start = conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
-    conn.executemany("INSERT INTO tasks VALUES (?, ?)", [(f"t{start + i}", "x" * 200) for i in range(rows)])
-    conn.close()
-    return str(path)
-
-
-def task_ids(path):
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return {row[0] for row in conn.execute("SELECT task_id FROM tasks")}
-    finally:
-        conn.close()
-
-
 KEY_A, KEY_B = "volume:engine-data-a", "volume:engine-data-b"
 
 
@@ -185,13 +170,6 @@ def take(store, brain, name, key=KEY_A, **kwargs):
     )
     options.update(kwargs)
     return take_snapshot(store, brain, name, **options)
-
-
-@pytest.fixture
-def brain(tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    return make_brain(folder / "brain.sqlite")
 
 
 @pytest.fixture
@@ -293,7 +271,7 @@ def corrupt(path):
         handle.write(b"\xa5" * (size - 4096))
 
 
-def test_take_of_a_corrupt_brain_keeps_nothing(tmp_path, store):
+def test_take_of_a_corrupt_brain_keeps_nothing(tmp_path, store, make_brain):
     path = make_brain(tmp_path / "bad.sqlite", rows=200, wal=False)
     corrupt(path)
     with pytest.raises(BrainError, match="corrupt"):
@@ -446,7 +424,7 @@ def test_checksum_problem(brain, store):
     assert "missing" in store.checksum_problem(store.get("s1"))
 
 
-def test_content_sha256_ignores_journal_mode_and_counters(brain, tmp_path):
+def test_content_sha256_ignores_journal_mode_and_counters(brain, tmp_path, make_brain):
     copy = str(tmp_path / "copy.sqlite")
     with open(brain, "rb") as reader, open(copy, "wb") as writer:
         writer.write(reader.read())
@@ -698,7 +676,7 @@ def test_choose_snapshot_by_manifest(store):
     assert [e["name"] for e in matching(store.list(), version="2.4.0")] == ["a-240"]
 
 
-def test_a_name_of_another_engine_is_never_reused(brain, store, tmp_path):
+def test_a_name_of_another_engine_is_never_reused(brain, store, tmp_path, make_brain):
     other = make_brain(tmp_path / "other.sqlite", rows=3)
     first = take(store, brain, "pre-upgrade-2.3.0-to-2.4.0-run7", key=KEY_A)
     name, existing, warning = store.resolve_name("pre-upgrade-2.3.0-to-2.4.0-run7", KEY_B, "engine-data-b")
@@ -711,7 +689,7 @@ def test_a_name_of_another_engine_is_never_reused(brain, store, tmp_path):
     assert store.get(first["name"])["sha256"] == first["sha256"]  # A's is untouched
 
 
-def test_a_name_committed_meanwhile_by_another_engine(brain, store, tmp_path, monkeypatch):
+def test_a_name_committed_meanwhile_by_another_engine(brain, store, tmp_path, monkeypatch, make_brain):
     """Engines sharing a folder in parallel: B committed `name` while A was copying: A commits as name-slug."""
     other = make_brain(tmp_path / "other.sqlite", rows=3)
     real_finish = _snapshot_take.finish_copy
