@@ -70,6 +70,113 @@ def _embedding(rng: random.Random) -> bytes:
     return struct.pack(f"<{EMBEDDING_DIM}f", *(rng.uniform(-1, 1) for _value in range(EMBEDDING_DIM)))
 
 
+#: The columns of every table a turn writes, in the order the rows of a batch are inserted.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "tasks": ("task_id", "conversation_id", "status", "message", "answer", "error", "latency_ms", "input_tokens",
+              "output_tokens", "cache_hit_tokens", "created_at", "completed_at"),
+    "conversations": ("message_id", "conversation_id", "task_id", "role", "content", "created_at"),
+    "trajectories": ("step_id", "task_id", "step_index", "kind", "content", "created_at"),
+    "working_memory_log": ("entry_id", "task_id", "conversation_id", "slot", "value", "raw_payload", "created_at"),
+    "observability_events": ("event_type", "task_id", "latency_ms", "input_tokens", "output_tokens",
+                             "cache_hit_tokens", "error_code", "payload", "created_at"),
+    "episodes": ("episode_id", "task_id", "conversation_id", "kind", "summary", "importance", "created_at"),
+    "episodes_vec": ("episode_id", "dim", "embedding"),
+    "knowledge_store": ("fact_id", "subject", "predicate", "object", "source_task_id", "confidence", "created_at",
+                        "updated_at"),
+    "knowledge_store_vec": ("fact_id", "dim", "embedding"),
+    "learning_signals": ("signal_id", "task_id", "rating", "comment", "created_at"),
+    "ingestion_sources": ("source_id", "uri", "kind", "status", "created_at", "updated_at"),
+    "ingestion_chunks": ("chunk_id", "source_id", "chunk_index", "content", "created_at"),
+    "ingestion_chunks_vec": ("chunk_id", "dim", "embedding"),
+    "channel_state_snapshots": ("snapshot_id", "channel", "conversation_id", "turn_count", "last_task_id",
+                                "state_json", "updated_at"),
+}
+
+
+def _ts(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
+
+
+class _Turns:
+    """The rows turns write, one turn a minute from ``base`` on, in 3000 conversations; deterministic for an ``rng``
+    (every draw in a fixed order)."""
+
+    def __init__(self, rng: random.Random, text: _Text, base: float):
+        self.rng, self.text, self.base = rng, text, base
+        self.count = 0
+        self.conversations = [str(uuid.UUID(int=rng.getrandbits(128))) for _conversation in range(3000)]
+        self.rows: dict[str, list[tuple[Any, ...]]] = {}
+
+    def uid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def add(self, table: str, row: tuple[Any, ...]) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+    def turn(self) -> None:
+        """One more turn's rows: its task, messages, trajectory, working memory, events and episode (and, every
+        few turns, a fact, a rating, an ingested document, a channel snapshot)."""
+        self.count += 1
+        rng, text, add = self.rng, self.text, self.add
+        at = self.base + self.count * 60.0 + rng.random()
+        start, end = _ts(at), _ts(at + rng.uniform(0.3, 4.0))
+        conv = rng.choice(self.conversations)
+        task = self.uid()
+        skill = rng.choice(SKILLS)
+        message = text(rng.randint(1, 3))
+        answer = text(rng.randint(2, 6))
+        latency = rng.randint(200, 4000)
+        tokens = (rng.randint(200, 3000), rng.randint(20, 600), rng.randint(0, 2000))
+        add("tasks", (task, conv, "completed", message, answer, None, latency, *tokens, start, end))
+        add("conversations", (self.uid(), conv, task, "user", message, start))
+        add("conversations", (self.uid(), conv, task, "assistant", answer, end))
+        for i, kind in enumerate(("plan", "tool_call", "tool_result", "respond")):
+            add("trajectories", (self.uid(), task, i, kind, json.dumps({"skill": skill, "note": text(1)}), end))
+        add("working_memory_log", (self.uid(), task, conv, "user_message", message,
+                                   json.dumps({"message": message}), end))
+        add("working_memory_log", (self.uid(), task, conv, "answer", answer, None, end))
+        add("observability_events", ("turn_started", task, None, None, None, None, None,
+                                     json.dumps({"conversation_id": conv}), start))
+        add("observability_events", ("turn_completed", task, latency, *tokens, None,
+                                     json.dumps({"conversation_id": conv, "skill": skill}), end))
+        episode = self.uid()
+        add("episodes", (episode, task, conv, skill, text(rng.randint(1, 3)), round(rng.random(), 3), end))
+        add("episodes_vec", (episode, EMBEDDING_DIM, _embedding(rng)))
+        self._every_few_turns(task, conv, end)
+
+    def _every_few_turns(self, task: str, conv: str, end: str) -> None:
+        rng, text, add, turns = self.rng, self.text, self.add, self.count
+        if turns % 4 == 0:
+            fact = hashlib.sha256(f"{turns}".encode()).hexdigest()[:32]
+            add("knowledge_store", (fact, text(1)[:40], rng.choice(("likes", "works_at", "lives_in", "knows")),
+                                    text(1), task, 1.0, end, end))
+            add("knowledge_store_vec", (fact, EMBEDDING_DIM, _embedding(rng)))
+        if turns % 3 == 0:
+            add("learning_signals", (self.uid(), task, rng.choice((-1, 1)), text(1) if rng.random() < 0.3 else None,
+                                     end))
+        if turns % 10 == 0:
+            source = self.uid()
+            add("ingestion_sources", (source, f"file:///docs/{source}.md", "markdown", "done", end, end))
+            for i in range(3):
+                chunk = self.uid()
+                add("ingestion_chunks", (chunk, source, i, text(rng.randint(6, 14)), end))
+                add("ingestion_chunks_vec", (chunk, EMBEDDING_DIM, _embedding(rng)))
+        if turns % 25 == 0:
+            add("channel_state_snapshots", (self.uid(), "web", conv, turns, task,
+                                            json.dumps({"summary": text(2)}), end))
+
+
+def _insert(conn: sqlite3.Connection, have: set[str], rows: dict[str, list[tuple[Any, ...]]]) -> None:
+    """The rows of a batch, table after table (those the brain has), in one transaction."""
+    conn.execute("BEGIN")
+    for table, columns in COLUMNS.items():
+        batch = rows.get(table, [])
+        if table in have and batch:
+            marks = ", ".join("?" * len(columns))
+            conn.executemany(f'INSERT OR IGNORE INTO "{table}" ({", ".join(columns)}) VALUES ({marks})', batch)
+    conn.execute("COMMIT")
+
+
 def grow(path: Path, target_mb: float, seed: int = 11) -> dict[str, Any]:
     """Add turns to the (closed, not in use) brain at ``path`` until it holds ``target_mb`` MB; returns a summary.
 
@@ -84,108 +191,17 @@ def grow(path: Path, target_mb: float, seed: int = 11) -> dict[str, Any]:
     have = _tables(conn)
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     t0 = time.monotonic()
-    turns = 0
-    day = 86400.0
-    base = time.time() - 365 * day
-    conversations = [str(uuid.UUID(int=rng.getrandbits(128))) for _conversation in range(3000)]
-
-    def ts(at: float) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
-
-    def uid() -> str:
-        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-    def insert(table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        if table in have and rows:
-            marks = ", ".join("?" * len(columns))
-            conn.executemany(f'INSERT OR IGNORE INTO "{table}" ({", ".join(columns)}) VALUES ({marks})', rows)
-
+    turns = _Turns(rng, text, base=time.time() - 365 * 86400.0)
     size = page_size * conn.execute("PRAGMA page_count").fetchone()[0]
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-
-    def add(table: str, row: tuple[Any, ...]) -> None:
-        rows.setdefault(table, []).append(row)
-
     while size < target:
-        rows.clear()
+        turns.rows.clear()
         for _turn in range(2000):
-            turns += 1
-            at = base + turns * 60.0 + rng.random()
-            start, end = ts(at), ts(at + rng.uniform(0.3, 4.0))
-            conv = rng.choice(conversations)
-            task = uid()
-            skill = rng.choice(SKILLS)
-            message = text(rng.randint(1, 3))
-            answer = text(rng.randint(2, 6))
-            latency = rng.randint(200, 4000)
-            tokens = (rng.randint(200, 3000), rng.randint(20, 600), rng.randint(0, 2000))
-            add("tasks", (task, conv, "completed", message, answer, None, latency, *tokens, start, end))
-            add("conversations", (uid(), conv, task, "user", message, start))
-            add("conversations", (uid(), conv, task, "assistant", answer, end))
-            for i, kind in enumerate(("plan", "tool_call", "tool_result", "respond")):
-                add("trajectories", (uid(), task, i, kind, json.dumps({"skill": skill, "note": text(1)}), end))
-            add("working_memory_log", (uid(), task, conv, "user_message", message,
-                                       json.dumps({"message": message}), end))
-            add("working_memory_log", (uid(), task, conv, "answer", answer, None, end))
-            add("observability_events", ("turn_started", task, None, None, None, None, None,
-                                         json.dumps({"conversation_id": conv}), start))
-            add("observability_events", ("turn_completed", task, latency, *tokens, None,
-                                         json.dumps({"conversation_id": conv, "skill": skill}), end))
-            episode = uid()
-            add("episodes", (episode, task, conv, skill, text(rng.randint(1, 3)), round(rng.random(), 3), end))
-            add("episodes_vec", (episode, EMBEDDING_DIM, _embedding(rng)))
-            if turns % 4 == 0:
-                fact = hashlib.sha256(f"{turns}".encode()).hexdigest()[:32]
-                add("knowledge_store", (fact, text(1)[:40], rng.choice(("likes", "works_at", "lives_in", "knows")),
-                                        text(1), task, 1.0, end, end))
-                add("knowledge_store_vec", (fact, EMBEDDING_DIM, _embedding(rng)))
-            if turns % 3 == 0:
-                add("learning_signals", (uid(), task, rng.choice((-1, 1)), text(1) if rng.random() < 0.3 else None,
-                                         end))
-            if turns % 10 == 0:
-                source = uid()
-                add("ingestion_sources", (source, f"file:///docs/{source}.md", "markdown", "done", end, end))
-                for i in range(3):
-                    chunk = uid()
-                    add("ingestion_chunks", (chunk, source, i, text(rng.randint(6, 14)), end))
-                    add("ingestion_chunks_vec", (chunk, EMBEDDING_DIM, _embedding(rng)))
-            if turns % 25 == 0:
-                add("channel_state_snapshots", (uid(), "web", conv, turns, task,
-                                                json.dumps({"summary": text(2)}), end))
-        conn.execute("BEGIN")
-        insert("tasks", ("task_id", "conversation_id", "status", "message", "answer", "error", "latency_ms",
-                         "input_tokens", "output_tokens", "cache_hit_tokens", "created_at", "completed_at"),
-               rows.get("tasks", []))
-        insert("conversations", ("message_id", "conversation_id", "task_id", "role", "content", "created_at"),
-               rows.get("conversations", []))
-        insert("trajectories", ("step_id", "task_id", "step_index", "kind", "content", "created_at"),
-               rows.get("trajectories", []))
-        insert("working_memory_log", ("entry_id", "task_id", "conversation_id", "slot", "value", "raw_payload",
-                                      "created_at"), rows.get("working_memory_log", []))
-        insert("observability_events", ("event_type", "task_id", "latency_ms", "input_tokens", "output_tokens",
-                                        "cache_hit_tokens", "error_code", "payload", "created_at"),
-               rows.get("observability_events", []))
-        insert("episodes", ("episode_id", "task_id", "conversation_id", "kind", "summary", "importance",
-                            "created_at"), rows.get("episodes", []))
-        insert("episodes_vec", ("episode_id", "dim", "embedding"), rows.get("episodes_vec", []))
-        insert("knowledge_store", ("fact_id", "subject", "predicate", "object", "source_task_id", "confidence",
-                                   "created_at", "updated_at"), rows.get("knowledge_store", []))
-        insert("knowledge_store_vec", ("fact_id", "dim", "embedding"), rows.get("knowledge_store_vec", []))
-        insert("learning_signals", ("signal_id", "task_id", "rating", "comment", "created_at"),
-               rows.get("learning_signals", []))
-        insert("ingestion_sources", ("source_id", "uri", "kind", "status", "created_at", "updated_at"),
-               rows.get("ingestion_sources", []))
-        insert("ingestion_chunks", ("chunk_id", "source_id", "chunk_index", "content", "created_at"),
-               rows.get("ingestion_chunks", []))
-        insert("ingestion_chunks_vec", ("chunk_id", "dim", "embedding"), rows.get("ingestion_chunks_vec", []))
-        insert("channel_state_snapshots", ("snapshot_id", "channel", "conversation_id", "turn_count",
-                                           "last_task_id", "state_json", "updated_at"),
-               rows.get("channel_state_snapshots", []))
-        conn.execute("COMMIT")
+            turns.turn()
+        _insert(conn, have, turns.rows)
         size = page_size * conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    return {"turns": turns, "bytes": path.stat().st_size, "seconds": round(time.monotonic() - t0, 1)}
+    return {"turns": turns.count, "bytes": path.stat().st_size, "seconds": round(time.monotonic() - t0, 1)}
 
 
 def template(source: Path, target_mb: float) -> Path:
