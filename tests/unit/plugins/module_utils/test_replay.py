@@ -44,13 +44,10 @@ from ansible_collections.september.engine.plugins.module_utils._replay import (
 )
 from ansible_collections.september.engine.plugins.module_utils._restore import (
     abort_restore,
-    check_restore,
     complete_restore,
     install_restore,
     stage_restore,
 )
-from ansible_collections.september.engine.plugins.module_utils._snapshot_store import SnapshotStore
-from ansible_collections.september.engine.plugins.module_utils._snapshot_take import take_snapshot
 from engine_testkit.bad_window import make_brain, migrate, rows, write_turns
 
 MIGRATIONS = dict(migrations_source="table", migrations_table="engine_schema_migrations", migrations_column="version")
@@ -442,26 +439,9 @@ def test_a_trigger_that_rolls_everything_back_leaves_the_brain_unchanged(tmp_pat
 # ---------------------------------------------------------------- the files and the rollback's entry point
 
 
-def snapshots(tmp_path, upto=6):
-    """The real sequence: a pre-upgrade snapshot, the bad window, a restore that keeps the replaced brain."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    brain = make_brain(folder / "brain.sqlite", 5)
-    write_turns(brain, 6, seed=1)
-    key = f"bind:{folder}"
-    identity = dict(key=key, slug="data", container=None)
-    store = SnapshotStore(str(tmp_path / "snaps"))
-    entry = take_snapshot(store, brain, "pre-upgrade-2.3.0", verify="quick",
-                          fields=dict(reason="pre-upgrade 2.3.0 -> 2.4.2", kind="pre-upgrade", engine=identity),
-                          migrations=MIGRATIONS, min_free_bytes=0, warnings=[], actions=[], key=key, slug="data")
-    migrate(brain, upto)
-    written = write_turns(brain, 6, seed=2)
-    plan = check_restore(store, BrainLocation(path=brain, source="path"), entry, identity=identity, client=None)
-    return store, plan, identity, written
-
-
-def test_finds_the_bad_window_and_its_baseline_from_the_manifests(tmp_path):
-    store, plan, identity, _written = snapshots(tmp_path)
+def test_finds_the_bad_window_and_its_baseline_from_the_manifests(tmp_path, bad_window):
+    scene = bad_window()
+    store, plan, identity = scene.store, scene.plan, scene.identity
     try:
         stage_restore(plan)
         previous = install_restore(plan, client=None, fields=dict(engine=identity), migrations=MIGRATIONS)
@@ -493,8 +473,9 @@ def test_finds_the_bad_window_and_its_baseline_from_the_manifests(tmp_path):
     assert "has no snapshot manifest beside it" in warnings[-1]
 
 
-def test_the_rollbacks_entry_point_between_install_and_start(tmp_path):
-    _store, plan, identity, written = snapshots(tmp_path)
+def test_the_rollbacks_entry_point_between_install_and_start(bad_window):
+    scene = bad_window()
+    plan, identity, written = scene.plan, scene.identity, scene.written
     predicted = replay_after_restore(plan, dict(name="kept", path="/nowhere"), client=None, check_mode=True,
                                      migrations=MIGRATIONS)
     assert predicted["predicted"] and predicted["totals"]["replayable"]["inserted"] > 0

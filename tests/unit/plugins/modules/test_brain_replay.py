@@ -13,19 +13,16 @@ import sqlite3
 
 import pytest
 
-from ansible_collections.september.engine.plugins.module_utils._brain import BrainLocation
 from ansible_collections.september.engine.plugins.module_utils._fileops import sha256_file
 from ansible_collections.september.engine.plugins.module_utils._replay import MIGRATIONS_RECORD
 from ansible_collections.september.engine.plugins.module_utils._restore import (
     abort_restore,
-    check_restore,
     install_restore,
     stage_restore,
 )
 from ansible_collections.september.engine.plugins.module_utils._snapshot_store import SnapshotStore
-from ansible_collections.september.engine.plugins.module_utils._snapshot_take import take_snapshot
 from ansible_collections.september.engine.plugins.modules import brain_replay
-from engine_testkit.bad_window import make_brain, migrate, rows, write_turns
+from engine_testkit.bad_window import rows
 
 MIGRATIONS = dict(migrations_source="table", migrations_table="engine_schema_migrations", migrations_column="version")
 
@@ -40,29 +37,18 @@ def folder_state(folder) -> dict:
 
 
 @pytest.fixture
-def engine(tmp_path):
+def engine(bad_window):
     """An Engine's brain after a rollback: the pre-upgrade snapshot (2.3.x) restored over what 2.4.x wrote in the
     bad window, which is kept as a pre-restore snapshot beside it."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    brain = make_brain(folder / "brain.sqlite", 5)
-    write_turns(brain, 6, seed=1)
-    key = f"bind:{folder}"
-    identity = dict(key=key, slug="data", container=None)
-    store = SnapshotStore(str(tmp_path / "snaps"))
-    entry = take_snapshot(store, brain, "pre-upgrade-2.3.0", verify="quick",
-                          fields=dict(reason="pre-upgrade", kind="pre-upgrade", engine=identity),
-                          migrations=MIGRATIONS, min_free_bytes=0, warnings=[], actions=[], key=key, slug="data")
-    migrate(brain, 6)
-    written = write_turns(brain, 8, seed=2)
-    plan = check_restore(store, BrainLocation(path=brain, source="path"), entry, identity=identity, client=None)
+    scene = bad_window(upto=6, turns=8)
     try:
-        stage_restore(plan)
-        previous = install_restore(plan, client=None, fields=dict(engine=identity, kind="pre-restore"),
+        stage_restore(scene.plan)
+        previous = install_restore(scene.plan, client=None, fields=dict(engine=scene.identity, kind="pre-restore"),
                                    migrations=MIGRATIONS)
     finally:
-        abort_restore(plan)
-    return dict(brain=brain, folder=str(folder), dest=store.dest, written=written, previous=previous, key=key)
+        abort_restore(scene.plan)
+    return dict(brain=scene.brain, folder=scene.folder, dest=scene.store.dest, written=scene.written,
+                previous=previous, key=scene.key)
 
 
 def test_check_apply_again_with_diff(engine, client, run_module):
