@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from benchlib import (
     dig,
     ensure_network,
     exit_on_sigterm,
+    finish,
     loadavg,
     log,
     newest_report,
@@ -475,11 +475,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work folders (inventory, state, reports)")
     args = parser.parse_args()
     result = run(parse_sizes(args.sizes), forks=args.forks, bake=args.bake, base_port=args.base_port, keep=args.keep)
-    print(render(result))
-    out = BUILD_DIR / "fleet.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
-    sys.exit(0 if result["ok"] else 1)
+    finish(result, render(result), "fleet")
 
 
 if __name__ == "__main__":

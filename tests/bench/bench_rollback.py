@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from benchlib import (
     dig,
     ensure_network,
     exit_on_sigterm,
+    finish,
     loadavg,
     log,
     median,
@@ -326,11 +325,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (snapshots, reports)")
     args = parser.parse_args()
     result = run(repeat=args.repeat, brain_mb=args.brain_mb, base_port=args.base_port, keep=args.keep)
-    print(render(result))
-    out = BUILD_DIR / "rollback.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
-    sys.exit(0 if result["ok"] else 1)
+    finish(result, render(result), "rollback")
 
 
 if __name__ == "__main__":

@@ -249,6 +249,16 @@ def dig(data: Any, *path: str) -> Any:
     return data
 
 
+def finish(result: dict[str, Any], text: str, name: str) -> None:
+    """The end of a benchmark run on its own: its printout, its figures as ``build/bench/<name>.json``, exit 0 when
+    it ran (``result["ok"]``), else 1."""
+    print(text)
+    out = BUILD_DIR / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    sys.exit(0 if result["ok"] else 1)
+
+
 @contextlib.contextmanager
 def phase(name: str) -> Iterator[None]:
     t0 = time.monotonic()
