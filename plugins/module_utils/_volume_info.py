@@ -90,21 +90,8 @@ def hook_vars(hook: dict, engine: dict, volume: dict, dest: str, check_mode: boo
     identity = engine.get("identity") or {}
     snapshot = None
     if chosen is not None:
-        snapshot = {
-            key: chosen.get(key)
-            for key in (
-                "name",
-                "provider",
-                "id",
-                "created_at",
-                "size",
-                "kind",
-                "engine_version",
-                "data",
-                "path",
-                "record_path",
-            )
-        }
+        keys = ("name", "provider", "id", "created_at", "size", "kind", "engine_version", "data", "path", "record_path")
+        snapshot = {key: chosen.get(key) for key in keys}
     return dict(
         action=action,
         phase=hook.get("phase") or ("snapshot" if action == "snapshot" else "check"),

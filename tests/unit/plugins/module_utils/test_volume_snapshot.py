@@ -533,15 +533,5 @@ def test_the_hook_variables_are_the_documented_contract():
     )
     assert restore["phase"] == "check" and restore["check_mode"] is True and restore["source"] == "/m"
     assert restore["snapshot_name"] == "volume-x" and restore["snapshot"]["data"] == {"region": "eu-west-1"}
-    assert set(restore["snapshot"]) == {
-        "name",
-        "provider",
-        "id",
-        "created_at",
-        "size",
-        "kind",
-        "engine_version",
-        "data",
-        "path",
-        "record_path",
-    }
+    assert set(restore["snapshot"]) == {"name", "provider", "id", "created_at", "size", "kind", "engine_version",
+                                        "data", "path", "record_path"}
