@@ -47,6 +47,7 @@ from engine_testkit.fleet import CONTAINER_PORT, Engine, Fleet, _labels, unique_
 from engine_testkit.loadgen import LoadGenerator
 from engine_testkit.pathimport import import_path
 from engine_testkit.proctree import kill_tree
+from engine_testkit.waits import WaitTimeout, wait_until
 
 HERE = Path(__file__).resolve().parent
 ROLLOUT_CONFTEST = HERE.parent / "rollout" / "conftest.py"
@@ -80,15 +81,12 @@ ANSIBLE_ENV = {"ANSIBLE_PIPELINING": "True", "PYTHONUNBUFFERED": "1"}
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60, interval: float = 0.1) -> Any:
-    """Poll ``condition`` until it returns something true; that value, or a failure that says what never happened."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}", pytrace=False)
-        time.sleep(interval)
+    """Poll ``condition`` until it returns something true (:func:`engine_testkit.waits.wait_until`); that value, or a
+    test failure (no traceback) that says what never happened."""
+    try:
+        return wait_until(condition, timeout, what, interval=interval)
+    except WaitTimeout as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @dataclass
