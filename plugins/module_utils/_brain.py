@@ -268,6 +268,20 @@ def integrity_problems(conn: sqlite3.Connection, mode: str = "quick") -> list[st
     return [] if rows == ["ok"] else rows
 
 
+def snapshot_brain_problem(path: str, most: int = 5) -> str | None:
+    """What is wrong with a snapshot's brain at ``path`` (opened read only, immutable): ``cannot be read (...)`` or
+    ``fails quick_check (...)`` (the first ``most`` problems); None when it passes quick_check."""
+    try:
+        conn = connect_readonly(path, immutable=True)
+    except BrainError as exc:
+        return f"cannot be read ({exc.msg})"
+    try:
+        problems = integrity_problems(conn, "quick")
+    finally:
+        conn.close()
+    return f"fails quick_check ({'; '.join(problems[:most])})" if problems else None
+
+
 def database_facts(conn: sqlite3.Connection) -> dict:
     """Page size, page count, journal mode and size of an open database."""
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]

@@ -31,14 +31,13 @@ from ansible_collections.september.engine.plugins.module_utils._brain import (
     SIDE_SUFFIXES,
     BrainLocation,
     brain_migrations,
-    connect_readonly,
     content_sha256,
     database_facts,
     holders,
-    integrity_problems,
     journal_mode_in_header,
     processes_holding,
     reading,
+    snapshot_brain_problem,
 )
 from ansible_collections.september.engine.plugins.module_utils._brain_rows import data_at_risk, table_row_counts
 from ansible_collections.september.engine.plugins.module_utils._errors import (
@@ -195,21 +194,10 @@ def _verify_snapshot(entry: dict, checksum: bool = True) -> None:
             f"Snapshot {entry['name']} fails its checksum: {problem}. It is damaged or was altered, and was not "
             "restored; nothing was changed. Choose another snapshot."
         )
-    try:
-        conn = connect_readonly(entry["path"], immutable=True)
-    except BrainError as exc:
+    problem = snapshot_brain_problem(entry["path"])
+    if problem:
         raise SnapshotError(
-            f"Snapshot {entry['name']} cannot be read ({exc.msg}); it was not restored and nothing "
-            "was changed. Choose another snapshot."
-        ) from exc
-    try:
-        problems = integrity_problems(conn, "quick")
-    finally:
-        conn.close()
-    if problems:
-        raise SnapshotError(
-            f"Snapshot {entry['name']} fails quick_check ({'; '.join(problems[:5])}); it was not restored and "
-            "nothing was changed. Choose another snapshot."
+            f"Snapshot {entry['name']} {problem}; it was not restored and nothing was changed. Choose another snapshot."
         )
 
 

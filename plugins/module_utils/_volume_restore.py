@@ -12,13 +12,11 @@ import shutil
 import sqlite3
 
 from ansible_collections.september.engine.plugins.module_utils._brain import (
-    connect_readonly,
-    integrity_problems,
     reading,
+    snapshot_brain_problem,
 )
 from ansible_collections.september.engine.plugins.module_utils._brain_rows import data_at_risk, table_row_counts
 from ansible_collections.september.engine.plugins.module_utils._errors import (
-    BrainError,
     EngineBusyError,
     EngineModuleError,
     ForeignSnapshotError,
@@ -235,18 +233,6 @@ def verify_reflink(entry: dict) -> None:
     brain = record.get("brain") or {}
     if not brain.get("file"):
         return
-    try:
-        conn = connect_readonly(os.path.join(entry["path"], brain["file"]), immutable=True)
-    except BrainError as exc:
-        raise SnapshotError(
-            f"Volume snapshot {entry['name']}: its brain cannot be read ({exc.msg}). Nothing was changed."
-        ) from exc
-    try:
-        problems = integrity_problems(conn, "quick")
-    finally:
-        conn.close()
-    if problems:
-        raise SnapshotError(
-            f"Volume snapshot {entry['name']}: its brain fails quick_check ({'; '.join(problems[:3])})."
-            " Nothing was changed."
-        )
+    problem = snapshot_brain_problem(os.path.join(entry["path"], brain["file"]), most=3)
+    if problem:
+        raise SnapshotError(f"Volume snapshot {entry['name']}: its brain {problem}. Nothing was changed.")
