@@ -2,11 +2,13 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Brains on real SQLite files for the snapshot and restore tests."""
+"""Brains on real SQLite files for the snapshot and restore tests; local HTTP servers for the Engine API tests."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -42,3 +44,21 @@ def brain(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
     return _make_brain(folder / "brain.sqlite")
+
+
+@pytest.fixture(scope="module")
+def serve_http():
+    """``serve_http(handler)``: the URL of a local HTTP server answering with ``handler`` (a request handler class),
+    up until the test module ends."""
+    servers = []
+
+    def serve(handler) -> str:
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    yield serve
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()

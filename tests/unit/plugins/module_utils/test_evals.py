@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -657,13 +657,8 @@ class _SSEHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def sse_server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _SSEHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+def sse_server(serve_http):
+    return serve_http(_SSEHandler)
 
 
 def test_engine_stream_reads_a_turn(sse_server):
