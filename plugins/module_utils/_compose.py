@@ -44,6 +44,14 @@ from ansible_collections.september.engine.plugins.module_utils._compose_file imp
     verify_edit,
 )
 from ansible_collections.september.engine.plugins.module_utils._compose_history import IN_PROGRESS, last_switch, settle
+from ansible_collections.september.engine.plugins.module_utils._compose_labels import (
+    CONFIG_FILES_LABEL,
+    ENV_FILE_LABEL,
+    ONEOFF_LABEL,
+    PROJECT_LABEL,
+    SERVICE_LABEL,
+    WORKDIR_LABEL,
+)
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     DockerException,
     RequestException,
@@ -64,13 +72,6 @@ COMPOSE_COMMAND_CHOICES = ("auto", "docker compose", "docker-compose")
 STATE_FORMAT = 1
 HISTORY_LIMIT = 50
 _VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
-
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
-WORKDIR_LABEL = "com.docker.compose.project.working_dir"
-CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
-ENV_FILE_LABEL = "com.docker.compose.project.environment_file"
-ONEOFF_LABEL = "com.docker.compose.oneoff"
 
 
 def compose_project_argument_spec() -> dict:

@@ -35,21 +35,23 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
+from ansible_collections.september.engine.plugins.module_utils._compose_labels import (
+    CONFIG_FILES_LABEL,
+    ENV_FILE_LABEL,
+    NUMBER_LABEL,
+    ONEOFF_LABEL,
+    PROJECT_LABEL,
+    SERVICE_LABEL,
+    WORKDIR_LABEL,
+)
 from ansible_collections.september.engine.plugins.module_utils._image_ref import (
     image_tag,
     is_image_id,
     same_repository,
 )
 
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
-WORKDIR_LABEL = "com.docker.compose.project.working_dir"
-CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
-ENV_FILE_LABEL = "com.docker.compose.project.environment_file"
-ONEOFF_LABEL = "com.docker.compose.oneoff"
 #: The label engine_twin puts on a rollback drill's staging twins (and their volumes).
 DRILL_LABEL = "io.september.engine.drill"
-NUMBER_LABEL = "com.docker.compose.container-number"
 DEPLOYMENTS = ("container", "compose")
 #: Seconds a Docker host may overrun its time limit before it is no longer waited for.
 GRACE_SECONDS = 1.0
