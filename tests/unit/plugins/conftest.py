@@ -45,3 +45,30 @@ def bad_window(tmp_path):
                                folder=str(folder), key=key)
 
     return scene
+
+
+class FakeTime:
+    """``time.monotonic`` and ``time.sleep`` without sleeping: the clock moves only when something sleeps."""
+
+    def __init__(self, now: float):
+        self.now = now
+        self.sleeps: list = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_time(monkeypatch):
+    """``fake_time(module, now=1000.0)``: the ``time`` a module imported, replaced by a FakeTime (returned)."""
+
+    def patch(module, now: float = 1000.0) -> FakeTime:
+        fake = FakeTime(now)
+        monkeypatch.setattr(module, "time", fake)
+        return fake
+
+    return patch

@@ -91,22 +91,9 @@ class FakeClient:
         return container
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-
 @pytest.fixture
-def clock(monkeypatch):
-    fake = Clock()
-    monkeypatch.setattr(_boot_test, "time", fake)
-    return fake
+def clock(fake_time):
+    return fake_time(_boot_test, now=100.0)
 
 
 @pytest.fixture

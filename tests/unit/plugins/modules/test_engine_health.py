@@ -22,26 +22,9 @@ REFUSED = Probe(
 )
 
 
-class FakeClock:
-    """time.monotonic / time.sleep without sleeping."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
-def clock(monkeypatch):
-    fake = FakeClock()
-    monkeypatch.setattr(_health, "time", fake)
-    return fake
+def clock(fake_time):
+    return fake_time(_health)
 
 
 @pytest.fixture
