@@ -571,20 +571,20 @@ def test_compose_file_in_the_env_file(world, tmp_path):
     assert again["changed"] is False and again["compose"]["config_sources"]["files"] == "container"
 
 
+def switch_without_the_override(world):
+    """Switch to 2.3.1 with the inventory's files, docker-compose.yml alone (not the override that mounts the brain):
+    the module fails, and what it failed with is returned."""
+    args = {"project_src": str(world.project), "version": "2.3.1", "compose_file": ["docker-compose.yml"],
+            "project_name": "eng"}
+    return run(args, expect=FailJson)
+
+
 @pytest.mark.parametrize("generation", ["v1", "v2"])
 def test_inventory_files_that_drop_the_brain_are_refused_before_anything_stops(world, tmp_path, warnings, generation):
     world.generation = generation  # v2 answers `config` in JSON, v1 in YAML
     brain = with_override(world, tmp_path)
     running = world.only()
-    result = run(
-        {
-            "project_src": str(world.project),
-            "version": "2.3.1",
-            "compose_file": ["docker-compose.yml"],
-            "project_name": "eng",
-        },
-        expect=FailJson,
-    )
+    result = switch_without_the_override(world)
     assert "Refusing to switch service 'engine'" in result["msg"] and "Nothing was stopped" in result["msg"]
     assert result["brain"] == {"running": f"bind:{brain}", "planned": "volume:eng_engine_data"}
     assert world.subcommands() == [] and world.only() is running and running["status"] == "running"
@@ -599,15 +599,7 @@ def config_fails(world, monkeypatch):
 def test_a_switch_that_came_back_on_another_brain_is_undone(world, tmp_path, monkeypatch):
     config_fails(world, monkeypatch)
     brain = with_override(world, tmp_path)
-    result = run(
-        {
-            "project_src": str(world.project),
-            "version": "2.3.1",
-            "compose_file": ["docker-compose.yml"],
-            "project_name": "eng",
-        },
-        expect=FailJson,
-    )
+    result = switch_without_the_override(world)
     assert "came back on another brain" in result["msg"] and "volume:eng_engine_data" in result["msg"]
     assert "started it again" in result["msg"]
     c = world.only()
