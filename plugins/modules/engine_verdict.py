@@ -98,16 +98,13 @@ options:
     default: 3
 extends_documentation_fragment:
   - september.engine._attributes
+  - september.engine._attributes.READ_ONLY
   - september.engine._thresholds
 attributes:
   check_mode:
     support: full
     details:
       - Pure computation on its options; check mode gives the same verdict.
-  diff_mode:
-    support: N/A
-    details:
-      - This module changes nothing.
   idempotent:
     support: full
     details:
