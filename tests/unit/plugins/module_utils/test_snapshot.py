@@ -233,31 +233,38 @@ def test_take_without_migrations_table_warns(tmp_path, store):
     assert "engine_schema_migrations" in warnings[0]
 
 
-def test_snapshot_of_a_live_brain_is_consistent(brain, store):
-    """Writers keep committing while the backup runs: the copy holds a prefix of the commits, all of them intact."""
-    stop = threading.Event()
-    committed = []
+@contextlib.contextmanager
+def live_writer(brain, body: int):
+    """A writer that commits task after task (live0, live1 ..., ``body`` bytes each) into ``brain`` while the block
+    runs; yields the list of (task, when it was committed) it fills."""
+    stop, committed = threading.Event(), []
 
     def writer():
         conn = sqlite3.connect(brain, isolation_level=None, timeout=10)
-        n = 0
+        number = 0
         while not stop.is_set():
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO tasks VALUES (?, ?)", (f"live{n}", "y" * 500))
+            conn.execute("INSERT INTO tasks VALUES (?, ?)", (f"live{number}", "y" * body))
             conn.execute("COMMIT")
-            committed.append((f"live{n}", time.monotonic()))
-            n += 1
+            committed.append((f"live{number}", time.monotonic()))
+            number += 1
         conn.close()
 
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        time.sleep(0.3)
-        started = time.monotonic()
-        entry = take(store, brain, "live", verify="full")
+        yield committed
     finally:
         stop.set()
         thread.join()
+
+
+def test_snapshot_of_a_live_brain_is_consistent(brain, store):
+    """Writers keep committing while the backup runs: the copy holds a prefix of the commits, all of them intact."""
+    with live_writer(brain, body=500) as committed:
+        time.sleep(0.3)
+        started = time.monotonic()
+        entry = take(store, brain, "live", verify="full")
     ids = task_ids(entry["path"])
     assert {task for task, at in committed if at < started} <= ids
     assert len(ids) < len(task_ids(brain))  # the writer went on after the snapshot
@@ -737,28 +744,12 @@ def test_reflink_clone_of_a_live_brain_is_consistent(brain, store, monkeypatch):
         os.close(fd)
 
     monkeypatch.setattr(_snapshot_take, "clone_file", clone)
-    stop, committed = threading.Event(), []
-
-    def writer():
-        conn = sqlite3.connect(brain, isolation_level=None, timeout=10)
-        number = 0
-        while not stop.is_set():
-            conn.execute("INSERT INTO tasks VALUES (?, ?)", (f"live{number}", "y" * 300))
-            committed.append((f"live{number}", time.monotonic()))
-            number += 1
-        conn.close()
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
+    with live_writer(brain, body=300) as committed:
         wait = time.monotonic() + 5
         while len(committed) < 50 and time.monotonic() < wait:
             time.sleep(0.01)
         started = time.monotonic()
         entry = take(store, brain, "clone", method="reflink", verify="full")
-    finally:
-        stop.set()
-        thread.join()
     assert {task for task, at in committed if at < started} <= task_ids(entry["path"])
     assert entry["manifest"]["method"] == "reflink" and entry["manifest"]["verify"]["result"] == "ok"
     with open(entry["path"], "rb") as handle:
