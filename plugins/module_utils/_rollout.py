@@ -234,12 +234,14 @@ def cohort_evidence(hosts: list) -> list:
         if window is None or _get(host, "__engine_upgrade_health", "health", "is_healthy") is False:
             continue  # an unhealthy Engine is decided by its health, not by its measures
         evals_after = _get(host, "__engine_upgrade_eval_after", "eval")
+        evals_before = _get(host, "__engine_upgrade_eval_before", "eval")
         entry = dict(name=host.get("inventory_hostname"), window=window)
         baseline = _get(host, "__engine_upgrade_metrics_before", "metrics")
         if baseline is not None:
             entry["baseline"] = baseline
-        if evals_after is not None:
-            entry["evals"] = dict(before=_get(host, "__engine_upgrade_eval_before", "eval"), after=evals_after)
+        # A switch taken over from a dead run has no eval before it: its probes only gave the window turns.
+        if evals_after is not None and evals_before is not None:
+            entry["evals"] = dict(before=evals_before, after=evals_after)
         evidence.append(entry)
     return evidence
 
@@ -322,14 +324,16 @@ def rescue_decision(failed: dict | None, decision: dict | None, step: str, switc
     failure of a task (``failed``, ansible_failed_result) at ``step`` (pre-flight, switch, verify). ``switched``:
     the switch was attempted, so the Engine may be on the new release. ``rollback``: engine_upgrade_rollback.
     Returns ``decision`` (rollback, hold, stop_outage, stop), ``reason``, ``evidence``, ``outage_check`` (whether a
-    provider outage must be ruled out first: a health failure after the switch). ``lost``: the switch's result when
-    its Docker host became unreachable mid-switch (decision ``lost``: nothing can be done there now; the Engine's
-    state is unknown, a re-run finds it and finishes or rolls it back).
+    provider outage must be ruled out first: a health failure after the switch). ``lost``: the result of the task
+    (the switch, or the health wait, bake or measures after it) during which the Engine's Docker host became
+    unreachable (decision ``lost``: nothing can be done there now; the Engine's state is unknown, a re-run finds it and
+    finishes or rolls it back).
     """
     if lost and lost.get("unreachable"):
         detail = str(lost.get("msg") or "unreachable").replace("Task failed: ", "")
+        when = "mid-switch" if step == "switch" else "after the switch"
         return dict(decision="lost", evidence="unreachable", outage_check=False,
-                    reason=f"switch: its Docker host was lost mid-switch ({detail[:300]}); its state is unknown: a "
+                    reason=f"{step}: its Docker host was lost {when} ({detail[:300]}); its state is unknown: a "
                            f"re-run finds it and finishes or rolls it back")
     if decision and decision.get("must_fail"):
         choice, reason, evidence = decision["decision"], decision.get("reason") or "", decision.get("evidence")

@@ -321,3 +321,47 @@ def test_a_canary_alone_lost_mid_switch_is_still_reported(lab: Lab, runs: LabRun
     assert report["outcome"] == "stopped_unreachable" and report["lost"] == [engine.engine_id], report
     ends = hook.texts("end")
     assert ends and engine.engine_id in ends[-1] and "lost" in ends[-1].lower(), hook.messages
+
+
+@pytest.mark.parametrize("step", ["health", "bake"])
+def test_a_canary_alone_lost_after_its_switch_is_reported_and_a_rerun_finishes(
+        lab: Lab, tmp_path: Path, step: str) -> None:
+    # F50: the switch went through, then the host was lost while the new release came up (the health wait) or
+    # during the bake. A batch of one: the report, the webhook's end message, exit 2, and no rollback tried there.
+    host = lab.host
+    (engine,) = lab.lab.add_engines(host, 1, "2.3.0", model="container")  # a fresh Engine, the last of the host
+    runs = LabRuns(lab.lab, tmp_path, local=lab.local)
+    banner = {"health": r"TASK \[.*Wait until the Engine is healthy on", "bake": r"TASK \[.*Bake: healthy at every"}
+    try:
+        acked = turns(host, engine)
+        with WebhookReceiver() as hook:
+            run = runs.start(f"canary lost at {step}", engine.engine_id, engine_target_version="2.4.0",
+                             engine_webhook_url=hook.url)
+            try:
+                run.wait_for_line(banner[step], timeout=240)
+                host.pause()
+                lost = run.wait(timeout=300)
+            finally:
+                host.unpause()
+                host.wait_ssh(60)
+            print(lost.stdout[-3000:])
+            assert lost.rc == 2, lost.stdout[-3000:]
+            report = runs.report()
+            assert report["outcome"] == "stopped_unreachable" and report["lost"] == [engine.engine_id], report
+            (entry,) = [e for e in report["engines"] if e["engine"] == engine.engine_id]
+            assert entry["status"] == "lost" and "after the switch" in json.dumps(entry), entry
+            ends = hook.texts("end")
+            assert ends and engine.engine_id in ends[-1] and "lost" in ends[-1].lower(), hook.messages
+        # Back: the Engine runs on (the new release, unverified); once the dead run's lock expires the same job
+        # verifies it and finishes, its acknowledged turns kept.
+        wait_locks_expired(host, engine)
+        rerun = runs.start(f"re-run after the loss at {step}", engine.engine_id, engine_target_version="2.4.0")
+        rerun = rerun.wait(timeout=300)
+        print(rerun.stdout[-3000:])
+        assert rerun.rc == 0, rerun.stdout[-3000:]
+        entry = next(e for e in runs.report()["engines"] if e["engine"] == engine.engine_id)
+        assert entry["status"] in ("upgraded", "verified"), entry
+        settled(host, engine, "2.4.0")
+        assert acked <= brain_tasks(host, engine, lab.tmp)
+    finally:
+        runs.close()

@@ -226,6 +226,16 @@ def test_a_skipped_result_is_no_evidence_and_no_baseline_is_left_out() -> None:
     assert only["name"] == "a" and "baseline" not in only
 
 
+def test_a_taken_over_switch_probed_after_it_only_gives_turns() -> None:
+    # No eval before the switch (a dead run's switch taken over): the probes' turns are in its window; its evals are
+    # not evidence (nothing to compare with), so they do not leave the cohort undecided.
+    taken_over = host("a")
+    taken_over["__engine_upgrade_eval_before"] = {"skipped": True}
+    taken_over["__engine_upgrade_eval_after"] = {"eval": {"passed": 6}}
+    (only,) = cohort_evidence([taken_over])
+    assert "evals" not in only and only["window"]["measures"] == MEASURES
+
+
 def test_cohort_start_is_the_first_switch() -> None:
     assert cohort_start([host("a", 130.0), host("b", 100.5), host("c", None)]) == 100.5
     assert cohort_start([host("c", None)]) is None
@@ -326,6 +336,15 @@ def test_a_host_lost_mid_switch_is_recorded_lost_whatever_else_failed() -> None:
     # A switch result that is not unreachable (skipped, done) changes nothing.
     assert rescue_decision({"msg": "boom"}, None, "switch", switched=True, lost={"changed": True})["decision"] == \
         "rollback"
+
+
+def test_a_host_lost_after_the_switch_is_lost_even_when_the_verdict_said_roll_back() -> None:
+    # The health wait or the bake could not reach the host: no rollback can run there, whatever was decided.
+    lost = {"unreachable": True, "msg": "Failed to connect to the host via ssh: Connection timed out during banner"}
+    decided = {"decision": "rollback", "must_fail": True, "reason": "error rate", "evidence": "measures"}
+    out = rescue_decision({"msg": "lost"}, decided, "verify", switched=True, lost=lost)
+    assert out["decision"] == "lost" and not out["outage_check"]
+    assert out["reason"].startswith("verify: its Docker host was lost after the switch (Failed to connect"), out
 
 
 @pytest.mark.parametrize(("decision", "failed", "status"), [
