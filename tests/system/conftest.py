@@ -23,7 +23,7 @@ HARNESS = Path(__file__).resolve().parents[1] / "harness"
 if str(HARNESS) not in sys.path:
     sys.path.insert(0, str(HARNESS))
 
-from engine_testkit.fixtures import (  # noqa: E402, F401 (pytest finds the fixtures by their names here)
+from engine_testkit.fixtures import (  # noqa: E402 (pytest finds the fixtures by their names here)
     docker_client,
     eng_lab,
     engine_images,
@@ -31,6 +31,9 @@ from engine_testkit.fixtures import (  # noqa: E402, F401 (pytest finds the fixt
     make_fleet,
     mark_docker_tests,
 )
+
+# The fixtures pytest takes from this conftest by their names (shared with the other suite, not copied).
+__all__ = ["docker_client", "eng_lab", "engine_images", "fleet_name", "make_fleet"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
