@@ -47,6 +47,7 @@ from engine_testkit.fleet import CONTAINER_PORT, Engine, Fleet, _labels, unique_
 from engine_testkit.loadgen import LoadGenerator
 from engine_testkit.pathimport import import_path
 from engine_testkit.proctree import kill_tree
+from engine_testkit.settings import FAST_VARS
 from engine_testkit.waits import WaitTimeout, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -64,16 +65,13 @@ BASE_PORT = 9400
 #: measures that decide on 5 turns (the load of :meth:`Faults.load` gives an Engine about 2 turns a second), so that
 #: a run under load is judged on evidence, as in production, in seconds.
 FAULT_VARS: dict[str, Any] = {
+    **FAST_VARS,
+    # An undecided canary costs seconds: its longest bake is twice its bake.
     "engine_upgrade_canary_bake_seconds": 4,
     "engine_upgrade_canary_max_bake_seconds": 8,
-    "engine_upgrade_bake_interval": 1,
-    "engine_upgrade_healthy_streak": 2,
+    # A broken release's health gate fails sooner.
     "engine_upgrade_health_timeout": 20,
-    "engine_upgrade_drain_timeout": 10,
     "engine_upgrade_metrics_min_turns": 5,
-    "engine_rollback_health_timeout": 40,
-    "engine_rollback_healthy_streak": 2,
-    "engine_rollback_drain_timeout": 10,
 }
 #: A release that never becomes healthy is given up on sooner than a good one is waited for.
 BROKEN_HEALTH_TIMEOUT = 8
