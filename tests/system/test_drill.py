@@ -44,6 +44,7 @@ from engine_testkit import Fleet, brain, sweep, wait_until
 from engine_testkit.ansible import REPO_ROOT, PlaybookRun, ansible_env, ensure_collection_link, run_playbook
 from engine_testkit.fleet import Engine, unique_name
 from engine_testkit.loadgen import LoadGenerator
+from engine_testkit.proctree import descendants
 from engine_testkit.settings import ANSIBLE_ENV, FAST_VARS, FORKS
 
 pytestmark = pytest.mark.timeout(600)
@@ -354,21 +355,6 @@ def test_a_drill_to_242_is_caught_by_its_measures_on_probe_turns(drill: Drill) -
 # ---------------------------------------------------------------------- a drill killed mid-way, then again
 
 
-def _descendants(pid: int) -> set[int]:
-    out: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == pid:
-            child = int(entry.name)
-            out |= {child} | _descendants(child)
-    return out
-
-
 def _alive(pid: int) -> bool:
     try:
         state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -391,7 +377,7 @@ def test_a_drill_killed_while_its_twins_bake_is_swept_by_the_next(drill: Drill) 
     for line in proc.stdout:
         seen.append(line)
         if line.startswith("TASK [") and "Upgrade | Bake: healthy at every check" in line:
-            workers = _descendants(proc.pid)
+            workers = descendants(proc.pid)
             os.killpg(proc.pid, signal.SIGKILL)
             break
     proc.wait(timeout=30)

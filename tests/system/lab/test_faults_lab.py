@@ -23,7 +23,6 @@ the runs are in its brain; the Engines not in the run were not touched.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import threading
@@ -38,6 +37,7 @@ import pytest
 
 from engine_testkit import brain, wait_until
 from engine_testkit.dockerhosts import DockerLab, LabEngine, LabHost
+from engine_testkit.pathimport import import_path
 from engine_testkit.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.timeout(600)
@@ -45,18 +45,7 @@ HERE = Path(__file__).resolve().parent
 STATE_DIR = "/var/lib/september-engine"
 
 
-def _faults_harness() -> Any:
-    name = "september_faults_harness"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE.parent / "faults" / "conftest.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_h = _faults_harness()
+_h = import_path("september_faults_harness", HERE.parent / "faults" / "conftest.py")
 #: The fault suite's settings, evidence from 6 probe turns before and after the switch, and a lock a re-run can wait
 #: out (drain 10 + health 20 + longest bake 8 s).
 LAB_VARS: dict[str, Any] = {
