@@ -6,7 +6,7 @@
 Real containers of the ``engine:<tag>`` images, real HTTP and real SQLite brains read from the
 Docker volumes (read-only, through :mod:`engine_testkit.brain`); nothing is mocked. Engines that
 several tests share are started once per module, concurrently; the drain on SIGTERM is in
-``test_engine_drain.py``.
+``test_engine_drain.py`` (beside it).
 """
 
 from __future__ import annotations
