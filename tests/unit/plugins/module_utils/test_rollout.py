@@ -255,6 +255,9 @@ def test_control_evidence_skips_failed_or_empty_controls() -> None:
         {"__engine_control": "u7", "metrics": {"measures": MEASURES}},
         {"__engine_control": "u8", "failed": True, "msg": "unreachable"},
         {"__engine_control": "u9", "skipped": True},
+        # A control whose Docker host is unreachable (the task runs with ignore_unreachable): missing evidence.
+        {"__engine_control": "u10", "unreachable": True, "skip_reason": "Host u10 is unreachable",
+         "msg": "Failed to connect to the host via ssh"},
     ]}
     assert control_evidence(results) == [{"name": "u7", "window": {"measures": MEASURES}}]
     assert control_evidence({"skipped": True}) == []
