@@ -312,13 +312,14 @@ def test_a_canary_alone_lost_mid_switch_is_still_reported(lab: Lab, runs: LabRun
     assert ends and engine.engine_id in ends[-1] and "lost" in ends[-1].lower(), hook.messages
 
 
+@pytest.mark.parametrize("model", ["container", "compose"])
 @pytest.mark.parametrize("step", ["health", "bake"])
 def test_a_canary_alone_lost_after_its_switch_is_reported_and_a_rerun_finishes(
-        lab: Lab, tmp_path: Path, step: str) -> None:
+        lab: Lab, tmp_path: Path, step: str, model: str) -> None:
     # F50: the switch went through, then the host was lost while the new release came up (the health wait) or
     # during the bake. A batch of one: the report, the webhook's end message, exit 2, and no rollback tried there.
     host = lab.host
-    (engine,) = lab.lab.add_engines(host, 1, "2.3.0", model="container")  # a fresh Engine, the last of the host
+    (engine,) = lab.lab.add_engines(host, 1, "2.3.0", model=model)  # a fresh Engine, the last of the host
     runs = LabRuns(lab.lab, tmp_path, local=lab.local)
     banner = {"health": r"TASK \[.*Wait until the Engine is healthy on", "bake": r"TASK \[.*Bake: healthy at every"}
     try:
