@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -206,3 +207,73 @@ def test_docker_apis_over_ssh(lab, tmp_path):
     assert len(over_ssh["_meta"]["hostvars"]) == 4
     for host in lab.hosts:
         assert "Accepted publickey for root" in host.exec(["cat", "/var/log/sshd.log"]).stdout
+
+
+def paramiko_home(lab: DockerLab, home: Path) -> Path:
+    """A HOME whose ~/.ssh gives the Docker SDK's paramiko client the lab key and the lab hosts' host keys."""
+    ssh = home / ".ssh"
+    ssh.mkdir(mode=0o700, parents=True)
+    (ssh / "config").write_text(f"Host 127.0.0.1\n  IdentityFile {lab.key_file}\n")
+    keys = [
+        subprocess.run(
+            ["ssh-keyscan", "-T", "10", "-p", str(host.ssh_port), "127.0.0.1"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        for host in lab.hosts
+    ]
+    (ssh / "known_hosts").write_text("".join(keys))
+    return home
+
+
+def engine_info(docker_host: str, container_name: str, env: dict) -> subprocess.CompletedProcess:
+    """``ansible localhost -m september.engine.engine_info`` for a per-user container on `docker_host`."""
+    ensure_collection_link()
+    args = {"deployment": "container", "container_name": container_name, "docker_host": docker_host}
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("ansible")),
+            "localhost",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            "-m",
+            "september.engine.engine_info",
+            "-a",
+            json.dumps(args),
+            "-o",
+        ],
+        env=ansible_env(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_modules_reach_a_docker_host_over_ssh(lab, tmp_path):
+    """A module given ``docker_host: ssh://...`` talks to that host's daemon through the SDK's paramiko transport.
+
+    The modules load the Docker SDK without paramiko (it costs each module call about 0.08 CPU-s) and give the SDK
+    its SSH transport back when the host is ``ssh://``: here each lab host's per-user Engine is found through it, and
+    an SSH port that refuses is one clear error, not a traceback.
+    """
+    env = {"HOME": str(paramiko_home(lab, tmp_path / "home"))}
+    for engine in (e for e in lab.engines if e.model == "container"):
+        proc = engine_info(f"ssh://root@127.0.0.1:{engine.host.ssh_port}", engine.container_name, env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        result = json.loads(proc.stdout.split(" => ", 1)[1])
+        assert result["engine"]["container_id"] == engine.container().id
+        assert result["engine"]["version"] == BASELINE_VERSION
+        assert "Accepted publickey for root" in engine.host.exec(["cat", "/var/log/sshd.log"]).stdout
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    proc = engine_info(f"ssh://root@127.0.0.1:{closed}", "engine-u001", env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"Cannot reach the Docker daemon at ssh://root@127.0.0.1:{closed}" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
