@@ -11,6 +11,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.september.engine.plugins.module_utils._promotion import abort_report, paused_record
 from ansible_collections.september.engine.plugins.module_utils._rollout import (
     bake_done,
+    bake_round_evidence,
     bake_rounds,
     cohort_evidence,
     cohort_health,
@@ -32,10 +33,10 @@ from ansible_collections.september.engine.plugins.module_utils._rollout import (
 )
 
 FILTERS = (
-    engine_decision, bake_done, bake_rounds, rollout_outcome, probe_set, cohort_evidence, cohort_health, cohort_start,
-    control_evidence, switch_record, verdict_summary, preflight_summary, rescue_decision, rescue_status,
-    upgrade_result, rollout_message, engine_end_message, diagnostics_record, replay_summary, paused_record,
-    abort_report,
+    engine_decision, bake_done, bake_round_evidence, bake_rounds, rollout_outcome, probe_set, cohort_evidence,
+    cohort_health, cohort_start, control_evidence, switch_record, verdict_summary, preflight_summary, rescue_decision,
+    rescue_status, upgrade_result, rollout_message, engine_end_message, diagnostics_record, replay_summary,
+    paused_record, abort_report,
 )
 
 

@@ -260,7 +260,7 @@ class EngineHealth:
         self.params = params
         self._check_numbers()
         check_tls_options(self.params)
-        self.watch = self._find_container()
+        self.container_watch = self._find_container()
         self.url = self._base_url()
 
     def _check_numbers(self) -> None:
@@ -293,7 +293,7 @@ class EngineHealth:
     def _base_url(self) -> str | None:
         if self.params["url"]:
             return check_url(self.params["url"])
-        attrs = self.watch.container.attrs
+        attrs = self.container_watch.container.attrs
         url = engine_url_from_container(attrs)
         if url is None and (attrs.get("State") or {}).get("Running"):
             raise OptionsError(
@@ -303,13 +303,13 @@ class EngineHealth:
         return url
 
     def _observe(self) -> dict | None:
-        if self.watch is None:
+        if self.container_watch is None:
             return None
         try:
-            return self.watch.summary()
+            return self.container_watch.summary()
         except DockerException as exc:
             if isinstance(exc, NotFound):  # removed while we watch: nothing left to explain with
-                return dict(name=self.watch.container.name, status="removed", running=False, restarting=False)
+                return dict(name=self.container_watch.container.name, status="removed", running=False, restarting=False)
             raise DockerUnavailableError(
                 f"Lost the Docker daemon while watching the Engine's container: {exc}"
             ) from exc
@@ -327,9 +327,10 @@ class EngineHealth:
     def _explain(self, probe: Probe) -> tuple[str, str, dict | None]:
         container = self._observe()
         migration_line = None
-        if not probe.healthy and self.watch is not None and container and container.get("status") != "removed":
+        watching = self.container_watch is not None and container and container.get("status") != "removed"
+        if not probe.healthy and watching:
             try:
-                migration_line = self.watch.migration_line()
+                migration_line = self.container_watch.migration_line()
             except DockerException:
                 migration_line = None
         failure, detail = classify(probe, container, migration_line, self.params["crash_loop_restarts"])

@@ -207,6 +207,13 @@ def _get(mapping, *path):
     return value
 
 
+def baseline_of(host: dict) -> dict | None:
+    """The Engine's baseline measures (engine_metrics ``metrics``): the pre-flight's, which takes it in-process when
+    no probe or eval turns are sent before the switch, else the role's own measure after those turns."""
+    return (_get(host, "__engine_upgrade_metrics_before", "metrics")
+            or _get(host, "__engine_upgrade_pre", "preflight", "baseline"))
+
+
 def _switched(hosts: list) -> list:
     return [h for h in hosts if _get(h, "__engine_upgrade_switch", "switched_at") is not None]
 
@@ -236,7 +243,7 @@ def cohort_evidence(hosts: list) -> list:
         evals_after = _get(host, "__engine_upgrade_eval_after", "eval")
         evals_before = _get(host, "__engine_upgrade_eval_before", "eval")
         entry = dict(name=host.get("inventory_hostname"), window=window)
-        baseline = _get(host, "__engine_upgrade_metrics_before", "metrics")
+        baseline = baseline_of(host)
         if baseline is not None:
             entry["baseline"] = baseline
         # A switch taken over from a dead run has no eval before it: its probes only gave the window turns.
@@ -254,6 +261,29 @@ def control_evidence(results) -> list:
         if metrics is not None and not item.get("failed"):
             controls.append(dict(name=item.get("__engine_control") or _get(item, "item"), window=metrics))
     return controls
+
+
+def bake_round_evidence(result: dict | None, health: dict | None, metrics_after: dict | None) -> dict:
+    """The Engine's health and measures after a bake round, from its engine_watch result.
+
+    ``health`` and ``metrics_after`` are what the Engine had before the round (registered results: ``{"health":
+    ...}``, ``{"metrics": ...}``). A skipped round keeps them. A round that watched gives its last health, and its
+    measures when it took them (none when the Engine was not healthy, or with the checks off: the earlier ones stay).
+    A round that failed (the module could not watch) is no evidence of health: the Engine counts as unhealthy, with
+    why, and is rolled back. Returns ``{"health": ..., "metrics_after": ...}``.
+    """
+    result = result or {}
+    if result.get("skipped") or not result:
+        return dict(health=health, metrics_after=metrics_after)
+    watch = result.get("watch")
+    if not isinstance(watch, dict) or not isinstance(watch.get("health"), dict):
+        why = _text(result.get("msg")) or "no result"
+        failed = dict(is_healthy=False, failure="watch_failed",
+                      failure_detail=f"the bake could not watch the Engine: {why}")
+        return dict(health=dict(health=failed), metrics_after=metrics_after)
+    metrics = watch.get("metrics")
+    return dict(health=dict(health=watch["health"]),
+                metrics_after=dict(metrics=metrics) if metrics is not None else metrics_after)
 
 
 def switch_record(result: dict, container: str, now: float) -> dict:
@@ -427,7 +457,7 @@ def upgrade_result(host: dict, target_version: str, now: float, check_mode: bool
                                                          dict(drain_seconds=switch.get("drain_seconds"),
                                                               switch_seconds=switch.get("switch_seconds"))),
         measures=dict(
-            before=_get(host, "__engine_upgrade_metrics_before", "metrics", "measures"),
+            before=(baseline_of(host) or {}).get("measures"),
             after=measures_after,
             verdict=dict(decision=(mine or {}).get("decision") or verdict.get("decision"),
                          reasons=(mine or {}).get("reasons") or verdict.get("reasons") or [],
@@ -579,7 +609,7 @@ def diagnostics_record(host: dict, target_version: str, now: float) -> dict:
     record.update(
         run_id=host.get("__engine_upgrade_run_id"),
         switched_at=switched_at,
-        measures_before=_get(host, "__engine_upgrade_metrics_before", "metrics"),
+        measures_before=baseline_of(host),
         measures_after=_get(host, "__engine_upgrade_metrics_after", "metrics"),
         evals_before=_get(host, "__engine_upgrade_eval_before", "eval"),
         evals_after=_get(host, "__engine_upgrade_eval_after", "eval"),

@@ -118,7 +118,8 @@ def test_good_job_succeeds_with_its_events_and_summary(jobs: dict[str, Any]) -> 
     events = job_events(pdd, "good")
     ok = task_names(events, "runner_on_ok")
     for task in ("Upgrade | Snapshot the brain before the switch", "Upgrade | Judge the batch",
-                 "Upgrade | Wait until the Engine is healthy on 2.4.0", "Upgrade | Release the lock"):
+                 "Upgrade | Wait until the Engine is healthy on 2.4.0",
+                 "Upgrade | Drop the previous container now that the Engine is verified"):
         assert task in ok, f"{task!r} not among the job's ok events"
     preflights = {e["event_data"]["host"]: e["event_data"]["res"] for e in events if e["event"] == "runner_on_ok"
                   and e["event_data"]["task"].startswith("Upgrade | Pre-flight of")}

@@ -253,8 +253,10 @@ def test_slow_probes_keep_a_fixed_cadence_and_a_watch_ends_on_time(monkeypatch):
     monkeypatch.setattr(h.time, "sleep", lambda seconds: clock.__setitem__("now", clock["now"] + seconds))
 
     class Slow(h.EngineHealth):
-        def __init__(self, params):
-            self.params, self.url, self.watch_container = params, "http://127.0.0.1:9001", None
+        # The real constructor, with a container found: its watch must not hide watch() (it once did, and
+        # engine_watch failed at every round with a bake).
+        def _find_container(self):
+            return h.ContainerWatch(FakeContainer("live", {"port": 9001}))
 
         def _probe(self, deadline):
             clock["now"] += 0.3  # each probe costs 300 ms
@@ -263,7 +265,8 @@ def test_slow_probes_keep_a_fixed_cadence_and_a_watch_ends_on_time(monkeypatch):
         def _explain(self, probe):
             return "none", "healthy", None
 
-    params = {"wait": True, "wait_timeout": 12, "interval": 1.0, "healthy_streak": 11, "fail_fast": True}
+    params = {"wait": True, "wait_timeout": 12, "interval": 1.0, "healthy_streak": 11, "fail_fast": True, "timeout": 5,
+              "url": "http://127.0.0.1:9001", "container": "live", "log_lines": 50, "crash_loop_restarts": 3}
     result = Slow(params).run()
     assert result["is_healthy"] and result["probes"] == 11  # 10 s of cadence + 0.3 s: inside 12 s
     clock["now"] = 0.0

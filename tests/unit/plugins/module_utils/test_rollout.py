@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.september.engine.plugins.module_utils._rollout import (
     bake_done,
+    bake_round_evidence,
     bake_rounds,
     engine_decision,
     rollout_outcome,
@@ -535,3 +536,34 @@ def test_the_end_message_and_the_result_carry_the_replay() -> None:
     message = engine_end_message(result, "/r/upgrade.md")
     assert "rolled back to 2.3.0 (brain restored from s1); bad window replayed" in message
     assert "tasks 120+/2~/0- written, 122 replayed" in message
+
+
+HEALTHY = {"health": {"is_healthy": True, "failure": "none"}}
+BEFORE = {"metrics": {"measures": {"turns": 3}}}
+
+
+def test_a_skipped_bake_round_keeps_what_the_engine_had():
+    for skipped in ({"skipped": True, "changed": False}, None, {}):
+        assert bake_round_evidence(skipped, HEALTHY, BEFORE) == {"health": HEALTHY, "metrics_after": BEFORE}
+
+
+def test_a_bake_round_gives_its_last_health_and_its_measures():
+    watched = {"is_healthy": True, "failure": "none", "probes": 3}
+    measures = {"measures": {"turns": 9}}
+    out = bake_round_evidence({"watch": {"health": watched, "metrics": measures}}, HEALTHY, BEFORE)
+    assert out == {"health": {"health": watched}, "metrics_after": {"metrics": measures}}
+    # not measured (unhealthy now, or the checks off): the earlier measures stay, the new health decides
+    sick = {"is_healthy": False, "failure": "unhealthy"}
+    out = bake_round_evidence({"watch": {"health": sick, "metrics": None}}, HEALTHY, None)
+    assert out == {"health": {"health": sick}, "metrics_after": None}
+    assert engine_decision("u1", out["health"], None)["decision"] == "rollback"
+
+
+def test_a_bake_round_that_could_not_watch_rolls_the_engine_back():
+    failed = {"failed": True, "msg": "Lost the Docker daemon while watching", "failed_when_result": False}
+    out = bake_round_evidence(failed, HEALTHY, BEFORE)
+    assert out["health"]["health"]["is_healthy"] is False
+    assert "the bake could not watch the Engine: Lost the Docker daemon" in out["health"]["health"]["failure_detail"]
+    assert out["metrics_after"] == BEFORE
+    decided = engine_decision("u1", out["health"], {"decision": "pass", "engines": {"u1": {"decision": "pass"}}})
+    assert decided["decision"] == "rollback" and "could not watch" in decided["reason"]
