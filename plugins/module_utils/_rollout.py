@@ -214,6 +214,13 @@ def baseline_of(host: dict) -> dict | None:
             or _get(host, "__engine_upgrade_pre", "preflight", "baseline"))
 
 
+def pre_upgrade_snapshot(host: dict) -> dict | None:
+    """The Engine's pre-upgrade snapshot of this run (brain_snapshot ``snapshot``): the pre-flight's, which takes it
+    in-process when no probe or eval turns are sent before the switch, else the role's own after those turns."""
+    return _get(host, "__engine_upgrade_snapshot", "snapshot") or _get(host, "__engine_upgrade_pre", "preflight",
+                                                                         "snapshot")
+
+
 def _switched(hosts: list) -> list:
     return [h for h in hosts if _get(h, "__engine_upgrade_switch", "switched_at") is not None]
 
@@ -413,7 +420,7 @@ def upgrade_result(host: dict, target_version: str, now: float, check_mode: bool
     rescue = host.get("__engine_upgrade_rescue") or {}
     decision = host.get("__engine_upgrade_decision") or {}
     switch = host.get("__engine_upgrade_switch") or {}
-    snapshot = _get(host, "__engine_upgrade_snapshot", "snapshot")
+    snapshot = pre_upgrade_snapshot(host)
     migration = pre.get("migration")
     rollback = host.get("engine_rollback_result")
     verdict = _get(host, "__engine_upgrade_verdict", "verdict")

@@ -11,7 +11,9 @@ from ansible_collections.september.engine.plugins.module_utils._rollout import (
     bake_done,
     bake_round_evidence,
     bake_rounds,
+    baseline_of,
     engine_decision,
+    pre_upgrade_snapshot,
     rollout_outcome,
 )
 
@@ -538,7 +540,6 @@ def test_the_end_message_and_the_result_carry_the_replay() -> None:
     assert "tasks 120+/2~/0- written, 122 replayed" in message
 
 
-HEALTHY = {"health": {"is_healthy": True, "failure": "none"}}
 BEFORE = {"metrics": {"measures": {"turns": 3}}}
 
 
@@ -567,3 +568,19 @@ def test_a_bake_round_that_could_not_watch_rolls_the_engine_back():
     assert out["metrics_after"] == BEFORE
     decided = engine_decision("u1", out["health"], {"decision": "pass", "engines": {"u1": {"decision": "pass"}}})
     assert decided["decision"] == "rollback" and "could not watch" in decided["reason"]
+
+
+def test_the_baseline_and_the_snapshot_come_from_the_pre_flight_or_from_the_role():
+    taken = {"name": "pre-upgrade-x", "sha256": "ab", "path": "/s/pre-upgrade-x.sqlite"}
+    measured = {"measures": {"turns": 4}}
+    by_preflight = {"__engine_upgrade_pre": {"preflight": {"snapshot": taken, "baseline": measured}},
+                    "__engine_upgrade_snapshot": {"skipped": True},
+                    "__engine_upgrade_metrics_before": {"skipped": True}}
+    assert pre_upgrade_snapshot(by_preflight) == taken and baseline_of(by_preflight) == measured
+    by_role = {"__engine_upgrade_pre": {"preflight": {"snapshot": None, "baseline": None}},
+               "__engine_upgrade_snapshot": {"snapshot": taken},
+               "__engine_upgrade_metrics_before": {"metrics": measured}}
+    assert pre_upgrade_snapshot(by_role) == taken and baseline_of(by_role) == measured
+    assert pre_upgrade_snapshot({}) is None and baseline_of({"__engine_upgrade_pre": {}}) is None
+    record = upgrade_result(dict(by_preflight, inventory_hostname="u1"), "2.4.0", 0.0)
+    assert record["snapshot"] == taken and record["measures"]["before"] == {"turns": 4}
