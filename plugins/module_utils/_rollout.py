@@ -217,8 +217,8 @@ def baseline_of(host: dict) -> dict | None:
 def pre_upgrade_snapshot(host: dict) -> dict | None:
     """The Engine's pre-upgrade snapshot of this run (brain_snapshot ``snapshot``): the pre-flight's, which takes it
     in-process when no probe or eval turns are sent before the switch, else the role's own after those turns."""
-    return _get(host, "__engine_upgrade_snapshot", "snapshot") or _get(host, "__engine_upgrade_pre", "preflight",
-                                                                         "snapshot")
+    by_role = _get(host, "__engine_upgrade_snapshot", "snapshot")
+    return by_role or _get(host, "__engine_upgrade_pre", "preflight", "snapshot")
 
 
 def _switched(hosts: list) -> list:
