@@ -18,8 +18,11 @@ description:
     migration that was not acknowledged, a target that does not boot on a copy of the brain) fails the module
     with one message that says what to do. The lock it took is released first, so nothing is left behind. No
     container is stopped by this module.
-  - The snapshot, the baseline measures and the switch are separate steps (M(september.engine.brain_snapshot),
-    M(september.engine.engine_metrics), M(september.engine.engine_container) or M(september.engine.engine_compose)).
+  - With O(baseline) and O(snapshot), it also measures the Engine's baseline and takes the pre-upgrade snapshot once
+    the gates passed (the upgrade role does so when no probe or eval turns go to the Engine before its switch);
+    without them, those are steps of their own (M(september.engine.engine_metrics),
+    M(september.engine.brain_snapshot)). The switch is always a step of its own (M(september.engine.engine_container)
+    or M(september.engine.engine_compose)).
 extends_documentation_fragment:
   - september.engine._attributes
   - september.engine._attributes.ACTIONGROUP_ENGINE
