@@ -119,7 +119,9 @@ def test_a_bad_release_is_rolled_back(loaded):
     assert verdict["checks"]["latency_p99"]["decisive"] and verdict["checks"]["latency_p99"]["last_slice_breached"]
     assert CACHE_MISS in verdict["new_warning_kinds"]
     assert "ERROR agent: turn failed: TOOL_EXECUTION_FAILED" in verdict["new_warning_kinds"]
-    assert measures["warning_kinds"][CACHE_MISS] == measures["turns"]
+    # One cache-miss warning per turn; a turn in flight when the window closes has logged its warning but not yet
+    # its end, so it may count once more (a CI run saw 81 warnings for 80 turns).
+    assert measures["turns"] <= measures["warning_kinds"][CACHE_MISS] <= measures["turns"] + 1
 
 
 def test_too_few_turns_decide_nothing(loaded):
