@@ -75,6 +75,7 @@ else
 	    --ignore=tests/system/faults $(PYTEST_ARGS); rest=$$?; \
 	  wait $$roll; rollrc=$$?; \
 	  echo "==> tests/system/rollout (ran alongside), exit $$rollrc:"; cat $(SYSTEM_LOG); \
+	  echo "==> make system: tests/system exit $$rest (its summary is above the rollout log), rollout exit $$rollrc"; \
 	  for rc in $$rest $$rollrc; do [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit 1; done
 endif
 
@@ -105,6 +106,9 @@ faults: collection lab-image
 	  $(BIN)/pytest $(FAULTS) --ignore=$(FAULTS)/test_kill.py $(addprefix --ignore=,$(FAULTS_A)) $(PYTEST_ARGS); b=$$?; \
 	  wait $$k; krc=$$?; wait $$l; lrc=$$?; wait $$a; arc=$$?; \
 	  for g in kill lab a; do echo "==> $(FAULTS_LOG)/$$g.log:"; cat $(FAULTS_LOG)/$$g.log; done; \
+	  echo "==> make faults, by group (exit codes: b $$b, kill $$krc, lab $$lrc, a $$arc):"; \
+	  for g in kill lab a; do echo "$$g: $$(tail -n 1 $(FAULTS_LOG)/$$g.log)"; \
+	    grep -E '^(FAILED|ERROR) ' $(FAULTS_LOG)/$$g.log || true; done; \
 	  for rc in $$b $$krc $$lrc $$arc; do [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit 1; done
 
 # The roles' Molecule scenarios (extensions/molecule/: default, rollback, check_mode) on real reference Engines.
