@@ -21,6 +21,7 @@ from ansible_collections.september.engine.plugins.module_utils._rollout import (
     engine_decision,
     engine_end_message,
     pre_upgrade_snapshot,
+    pre_upgrade_snapshot_options,
     preflight_summary,
     probe_set,
     replay_summary,
@@ -37,7 +38,7 @@ FILTERS = (
     engine_decision, bake_done, bake_round_evidence, bake_rounds, rollout_outcome, probe_set, cohort_evidence,
     cohort_health, cohort_start, control_evidence, switch_record, verdict_summary, preflight_summary, rescue_decision,
     rescue_status, upgrade_result, rollout_message, engine_end_message, diagnostics_record, replay_summary,
-    paused_record, abort_report, pre_upgrade_snapshot,
+    paused_record, abort_report, pre_upgrade_snapshot, pre_upgrade_snapshot_options,
 )
 
 

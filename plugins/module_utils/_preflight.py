@@ -36,6 +36,7 @@ from ansible_collections.september.engine.plugins.module_utils._metrics import p
 from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
 from ansible_collections.september.engine.plugins.module_utils._paths import require_absolute
 from ansible_collections.september.engine.plugins.module_utils._release_record import preflight_gate
+from ansible_collections.september.engine.plugins.module_utils._rollout import pre_upgrade_snapshot_options
 from ansible_collections.september.engine.plugins.module_utils._snapshot_manager import BrainSnapshot, snapshot_defaults
 
 NOTHING_CHANGED = "Nothing was changed."
@@ -384,27 +385,14 @@ class Preflight:
         spec = self.p.get("snapshot")
         if not spec:
             return None
-        identity = engine.get("identity") or {}
-        run_id = (self.p.get("lock") or {}).get("run_id") or spec.get("run_id") or "manual"
-        name = spec.get("name") or (
-            f"pre-upgrade-{identity.get('slug')}-{origin.get('version')}-to-{self.p['target_version']}-{run_id}"
-        )
-        retain = spec["retain_days"]
-        if (migration or {}).get("needs_acknowledgement"):
-            retain = max(retain or 0, spec["destructive_retain_days"])
+        options = pre_upgrade_snapshot_options(
+            dict(identity=engine.get("identity"), migration=migration, **{"from": origin}), spec,
+            self.p["target_version"], (self.p.get("lock") or {}).get("run_id"))
         params = dict(
             snapshot_defaults(),
             state="present",
-            dest=spec["dest"],
-            name=name,
-            kind="pre-upgrade",
             engine_name=self.p.get("inventory_name"),
-            engine_key=identity.get("key"),
-            reason=spec.get("reason")
-            or (f"pre-upgrade: {origin.get('version')} -> {self.p['target_version']} (run {run_id})"),
-            verify=spec["verify"],
-            retain_days=retain,
-            keep_last=spec["keep_last"],
+            **options,
             container=engine["container"],
             **{k: self.p[k] for k in ("migrations_source", "migrations_table", "migrations_column")},
             **{k: v for k, v in self.p.items() if k.startswith("docker_")},

@@ -221,6 +221,30 @@ def pre_upgrade_snapshot(host: dict) -> dict | None:
     return by_role or _get(host, "__engine_upgrade_pre", "preflight", "snapshot")
 
 
+def pre_upgrade_snapshot_options(preflight: dict, spec: dict, target_version: str, run_id: str | None) -> dict:
+    """brain_snapshot's options for the pre-upgrade snapshot, from the pre-flight's result and the role's snapshot
+    spec (engine_preflight's ``snapshot`` option): named ``pre-upgrade-<identity slug>-<from>-to-<to>-<run id>``,
+    bound to the Engine's identity key, and kept at least ``destructive_retain_days`` when a pending migration is
+    destructive (needs acknowledgement). The pre-flight takes it with these options, and so does the role when probe
+    or eval turns go first: one rule for both."""
+    identity = (preflight or {}).get("identity") or {}
+    origin = ((preflight or {}).get("from") or {}).get("version")
+    run_id = run_id or spec.get("run_id") or "manual"
+    retain = int(spec["retain_days"]) if spec.get("retain_days") is not None else None
+    if ((preflight or {}).get("migration") or {}).get("needs_acknowledgement"):
+        retain = max(retain or 0, int(spec["destructive_retain_days"]))
+    return dict(
+        dest=spec["dest"],
+        name=spec.get("name") or f"pre-upgrade-{identity.get('slug')}-{origin}-to-{target_version}-{run_id}",
+        kind="pre-upgrade",
+        engine_key=identity.get("key"),
+        reason=spec.get("reason") or f"pre-upgrade: {origin} -> {target_version} (run {run_id})",
+        verify=spec["verify"],
+        retain_days=retain,
+        keep_last=spec.get("keep_last"),
+    )
+
+
 def _switched(hosts: list) -> list:
     return [h for h in hosts if _get(h, "__engine_upgrade_switch", "switched_at") is not None]
 

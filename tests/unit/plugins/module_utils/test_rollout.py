@@ -14,6 +14,7 @@ from ansible_collections.september.engine.plugins.module_utils._rollout import (
     baseline_of,
     engine_decision,
     pre_upgrade_snapshot,
+    pre_upgrade_snapshot_options,
     rollout_outcome,
 )
 
@@ -584,3 +585,27 @@ def test_the_baseline_and_the_snapshot_come_from_the_pre_flight_or_from_the_role
     assert pre_upgrade_snapshot({}) is None and baseline_of({"__engine_upgrade_pre": {}}) is None
     record = upgrade_result(dict(by_preflight, inventory_hostname="u1"), "2.4.0", 0.0)
     assert record["snapshot"] == taken and record["measures"]["before"] == {"turns": 4}
+
+
+SPEC = {"dest": "/s/u1", "verify": "quick", "retain_days": 2, "destructive_retain_days": 7, "keep_last": None}
+PREFLIGHT = {"identity": {"key": "volume:engine-data-u1", "slug": "engine-data-u1"}, "from": {"version": "2.3.0"},
+             "migration": {"needs_acknowledgement": False}}
+
+
+def test_the_pre_upgrade_snapshot_options_name_and_bind_it_to_the_engine():
+    out = pre_upgrade_snapshot_options(PREFLIGHT, SPEC, "2.4.0", "r7")
+    assert out == {"dest": "/s/u1", "name": "pre-upgrade-engine-data-u1-2.3.0-to-2.4.0-r7", "kind": "pre-upgrade",
+                   "engine_key": "volume:engine-data-u1", "reason": "pre-upgrade: 2.3.0 -> 2.4.0 (run r7)",
+                   "verify": "quick", "retain_days": 2, "keep_last": None}
+    named = pre_upgrade_snapshot_options(PREFLIGHT, dict(SPEC, name="mine", reason="because"), "2.4.0", None)
+    assert named["name"] == "mine" and named["reason"] == "because"
+    assert pre_upgrade_snapshot_options(PREFLIGHT, SPEC, "2.4.0", None)["name"].endswith("-manual")
+
+
+@pytest.mark.parametrize(("retain", "destructive_retain", "kept"), [(2, 7, 7), (30, 7, 30), ("3", "5", 5)])
+def test_a_destructive_migration_keeps_the_snapshot_longer(retain, destructive_retain, kept):
+    preflight = dict(PREFLIGHT, migration={"needs_acknowledgement": True})
+    spec = dict(SPEC, retain_days=retain, destructive_retain_days=destructive_retain)
+    assert pre_upgrade_snapshot_options(preflight, spec, "2.4.0", "r7")["retain_days"] == kept
+    assert pre_upgrade_snapshot_options(dict(PREFLIGHT, migration=None), spec, "2.4.0", "r7")["retain_days"] == int(
+        retain)
