@@ -145,7 +145,9 @@ class Preflight:
     def _release_lock(self) -> None:
         if self.lock is None or self.check_mode or self.lock_plan is None:
             return
-        if self.lock_plan["action"] in ("acquire", "take_over"):
+        # "refresh": this run held it already, from its first pre-flight of an Engine it then brought back
+        # (resume.yml). A refusal now ends this run's work on the Engine all the same: release it.
+        if self.lock_plan["action"] in ("acquire", "take_over", "refresh"):
             self.lock.release(self.p["lock"]["run_id"])
 
     # ------------------------------------------------------------------ steps

@@ -16,8 +16,9 @@ description:
     (pulling it when told to) and reads what the target's migrations will do to the brain.
   - A gate that refuses (an unhealthy Engine, a target older than the brain, a destructive or unclassifiable
     migration that was not acknowledged, a target that does not boot on a copy of the brain) fails the module
-    with one message that says what to do. The lock it took is released first, so nothing is left behind. No
-    container is stopped by this module.
+    with one message that says what to do. The lock it holds for O(lock.run_id) is released first (taken now, or
+    held by the same run since an earlier pre-flight), so nothing is left behind. No container is stopped by this
+    module.
   - With O(baseline) and O(snapshot), it also measures the Engine's baseline and takes the pre-upgrade snapshot once
     the gates passed (the upgrade role does so when no probe or eval turns go to the Engine before its switch);
     without them, those are steps of their own (M(september.engine.engine_metrics),

@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from ansible_collections.september.engine.plugins.module_utils import _preflight
 from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
+from ansible_collections.september.engine.plugins.module_utils._lock import EngineLock
 from ansible_collections.september.engine.plugins.module_utils._preflight import (
     Preflight,
     PreflightRefused,
@@ -210,6 +213,34 @@ def test_a_refusal_releases_the_lock_the_preflight_took(monkeypatch, tmp_path) -
     assert list(tmp_path.iterdir()) == []  # the lock file is gone: nothing was left behind
 
 
+def test_a_refused_second_pre_flight_after_a_resume_releases_the_lock_its_run_holds(monkeypatch, tmp_path) -> None:
+    # resume.yml brought the Engine back under the lock of this run's first pre-flight; the second one refuses.
+    facts = engine(identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"})
+    monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
+    EngineLock(str(tmp_path), "u1", key="volume:engine-data-u1").acquire("me", "r1", 60)
+    other = tmp_path / "other"
+    EngineLock(str(other), "u1", key="volume:engine-data-u1").acquire("someone", "r0", 60)
+    params = {
+        "inventory_name": "u1",
+        "target_version": "2.4.0",
+        "image_repository": None,
+        "require_healthy": True,
+        "url": None,
+        "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60},
+    }
+    pre = Preflight(params, client=None)
+    monkeypatch.setattr(
+        pre, "_health", lambda e: {"is_healthy": False, "failure": "unreachable", "failure_detail": "nothing answered"}
+    )
+    with pytest.raises(PreflightRefused, match="not healthy"):
+        pre.run()
+    assert pre.lock_plan["action"] == "refresh"
+    assert [p.name for p in tmp_path.iterdir()] == ["other"]  # this run's lock is gone
+    with pytest.raises(Exception, match="locked by someone"):  # another run's lock is never released by this one
+        Preflight(dict(params, lock=dict(params["lock"], dir=str(other))), client=None).run()
+    assert len(list(other.iterdir())) == 1
+
+
 def test_an_engine_already_on_the_target_releases_its_lock_and_does_nothing(monkeypatch, tmp_path) -> None:
     facts = engine(image="engine:2.4.0", identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"})
     monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
@@ -303,3 +334,38 @@ def test_a_target_that_does_not_come_up_on_the_copy_is_refused_with_nothing_stop
     message = refused.value.msg
     assert "engine:3.0.0 did not come up healthy on a copy of its brain (exited: exit 3)" in message
     assert "for a major upgrade (2.4.0 to 3.0.0)" in message and message.endswith("Nothing was changed.")
+
+
+class RecordingSnapshot:
+    """Stands in for BrainSnapshot (its own tests cover the copy): records the options the pre-flight gives it."""
+
+    seen: ClassVar[list] = []
+
+    def __init__(self, params, check_mode, warn=None, client=None) -> None:
+        RecordingSnapshot.seen.append(params)
+
+    def run(self) -> dict:
+        return {"changed": True, "snapshot": {"name": RecordingSnapshot.seen[-1]["name"]}, "pruned": []}
+
+
+@pytest.mark.parametrize(("destructive", "retain"), [(False, 2), (True, 9)])
+def test_the_pre_flight_snapshot_is_named_bound_and_kept_by_the_shared_rule(monkeypatch, destructive, retain) -> None:
+    monkeypatch.setattr(_preflight, "BrainSnapshot", RecordingSnapshot)
+    RecordingSnapshot.seen = []
+    params = {
+        "inventory_name": "u1",
+        "target_version": "2.4.0",
+        "lock": {"dir": "/nowhere", "owner": "me", "run_id": "r1", "ttl": 60},
+        "snapshot": {"dest": "/s/u1", "verify": "quick", "retain_days": 2, "destructive_retain_days": 9,
+                     "keep_last": 3, "name": None, "reason": None},
+        "migrations_source": "auto", "migrations_table": None, "migrations_column": None,
+    }
+    pre = Preflight(params, client=None)
+    identity = {"key": "volume:engine-data-u1", "slug": "engine-data-u1"}
+    taken = pre._snapshot({"identity": identity, "container": "u1"}, {"version": "2.3.0"},
+                          {"needs_acknowledgement": destructive})
+    options = RecordingSnapshot.seen[-1]
+    assert taken["name"] == options["name"] == "pre-upgrade-engine-data-u1-2.3.0-to-2.4.0-r1"
+    assert options["engine_key"] == "volume:engine-data-u1" and options["engine_name"] == "u1"
+    assert options["kind"] == "pre-upgrade" and options["retain_days"] == retain and options["keep_last"] == 3
+    assert options["reason"] == "pre-upgrade: 2.3.0 -> 2.4.0 (run r1)" and options["dest"] == "/s/u1"
