@@ -44,6 +44,11 @@ ENGINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,199}$")
 #: A lock file that cannot be read is treated as held for this long after its last change (a writer is
 #: never that slow), then as expired.
 UNREADABLE_GRACE = 30
+#: A writer's temporary file (written, then linked or renamed onto the lock) older than this was left by a process
+#: that died between the two (a job killed, a Docker host frozen mid-write): it is removed under the flock. Writers
+#: hold the flock from the write to the rename (a dead one's flock is gone with it), so this margin is only for a
+#: writer that does not take it.
+STALE_TEMP_SECONDS = 10
 DEFAULT_LOCK_DIR = "/var/lib/september-engine/locks"
 DEFAULT_TTL = 3600
 
@@ -182,6 +187,17 @@ class EngineLock:
     def _replace(self, holder: Holder) -> None:
         os.replace(self._temp(holder), self.path)
 
+    def _sweep_temps(self) -> None:
+        """Remove this lock's temporary files that a dead writer left (older than STALE_TEMP_SECONDS): a live writer
+        links or renames its file within the same flock, in milliseconds."""
+        prefix, cutoff = f".{os.path.basename(self.path)}.", time.time() - STALE_TEMP_SECONDS
+        with contextlib.suppress(OSError), os.scandir(self.lock_dir) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                            os.unlink(entry.path)
+
     def guard(self):
         """An exclusive flock on the lock directory for one decide-and-write step (released on close)."""
         fd = os.open(self.lock_dir, os.O_RDONLY)
@@ -232,6 +248,7 @@ class EngineLock:
             return self.plan_acquire(owner, run_id, ttl)
         self.ensure_dir()
         with self._guarded():
+            self._sweep_temps()
             plan = self.plan_acquire(owner, run_id, ttl)
             if plan["action"] == "acquire":
                 if not self._create(plan["after"]):  # a writer that does not take the flock got there first
@@ -284,6 +301,7 @@ class EngineLock:
         if check_mode or not os.path.isdir(self.lock_dir):
             return self._plan_release(run_id, force)
         with self._guarded():
+            self._sweep_temps()
             plan = self._plan_release(run_id, force)
             if plan["action"] == "release":
                 try:

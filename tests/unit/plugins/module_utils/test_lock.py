@@ -10,12 +10,14 @@ import json
 import os
 import stat
 import threading
+import time
 
 import pytest
 
 from ansible_collections.september.engine.plugins.module_utils._errors import LockedError, OptionsError
 from ansible_collections.september.engine.plugins.module_utils._identity import slug_of
 from ansible_collections.september.engine.plugins.module_utils._lock import (
+    STALE_TEMP_SECONDS,
     EngineLock,
     LockKeeper,
     iso,
@@ -112,6 +114,26 @@ def test_release(lock):
     assert lock.release("run-a")["action"] == "not_held"
     lock.acquire("alice", "run-a", 60)
     assert lock.release("run-b", force=True)["action"] == "release"
+
+
+def test_temporary_files_a_dead_writer_left_are_swept_under_the_flock(lock):
+    # A Docker host frozen (or a job killed) between writing the temporary file and renaming it onto the lock.
+    os.makedirs(lock.lock_dir, mode=0o700)
+    stale = os.path.join(lock.lock_dir, ".sept-u001.lock.dead1.tmp")
+    fresh = os.path.join(lock.lock_dir, ".sept-u001.lock.live1.tmp")  # a writer that does not take the flock, now
+    other = os.path.join(lock.lock_dir, ".sept-u002.lock.dead2.tmp")  # another Engine's: its own lock sweeps it
+    for path in (stale, fresh, other):
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("{}")
+    old = time.time() - STALE_TEMP_SECONDS - 5
+    for path in (stale, other):
+        os.utime(path, (old, old))
+    lock.acquire("alice", "run-a", 60)
+    assert sorted(os.listdir(lock.lock_dir)) == sorted([os.path.basename(fresh), os.path.basename(other),
+                                                         "sept-u001.lock"])
+    os.utime(fresh, (old, old))
+    lock.release("run-a")
+    assert os.listdir(lock.lock_dir) == [os.path.basename(other)]
 
 
 def test_unreadable_lock_is_held_for_a_grace_time_then_expired(lock, clock):
