@@ -129,8 +129,8 @@ def test_temporary_files_a_dead_writer_left_are_swept_under_the_flock(lock):
     for path in (stale, other):
         os.utime(path, (old, old))
     lock.acquire("alice", "run-a", 60)
-    assert sorted(os.listdir(lock.lock_dir)) == sorted([os.path.basename(fresh), os.path.basename(other),
-                                                         "sept-u001.lock"])
+    left = [os.path.basename(fresh), os.path.basename(other), "sept-u001.lock"]
+    assert sorted(os.listdir(lock.lock_dir)) == sorted(left)
     os.utime(fresh, (old, old))
     lock.release("run-a")
     assert os.listdir(lock.lock_dir) == [os.path.basename(other)]
