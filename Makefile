@@ -72,10 +72,12 @@ else
 	@echo "==> tests/system/rollout runs alongside (its output: $(SYSTEM_LOG), shown at the end)"
 	@$(BIN)/pytest tests/system/rollout $(PYTEST_ARGS) > $(SYSTEM_LOG) 2>&1 & roll=$$!; \
 	  $(BIN)/pytest tests/system $(HARNESS_SYSTEM) --ignore=tests/system/rollout --ignore=tests/system/lab \
-	    --ignore=tests/system/faults $(PYTEST_ARGS) && rest=0 || rest=$$?; \
+	    --ignore=tests/system/faults $(PYTEST_ARGS) 2>&1 | tee build/system-main.log && rest=0 || rest=$$?; \
 	  wait $$roll && rollrc=0 || rollrc=$$?; \
 	  echo "==> tests/system/rollout (ran alongside), exit $$rollrc:"; cat $(SYSTEM_LOG); \
-	  echo "==> make system: tests/system exit $$rest (its summary is above the rollout log), rollout exit $$rollrc"; \
+	  echo "==> make system, by group (exit codes: tests/system $$rest, rollout $$rollrc):"; \
+	  for log in build/system-main.log $(SYSTEM_LOG); do echo "$$log: $$(tail -n 1 $$log)"; \
+	    grep -E '^(FAILED|ERROR) ' $$log || true; done; \
 	  for rc in $$rest $$rollrc; do [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit 1; done
 endif
 
@@ -103,11 +105,12 @@ faults: collection lab-image
 	@$(BIN)/pytest $(FAULTS)/test_kill.py $(PYTEST_ARGS) > $(FAULTS_LOG)/kill.log 2>&1 & k=$$!; \
 	  $(BIN)/pytest tests/system/lab/test_faults_lab.py $(PYTEST_ARGS) > $(FAULTS_LOG)/lab.log 2>&1 & l=$$!; \
 	  $(BIN)/pytest $(FAULTS_A) $(PYTEST_ARGS) > $(FAULTS_LOG)/a.log 2>&1 & a=$$!; \
-	  $(BIN)/pytest $(FAULTS) --ignore=$(FAULTS)/test_kill.py $(addprefix --ignore=,$(FAULTS_A)) $(PYTEST_ARGS) && b=0 || b=$$?; \
+	  $(BIN)/pytest $(FAULTS) --ignore=$(FAULTS)/test_kill.py $(addprefix --ignore=,$(FAULTS_A)) $(PYTEST_ARGS) 2>&1 \
+	    | tee $(FAULTS_LOG)/b.log && b=0 || b=$$?; \
 	  wait $$k && krc=0 || krc=$$?; wait $$l && lrc=0 || lrc=$$?; wait $$a && arc=0 || arc=$$?; \
 	  for g in kill lab a; do echo "==> $(FAULTS_LOG)/$$g.log:"; cat $(FAULTS_LOG)/$$g.log; done; \
 	  echo "==> make faults, by group (exit codes: b $$b, kill $$krc, lab $$lrc, a $$arc):"; \
-	  for g in kill lab a; do echo "$$g: $$(tail -n 1 $(FAULTS_LOG)/$$g.log)"; \
+	  for g in b kill lab a; do echo "$$g: $$(tail -n 1 $(FAULTS_LOG)/$$g.log)"; \
 	    grep -E '^(FAILED|ERROR) ' $(FAULTS_LOG)/$$g.log || true; done; \
 	  for rc in $$b $$krc $$lrc $$arc; do [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit 1; done
 

@@ -193,7 +193,8 @@ class EngineLock:
         prefix, cutoff = f".{os.path.basename(self.path)}.", time.time() - STALE_TEMP_SECONDS
         with contextlib.suppress(OSError), os.scandir(self.lock_dir) as entries:
             for entry in entries:
-                if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+                middle = entry.name[len(prefix):-len(".tmp")]
+                if entry.name.startswith(prefix) and entry.name.endswith(".tmp") and middle and "." not in middle:
                     with contextlib.suppress(OSError):
                         if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                             os.unlink(entry.path)

@@ -142,13 +142,17 @@ class Preflight:
             ),
         )
 
-    def _release_lock(self) -> None:
+    def _release_lock(self) -> bool:
+        """Release the lock this pre-flight took; one the run held already ("refresh") only with lock.release_held
+        (the role's second pre-flight of an Engine it brought back, resume.yml): another invocation sharing the run
+        id (a pinned engine_run_id, a promotion) may hold that one in the middle of a switch."""
         if self.lock is None or self.check_mode or self.lock_plan is None:
-            return
-        # "refresh": this run held it already, from its first pre-flight of an Engine it then brought back
-        # (resume.yml). A refusal now ends this run's work on the Engine all the same: release it.
-        if self.lock_plan["action"] in ("acquire", "take_over", "refresh"):
-            self.lock.release(self.p["lock"]["run_id"])
+            return False
+        taken = ("acquire", "take_over", "refresh") if self.p["lock"].get("release_held") else ("acquire", "take_over")
+        if self.lock_plan["action"] not in taken:
+            return False
+        self.lock.release(self.p["lock"]["run_id"])
+        return True
 
     # ------------------------------------------------------------------ steps
 
@@ -326,8 +330,8 @@ class Preflight:
             result["resume"] = self._resume_plan(engine, image)
             return result
         if action == "none":
-            self._release_lock()
-            result["lock"] = None if lock is None else dict(lock, action="released")
+            released = self._release_lock()
+            result["lock"] = None if lock is None else dict(lock, action="released" if released else lock["action"])
             return result
         health = self._health(engine)
         result["health"] = health

@@ -221,7 +221,8 @@ def pre_upgrade_snapshot(host: dict) -> dict | None:
     return by_role or _get(host, "__engine_upgrade_pre", "preflight", "snapshot")
 
 
-def pre_upgrade_snapshot_options(preflight: dict, spec: dict, target_version: str, run_id: str | None) -> dict:
+def pre_upgrade_snapshot_options(preflight: dict, spec: dict, target_version: str,
+                                 run_id: str | None = None) -> dict:
     """brain_snapshot's options for the pre-upgrade snapshot, from the pre-flight's result and the role's snapshot
     spec (engine_preflight's ``snapshot`` option): named ``pre-upgrade-<identity slug>-<from>-to-<to>-<run id>``,
     bound to the Engine's identity key, and kept at least ``destructive_retain_days`` when a pending migration is

@@ -16,8 +16,8 @@ description:
     (pulling it when told to) and reads what the target's migrations will do to the brain.
   - A gate that refuses (an unhealthy Engine, a target older than the brain, a destructive or unclassifiable
     migration that was not acknowledged, a target that does not boot on a copy of the brain) fails the module
-    with one message that says what to do. The lock it holds for O(lock.run_id) is released first (taken now, or
-    held by the same run since an earlier pre-flight), so nothing is left behind. No container is stopped by this
+    with one message that says what to do. The lock it took is released first (with O(lock.release_held), also one
+    the same run held since an earlier pre-flight), so nothing is left behind. No container is stopped by this
     module.
   - With O(baseline) and O(snapshot), it also measures the Engine's baseline and takes the pre-upgrade snapshot once
     the gates passed (the upgrade role does so when no probe or eval turns go to the Engine before its switch);
@@ -202,6 +202,15 @@ options:
         description: Seconds until the lock expires if it is never released (a dead run).
         type: int
         default: 1200
+      release_held:
+        description:
+          - When the pre-flight refuses, fails or finds nothing to do, also release the lock if this run held it
+            already (taken again with the same O(lock.run_id)). The upgrade role sets it for its second pre-flight
+            of an Engine it brought back after a dead run.
+          - With V(false), only a lock this pre-flight took is released, since another invocation sharing the run id
+            (a pinned run id, a promotion) may hold it in the middle of a switch.
+        type: bool
+        default: false
 author:
   - September Engine maintainers (@september-engine)
 """
@@ -355,6 +364,7 @@ def main() -> None:
             owner=dict(type="str", required=True),
             run_id=dict(type="str", required=True),
             ttl=dict(type="int", default=1200),
+            release_held=dict(type="bool", default=False),
         )),
     )
     module = EngineModule(argument_spec, shared=engine_module_specs(), docker=True, required_if=ENGINE_REQUIRED_IF)

@@ -122,18 +122,19 @@ def test_temporary_files_a_dead_writer_left_are_swept_under_the_flock(lock):
     stale = os.path.join(lock.lock_dir, ".sept-u001.lock.dead1.tmp")
     fresh = os.path.join(lock.lock_dir, ".sept-u001.lock.live1.tmp")  # a writer that does not take the flock, now
     other = os.path.join(lock.lock_dir, ".sept-u002.lock.dead2.tmp")  # another Engine's: its own lock sweeps it
-    for path in (stale, fresh, other):
+    clash = os.path.join(lock.lock_dir, ".sept-u001.lock.x.lock.dead3.tmp")  # Engine "sept-u001.lock.x"'s
+    for path in (stale, fresh, other, clash):
         with open(path, "w", encoding="utf-8") as handle:
             handle.write("{}")
     old = time.time() - STALE_TEMP_SECONDS - 5
-    for path in (stale, other):
+    for path in (stale, other, clash):
         os.utime(path, (old, old))
     lock.acquire("alice", "run-a", 60)
-    left = [os.path.basename(fresh), os.path.basename(other), "sept-u001.lock"]
+    left = [os.path.basename(fresh), os.path.basename(other), os.path.basename(clash), "sept-u001.lock"]
     assert sorted(os.listdir(lock.lock_dir)) == sorted(left)
     os.utime(fresh, (old, old))
     lock.release("run-a")
-    assert os.listdir(lock.lock_dir) == [os.path.basename(other)]
+    assert sorted(os.listdir(lock.lock_dir)) == sorted([os.path.basename(other), os.path.basename(clash)])
 
 
 def test_unreadable_lock_is_held_for_a_grace_time_then_expired(lock, clock):

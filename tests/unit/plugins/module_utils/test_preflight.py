@@ -228,13 +228,22 @@ def test_a_refused_second_pre_flight_after_a_resume_releases_the_lock_its_run_ho
         "url": None,
         "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60},
     }
-    pre = Preflight(params, client=None)
-    monkeypatch.setattr(
-        pre, "_health", lambda e: {"is_healthy": False, "failure": "unreachable", "failure_detail": "nothing answered"}
-    )
-    with pytest.raises(PreflightRefused, match="not healthy"):
-        pre.run()
-    assert pre.lock_plan["action"] == "refresh"
+
+    def refused(lock: dict) -> Preflight:
+        pre = Preflight(dict(params, lock=dict(params["lock"], **lock)), client=None)
+        monkeypatch.setattr(
+            pre, "_health",
+            lambda e: {"is_healthy": False, "failure": "unreachable", "failure_detail": "nothing answered"})
+        with pytest.raises(PreflightRefused, match="not healthy"):
+            pre.run()
+        assert pre.lock_plan["action"] == "refresh"
+        return pre
+
+    # Without release_held (the default): another invocation sharing the run id (a pinned engine_run_id, two
+    # promotions) may hold it in the middle of a switch: left alone.
+    refused({})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["engine-data-u1.lock", "other"]
+    refused({"release_held": True})  # the role's second pre-flight after resume.yml
     assert [p.name for p in tmp_path.iterdir()] == ["other"]  # this run's lock is gone
     with pytest.raises(Exception, match="locked by someone"):  # another run's lock is never released by this one
         Preflight(dict(params, lock=dict(params["lock"], dir=str(other))), client=None).run()
