@@ -327,6 +327,13 @@ class Preflight:
             baseline_container=None,
         )
         if action == "resume":
+            if engine.get("running") and engine.get("image") != image:
+                # Putting the old container back under a brain the new release may have migrated leaves the Engine
+                # crash-looping; that is rollback.yml's work (brain restore), or this switch's verification.
+                self._refuse(
+                    f"a dead run switched it to {engine.get('image')}, which runs unverified. Re-run with that target "
+                    f"version to verify the switch (rolled back with its brain if it fails), or roll it back with "
+                    f"rollback.yml, before upgrading it to {image}.")
             result["resume"] = self._resume_plan(engine, image)
             return result
         if action == "none":

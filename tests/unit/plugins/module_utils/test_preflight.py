@@ -250,6 +250,26 @@ def test_a_refused_second_pre_flight_after_a_resume_releases_the_lock_its_run_ho
     assert len(list(other.iterdir())) == 1
 
 
+def test_an_unverified_switch_to_another_release_is_refused_not_put_back(monkeypatch, tmp_path) -> None:
+    # A run died after its new container (2.4.0) migrated the brain; the re-run names another target (a typo). The
+    # old container put back over that brain would crash-loop: refuse, with the Engine serving on as it is.
+    facts = engine(image="engine:2.4.0", previous={"container": "u1--previous"},
+                   identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"})
+    monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
+    params = {
+        "inventory_name": "u1",
+        "target_version": "2.9.9",
+        "image_repository": None,
+        "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60},
+    }
+    with pytest.raises(PreflightRefused, match=r"u1: a dead run switched it to engine:2\.4\.0, .*rollback\.yml"):
+        Preflight(params, client=None).run()
+    assert list(tmp_path.iterdir()) == []  # the lock it took is released
+    down = dict(facts, running=False)  # down: bringing back what ran before is still the way
+    monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: down)
+    assert Preflight(params, client=None).run()["resume"]["how"] == "container_back"
+
+
 def test_an_engine_already_on_the_target_releases_its_lock_and_does_nothing(monkeypatch, tmp_path) -> None:
     facts = engine(image="engine:2.4.0", identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"})
     monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
