@@ -37,7 +37,7 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
     NotFoundError,
     OptionsError,
 )
-from ansible_collections.september.engine.plugins.module_utils._identity import identity_from_facts
+from ansible_collections.september.engine.plugins.module_utils._identity import identity_from_facts, identity_from_mount
 from ansible_collections.september.engine.plugins.module_utils._image_ref import ImageRef
 
 PREVIOUS_IMAGE_LABEL = "io.september.engine.previous-image"
@@ -148,10 +148,10 @@ def _read_compose_state(compose_dir: str, service: str) -> dict:
     return dict(((data.get("services") or {}).get(service)) or {})
 
 
-def _previous(client, container, previous, data_dir: str) -> dict | None:
-    """What a rollback of a per-user container goes back to: the kept container, else the recorded image."""
-    if previous is not None:
-        prev = _container_facts(client, previous, data_dir)
+def _previous(client, container, prev: dict | None) -> dict | None:
+    """What a rollback of a per-user container goes back to: the kept container (its facts), else the recorded
+    image."""
+    if prev is not None:
         return dict(container=prev["container"], image=prev["image"], image_id=prev["image_id"],
                     version=prev["version"], status=prev["status"])
     labels = (container.labels or {}) if container is not None else {}
@@ -225,11 +225,15 @@ def resolve_engine(client, params: dict) -> dict:
                 f"No container named '{name}' (nor '{name}{params.get('previous_suffix', '--previous')}') on this "
                 "Docker host: check engine_container_name in the inventory."
             )
+        prev = _container_facts(client, previous, data_dir) if previous is not None else None
         if container is not None:
             engine.update(_container_facts(client, container, data_dir))
         else:
-            engine["container"] = name
-        engine["previous"] = _previous(client, container, previous, data_dir)
+            # A run died between renaming the old container and creating the new one: the brain is still the
+            # kept container's, so the Engine keeps its identity (lock, snapshots) and is not keyed by its name.
+            engine.update(container=name, volume=prev["volume"], brain_mount=prev["brain_mount"],
+                          identity=identity_from_mount(prev["brain_mount"], name))
+        engine["previous"] = _previous(client, container, prev)
         engine["failed_container"] = failed.name if failed is not None else None
     else:
         _compose_engine(client, params, data_dir, engine)

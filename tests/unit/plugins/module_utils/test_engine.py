@@ -142,3 +142,22 @@ def test_container_previous_carries_the_recorded_image_id():
                                     {"deployment": "container", "container_name": "engine-u1"})
     assert engine["previous"] == {"container": None, "image": "engine:2.3.0", "image_id": "sha256:230",
                                   "version": "2.3.0", "status": None}
+
+
+def test_an_engine_whose_container_a_dead_run_renamed_keeps_its_brain_identity():
+    # A run died (or is still working) between renaming engine-u1 to engine-u1--previous and creating the new
+    # container: the Engine is the kept container's brain, never "container:engine-u1" (docs/faults.md D10).
+    kept = _Ctr("engine-u1--previous", {}, image="engine:2.3.0", image_id="sha256:230")
+    engine = _engine.resolve_engine(_Client({kept.name: kept}),
+                                    {"deployment": "container", "container_name": "engine-u1"})
+    assert (engine["exists"], engine["container"], engine["volume"]) == (False, "engine-u1", "e_engine_data")
+    assert engine["identity"]["key"] == "volume:e_engine_data"
+    assert engine["previous"]["container"] == "engine-u1--previous" and engine["previous"]["version"] == "2.3.0"
+    kept.attrs["Mounts"] = [{"Type": "bind", "Source": "/srv/u1/data", "Destination": "/data"}]
+    engine = _engine.resolve_engine(_Client({kept.name: kept}),
+                                    {"deployment": "container", "container_name": "engine-u1"})
+    assert engine["identity"]["key"] == "bind:/srv/u1/data" and engine["volume"] is None
+    kept.attrs["Mounts"] = []  # nothing at /data: the name is all there is
+    engine = _engine.resolve_engine(_Client({kept.name: kept}),
+                                    {"deployment": "container", "container_name": "engine-u1"})
+    assert engine["identity"]["key"] == "container:engine-u1"
