@@ -20,6 +20,8 @@ What this run does with the Engine (``action``):
 
 from __future__ import annotations
 
+import sqlite3
+
 from ansible_collections.september.engine.plugins.module_utils._compose_history import IN_PROGRESS, needs_resume
 from ansible_collections.september.engine.plugins.module_utils._container import (
     EngineImage,
@@ -335,6 +337,8 @@ class Preflight:
                     f"version to verify the switch (rolled back with its brain if it fails), or roll it back with "
                     f"rollback.yml, before upgrading it to {image}.")
             result["resume"] = self._resume_plan(engine, image)
+            if result["resume"]["how"] == "container_back":
+                result["resume"] = self._back_unless_migrated(engine, result["resume"])
             return result
         if action == "none":
             released = self._release_lock()
@@ -419,6 +423,32 @@ class Preflight:
             done = manager.run()
         self.changed = self.changed or (done["changed"] and not self.check_mode)
         return dict(done["snapshot"] or {}, pruned=done.get("pruned") or [])
+
+    def _back_unless_migrated(self, engine: dict, plan: dict) -> dict:
+        """The dead run's new container may have migrated the brain before it went down: the kept container's
+        release would then refuse it (MIGRATION_REQUIRED) and crash-loop. Start the dead run's container again
+        instead: the Engine serves on that release, and the second pre-flight refuses to go on from an unverified
+        switch (re-run with that target, or rollback.yml, which restores the brain). Unreadable: put back."""
+        previous = engine.get("previous") or {}
+        try:
+            back_to = previous.get("image_id") or previous.get("image")
+            migration = self._migration(engine, back_to, engine.get("image"))[0]
+        except (EngineModuleError, DockerException, sqlite3.Error, OSError) as exc:
+            self.warnings.append(
+                f"{self.name}: whether {previous.get('image')} can start on the brain the dead run left could not be "
+                f"read ({exc}); its kept container is put back."
+            )
+            return plan
+        if not migration["not_shipped"]:
+            return plan
+        return dict(
+            plan,
+            how="container_start",
+            why=(
+                f"the brain holds migration(s) {', '.join(migration['not_shipped'])}, which {previous.get('image')} "
+                f"does not ship: {engine.get('image')}, which applied them, is started again instead"
+            ),
+        )
 
     def _resume_plan(self, engine: dict, image: str) -> dict:
         """How to bring back an Engine a dead run left down (the role does it, then runs the pre-flight again)."""

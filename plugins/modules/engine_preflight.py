@@ -315,7 +315,12 @@ preflight:
                "reason": "fixed by the config change INC-42",
                "path": "/var/lib/september-engine/rolled-back-releases/2.4.1.json"}
     resume:
-      description: How to bring the Engine back (V(resume) only).
+      description:
+        - How to bring the Engine back (V(resume) only).
+        - V(how=container_back) puts the kept previous container back. When the brain holds migrations that the
+          previous release does not ship (the dead run's new container applied them before it went down), V(how)
+          is V(container_start) instead, and V(why) says so. The dead run's release serves again, and the second
+          pre-flight refuses to go on from its unverified switch to another release than the target.
       type: dict
       sample: {"how": "container_back", "previous": "engine-u042--previous"}
 """

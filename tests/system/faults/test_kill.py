@@ -17,6 +17,8 @@ health      2.4.0    the health wait on the new release begins
 bake        2.4.0    the bake begins
 restore     2.4.1    the rollback (2.4.1 fails its health gate) stops the bad container to restore the brain
 compose     2.4.0    a Compose project's drain began (Docker sends SIGTERM)
+migrated    2.9.9    the new container (2.4.0) started and migrated the brain (0006); it is then stopped, and
+                     the re-run names another target (a typo): see below
 ==========  =======  ========================================================================================
 
 The run is killed with every process under it (its modules too: ansible-core's workers are in sessions of their
@@ -26,6 +28,10 @@ end with the Engine running and healthy on the target (on 2.3.0 with its pre-upg
 the same standard as a first run (measures of its own baseline and of the window since the switch, not health
 only), with no lock, no kept container and no temporary file left, and every acknowledged write in the brain (or,
 after a restore, in the restored or the kept replaced brain).
+
+``migrated``: 2.3.0 cannot start on the brain 2.4.0 migrated (MIGRATION_REQUIRED). The re-run to 2.9.9 must not put
+2.3.0 back over it (it crash-looped, docs/faults.md D9): it starts 2.4.0 again, refuses to go on from that unverified
+switch (exit 2) and leaves the Engine serving on 2.4.0, never restarted since; a third run, to 2.4.0, verifies it.
 
 The scenarios run four at a time (module fixture ``killed``): each test checks its own.
 """
@@ -63,7 +69,7 @@ KILL_VARS: dict[str, Any] = {
     "engine_upgrade_canary_max_bake_seconds": 6,
     "engine_upgrade_lock_ttl": 25,
 }
-SCENARIOS = ("snapshot", "drain", "switch", "health", "bake", "restore", "compose")
+SCENARIOS = ("snapshot", "drain", "switch", "health", "bake", "restore", "compose", "migrated")
 PARALLEL = 4
 
 
@@ -79,6 +85,8 @@ class Killed:
     killed: LiveRun | None = None
     after_kill: dict[str, str] = field(default_factory=dict)
     rerun: PlaybookRun | None = None
+    refused: PlaybookRun | None = None
+    after_refusal: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
 
@@ -134,6 +142,19 @@ def kill_point(sc: Killed, run: LiveRun, started: float) -> None:
             started,
             lambda e: e.get("Action") == "kill" and _attrs(e).get("signal") == "15" and _attrs(e).get("name") == name,
         )
+    elif sc.name == "migrated":
+        docker_event(
+            client,
+            started,
+            lambda e: (
+                e.get("Action") == "start"
+                and _attrs(e).get("name") == name
+                and _attrs(e).get("image") == "engine:2.4.0"
+            ),
+        )
+        wait_for(
+            lambda: "0006" in brain.applied_migrations(engine.brain_path()), "2.4.0 to migrate the brain", timeout=60
+        )
     elif sc.name == "switch":
         docker_event(client, started, lambda e: e.get("Action") == "create" and _attrs(e).get("name") == name)
     elif sc.name == "health":
@@ -150,6 +171,18 @@ def kill_point(sc: Killed, run: LiveRun, started: float) -> None:
             ),
         )
     run.kill()
+
+
+def engine_state(engine: Engine) -> dict[str, Any]:
+    container = engine.container()
+    container.reload()
+    return dict(
+        version=engine.image_version(),
+        status=container.status,
+        restarts=container.attrs.get("RestartCount"),
+        healthy=engine.is_healthy(),
+        kept=[c.name for c in container.client.containers.list(all=True, filters={"name": f"{container.name}--"})],
+    )
 
 
 def play(sc: Killed) -> Killed:
@@ -174,6 +207,8 @@ def play(sc: Killed) -> Killed:
                 for c in f.client.containers.list(all=True, filters={"label": f"io.september.fleet={f.fleet.name}"})
             }
             assert f.lock_files(), "the killed run left no lock"
+            if sc.name == "migrated":  # the dead run's new container goes down too (an OOM kill, a host reboot)
+                sc.engine.container().stop(timeout=10)
             # engine_upgrade_lock_ttl is how long a dead run may keep its Engines locked: then the job runs again.
             killed_at = sc.killed.killed_at
             assert killed_at is not None
@@ -183,6 +218,11 @@ def play(sc: Killed) -> Killed:
                 timeout=120,
                 interval=0.5,
             )
+            if sc.name == "migrated":
+                sc.refused = f.run(
+                    "upgrade.yml", label="re-run to a typo target", **dict(extra, engine_target_version="2.9.9")
+                )
+                sc.after_refusal = engine_state(sc.engine)
             sc.rerun = f.run("upgrade.yml", label=f"re-run after {sc.name}", **extra)
     except BaseException:  # reported by the scenario's test
         sc.error = traceback.format_exc()
@@ -245,9 +285,19 @@ def test_killed_then_rerun(killed: dict[str, Killed], step: str) -> None:
         kept = max((m for m in snaps.values() if m["kind"] == "pre-restore"), key=lambda m: m["created_at"])
         f.assert_writes_kept_restored(engine, pre, kept, sc.lg)
         return
+    if step == "migrated":
+        refused = sc.refused
+        assert refused is not None and refused.rc == 2, refused.stdout[-3000:] if refused else None
+        assert "the brain holds migration(s) 0006, which engine:2.3.0 does not ship" in refused.stdout
+        assert "a dead run switched it to engine:2.4.0, which runs unverified" in refused.stdout
+        assert sc.after_refusal == dict(
+            version="2.4.0", status="running", restarts=0, healthy=True, kept=[f"{engine.container().name}--previous"]
+        ), sc.after_refusal
+        assert f.entry(engine, f.reports()[-2])["lock_taken_over"], "the typo re-run did not take the dead lock over"
+    else:
+        assert entry["lock_taken_over"], "the re-run did not say it took the dead run's lock over"
     assert rerun.rc == 0, rerun.stdout[-3000:]
     assert entry["status"] in ("upgraded", "verified"), entry
-    assert entry["lock_taken_over"], "the re-run did not say it took the dead run's lock over"
     # The same standard as a first run: judged on measures (its baseline, the window since the switch).
     verdict = entry["verdict"] or {}
     assert verdict.get("decision") == "pass", verdict

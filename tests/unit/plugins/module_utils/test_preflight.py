@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -265,9 +266,39 @@ def test_an_unverified_switch_to_another_release_is_refused_not_put_back(monkeyp
     with pytest.raises(PreflightRefused, match=r"u1: a dead run switched it to engine:2\.4\.0, .*rollback\.yml"):
         Preflight(params, client=None).run()
     assert list(tmp_path.iterdir()) == []  # the lock it took is released
-    down = dict(facts, running=False)  # down: bringing back what ran before is still the way
+    down = dict(facts, running=False)  # down, and the brain was not migrated: bringing back what ran before
     monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: down)
+    monkeypatch.setattr(Preflight, "_migration", lambda self, e, image, current: ({"not_shipped": []}, None))
     assert Preflight(params, client=None).run()["resume"]["how"] == "container_back"
+
+
+def test_a_down_engine_whose_brain_the_dead_run_migrated_is_not_put_back_on_the_old_release(monkeypatch,
+                                                                                           tmp_path) -> None:
+    # The dead run's 2.4.0 container applied a forward-only migration, then went down; the re-run names another
+    # target. 2.3.0 would refuse that brain (MIGRATION_REQUIRED) and crash-loop: start 2.4.0 again instead.
+    facts = engine(image="engine:2.4.0", running=False,
+                   previous={"container": "u1--previous", "image": "engine:2.3.0", "image_id": "sha256:230"},
+                   identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"})
+    monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
+    params = {"inventory_name": "u1", "target_version": "2.9.9", "image_repository": None}
+    asked = []
+
+    def migration(self, e, image, current):
+        asked.append((image, current))
+        return {"not_shipped": ["0007_add_episodes.sql"]}, None
+
+    monkeypatch.setattr(Preflight, "_migration", migration)
+    resume = Preflight(params, client=None).run()["resume"]
+    assert asked == [("sha256:230", "engine:2.4.0")]  # the kept release, by its image id
+    assert resume["how"] == "container_start" and "0007_add_episodes.sql" in resume["why"], resume
+
+    def unreadable(self, e, image, current):
+        raise _preflight.EngineModuleError("no brain at /data/brain.sqlite")
+
+    monkeypatch.setattr(Preflight, "_migration", unreadable)
+    pre = Preflight(params, client=None)
+    assert pre.run()["resume"]["how"] == "container_back"  # no evidence of a migration: what ran before
+    assert any("could not be read (no brain" in w for w in pre.warnings), pre.warnings
 
 
 def test_an_engine_already_on_the_target_releases_its_lock_and_does_nothing(monkeypatch, tmp_path) -> None:
@@ -398,3 +429,36 @@ def test_the_pre_flight_snapshot_is_named_bound_and_kept_by_the_shared_rule(monk
     assert options["engine_key"] == "volume:engine-data-u1" and options["engine_name"] == "u1"
     assert options["kind"] == "pre-upgrade" and options["retain_days"] == retain and options["keep_last"] == 3
     assert options["reason"] == "pre-upgrade: 2.3.0 -> 2.4.0 (run r1)" and options["dest"] == "/s/u1"
+
+
+def test_a_renamed_container_is_locked_by_its_brain_so_the_run_renaming_it_is_seen(monkeypatch, tmp_path) -> None:
+    # Run r0 renamed engine-u1 to engine-u1--previous and has not created the new container yet (alive, or killed
+    # there). A second run must collide with r0's lock, which is keyed by the brain's volume (docs/faults.md D10).
+    from ansible_collections.september.engine.plugins.module_utils import _engine
+
+    kept = SimpleNamespace(
+        name="u1--previous", id="c0ffee", labels={},
+        attrs={"Image": "sha256:230", "Config": {"Image": "engine:2.3.0"}, "State": {"Status": "exited"},
+               "Mounts": [{"Type": "volume", "Name": "engine-data-u1", "Destination": "/data"}]})
+
+    def get(name):
+        if name == kept.name:
+            return kept
+        raise _engine.NotFound(name)
+
+    def no_image(ref):
+        raise _engine.NotFound(ref)
+
+    client = SimpleNamespace(containers=SimpleNamespace(get=get), images=SimpleNamespace(get=no_image))
+    EngineLock(str(tmp_path), "u1", key="volume:engine-data-u1").acquire("someone", "r0", 60)
+    params = {
+        "inventory_name": "u1",
+        "deployment": "container",
+        "container_name": "u1",
+        "target_version": "2.4.0",
+        "image_repository": None,
+        "lock": {"dir": str(tmp_path), "owner": "me", "run_id": "r1", "ttl": 60},
+    }
+    with pytest.raises(Exception, match="locked by someone"):
+        Preflight(params, client=client).run()
+    assert [p.name for p in tmp_path.iterdir()] == ["engine-data-u1.lock"]  # no second lock under the name
