@@ -272,8 +272,7 @@ def test_an_unverified_switch_to_another_release_is_refused_not_put_back(monkeyp
     assert Preflight(params, client=None).run()["resume"]["how"] == "container_back"
 
 
-def test_a_down_engine_whose_brain_the_dead_run_migrated_is_not_put_back_on_the_old_release(monkeypatch,
-                                                                                           tmp_path) -> None:
+def test_a_down_engine_whose_brain_the_dead_run_migrated_is_not_put_back_on_the_old_release(monkeypatch) -> None:
     # The dead run's 2.4.0 container applied a forward-only migration, then went down; the re-run names another
     # target. 2.3.0 would refuse that brain (MIGRATION_REQUIRED) and crash-loop: start 2.4.0 again instead.
     facts = engine(image="engine:2.4.0", running=False,
