@@ -23,6 +23,11 @@ from ansible_collections.september.engine.plugins.module_utils._compose import (
     find_service_container,
     resolve_config,
 )
+from ansible_collections.september.engine.plugins.module_utils._container import (
+    PREVIOUS_IMAGE_ID_LABEL,
+    PREVIOUS_IMAGE_LABEL,
+    ROLLED_BACK_FROM_LABEL,
+)
 from ansible_collections.september.engine.plugins.module_utils._docker import (
     NotFound,
     docker_argument_spec,
@@ -40,8 +45,6 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
 from ansible_collections.september.engine.plugins.module_utils._identity import identity_from_facts, identity_from_mount
 from ansible_collections.september.engine.plugins.module_utils._image_ref import ImageRef
 
-PREVIOUS_IMAGE_LABEL = "io.september.engine.previous-image"
-PREVIOUS_IMAGE_ID_LABEL = "io.september.engine.previous-image-id"
 COMPOSE_STATE_FILE = ".september-engine.json"
 
 
@@ -192,6 +195,7 @@ def _compose_engine(client, params: dict, data_dir: str, engine: dict) -> None:
         engine["previous"] = dict(container=None, image=record["previous_image"], image_id=image_id,
                                   version=facts["version"], status=None)
     project = config.as_dict() if config is not None else {}
+    engine["rolled_back_from"] = record.get("rolled_back_from")
     engine["compose"] = dict(
         dir=os.path.realpath(compose_dir),
         service=service,
@@ -212,7 +216,8 @@ def resolve_engine(client, params: dict) -> dict:
     """Everything the roles need to know about one Engine, without changing anything."""
     deployment = params["deployment"]
     data_dir = params.get("data_dir") or "/data"
-    engine = dict(deployment=deployment, exists=False, container=None, previous=None, failed_container=None)
+    engine = dict(deployment=deployment, exists=False, container=None, previous=None, failed_container=None,
+                  rolled_back_from=None)
     if deployment == "container":
         name = params.get("container_name")
         if not name:
@@ -235,6 +240,12 @@ def resolve_engine(client, params: dict) -> dict:
                           identity=identity_from_mount(prev["brain_mount"], name))
         engine["previous"] = _previous(client, container, prev)
         engine["failed_container"] = failed.name if failed is not None else None
+        # What a rollback took it back from: the container it kept as failed (the latest rollback's), else the label
+        # the rollback gave the container it created (a kept container put back carries none).
+        engine["rolled_back_from"] = (
+            (failed.attrs.get("Config") or {}).get("Image") if failed is not None
+            else ((container.labels or {}) if container is not None else {}).get(ROLLED_BACK_FROM_LABEL)
+        )
     else:
         _compose_engine(client, params, data_dir, engine)
     if params.get("url"):

@@ -43,12 +43,12 @@ from ansible_collections.september.engine.plugins.module_utils._engine import (
     COMPOSE_STATE_FILE,
     PREVIOUS_IMAGE_ID_LABEL,
     PREVIOUS_IMAGE_LABEL,
+    ROLLED_BACK_FROM_LABEL,
 )
 from ansible_collections.september.engine.plugins.module_utils._errors import EngineModuleError, OptionsError
 from ansible_collections.september.engine.plugins.module_utils._image_ref import ImageRef, is_image_id
 
 VERSION_LABEL = "org.opencontainers.image.version"
-ROLLED_BACK_FROM_LABEL = "io.september.engine.rolled-back-from"
 DEFAULT_KEEP = 5
 _SEMVER = re.compile(r"^[vV]?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$")
 _HEX_ID = re.compile(r"^(?:sha256:)?([0-9a-f]{12,64})$")

@@ -30,6 +30,7 @@ from ansible_collections.september.engine.plugins.module_utils._health import En
 from ansible_collections.september.engine.plugins.module_utils._image_ref import parse_image_ref
 from ansible_collections.september.engine.plugins.module_utils._lock import lock_keeper
 from ansible_collections.september.engine.plugins.module_utils._migration_check import MigrationCheck
+from ansible_collections.september.engine.plugins.module_utils._migrations import version_bump
 from ansible_collections.september.engine.plugins.module_utils._paths import require_absolute
 from ansible_collections.september.engine.plugins.module_utils._release_record import record_rollback
 from ansible_collections.september.engine.plugins.module_utils._restore import (
@@ -80,6 +81,9 @@ def choose_target(engine: dict, version: str | None, image: str | None) -> tuple
     recorded = previous.get("image")
     if recorded and (not version or previous.get("version") == version or _tag(recorded) == version):
         return recorded, previous.get("image_id")
+    if not version and not recorded and engine.get("rolled_back_from") and engine.get("image"):
+        # Rolled back already (a second rollback.yml, or one after the upgrade's own rollback): it stays where it is.
+        return engine["image"], engine.get("image_id")
     if version:
         repository = engine.get("repository") or (_repository(recorded) if recorded else None)
         if not repository:
@@ -180,15 +184,38 @@ class Rollback:
             raise RollbackRefused(f"The image to go back to, {ref}, is not on this Docker host. Nothing was changed.")
         return image
 
-    def _needs_restore(self, target: str) -> tuple[bool, dict | None]:
+    def _refuse_going_forward(self, target: str, version: str | None, migration: dict) -> None:
+        """A rollback goes back. A release newer than the running one, or one that would migrate the brain, is an
+        upgrade (a typo at 3 a.m.: the bad version for the good one): refused, unless it is the release recorded
+        before the last switch (an operator's own downgrade being undone)."""
+        if target == (self.engine.get("previous") or {}).get("image"):
+            return
+        newer = version_bump(self.engine.get("version"), version) in ("major", "minor", "patch")
+        pending = [item["name"] for item in migration.get("pending") or []]
+        if not (newer or pending):
+            return
+        why = f"{target} is newer than the running {self.engine.get('image')}" if newer else (
+            f"{target} would apply migration(s) {', '.join(pending)} to the brain")
+        raise RollbackRefused(
+            f"{why}: a rollback only goes back. Check engine_rollback_version (the release to go back TO), or "
+            "upgrade with upgrade.yml (snapshot, canary, verification). Nothing was changed."
+        )
+
+    def _needs_restore(self, target: str) -> tuple[bool, dict]:
+        """(restore the brain?, the migration check of the brain against the target): the check always runs, it
+        also tells a rollback from an upgrade (_refuse_going_forward)."""
         choice = self.p["restore_brain"]
-        if choice == "never":
-            return False, None
         params = dict(self.p, target_image=target, current_image=None, container=self._brain_container(),
                       volume=None, path=None, boot_test=False, boot_timeout=120, boot_test_dir=None,
                       api_key_env="ENGINE_API_KEY", env=None)
-        migration = MigrationCheck(params, client=self.client).run()
-        return choice == "always" or migration["is_downgrade"], migration
+        try:
+            migration = MigrationCheck(params, client=self.client).run()
+        except EngineModuleError as exc:
+            if choice != "never":
+                raise
+            self.warnings.append(f"The brain was not read against {target} ({exc.msg}); restore_brain=never.")
+            return False, {}
+        return choice != "never" and (choice == "always" or migration["is_downgrade"]), migration
 
     def _plan_restore(self, version: str | None):
         location = locate_brain(dict(container=self._brain_container(), data_dir=self.p["data_dir"],
@@ -249,7 +276,8 @@ class Rollback:
             result.update(self._finish(result))
             return result
         restore, migration = self._needs_restore(target)
-        result["migration"] = migration
+        result["migration"] = migration or None
+        self._refuse_going_forward(target, result["to_version"], migration)
         plan = None
         try:
             if restore:

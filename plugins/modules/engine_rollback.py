@@ -25,6 +25,9 @@ description:
   - If a step after the stop fails, what was serving is started again before the module fails, and the message says
     so. An Engine already on the release asked for but stopped is started. The collection never leaves an Engine
     stopped.
+  - A rollback only goes back. A release newer than the running one, or one that would apply migrations to the
+    brain, is refused before anything changes (that is an upgrade, with a snapshot and a verification), unless it
+    is the release recorded before the last switch.
   - The role P(september.engine.engine_rollback#role) runs it (and so the playbook C(september.engine.rollback) and
     the upgrade's automatic rollback).
 extends_documentation_fragment:
@@ -47,6 +50,8 @@ attributes:
     support: full
     details:
       - An Engine already running the release asked for, with nothing left of a switch, is not touched.
+      - An Engine rolled back already (its container kept as failed, or its rolled-back-from label, or the Compose
+        state file's record), with no O(version) asked, stays where it is; a second rollback.yml changes nothing.
 options:
   inventory_name:
     description: The Engine's name in the inventory, for messages and the kept brain's manifest.

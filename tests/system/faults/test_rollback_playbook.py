@@ -14,7 +14,10 @@ identity is ``bind:<path>``), under load throughout. upgrade.yml takes it to 2.4
 5. rollback.yml on the killed Engine: back on 2.3.0 with the pre-upgrade brain; the replaced brain, WAL and all,
    is kept; no acknowledged write is in neither brain; no -wal or -shm of the replaced brain is left to the
    restored one;
-6. the operator stops the Engine (now on 2.3.0); rollback.yml to 2.3.0 starts it again (it is never left down).
+6. rollback.yml again, as a tired operator does: nothing to do, exit 0 (it said "no previous release recorded" and
+   failed, which stopped a fleet's rollback at that Engine); then rollback.yml to 2.4.0, the bad release typed for
+   the good one: refused, nothing changed (it upgraded the Engine with no snapshot and no verification);
+7. the operator stops the Engine (now on 2.3.0); rollback.yml to 2.3.0 starts it again (it is never left down).
 
 And a Compose Engine rolled back by rollback.yml is upgraded again (defect D3).
 """
@@ -149,7 +152,21 @@ def test_rollback_faults_on_a_bind_mounted_brain(faults: Faults) -> None:
     # 5. The rollback of the killed Engine: the replaced brain is kept with its WAL's rows.
     roll_back_the_killed_engine(faults, engine, data, lg)
 
-    # 6. Stopped by its operator on the release to go back to: rollback.yml starts it, nothing else.
+    # 6. rollback.yml again: nothing to do. Then the bad release typed for the good one: refused.
+    rolled_back = engine.container().id
+    again_since = time.time()
+    run = faults.run("rollback.yml", label="rollback again")
+    assert run.rc == 0, run.stdout[-3000:]
+    (result,) = faults.reports("rollback")[-1]["engines"]
+    assert not result["rolled_back"] and result["kind"] == "none" and result["healthy"], result
+    run = faults.run("rollback.yml", label="rollback to the bad release", engine_rollback_version="2.4.0")
+    assert run.rc == 2, run.stdout[-3000:]
+    says = "engine:2.4.0 is newer than the running engine:2.3.0: a rollback only goes back"
+    assert any(says in m for m in failure_messages(run)), failure_messages(run)
+    assert die_events(faults, rolled_back, again_since) == [] and engine.container().id == rolled_back
+    assert brain.applied_migrations(engine.brain_path())[-1] == "0005" and engine.is_healthy()
+
+    # 7. Stopped by its operator on the release to go back to: rollback.yml starts it, nothing else.
     engine.container().stop(timeout=10)
     run = faults.run("rollback.yml", label="rollback of a stopped Engine on 2.3.0", engine_rollback_version="2.3.0")
     assert run.rc == 0, run.stdout[-3000:]
@@ -173,6 +190,9 @@ def test_a_compose_engine_rolled_back_by_rollback_yml_is_upgraded_again(faults: 
         assert engine.image_version() == "2.3.0"
         (last,) = json.loads(state_file.read_text())["services"]["engine"]["history"][-1:]
         assert (last["action"], last["result"], last["verified"]) == ("rolled_back", "ok", True), last
+        run = faults.run("rollback.yml", label="back to 2.3.0 again")  # nothing to do: not "nothing recorded"
+        assert run.rc == 0, run.stdout[-3000:]
+        assert not faults.reports("rollback")[-1]["engines"][0]["rolled_back"] and engine.image_version() == "2.3.0"
         run = faults.run("upgrade.yml", label="to 2.3.1 after the rollback", engine_target_version="2.3.1")
         assert run.rc == 0, run.stdout[-3000:]
     entry = faults.entry(engine)

@@ -125,6 +125,10 @@ def test_the_rollback_report_lists_rollbacks_failures_and_engines_not_reached() 
     assert "| c001 | 2.4.0 | 2.3.0 | none | - | - | - |" in text
     assert "| u002 | | | FAILED | | | | | no previous release / recorded |" in text
     assert "Not reached (the run stopped first): c002" in text
+    checked = render("engine_rollback", "rollback.md.j2", __engine_rollback_report={
+        "run_id": "r3", "check_mode": True, "written_at": "2026-11-21T23:15:38Z", "engines": [rolled],
+        "failed": [], "not_reached": []})
+    assert "(check mode: nothing was changed)\n- Would roll back: 1, already" in checked
 
 
 def test_the_rollback_report_says_per_table_what_the_bad_window_wrote_and_what_was_replayed() -> None:

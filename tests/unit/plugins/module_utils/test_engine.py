@@ -68,6 +68,7 @@ def test_compose_previous_comes_from_the_state_file(tmp_path, rolled_back, expec
     engine = _engine.resolve_engine(_Client({}), {"deployment": "compose", "compose_dir": str(tmp_path)})
     assert engine["exists"] is False
     assert (engine["previous"] or {}).get("image") == expected
+    assert engine["rolled_back_from"] == rolled_back
 
 
 @pytest.mark.parametrize(
@@ -161,3 +162,16 @@ def test_an_engine_whose_container_a_dead_run_renamed_keeps_its_brain_identity()
     engine = _engine.resolve_engine(_Client({kept.name: kept}),
                                     {"deployment": "container", "container_name": "engine-u1"})
     assert engine["identity"]["key"] == "container:engine-u1"
+
+
+def test_what_a_rollback_took_the_engine_back_from():
+    # The container the rollback kept as failed is the latest rollback's; else the label of the container it made.
+    back = _Ctr("engine-u1", {"io.september.engine.rolled-back-from": "engine:2.4.0"}, image="engine:2.3.0")
+    params = {"deployment": "container", "container_name": "engine-u1"}
+    assert _engine.resolve_engine(_Client({back.name: back}), params)["rolled_back_from"] == "engine:2.4.0"
+    failed = _Ctr("engine-u1--failed", {}, image="engine:2.4.1")
+    put_back = _Ctr("engine-u1", {"io.september.engine.rolled-back-from": "engine:2.4.0"}, image="engine:2.3.0")
+    engine = _engine.resolve_engine(_Client({put_back.name: put_back, failed.name: failed}), params)
+    assert engine["rolled_back_from"] == "engine:2.4.1"  # a kept container put back carries an older label
+    never = _Ctr("engine-u1", {}, image="engine:2.3.0")
+    assert _engine.resolve_engine(_Client({never.name: never}), params)["rolled_back_from"] is None

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from ansible_collections.september.engine.plugins.module_utils import _watch
 from ansible_collections.september.engine.plugins.module_utils._errors import OptionsError
 from ansible_collections.september.engine.plugins.module_utils._rollback import (
+    Rollback,
     RollbackRefused,
     check_options,
     choose_target,
@@ -115,6 +117,52 @@ def test_an_explicit_image_wins_and_nothing_recorded_is_refused() -> None:
     assert choose_target(ENGINE, None, "engine:2.3.1") == ("engine:2.3.1", None)
     with pytest.raises(RollbackRefused, match="engine_rollback_version=<tag>"):
         choose_target(dict(ENGINE, previous=None), None, None)
+
+
+def test_an_engine_rolled_back_already_stays_where_it_is() -> None:
+    # A second rollback.yml, or one after the upgrade's own rollback: the switch that recorded the previous release
+    # is undone, the container carries what it was rolled back from. Not "nothing recorded" (which sent operators
+    # to engine_rollback_version, and stopped a fleet's rollback at the first such Engine).
+    back = dict(ENGINE, image="engine:2.3.0", image_id="sha256:230", previous=None, rolled_back_from="engine:2.4.0")
+    assert choose_target(back, None, None) == ("engine:2.3.0", "sha256:230")
+    assert choose_target(back, "2.2.9", None) == ("registry:5000/team/engine:2.2.9", None)  # asked: elsewhere
+    with pytest.raises(RollbackRefused, match="engine_rollback_version=<tag>"):
+        choose_target(dict(back, rolled_back_from=None), None, None)
+
+
+def _forward(engine: dict, version: str, pending: list) -> Rollback:
+    module = SimpleNamespace(params={"deployment": "container"}, check_mode=False, notes=[])
+    done = Rollback(module, client=None)
+    done.engine = engine
+    with pytest.raises(RollbackRefused) as refused:
+        done._refuse_going_forward(f"engine:{version}", version, {"pending": [{"name": n} for n in pending]})
+    return refused.value.msg
+
+
+RUNNING_230 = {"image": "engine:2.3.0", "version": "2.3.0", "previous": None}
+
+
+def test_a_rollback_never_goes_forward() -> None:
+    # The bad version typed for the good one: it would upgrade the Engine with no snapshot and no verification.
+    message = _forward(RUNNING_230, "2.4.0", [])
+    assert "engine:2.4.0 is newer than the running engine:2.3.0: a rollback only goes back" in message
+    assert "Nothing was changed" in message
+    # Not newer by its version (a tag that is no version), but it would migrate the brain: an upgrade all the same.
+    message = _forward(dict(RUNNING_230, version=None), "nightly", ["0006_episode_tags"])
+    assert "would apply migration(s) 0006_episode_tags" in message
+
+
+@pytest.mark.parametrize(("engine", "target", "version", "pending"), [
+    (RUNNING_230, "engine:2.2.9", "2.2.9", []),  # older: a rollback
+    (RUNNING_230, "engine:2.3.0", "2.3.0", []),  # the same release
+    # The release recorded before the last switch, newer: an operator's own downgrade undone.
+    (dict(RUNNING_230, previous={"image": "engine:2.4.0"}), "engine:2.4.0", "2.4.0", []),
+])
+def test_going_back_is_not_refused(engine: dict, target: str, version: str, pending: list) -> None:
+    module = SimpleNamespace(params={"deployment": "container"}, check_mode=False, notes=[])
+    done = Rollback(module, client=None)
+    done.engine = engine
+    assert done._refuse_going_forward(target, version, {"pending": pending}) is None
 
 
 @pytest.mark.parametrize(("change", "message"), [
