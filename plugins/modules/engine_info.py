@@ -141,6 +141,13 @@ engine:
       description: Container kept after a rollback, for diagnostics, if any.
       type: str
       sample: engine-u042--failed
+    rolled_back_from:
+      description:
+        - The image a rollback took the Engine back from (the container kept as failed, the latest rollback's; else
+          the label of the container the rollback created; for Compose, the state file's record); null when it was
+          not rolled back.
+      type: str
+      sample: engine:2.4.1
     compose:
       description:
         - The Compose project (O(deployment=compose) only).
