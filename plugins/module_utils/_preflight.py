@@ -337,7 +337,7 @@ class Preflight:
                     f"version to verify the switch (rolled back with its brain if it fails), or roll it back with "
                     f"rollback.yml, before upgrading it to {image}.")
             result["resume"] = self._resume_plan(engine, image)
-            if result["resume"]["how"] == "container_back":
+            if result["resume"]["how"] in ("container_back", "compose_back"):
                 result["resume"] = self._back_unless_migrated(engine, result["resume"])
             return result
         if action == "none":
@@ -428,25 +428,35 @@ class Preflight:
         """The dead run's new container may have migrated the brain before it went down: the kept container's
         release would then refuse it (MIGRATION_REQUIRED) and crash-loop. Start the dead run's container again
         instead: the Engine serves on that release, and the second pre-flight refuses to go on from an unverified
-        switch (re-run with that target, or rollback.yml, which restores the brain). Unreadable: put back."""
-        previous = engine.get("previous") or {}
+        switch (re-run with that target, or rollback.yml, which restores the brain). Unreadable: put back.
+        Compose alike: going back is to the image the unfinished switch came from; starting is what the project
+        names (the dead run's release once it edited the files, which it did before that release could run)."""
+        if plan["how"] == "compose_back":
+            last = plan.get("last_switch") or {}
+            back_to = last.get("to") if last.get("action") == "rolled_back" else last.get("from")
+            ref, start = back_to, "compose_start"
+        else:
+            previous = engine.get("previous") or {}
+            ref, start = previous.get("image"), "container_start"
+            back_to = previous.get("image_id") or ref
+        if not back_to:
+            return plan
         try:
-            back_to = previous.get("image_id") or previous.get("image")
             migration = self._migration(engine, back_to, engine.get("image"))[0]
         except (EngineModuleError, DockerException, sqlite3.Error, OSError) as exc:
             self.warnings.append(
-                f"{self.name}: whether {previous.get('image')} can start on the brain the dead run left could not be "
-                f"read ({exc}); its kept container is put back."
+                f"{self.name}: whether {ref} can start on the brain the dead run left could not be read ({exc}); "
+                "what ran before is put back."
             )
             return plan
         if not migration["not_shipped"]:
             return plan
         return dict(
             plan,
-            how="container_start",
+            how=start,
             why=(
-                f"the brain holds migration(s) {', '.join(migration['not_shipped'])}, which {previous.get('image')} "
-                f"does not ship: {engine.get('image')}, which applied them, is started again instead"
+                f"the brain holds migration(s) {', '.join(migration['not_shipped'])}, which {ref} does not ship: "
+                f"{engine.get('image')}, which applied them, is started again instead"
             ),
         )
 

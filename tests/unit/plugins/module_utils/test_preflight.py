@@ -300,6 +300,29 @@ def test_a_down_engine_whose_brain_the_dead_run_migrated_is_not_put_back_on_the_
     assert any("could not be read (no brain" in w for w in pre.warnings), pre.warnings
 
 
+def test_a_down_compose_engine_whose_brain_the_dead_run_migrated_is_started_as_the_project_names(monkeypatch) -> None:
+    last = {"action": "present", "from": "engine:2.3.0", "to": "engine:2.4.0", "result": "in progress"}
+    facts = engine(deployment="compose", image="engine:2.4.0", running=False, compose={"last_switch": last},
+                   identity={"key": "volume:e_engine_data", "slug": "e_engine_data"})
+    monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
+    params = {"inventory_name": "c1", "target_version": "2.4.0", "image_repository": None}
+    asked, held = [], {"not_shipped": ["0006"]}
+
+    def migration(self, e, image, current):
+        asked.append(image)
+        return dict(held), None
+
+    monkeypatch.setattr(Preflight, "_migration", migration)
+    resume = Preflight(params, client=None).run()["resume"]
+    assert asked == ["engine:2.3.0"] and resume["how"] == "compose_start" and "0006" in resume["why"], resume
+    # A rollback left unfinished (from 2.4.0 to 2.3.0) whose brain was restored already: it goes on to 2.3.0.
+    rolling_back = dict(last, action="rolled_back", **{"from": "engine:2.4.0", "to": "engine:2.3.0"})
+    facts["compose"] = {"last_switch": rolling_back}
+    held["not_shipped"] = []
+    assert Preflight(params, client=None).run()["resume"]["how"] == "compose_back"
+    assert asked[-1] == "engine:2.3.0"  # where going back leads: the rollback's target
+
+
 def test_an_engine_already_on_the_target_releases_its_lock_and_does_nothing(monkeypatch, tmp_path) -> None:
     facts = engine(image="engine:2.4.0", identity={"key": "volume:engine-data-u1", "slug": "engine-data-u1"})
     monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
