@@ -65,15 +65,23 @@ def rollout_engines(hosts, hostvars, only=None, canaries=None) -> list[dict]:
     ]
 
 
-def rollout_settings(hosts, hostvars, only=None) -> dict:
-    """The upgrade's settings as the first Engine of the run sees them (its inventory, group and extra vars)."""
+def rollout_settings(hosts, hostvars, only=None, secrets=False) -> dict:
+    """The upgrade's settings as the first Engine of the run sees them (its inventory, group and extra vars).
+
+    The secret ones (webhook URLs) only with ``secrets=True``, for rollout_plan's ``no_log`` option
+    ``secret_settings``: in ``settings`` they would be shown at -vvv when the module's arguments fail their check.
+    """
     names = _selected(hosts, only)
     if not names:
         names = [str(host) for host in hosts or []]
     if not names:
         return {}
     variables = hostvars[names[0]]
-    return {key: variables[key] for key in variables if _settings.NAME_RE.match(str(key))}
+    return {
+        key: variables[key]
+        for key in variables
+        if _settings.NAME_RE.match(str(key)) and (str(key) in _settings.SECRETS) == bool(secrets)
+    }
 
 
 class FilterModule:

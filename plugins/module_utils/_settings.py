@@ -321,6 +321,9 @@ def _target(s: Settings) -> list[str]:
             f"{s.cite[name]} is not set: set engine_target_version to the release to upgrade to "
             f"(for example -e engine_target_version=2.4.0)."
         ]
+    if text != str(raw):
+        # An AWX survey field does not trim: the role would ask the Docker host for "engine: 2.4.0".
+        return [f"{s.show(name)}: spaces around the release; give the image tag alone, e.g. {text!r}."]
     if text.endswith("%") or "," in text:
         return [
             f"{s.show(name)}: looks like a rollout stage, not a release; the release (an image tag such as "

@@ -77,7 +77,14 @@ options:
         takes the role's default; a short name counts when the role's name is not set. Names that look like a setting
         but are none get a warning.
       - The filter P(september.engine.rollout_settings#filter) picks them from an Engine's C(hostvars).
-      - The webhook URL in it is a secret; it is never shown.
+      - Give the secret ones (the webhook URLs) in O(secret_settings). Given here they are kept out of the module's
+        result, but not out of its arguments shown at C(-vvv) when they fail their check.
+    type: dict
+    default: {}
+  secret_settings:
+    description:
+      - The secret settings (C(engine_upgrade_webhook_url), C(engine_webhook_url)), never shown.
+      - The filter P(september.engine.rollout_settings#filter) picks them with C(secrets=true).
     type: dict
     default: {}
   limit:
@@ -124,6 +131,7 @@ EXAMPLES = r"""
       {{ ansible_play_hosts_all | september.engine.rollout_engines(hostvars,
          canaries=groups['engine_canary'] | default([])) }}
     settings: "{{ ansible_play_hosts_all | september.engine.rollout_settings(hostvars) }}"
+    secret_settings: "{{ ansible_play_hosts_all | september.engine.rollout_settings(hostvars, secrets=true) }}"
     limit: "{{ ansible_limit | default(omit) }}"
   delegate_to: localhost
   run_once: true
@@ -268,7 +276,8 @@ class RolloutPlanner:
         self.p = module.params
 
     def run(self) -> dict:
-        p, given = self.p, self.p["settings"] or {}
+        p = self.p
+        given = dict(p["settings"] or {}, **(p["secret_settings"] or {}))
         self._read_given(given)
         settings, problems = _settings.validate(given)
         v = settings.values
@@ -377,6 +386,7 @@ def main() -> None:
             run_id=dict(type="str"),
             controls=dict(type="int"),
             settings=dict(type="dict", default={}),
+            secret_settings=dict(type="dict", default={}, no_log=True),
             limit=dict(type="str"),
             engine_vars=dict(type="dict", default={}),
             paused_run=dict(type="dict"),

@@ -122,3 +122,11 @@ def test_settings_of_the_first_engine():
         "engine_upgrade_bake_seconds": 30, "engine_target_version": "2.4.0", "engine_rollout_stages": "1,100%"}
     assert rollout_settings(["web", "u1"], hostvars, only=[]) == {"engine_upgrade_bake_seconds": 1}
     assert rollout_settings([], hostvars) == {}
+
+
+def test_the_secret_settings_come_apart_from_the_others():
+    hostvars = {"u1": {"engine_target_version": "2.4.0", "engine_webhook_url": "https://hooks/SECRET",
+                       "engine_upgrade_webhook_url": "https://hooks/OTHER"}}
+    assert rollout_settings(["u1"], hostvars) == {"engine_target_version": "2.4.0"}
+    assert rollout_settings(["u1"], hostvars, secrets=True) == {
+        "engine_webhook_url": "https://hooks/SECRET", "engine_upgrade_webhook_url": "https://hooks/OTHER"}

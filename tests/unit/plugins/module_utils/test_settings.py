@@ -54,6 +54,7 @@ ONE_PROBLEM = [
     ({"engine_target_version": "5%,10%,100%"}, "looks like a rollout stage"),
     ({"engine_target_version": "engine:2.4.0"}, "give the image tag only (2.4.0)"),
     ({"engine_target_version": "2.4 .0"}, "not a valid image tag"),
+    ({"engine_target_version": " 2.4.0 "}, "spaces around the release; give the image tag alone, e.g. '2.4.0'"),
     ({"engine_upgrade_target_version": ""}, "engine_upgrade_target_version is not set"),
     ({"engine_image_repository": "registry:5000/engine:2.4.0"}, "holds a tag or digest"),
     # the stages

@@ -127,6 +127,27 @@ def test_the_webhook_url_is_hidden(exits):
     assert "SECRET" not in str(failed) and "ftp://SECRET" in exits["no_log"]
 
 
+def test_the_secret_settings_are_hidden_even_when_the_arguments_fail_their_check(monkeypatch, exits):
+    # A paused_run that is no dict (an AWX artifact passed as a string) fails the argument check, before the module
+    # reads the settings: the webhook URL, given in secret_settings, is hidden all the same (it showed at -vvv, in
+    # the invocation's module_args).
+    shown = {}
+
+    def fail_json(self, **kwargs):
+        shown["module_args"] = basic.remove_values(self.params, self.no_log_values)
+        raise FailJson(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    url = "https://hooks.example/services/SECRET"
+    failed = run({"engines": engines(3), "settings": {"engine_target_version": "2.4.0"}, "paused_run": [1, 2],
+                  "secret_settings": {"engine_webhook_url": url}}, FailJson)
+    assert "paused_run" in failed["msg"] and "2.4.0" in str(shown["module_args"])
+    assert "SECRET" not in str(shown["module_args"]), shown
+    done = run({"engines": engines(3), "settings": {"engine_target_version": "2.4.0"},
+                "secret_settings": {"engine_webhook_url": url}})
+    assert url in exits["no_log"] and url not in str(done)
+
+
 def test_warnings_for_unknown_names_and_counts_that_look_like_percentages(exits):
     run(
         {
