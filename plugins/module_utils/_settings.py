@@ -321,22 +321,19 @@ def _target(s: Settings) -> list[str]:
             f"{s.cite[name]} is not set: set engine_target_version to the release to upgrade to "
             f"(for example -e engine_target_version=2.4.0)."
         ]
-    if text != str(raw):
+    # The first that applies: (is it so, what to say).
+    checks = (
         # An AWX survey field does not trim: the role would ask the Docker host for "engine: 2.4.0".
-        return [f"{s.show(name)}: spaces around the release; give the image tag alone, e.g. {text!r}."]
-    if text.endswith("%") or "," in text:
-        return [
-            f"{s.show(name)}: looks like a rollout stage, not a release; the release (an image tag such as "
-            f"2.4.0) goes in engine_target_version, the stages in engine_rollout_stages."
-        ]
-    if ":" in text or "/" in text or "@" in text:
-        return [f"{s.show(name)}: give the image tag only (2.4.0); the repository goes in engine_image_repository."]
-    if not TAG_RE.match(text):
-        return [
-            f"{s.show(name)}: not a valid image tag (letters, digits, '.', '_' and '-', at most 128); "
-            f"give the release's tag, e.g. 2.4.0."
-        ]
-    return []
+        (text != str(raw), f"spaces around the release; give the image tag alone, e.g. {text!r}."),
+        (text.endswith("%") or "," in text,
+         "looks like a rollout stage, not a release; the release (an image tag such as 2.4.0) goes in "
+         "engine_target_version, the stages in engine_rollout_stages."),
+        (":" in text or "/" in text or "@" in text,
+         "give the image tag only (2.4.0); the repository goes in engine_image_repository."),
+        (not TAG_RE.match(text),
+         "not a valid image tag (letters, digits, '.', '_' and '-', at most 128); give the release's tag, e.g. 2.4.0."),
+    )
+    return next(([f"{s.show(name)}: {why}"] for wrong, why in checks if wrong), [])
 
 
 def _repository(s: Settings) -> list[str]:
