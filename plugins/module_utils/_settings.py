@@ -634,3 +634,22 @@ def engine_problems(engines: list[str], engine_vars: dict) -> list[str]:
         if _set(v["engine_snapshot_dir"]):
             problems += _folder(engine, "engine_snapshot_dir", v["engine_snapshot_dir"])
     return problems
+
+
+def shared_container_problems(engines: list[dict], engine_vars: dict) -> list[str]:
+    """Inventory hosts that name one per-user container on one Docker host (``engines``: ``{name, docker_host}``):
+    one Engine under two names would be its own canary's control, locked against itself, and its snapshots filed
+    under two folders. One line per container; [] without ``engine_vars``."""
+    named: dict[tuple, list[str]] = {}
+    deployments = engine_vars.get("engine_deployment") or {}
+    containers = engine_vars.get("engine_container_name") or {}
+    for engine in engines if engine_vars else []:
+        container = containers.get(engine["name"])
+        if (deployments.get(engine["name"]) or "container") == "container" and isinstance(container, str) and container:
+            named.setdefault((str(engine.get("docker_host") or ""), container.strip()), []).append(engine["name"])
+    return [
+        f"{', '.join(names)}: all name the container {container} on {docker_host or 'the same Docker host'}; an "
+        f"Engine is one host of the inventory: keep one of them (or set engine_container_name right)."
+        for (docker_host, container), names in named.items()
+        if len(names) > 1
+    ]

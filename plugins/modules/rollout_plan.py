@@ -302,6 +302,7 @@ class RolloutPlanner:
         elif not stage_problems:
             problems += self._batch_problems(stages, stages_name, len(engines))
         engine_problems = _settings.engine_problems([e["name"] for e in engines], p["engine_vars"] or {})
+        engine_problems += _settings.shared_container_problems(engines, p["engine_vars"] or {})
         if problems or engine_problems:
             what = "The upgrade's settings" + (" and the Engines' inventory variables" if engine_problems else "")
             problems += engine_problems

@@ -207,6 +207,22 @@ def test_every_engines_own_variables_are_checked_with_the_settings():
     ]
 
 
+def test_two_hosts_naming_one_container_on_one_docker_host_are_refused():
+    # engines(6, hosts=3): sept-u000 and sept-u003 are both on dock-0; sept-u001 is on dock-1.
+    engine_vars = {"engine_container_name": {"sept-u000": "u1", "sept-u003": "u1 ", "sept-u001": "u1",
+                                             "sept-u002": "u2", "sept-u004": "u4", "sept-u005": "u5"},
+                   "engine_deployment": {"sept-u005": "compose"}, "engine_compose_dir": {"sept-u005": "/srv/u1"}}
+    failed = run({"engines": engines(6), "settings": {"engine_target_version": "2.4.0"}, "engine_vars": engine_vars},
+                 expect=FailJson)
+    assert failed["problems"] == [
+        "sept-u000, sept-u003: all name the container u1 on dock-0; an Engine is one host of the inventory: keep one "
+        "of them (or set engine_container_name right)."
+    ]
+    engine_vars["engine_container_name"]["sept-u003"] = "u3"
+    assert run({"engines": engines(6), "settings": {"engine_target_version": "2.4.0"},
+                "engine_vars": engine_vars})["plan"]["total"] == 6
+
+
 def test_good_engine_variables_plan_and_only_the_runs_engines_are_checked():
     engine_vars = {
         "engine_deployment": {"sept-u000": "compose", "sept-u001": None, "not-in-the-run": "docker"},
