@@ -27,3 +27,19 @@ def redact(value, secrets):
     if isinstance(value, (list, tuple)):
         return [redact(item, secrets) for item in value]
     return value
+
+
+#: The container environment variables that hold an Engine's secrets (the contract's key variable).
+SECRET_ENV = ("ENGINE_API_KEY",)
+
+
+def container_secrets(attrs: dict, names=SECRET_ENV) -> list[str]:
+    """The values of a container's secret environment variables (``attrs``: Docker's inspect data), to redact from
+    what is read of the container (its logs) also when the inventory does not know the key (set only in the
+    container's env or a Compose .env file, as probes and evals are optional)."""
+    found = []
+    for item in (attrs.get("Config") or {}).get("Env") or []:
+        name, sep, value = str(item).partition("=")
+        if sep and name in names and value:
+            found.append(value)
+    return found

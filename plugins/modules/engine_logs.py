@@ -42,6 +42,8 @@ options:
     description:
       - Strings that must never appear in the result, such as the Engine's API key; each occurrence in a line is
         replaced by C(********). Empty strings are ignored.
+      - The container's own C(ENGINE_API_KEY) (from its environment, as Docker or a Compose C(.env) file set it) is
+        always redacted, given here or not.
     type: list
     elements: str
     default: []
@@ -125,7 +127,7 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
 )
 from ansible_collections.september.engine.plugins.module_utils._metrics import iso
 from ansible_collections.september.engine.plugins.module_utils._module import EngineModule
-from ansible_collections.september.engine.plugins.module_utils._secrets import redact
+from ansible_collections.september.engine.plugins.module_utils._secrets import container_secrets, redact
 from ansible_collections.september.engine.plugins.module_utils._timeutil import UTC, parse_time
 
 MARGIN = 1  # seconds around the window asked of Docker; each line is then placed by its own Docker timestamp
@@ -190,6 +192,9 @@ class EngineLogs:
         p = self.params
         check_docker_sdk(self.module)
         container = get_container(docker_client(p), p["container"])
+        own = container_secrets(container.attrs)  # its key, also when the inventory does not know it
+        self.module.no_log_values.update(own)
+        self.secrets = sorted(set(self.secrets) | set(own), key=len, reverse=True)
         kwargs = dict(stdout=True, stderr=True, timestamps=True)
         if self.since is not None and self.since - MARGIN > 0:
             kwargs["since"] = float(self.since - MARGIN)

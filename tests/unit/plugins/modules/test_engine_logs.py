@@ -134,6 +134,15 @@ def test_secrets_are_replaced_in_every_line_and_every_occurrence(engine):
     assert logs["count"] == 12
 
 
+def test_the_containers_own_key_is_redacted_without_being_given(engine):
+    # The key set only in the container's env (or a Compose .env): the inventory does not know it, an Engine that
+    # logs request paths quotes it.
+    engine.attrs["Config"]["Env"] = [f"ENGINE_API_KEY={KEY}", "SQLITE_DB_PATH=/data/brain.sqlite", "EMPTY="]
+    engine.entries.append((T0 + 20, f"GET /leak/{KEY} 404"))
+    result = run({"container": "log-u001"})
+    assert KEY not in json.dumps(result) and result["logs"]["lines"][-1] == "GET /leak/******** 404"
+
+
 @pytest.mark.parametrize("container", ["log-u001", "3f1c9a"])
 def test_check_mode_reads_the_same(engine, container):
     args = {"container": container, "start": T0 + 1, "end": T0 + 3}
