@@ -90,6 +90,18 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, Any], tuple[str, ...]]] = 
         {"engine_snapshot_dir": RELATIVE_SNAPSHOTS},
         (RELATIVE_SNAPSHOTS, "absolute"),
     ),
+    "rollback host pattern matching nothing": (
+        "rollback.yml",
+        {"engine_hosts": "engines-typo"},
+        {},
+        ("engine_hosts=engines-typo matches no host", "Nothing was changed"),
+    ),
+    "snapshot host pattern matching nothing": (
+        "snapshot.yml",
+        {"engine_hosts": "engines-typo"},
+        {},
+        ("engine_hosts=engines-typo matches no host", "Nothing was changed"),
+    ),
     "deployment not a hosting model": (
         "upgrade.yml",
         {"engine_target_version": "2.4.0"},
@@ -135,7 +147,10 @@ def bad_runs(
             inventory.write_text(
                 yaml.safe_dump({"all": {"children": {"engines": {"hosts": {engine.engine_id: hv}}}}}, sort_keys=False)
             )
-            return f.start(playbook, label=case, inventory=inventory, **extra).wait()
+            # Each case its own state folder (locks): the cases run at once on one Engine, and a case refused by a
+            # module after the role took the lock (a snapshot's keep_last) must not meet another case's lock.
+            state = {"engine_state_dir": str(f.tmp / f"state-{case.replace(' ', '-')}")}
+            return f.start(playbook, label=case, inventory=inventory, **{**state, **extra}).wait()
 
         with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
             results = dict(zip(CASES, pool.map(one, CASES), strict=True))
@@ -159,6 +174,9 @@ def test_one_clear_message_and_nothing_changed(bad_runs: dict[str, Any], case: s
     assert len(distinct) <= 2, messages
     assert f.state() == bad_runs["before"], "the Engine was changed"
     assert f.lock_files() == [] and f.snapshot_files() == []
+    held = [p for p in f.tmp.glob(f"state-{case.replace(' ', '-')}/locks/*.lock") if p.read_text().strip()]
+    assert held == [], held
+    assert not list(f.tmp.glob(f"state-{case.replace(' ', '-')}/snapshots/*/*.sqlite"))
 
 
 def test_a_bad_inventory_variable_in_a_later_batch_stops_the_run_before_the_canary(faults: Faults) -> None:
@@ -177,3 +195,24 @@ def test_a_bad_inventory_variable_in_a_later_batch_stops_the_run_before_the_cana
     assert run.rc not in (0, 4), run.stdout[-3000:]
     assert any("engine_deployment" in m and "docker" in m for m in failure_messages(run)), failure_messages(run)
     assert faults.state() == before, "the canary was upgraded before the typo of a later Engine was found"
+
+
+def test_a_bad_rollback_variable_of_a_later_engine_stops_the_run_before_the_first(faults: Faults) -> None:
+    """rollback.yml goes one Engine at a time: its first play checks every Engine's variables (the role's argument
+    spec) before any is rolled back (a bad value on a later Engine was found after an earlier one was rolled back)."""
+    (engine,) = faults.up_engines(1)
+    with faults.load():  # evidence for the verification
+        run = faults.run("upgrade.yml", label="to 2.4.0", engine_target_version="2.4.0")
+    assert run.rc == 0, run.stdout[-3000:]
+    inventory = yaml.safe_load(faults.inventory_path.read_text())
+    hosts = inventory["all"]["children"]["engines"]["hosts"]
+    good = hosts.pop(engine.engine_id)
+    # rollback.yml goes in reverse inventory order: the Engine with the bad value comes after the good one.
+    hosts[f"{engine.engine_id}-typo"] = {**good, "engine_rollback_restore_brain": "maybe"}
+    hosts[engine.engine_id] = good
+    faults.inventory_path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    before = faults.state()
+    run = faults.run("rollback.yml", label="bad value on the later Engine")
+    assert run.rc not in (0, 4), run.stdout[-3000:]
+    assert any("engine_rollback_restore_brain" in m and "maybe" in m for m in failure_messages(run)), run.stdout[-3000:]
+    assert faults.state() == before, "the first Engine was rolled back before the bad value of a later one was found"
