@@ -276,11 +276,26 @@ def plural(n: int, one: str, many: str | None = None) -> str:
 # ---------------------------------------------------------------- one rule against one reference
 
 
-def _standing(last: dict | None, slice_min: int, breached_in_last) -> bool | None:
-    """Whether a breach still stands at the end: True/False from the last slice, None when it cannot tell."""
+def _standing(last: dict | None, slice_min: int, breached_in_last, recovered: bool | None = None) -> bool | None:
+    """Whether a breach still stands at the end: True/False from the last slice, None when it cannot tell.
+
+    ``recovered``, for a breach counted in failures: whether the last slice's clean run is beyond chance (a release
+    that fails 30 % of its turns leaves 7 clean turns in a row 8 % of the time). A clean last slice that is not is
+    None: it cannot tell, and the breach stands."""
     if last is None or last["turns"] < slice_min:
         return None
-    return bool(breached_in_last(last))
+    if breached_in_last(last):
+        return True
+    return None if recovered is False else False
+
+
+def _recovered(window: tuple[int, int], last: tuple[int, int], significance: float) -> bool:
+    """(failures, turns) of the window and of its last slice: are there fewer failures in the last slice than in
+    the rest of the window, beyond chance (one-sided Fisher exact test)?"""
+    early = (window[0] - last[0], window[1] - last[1])
+    if early[1] <= 0:
+        return False
+    return fisher_greater(max(early[0], 0), early[1], last[0], last[1]) < significance
 
 
 def error_rate_test(c: dict, r: dict, t: dict, last: dict | None, slice_min: int, outage: bool) -> dict:
@@ -309,7 +324,8 @@ def error_rate_test(c: dict, r: dict, t: dict, last: dict | None, slice_min: int
         def over(m):
             f, n = counts(m)
             return n > 0 and f / n > limit and f >= 2
-        test["standing"] = _standing(last, slice_min, over)
+        recovered = last is not None and _recovered(counts(c), counts(last), t["significance"])
+        test["standing"] = _standing(last, slice_min, over, recovered)
     return test
 
 
@@ -383,7 +399,10 @@ def kind_tests(c: dict, refs: list[dict], t: dict, last: dict | None, slice_min:
                     fired=breached and p < t["significance"] and not provider, standing=None,
                     note="names the provider (outage)" if provider else None)
         if test["fired"] and last is not None and last.get("warning_kinds") is not None:
-            test["standing"] = _standing(last, slice_min, lambda m, k=kind: (m["warning_kinds"] or {}).get(k, 0) > 0)
+            in_last = min((last["warning_kinds"] or {}).get(kind, 0), last["turns"])
+            recovered = _recovered((min(count, c["turns"]), c["turns"]), (in_last, last["turns"]), t["significance"])
+            test["standing"] = _standing(last, slice_min, lambda m, k=kind: (m["warning_kinds"] or {}).get(k, 0) > 0,
+                                         recovered)
         tests.append(test)
     return tests
 

@@ -355,6 +355,18 @@ def test_an_improving_breach_does_not_decide():
     assert [t["standing"] for t in rule_tests(got, "error_rate")] == [False, False]
 
 
+def test_a_clean_last_slice_that_could_be_chance_is_no_recovery():
+    # A release failing ~30 % of its turns all along: 6 of the first 14 fail, the last 7 happen to be clean
+    # (0.7 ** 7: 8 % of windows). That is no evidence of a recovery: the breach stands (it passed as "improving").
+    pattern = [1, 0, 1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 1, 0] + [0] * 7
+    window = [turn(T0 + 5 * i, failed=bool(f), latency=250 + i % 10) for i, f in enumerate(pattern)]
+    got = v.verdict([canary(window=measures(window), baseline=healthy(25, start=T0 - 400),
+                            last_slice=measures(window[14:]))], controls(healthy(60)))
+    assert got["decision"] == "fail", got["reasons"]
+    assert [t["standing"] for t in rule_tests(got, "error_rate")] == [None, None]
+    assert [t["standing"] for t in rule_tests(got, "new_error_kind")] == [None]
+
+
 def test_a_breach_in_a_last_slice_too_short_to_show_a_recovery_stands():
     early = [turn(T0 + i, failed=True, error="BURST") for i in range(15)]
     late = [turn(T0 + 100 + i) for i in range(30)]
