@@ -44,6 +44,7 @@ from ansible_collections.september.engine.plugins.module_utils._errors import (
 )
 from ansible_collections.september.engine.plugins.module_utils._identity import identity_from_facts, identity_from_mount
 from ansible_collections.september.engine.plugins.module_utils._image_ref import ImageRef
+from ansible_collections.september.engine.plugins.module_utils._timeutil import parse_time
 
 COMPOSE_STATE_FILE = ".september-engine.json"
 
@@ -151,13 +152,30 @@ def _read_compose_state(compose_dir: str, service: str) -> dict:
     return dict(((data.get("services") or {}).get(service)) or {})
 
 
-def _previous(client, container, prev: dict | None) -> dict | None:
-    """What a rollback of a per-user container goes back to: the kept container (its facts), else the recorded
-    image."""
+def _created(container) -> float | None:
+    try:
+        return parse_time(container.attrs.get("Created"))
+    except (TypeError, ValueError):
+        return None
+
+
+def put_back(container, failed) -> bool:
+    """Whether a rollback put ``container`` back (it kept the release it replaced as ``failed``, made after it): its
+    labels then tell of an older switch, not of the one the rollback undid. A ``failed`` container older than
+    ``container`` is an earlier rollback's, left behind: it tells nothing of this one."""
+    if container is None or failed is None:
+        return False
+    made, failed_made = _created(container), _created(failed)
+    return made is not None and failed_made is not None and failed_made > made
+
+
+def _previous(client, container, prev: dict | None, rolled_back: bool = False) -> dict | None:
+    """What a rollback of a per-user container goes back to: the kept container (its facts), else the image its
+    labels record (not when a rollback put it back: ``rolled_back``)."""
     if prev is not None:
         return dict(container=prev["container"], image=prev["image"], image_id=prev["image_id"],
                     version=prev["version"], status=prev["status"])
-    labels = (container.labels or {}) if container is not None else {}
+    labels = (container.labels or {}) if container is not None and not rolled_back else {}
     if labels.get(PREVIOUS_IMAGE_LABEL):
         ref, image_id = labels[PREVIOUS_IMAGE_LABEL], labels.get(PREVIOUS_IMAGE_ID_LABEL) or None
         facts = _image_facts(client, image_id, ref)
@@ -195,7 +213,8 @@ def _compose_engine(client, params: dict, data_dir: str, engine: dict) -> None:
         engine["previous"] = dict(container=None, image=record["previous_image"], image_id=image_id,
                                   version=facts["version"], status=None)
     project = config.as_dict() if config is not None else {}
-    engine["rolled_back_from"] = record.get("rolled_back_from")
+    # The record's, while the service still runs what the record says it went back to (not after a hand edit).
+    engine["rolled_back_from"] = record.get("rolled_back_from") if record.get("image") == engine.get("image") else None
     engine["compose"] = dict(
         dir=os.path.realpath(compose_dir),
         service=service,
@@ -238,12 +257,13 @@ def resolve_engine(client, params: dict) -> dict:
             # kept container's, so the Engine keeps its identity (lock, snapshots) and is not keyed by its name.
             engine.update(container=name, volume=prev["volume"], brain_mount=prev["brain_mount"],
                           identity=identity_from_mount(prev["brain_mount"], name))
-        engine["previous"] = _previous(client, container, prev)
+        back = put_back(container, failed)
+        engine["previous"] = _previous(client, container, prev, rolled_back=back)
         engine["failed_container"] = failed.name if failed is not None else None
-        # What a rollback took it back from: the container it kept as failed (the latest rollback's), else the label
-        # the rollback gave the container it created (a kept container put back carries none).
+        # What a rollback took it back from: the container it kept as failed when it put this one back, else the
+        # label the rollback gave the container it created.
         engine["rolled_back_from"] = (
-            (failed.attrs.get("Config") or {}).get("Image") if failed is not None
+            (failed.attrs.get("Config") or {}).get("Image") if back
             else ((container.labels or {}) if container is not None else {}).get(ROLLED_BACK_FROM_LABEL)
         )
     else:

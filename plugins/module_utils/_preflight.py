@@ -439,8 +439,8 @@ class Preflight:
             previous = engine.get("previous") or {}
             ref, start = previous.get("image"), "container_start"
             back_to = previous.get("image_id") or ref
-        if not back_to:
-            return plan
+        if not back_to or not engine.get("exists"):
+            return plan  # no container made after the rename (a run died between the two): nothing migrated it
         try:
             migration = self._migration(engine, back_to, engine.get("image"))[0]
         except (EngineModuleError, DockerException, sqlite3.Error, OSError) as exc:

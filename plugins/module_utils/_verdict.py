@@ -292,10 +292,12 @@ def _standing(last: dict | None, slice_min: int, breached_in_last, recovered: bo
 def _recovered(window: tuple[int, int], last: tuple[int, int], significance: float) -> bool:
     """(failures, turns) of the window and of its last slice: are there fewer failures in the last slice than in
     the rest of the window, beyond chance (one-sided Fisher exact test)?"""
-    early = (window[0] - last[0], window[1] - last[1])
-    if early[1] <= 0:
+    early_turns = window[1] - last[1]
+    if early_turns <= 0 or last[1] <= 0:
         return False
-    return fisher_greater(max(early[0], 0), early[1], last[0], last[1]) < significance
+    # Counts of log lines (a kind logged thrice per turn) can outnumber turns: at most one per turn.
+    early_hits, last_hits = min(max(window[0] - last[0], 0), early_turns), min(max(last[0], 0), last[1])
+    return fisher_greater(early_hits, early_turns, last_hits, last[1]) < significance
 
 
 def error_rate_test(c: dict, r: dict, t: dict, last: dict | None, slice_min: int, outage: bool) -> dict:

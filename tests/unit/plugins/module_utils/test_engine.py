@@ -68,7 +68,7 @@ def test_compose_previous_comes_from_the_state_file(tmp_path, rolled_back, expec
     engine = _engine.resolve_engine(_Client({}), {"deployment": "compose", "compose_dir": str(tmp_path)})
     assert engine["exists"] is False
     assert (engine["previous"] or {}).get("image") == expected
-    assert engine["rolled_back_from"] == rolled_back
+    assert engine["rolled_back_from"] is None  # no container runs what the record says it went back to
 
 
 @pytest.mark.parametrize(
@@ -165,13 +165,42 @@ def test_an_engine_whose_container_a_dead_run_renamed_keeps_its_brain_identity()
 
 
 def test_what_a_rollback_took_the_engine_back_from():
-    # The container the rollback kept as failed is the latest rollback's; else the label of the container it made.
-    back = _Ctr("engine-u1", {"io.september.engine.rolled-back-from": "engine:2.4.0"}, image="engine:2.3.0")
     params = {"deployment": "container", "container_name": "engine-u1"}
+
+    def made(ctr, when):
+        ctr.attrs["Created"] = when
+        return ctr
+
+    # A rollback that created the container labels it.
+    back = made(_Ctr("engine-u1", {"io.september.engine.rolled-back-from": "engine:2.4.0"}, image="engine:2.3.0"),
+                "2026-12-01T10:00:00.5Z")
     assert _engine.resolve_engine(_Client({back.name: back}), params)["rolled_back_from"] == "engine:2.4.0"
-    failed = _Ctr("engine-u1--failed", {}, image="engine:2.4.1")
-    put_back = _Ctr("engine-u1", {"io.september.engine.rolled-back-from": "engine:2.4.0"}, image="engine:2.3.0")
+    # A rollback that put the kept container back (the upgrade's own): the container it kept as failed was made
+    # after it. The put-back container's labels tell of the switch that made IT (from 2.2.0), long undone: a
+    # second rollback must not take them for where to go back to (it went on to 2.2.0).
+    put_back = made(_Ctr("engine-u1", {"io.september.engine.previous-image": "engine:2.2.0",
+                                       "io.september.engine.previous-image-id": "sha256:220"}, image="engine:2.3.0"),
+                    "2026-11-01T10:00:00Z")
+    failed = made(_Ctr("engine-u1--failed", {}, image="engine:2.4.1"), "2026-12-01T10:00:00.123456789Z")
     engine = _engine.resolve_engine(_Client({put_back.name: put_back, failed.name: failed}), params)
-    assert engine["rolled_back_from"] == "engine:2.4.1"  # a kept container put back carries an older label
+    assert engine["rolled_back_from"] == "engine:2.4.1" and engine["previous"] is None
+    # A failed container older than the container is an earlier rollback's, left behind: it tells nothing.
+    made(failed, "2026-10-01T10:00:00Z")
+    engine = _engine.resolve_engine(_Client({put_back.name: put_back, failed.name: failed}), params)
+    assert engine["rolled_back_from"] is None and engine["previous"]["image"] == "engine:2.2.0"
     never = _Ctr("engine-u1", {}, image="engine:2.3.0")
     assert _engine.resolve_engine(_Client({never.name: never}), params)["rolled_back_from"] is None
+
+
+def test_a_compose_record_of_a_rollback_counts_while_the_service_runs_what_it_says(tmp_path):
+    (tmp_path / "docker-compose.yml").write_text("services:\n  engine:\n    image: engine:2.3.0\n")
+    ctr = _Ctr("e-engine-1", {"com.docker.compose.project": "e", "com.docker.compose.service": "engine",
+                              "com.docker.compose.project.working_dir": str(tmp_path)}, image="engine:2.3.0")
+    client = _Client({})
+    client.containers = _FilteringContainers({ctr.name: ctr})
+    record = {"image": "engine:2.3.0", "previous_image": "engine:2.3.0", "rolled_back_from": "engine:2.4.0"}
+    (tmp_path / ".september-engine.json").write_text(json.dumps({"services": {"engine": record}}))
+    params = {"deployment": "compose", "compose_dir": str(tmp_path)}
+    assert _engine.resolve_engine(client, params)["rolled_back_from"] == "engine:2.4.0"
+    ctr.attrs["Config"]["Image"] = "engine:2.6.0"  # the project edited by hand since
+    assert _engine.resolve_engine(client, params)["rolled_back_from"] is None

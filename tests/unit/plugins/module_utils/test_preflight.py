@@ -300,6 +300,17 @@ def test_a_down_engine_whose_brain_the_dead_run_migrated_is_not_put_back_on_the_
     assert any("could not be read (no brain" in w for w in pre.warnings), pre.warnings
 
 
+def test_a_container_a_dead_run_renamed_and_never_replaced_is_put_back_without_reading_the_brain(monkeypatch) -> None:
+    # No container made after the rename: nothing can have migrated the brain (and there is no container to find
+    # it through: reading it only warned, wrongly, that it could not be read).
+    facts = engine(exists=False, running=False, image=None, previous={"container": "u1--previous",
+                   "image": "engine:2.3.0", "image_id": "sha256:230"})
+    monkeypatch.setattr(_preflight, "resolve_engine", lambda client, params: facts)
+    monkeypatch.setattr(Preflight, "_migration", lambda *a: pytest.fail("the brain was read"))
+    pre = Preflight({"inventory_name": "u1", "target_version": "2.4.0", "image_repository": None}, client=None)
+    assert pre.run()["resume"]["how"] == "container_back" and pre.warnings == []
+
+
 def test_a_down_compose_engine_whose_brain_the_dead_run_migrated_is_started_as_the_project_names(monkeypatch) -> None:
     last = {"action": "present", "from": "engine:2.3.0", "to": "engine:2.4.0", "result": "in progress"}
     facts = engine(deployment="compose", image="engine:2.4.0", running=False, compose={"last_switch": last},

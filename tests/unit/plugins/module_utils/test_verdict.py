@@ -367,6 +367,20 @@ def test_a_clean_last_slice_that_could_be_chance_is_no_recovery():
     assert [t["standing"] for t in rule_tests(got, "new_error_kind")] == [None]
 
 
+def test_a_kind_logged_more_often_than_turns_is_weighed_not_a_crash():
+    # 8 failing turns each log 'database is locked' twice: 16 lines of that kind, all in the 14 turns before the
+    # last slice.
+    failing = [line(T0 + 5 * i, "ERROR", message="database is locked", error="DB_LOCKED") for i in range(8)
+               for _copy in range(2)]
+    window = [turn(T0 + 5 * i, failed=i < 8, error="DB_LOCKED", latency=250 + i % 10) for i in range(21)]
+    got = v.verdict([canary(window=measures(window + failing), baseline=healthy(25, start=T0 - 400),
+                            last_slice=measures(window[14:]))], controls(healthy(60)))
+    # (It raised "hits cannot exceed totals": 16 lines in 14 early turns.) A burst that ended: improving.
+    kinds = {t["kind"]: t["standing"] for t in rule_tests(got, "new_error_kind")}
+    assert kinds == {"ERROR agent: database is locked: DB_LOCKED": False, "ERROR agent: turn failed: DB_LOCKED": False}
+    assert got["decision"] == "pass", got["reasons"]
+
+
 def test_a_breach_in_a_last_slice_too_short_to_show_a_recovery_stands():
     early = [turn(T0 + i, failed=True, error="BURST") for i in range(15)]
     late = [turn(T0 + 100 + i) for i in range(30)]
