@@ -74,8 +74,9 @@ def kill_at(lab: AwxLab, moment: str, proc: Any, timeout: float = 120) -> dict[s
                     moment == "rename" and action.startswith("rename")
                 ):
                     if proc.poll() is None:
-                        kill_job(proc.pid)
+                        # Noted before the kill: the kill ends the job, and the test reads `hit` once it has ended.
                         hit.update(action=action, name=attrs.get("name"), at=time.time())
+                        kill_job(proc.pid)
                     return
         except Exception:  # the stream closed under us: the job ended without reaching the moment
             return
@@ -86,6 +87,7 @@ def kill_at(lab: AwxLab, moment: str, proc: Any, timeout: float = 120) -> dict[s
         proc.wait(timeout=timeout)
     finally:
         events.close()
+        watcher.join(timeout=10)
         client.close()
     return hit
 
